@@ -1,0 +1,121 @@
+"""Settings: the one typed configuration object, read from the environment and `.env`."""
+
+from enum import StrEnum
+from functools import cache
+from typing import Annotated, Any, Self
+
+from pydantic import Field, PostgresDsn, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The placeholder shipped in `.env.example`; refused in production like an empty key.
+DEFAULT_SECRET_KEY = "change-me-in-production"
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    ENVIRONMENT: Environment = Environment.LOCAL
+    PROJECT_NAME: str = "TripSync API"
+    LOG_LEVEL: str = "INFO"
+
+    # Either a full URL, or the parts below from which one is built.
+    DATABASE_URL: PostgresDsn | None = None
+    POSTGRES_SERVER: str = "127.0.0.1"
+    POSTGRES_PORT: int = Field(default=5432, ge=1, le=65535)
+    POSTGRES_USER: str = "postgres"
+    POSTGRES_PASSWORD: SecretStr = SecretStr("")
+    POSTGRES_DB: str = "tripsync"
+
+    # Sync routes run in a thread pool of THREADPOOL_SIZE threads; each holds at most one
+    # connection, so the pool (size + overflow) must be at least that large: a request
+    # then never waits on the pool for longer than another request's transaction.
+    THREADPOOL_SIZE: int = Field(default=40, ge=1, le=1000)
+    DB_POOL_SIZE: int = Field(default=20, ge=1, le=1000)
+    DB_MAX_OVERFLOW: int = Field(default=20, ge=0, le=1000)
+    DB_POOL_TIMEOUT: float = Field(default=5.0, gt=0, le=300)
+    DB_POOL_RECYCLE: int = Field(default=1800, ge=-1)
+    DB_CONNECT_TIMEOUT: int = Field(default=5, ge=1, le=300)
+    DB_STATEMENT_TIMEOUT_MS: int = Field(default=15_000, ge=0)
+    DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: int = Field(default=60_000, ge=0)
+
+    SECRET_KEY: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60 * 24, ge=1, le=60 * 24 * 30)
+    ARGON2_TIME_COST: int = Field(default=3, ge=1, le=10)
+    ARGON2_MEMORY_COST_KIB: int = Field(default=65_536, ge=8, le=1_048_576)
+
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = [
+        "http://localhost:5173",
+        "http://127.0.0.1:5173",
+    ]
+    # Serve the static client under /app when this folder exists (empty disables it).
+    # Relative paths are relative to the repository's top folder.
+    FRONTEND_DIR: str = "frontend-stub"
+
+    # `make dev` without DATABASE_URL: the embedded server's data folder and port.
+    EMBEDDED_PG_DATA: str = ".data/postgres"
+    EMBEDDED_PG_PORT: int = Field(default=54329, ge=1024, le=65535)
+
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Self:
+        if self.DB_POOL_SIZE + self.DB_MAX_OVERFLOW < self.THREADPOOL_SIZE:
+            raise ValueError(
+                "DB_POOL_SIZE + DB_MAX_OVERFLOW "
+                f"({self.DB_POOL_SIZE} + {self.DB_MAX_OVERFLOW}) must be at least "
+                f"THREADPOOL_SIZE ({self.THREADPOOL_SIZE}), or requests wait on the pool"
+            )
+        if self.ENVIRONMENT is Environment.PRODUCTION:
+            key = self.SECRET_KEY.get_secret_value()
+            if key in ("", DEFAULT_SECRET_KEY) or len(key) < 32:
+                raise ValueError(
+                    "SECRET_KEY must be set to a random value of at least 32 characters "
+                    "when ENVIRONMENT=production (e.g. `openssl rand -hex 32`)"
+                )
+            if "*" in self.CORS_ORIGINS:
+                raise ValueError("CORS_ORIGINS may not contain '*' when ENVIRONMENT=production")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL: DATABASE_URL when set, else built from the POSTGRES_* parts."""
+        if self.DATABASE_URL is not None:
+            url = str(self.DATABASE_URL)
+        else:
+            url = str(
+                PostgresDsn.build(
+                    scheme="postgresql",
+                    username=self.POSTGRES_USER,
+                    password=self.POSTGRES_PASSWORD.get_secret_value() or None,
+                    host=self.POSTGRES_SERVER,
+                    port=self.POSTGRES_PORT,
+                    path=self.POSTGRES_DB,
+                )
+            )
+        return with_psycopg2(url)
+
+
+def with_psycopg2(url: str) -> str:
+    """One driver everywhere: a bare `postgresql://` URL would pick psycopg 3 in SQLAlchemy 2.1."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix) :]
+    return url
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,149 @@
+"""The engine, the session factory, the request's session and the dev-only `init_db`."""
+
+import logging
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, DateTime, Engine, create_engine, func, inspect
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Field, Session, SQLModel
+
+from app.core.config import Environment, Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+# Constraint names are deterministic, so migrations can drop and alter them by name.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+BACKEND_DIR = Path(__file__).resolve().parents[2]
+REPO_DIR = BACKEND_DIR.parent
+ALEMBIC_INI = REPO_DIR / "alembic.ini"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def uuid_primary_key() -> Any:
+    return Field(default_factory=uuid.uuid4, primary_key=True)
+
+
+def timestamp_column() -> Any:
+    """A timezone-aware timestamp set by the application, with the database's clock as default."""
+    return Field(
+        default_factory=utcnow,
+        sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+        sa_column_kwargs={"server_default": func.now(), "nullable": False},
+    )
+
+
+def build_engine(settings: Settings) -> Engine:
+    """One engine per process: pooled, pre-pinged, with server-side timeouts from settings."""
+    server_options = (
+        f"-c statement_timeout={settings.DB_STATEMENT_TIMEOUT_MS} "
+        f"-c idle_in_transaction_session_timeout={settings.DB_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+    )
+    return create_engine(
+        settings.database_url,
+        echo=False,
+        pool_pre_ping=True,
+        pool_size=settings.DB_POOL_SIZE,
+        max_overflow=settings.DB_MAX_OVERFLOW,
+        pool_timeout=settings.DB_POOL_TIMEOUT,
+        pool_recycle=settings.DB_POOL_RECYCLE,
+        connect_args={
+            "connect_timeout": settings.DB_CONNECT_TIMEOUT,
+            "application_name": "tripsync-api",
+            "options": server_options,
+        },
+    )
+
+
+@cache
+def get_engine() -> Engine:
+    return build_engine(get_settings())
+
+
+@cache
+def get_sessionmaker() -> sessionmaker[Session]:
+    # Objects stay readable after commit: responses are serialised from them.
+    return sessionmaker(bind=get_engine(), class_=Session, expire_on_commit=False)
+
+
+def get_session() -> Iterator[Session]:
+    """The request's session: committed when the route succeeds, rolled back otherwise, closed.
+
+    Routes declare it through `SessionDep`, whose function scope makes the commit happen
+    before the response is sent, so a 2xx always means the write is durable.
+    """
+    with get_sessionmaker()() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def alembic_config(database_url: str | None = None) -> Config:
+    config = Config(str(ALEMBIC_INI))
+    config.attributes["configure_logger"] = False  # keep the caller's logging as it is
+    config.set_main_option("script_location", str(BACKEND_DIR / "alembic"))
+    if database_url is not None:
+        config.attributes["database_url"] = database_url
+    return config
+
+
+@cache
+def alembic_head() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision_of(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return current_revision_of(connection)
+
+
+def init_db(engine: Engine | None = None, settings: Settings | None = None) -> None:
+    """Dev convenience: bring the database to the current schema. Refuses in production.
+
+    A fresh database gets every table from the models (`create_all`) and is stamped at the
+    Alembic head, which the models match (a test proves it); a database that already has
+    a revision is upgraded through the migrations, exactly as production is.
+    """
+    settings = settings or get_settings()
+    if settings.ENVIRONMENT is Environment.PRODUCTION:
+        raise RuntimeError(
+            "init_db() is a dev convenience and refuses to run with ENVIRONMENT=production; "
+            "apply migrations with `make migrate` (alembic upgrade head)."
+        )
+    import app.models  # noqa: F401  (registers every table on the metadata)
+
+    engine = engine or get_engine()
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    if current_revision(engine) is not None:
+        command.upgrade(config, "head")
+        return
+    if inspect(engine).get_table_names():
+        raise RuntimeError("the database has tables but no Alembic revision; refusing to guess")
+    SQLModel.metadata.create_all(engine)
+    command.stamp(config, "head")
+    logger.info("created all tables and stamped the Alembic head")

@@ -1,0 +1,71 @@
+"""Request dependencies, each defined once as an `Annotated` alias: session, user, trip access."""
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Path
+from fastapi.security import OAuth2PasswordBearer
+from sqlmodel import Session
+
+from app.core.db import get_session
+from app.core.errors import Forbidden, Unauthorized
+from app.core.security import decode_access_token
+from app.trips import service as trip_service
+from app.trips.models import Role, Trip
+from app.users import service as user_service
+from app.users.models import User
+
+# Function scope: commit and close happen before the response is sent (see get_session).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+_bearer = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
+
+
+def get_current_user(session: SessionDep, token: Annotated[str | None, Depends(_bearer)]) -> User:
+    if not token:
+        raise Unauthorized("Authentication required: send 'Authorization: Bearer <token>'.")
+    claims = decode_access_token(token)
+    if claims is None:
+        raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
+    user_id, token_version = claims
+    user = user_service.get_active_user(session=session, user_id=user_id)
+    if user is None or user.token_version != token_version:
+        raise Unauthorized("The access token is no longer valid.", code="invalid_token")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+@dataclass(frozen=True)
+class TripAccess:
+    trip: Trip
+    role: Role
+    user: User
+
+
+def get_trip_member(
+    session: SessionDep,
+    user: CurrentUser,
+    trip_id: Annotated[uuid.UUID, Path(description="The trip's id")],
+) -> TripAccess:
+    trip, role = trip_service.get_trip_for_member(session=session, trip_id=trip_id, user_id=user.id)
+    return TripAccess(trip=trip, role=role, user=user)
+
+
+def get_trip_editor(access: Annotated[TripAccess, Depends(get_trip_member)]) -> TripAccess:
+    if not access.role.can_write:
+        raise Forbidden("Viewers cannot change this trip.", code="read_only_member")
+    return access
+
+
+def get_trip_owner(access: Annotated[TripAccess, Depends(get_trip_member)]) -> TripAccess:
+    if access.role is not Role.OWNER:
+        raise Forbidden("Only an owner of the trip can do this.", code="owner_required")
+    return access
+
+
+TripMember = Annotated[TripAccess, Depends(get_trip_member)]
+TripEditor = Annotated[TripAccess, Depends(get_trip_editor)]
+TripOwner = Annotated[TripAccess, Depends(get_trip_owner)]

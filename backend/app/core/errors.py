@@ -1,0 +1,201 @@
+"""Typed domain errors and the one place that renders every error as problem+json (RFC 9457)."""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://tripsync.example/problems/"
+
+
+class AppError(Exception):
+    """A failure a client can cause or must be told about; carries its HTTP rendering."""
+
+    status_code = 500
+    code = "internal_error"
+    title = "Internal Server Error"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(AppError):
+    status_code, code, title = 400, "bad_request", "Bad Request"
+
+
+class Unauthorized(AppError):
+    status_code, code, title = 401, "not_authenticated", "Unauthorized"
+
+
+class Forbidden(AppError):
+    status_code, code, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(AppError):
+    status_code, code, title = 404, "not_found", "Not Found"
+
+
+class Conflict(AppError):
+    status_code, code, title = 409, "conflict", "Conflict"
+
+
+class Unprocessable(AppError):
+    status_code, code, title = 422, "unprocessable", "Unprocessable Content"
+
+
+class ServiceUnavailable(AppError):
+    status_code, code, title = 503, "service_unavailable", "Service Unavailable"
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """The body of every error response."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] | None = None
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries so routes declare the problems they can answer."""
+    return {
+        status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}} for status in statuses
+    }
+
+
+_HTTP_CODES = {
+    401: "not_authenticated",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+async def _app_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, AppError)
+    headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+    return problem_response(
+        error.status_code, error.code, error.title, error.detail, headers=headers
+    )
+
+
+async def _http_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    phrase = HTTPStatus(error.status_code).phrase
+    code = _HTTP_CODES.get(error.status_code, phrase.lower().replace(" ", "_"))
+    detail = error.detail if isinstance(error.detail, str) else phrase
+    return problem_response(
+        error.status_code, code, phrase, detail, headers=dict(error.headers or {}) or None
+    )
+
+
+def _json_safe(value: Any) -> Any:
+    return value if isinstance(value, str | int) else str(value)
+
+
+async def _validation_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    errors = [
+        {
+            "loc": [_json_safe(part) for part in item.get("loc", ())],
+            "msg": str(item.get("msg", "")),
+            "type": str(item.get("type", "")),
+        }
+        for item in error.errors()
+    ]
+    return problem_response(
+        422,
+        "validation_error",
+        "Unprocessable Content",
+        f"The request is invalid: {len(errors)} field error(s).",
+        errors=errors,
+    )
+
+
+async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
+    # Pool timeout, refused connection, restart in progress, statement timeout.
+    logger.warning("database unavailable: %s", type(error).__name__)
+    return problem_response(
+        503,
+        "database_unavailable",
+        "Service Unavailable",
+        "The database is unavailable or busy; retry shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _integrity_error(_: Request, error: Exception) -> JSONResponse:
+    # Reached only by races a service could not pre-check (e.g. two identical inserts).
+    logger.info("integrity error answered as 409: %s", type(error).__name__)
+    return problem_response(
+        409, "conflict", "Conflict", "The change conflicts with the current state; reload."
+    )
+
+
+async def _data_error(_: Request, error: Exception) -> JSONResponse:
+    # A value the database refuses for its type (e.g. out of its range) is the client's input.
+    logger.info("data error answered as 422: %s", type(error).__name__)
+    return problem_response(
+        422, "invalid_value", "Unprocessable Content", "A value is out of the accepted range."
+    )
+
+
+async def _unexpected_error(_: Request, error: Exception) -> JSONResponse:
+    logger.exception("unhandled error", exc_info=error)
+    return problem_response(
+        500, "internal_error", "Internal Server Error", "An unexpected error occurred."
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(sa_exc.TimeoutError, _database_unavailable)
+    app.add_exception_handler(sa_exc.OperationalError, _database_unavailable)
+    app.add_exception_handler(sa_exc.InterfaceError, _database_unavailable)
+    app.add_exception_handler(sa_exc.IntegrityError, _integrity_error)
+    app.add_exception_handler(sa_exc.DataError, _data_error)
+    app.add_exception_handler(Exception, _unexpected_error)

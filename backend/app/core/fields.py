@@ -1,0 +1,31 @@
+"""Reusable validated field types for API input shapes."""
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, EmailStr, StringConstraints
+
+# C0 controls other than tab, newline and carriage return, and NUL (which PostgreSQL refuses).
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _reject_control_characters(value: str) -> str:
+    if _CONTROL_CHARACTERS.search(value):
+        raise ValueError("control characters (such as NUL) are not allowed")
+    return value
+
+
+def _lower(value: str) -> str:
+    return value.lower()
+
+
+# A one-line name: trimmed, non-empty, no control characters.
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1),
+    AfterValidator(_reject_control_characters),
+]
+# Free text: may be empty, keeps line breaks, no other control characters.
+Text = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_reject_control_characters)]
+# Email addresses compare case-insensitively, so they are stored lower-cased.
+Email = Annotated[EmailStr, AfterValidator(_lower)]

@@ -1,0 +1,102 @@
+"""Cursor (keyset) pagination: opaque, signed cursors and the page shape every list returns."""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel
+
+from app.core.config import get_settings
+from app.core.errors import BadRequest
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+_SIGNATURE_BYTES = 12
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page ends: the sort key of its last row, unique thanks to the id."""
+
+    sort_key: datetime
+    id: uuid.UUID
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sign(payload: bytes) -> bytes:
+    key = get_settings().SECRET_KEY.get_secret_value().encode()
+    return hmac.new(key, b"cursor:" + payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+
+
+def encode_cursor(position: Position) -> str:
+    payload = json.dumps([position.sort_key.isoformat(), str(position.id)]).encode()
+    return f"{_b64(payload)}.{_b64(_sign(payload))}"
+
+
+def decode_cursor(cursor: str) -> Position:
+    invalid = BadRequest("The cursor is malformed or was not issued by this server.",
+                         code="invalid_cursor")
+    try:
+        payload_text, signature_text = cursor.split(".")
+        payload, signature = _unb64(payload_text), _unb64(signature_text)
+    except (ValueError, binascii.Error):
+        raise invalid from None
+    if not hmac.compare_digest(signature, _sign(payload)):
+        raise invalid
+    try:
+        sort_key, row_id = json.loads(payload)
+        return Position(datetime.fromisoformat(sort_key), uuid.UUID(row_id))
+    except (ValueError, TypeError):
+        raise invalid from None
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    limit: int
+    after: Position | None
+
+
+def _page_request(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> PageRequest:
+    return PageRequest(limit=limit, after=decode_cursor(cursor) if cursor else None)
+
+
+PageParams = Annotated[PageRequest, Depends(_page_request)]
+
+
+def split_page(
+    rows: Sequence[R], limit: int, position_of: Callable[[R], Position]
+) -> tuple[list[R], Position | None]:
+    """Queries fetch limit + 1 rows: the extra row only tells whether another page exists."""
+    if len(rows) > limit:
+        return list(rows[:limit]), position_of(rows[limit - 1])
+    return list(rows), None
+
+
+def cursor_for(position: Position | None) -> str | None:
+    return encode_cursor(position) if position is not None else None

@@ -1,0 +1,46 @@
+"""Liveness and readiness probes for load balancers and orchestrators."""
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+
+from app.core.db import alembic_head, current_revision_of
+from app.core.deps import SessionDep
+from app.core.errors import error_responses, problem_response
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+    revision: str | None = None
+
+
+@router.get("/live", response_model=Health)
+def live() -> Health:
+    """The process is up; says nothing about the database."""
+    return Health(status="ok")
+
+
+@router.get("/ready", response_model=Health, responses=error_responses(503))
+def ready(session: SessionDep) -> Health | JSONResponse:
+    """The database answers and its schema is at the migrations' head."""
+    try:
+        session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+        revision = current_revision_of(session.connection())
+    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
+        return problem_response(
+            503, "database_unavailable", "Service Unavailable", "The database is unreachable.",
+            headers={"Retry-After": "1"},
+        )
+    head = alembic_head()
+    if revision != head:
+        return problem_response(
+            503,
+            "schema_not_at_head",
+            "Service Unavailable",
+            f"The database schema is at revision {revision}, expected {head}: run `make migrate`.",
+        )
+    return Health(status="ok", revision=revision)

@@ -1,0 +1,57 @@
+"""The FastAPI application: routers, error handlers, middleware and lifespan (no create_all)."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio.to_thread
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from app.core.config import Settings, get_settings
+from app.core.db import REPO_DIR, get_engine
+from app.core.errors import install_error_handlers
+from app.health.router import router as health_router
+from app.trips.router import router as trips_router
+from app.users.router import auth_router, users_router
+
+logger = logging.getLogger("app")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run on AnyIO's thread pool; its size is matched to the connection pool.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.THREADPOOL_SIZE
+        yield
+        get_engine().dispose()
+
+    app = FastAPI(
+        title=settings.PROJECT_NAME,
+        version="0.1.0",
+        description="Plan one trip together from several devices.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.CORS_ORIGINS,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key"],
+        expose_headers=["ETag", "Retry-After"],
+    )
+    for router in (health_router, auth_router, users_router, trips_router):
+        app.include_router(router)
+
+    frontend = (REPO_DIR / settings.FRONTEND_DIR).resolve() if settings.FRONTEND_DIR else None
+    if frontend is not None and Path(frontend, "index.html").is_file():
+        app.mount("/app", StaticFiles(directory=frontend, html=True), name="frontend")
+    return app
+
+
+logging.basicConfig(level=get_settings().LOG_LEVEL, format="%(levelname)s %(name)s: %(message)s")
+app = create_app()

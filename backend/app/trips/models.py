@@ -1,0 +1,157 @@
+"""Trips and their members: tables and API shapes."""
+
+import uuid
+from datetime import date, datetime
+from enum import StrEnum
+from functools import cache
+from typing import Annotated, Any, Self
+from zoneinfo import available_timezones
+
+from pydantic import AfterValidator, ConfigDict, model_validator
+from sqlalchemy import CheckConstraint, Index, String
+from sqlmodel import Field, SQLModel
+
+from app.core.db import timestamp_column, uuid_primary_key
+from app.core.fields import Email, Name, Text
+
+MAX_TRIP_DAYS = 366
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    EDITOR = "editor"
+    VIEWER = "viewer"
+
+    @property
+    def can_write(self) -> bool:
+        return self is not Role.VIEWER
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _known_time_zone(value: str) -> str:
+    if value not in _time_zones():
+        raise ValueError("must be an IANA time zone such as 'Europe/Paris' or 'UTC'")
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_known_time_zone)]
+
+
+def _check_dates(start: date | None, end: date | None) -> None:
+    if start is None or end is None:
+        return
+    if end < start:
+        raise ValueError("end_date must not be before start_date")
+    if (end - start).days >= MAX_TRIP_DAYS:
+        raise ValueError(f"a trip lasts at most {MAX_TRIP_DAYS} days")
+
+
+class TripBase(SQLModel):
+    name: Name = Field(max_length=200)
+    destination: Text = Field(default="", max_length=200)
+    start_date: date
+    end_date: date
+    timezone: TimeZoneName = Field(default="UTC", max_length=64)
+    description: Text = Field(default="", max_length=5000)
+
+
+class TripCreate(TripBase):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> Self:
+        _check_dates(self.start_date, self.end_date)
+        return self
+
+
+class TripUpdate(SQLModel):
+    """The fields a member with write access may change; unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = Field(default=None, max_length=200)
+    destination: Text | None = Field(default=None, max_length=200)
+    start_date: date | None = None
+    end_date: date | None = None
+    timezone: TimeZoneName | None = Field(default=None, max_length=64)
+    description: Text | None = Field(default=None, max_length=5000)
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        for name in self.model_fields_set:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} may be omitted but not null")
+        _check_dates(self.start_date, self.end_date)
+        return self
+
+
+class Trip(TripBase, table=True):
+    __tablename__ = "trips"
+    __table_args__ = (
+        CheckConstraint("end_date >= start_date", name="dates_in_order"),
+        CheckConstraint(f"end_date - start_date < {MAX_TRIP_DAYS}", name="length"),
+        Index("ix_trips_created_at_id", "created_at", "id"),
+    )
+
+    id: uuid.UUID = uuid_primary_key()
+    created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    created_at: datetime = timestamp_column()
+    updated_at: datetime = timestamp_column()
+
+    def is_valid_dates(self) -> bool:
+        try:
+            _check_dates(self.start_date, self.end_date)
+        except ValueError:
+            return False
+        return True
+
+
+class TripPublic(TripBase):
+    id: uuid.UUID
+    role: Role
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, trip: Trip, role: Role) -> "TripPublic":
+        data: dict[str, Any] = trip.model_dump()
+        return cls.model_validate({**data, "role": role})
+
+
+class TripMember(SQLModel, table=True):
+    __tablename__ = "trip_members"
+    __table_args__ = (
+        CheckConstraint("role IN ('owner', 'editor', 'viewer')", name="role"),
+        Index("ix_trip_members_user_id_trip_id", "user_id", "trip_id"),
+    )
+
+    trip_id: uuid.UUID = Field(foreign_key="trips.id", primary_key=True, ondelete="CASCADE")
+    user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
+    # Stored as text with a check constraint: adding a role later is a one-line migration.
+    role: Role = Field(sa_type=String(16))  # type: ignore[call-overload]
+    created_at: datetime = timestamp_column()
+
+
+class MemberCreate(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email = Field(max_length=320)
+    role: Role = Role.VIEWER
+
+
+class MemberUpdate(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+
+
+class MemberPublic(SQLModel):
+    user_id: uuid.UUID
+    email: str
+    full_name: str
+    role: Role
+    joined_at: datetime

@@ -1,0 +1,111 @@
+"""Routes for trips and their members; access rules come from the TripMember/Editor/Owner deps."""
+
+import uuid
+
+from fastapi import APIRouter, status
+
+from app.core.deps import CurrentUser, SessionDep, TripEditor, TripMember, TripOwner
+from app.core.errors import Forbidden, error_responses
+from app.core.pagination import Page, PageParams, cursor_for
+from app.trips import service
+from app.trips.models import (
+    MemberCreate,
+    MemberPublic,
+    MemberUpdate,
+    Role,
+    TripCreate,
+    TripMember as TripMemberRow,
+    TripPublic,
+    TripUpdate,
+)
+from app.users.models import User
+
+router = APIRouter(prefix="/trips", tags=["trips"], responses=error_responses(401, 422))
+_in_trip = error_responses(404)
+
+
+def _member_public(member: TripMemberRow, user: User) -> MemberPublic:
+    return MemberPublic(
+        user_id=user.id,
+        email=user.email,
+        full_name=user.full_name,
+        role=Role(member.role),
+        joined_at=member.created_at,
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TripPublic)
+def create_trip(session: SessionDep, user: CurrentUser, data: TripCreate) -> TripPublic:
+    trip = service.create_trip(session=session, owner=user, data=data)
+    return TripPublic.of(trip, Role.OWNER)
+
+
+@router.get("", response_model=Page[TripPublic], responses=error_responses(400))
+def list_my_trips(session: SessionDep, user: CurrentUser, page: PageParams) -> Page[TripPublic]:
+    rows, last = service.list_trips_for_user(session=session, user_id=user.id, page=page)
+    return Page(items=[TripPublic.of(trip, role) for trip, role in rows], next_cursor=cursor_for(last))
+
+
+@router.get("/{trip_id}", response_model=TripPublic, responses=_in_trip)
+def get_trip(access: TripMember) -> TripPublic:
+    return TripPublic.of(access.trip, access.role)
+
+
+@router.patch("/{trip_id}", response_model=TripPublic, responses=error_responses(403, 404))
+def update_trip(session: SessionDep, access: TripEditor, data: TripUpdate) -> TripPublic:
+    trip = service.update_trip(session=session, trip=access.trip, data=data)
+    return TripPublic.of(trip, access.role)
+
+
+@router.delete(
+    "/{trip_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(403, 404)
+)
+def delete_trip(session: SessionDep, access: TripOwner) -> None:
+    service.delete_trip(session=session, trip=access.trip)
+
+
+@router.get(
+    "/{trip_id}/members", response_model=Page[MemberPublic], responses=error_responses(400, 404)
+)
+def list_members(session: SessionDep, access: TripMember, page: PageParams) -> Page[MemberPublic]:
+    rows, last = service.list_members(session=session, trip_id=access.trip.id, page=page)
+    return Page(
+        items=[_member_public(member, user) for member, user in rows], next_cursor=cursor_for(last)
+    )
+
+
+@router.post(
+    "/{trip_id}/members",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MemberPublic,
+    responses=error_responses(403, 404, 409),
+)
+def add_member(session: SessionDep, access: TripOwner, data: MemberCreate) -> MemberPublic:
+    member, user = service.add_member(session=session, trip_id=access.trip.id, data=data)
+    return _member_public(member, user)
+
+
+@router.patch(
+    "/{trip_id}/members/{user_id}",
+    response_model=MemberPublic,
+    responses=error_responses(403, 404, 409),
+)
+def change_member_role(
+    session: SessionDep, access: TripOwner, user_id: uuid.UUID, data: MemberUpdate
+) -> MemberPublic:
+    member, user = service.change_role(
+        session=session, trip_id=access.trip.id, user_id=user_id, role=data.role
+    )
+    return _member_public(member, user)
+
+
+@router.delete(
+    "/{trip_id}/members/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(403, 404, 409),
+)
+def remove_member(session: SessionDep, access: TripMember, user_id: uuid.UUID) -> None:
+    """An owner removes anyone; any member may remove themselves (leave the trip)."""
+    if access.role != Role.OWNER and user_id != access.user.id:
+        raise Forbidden("Only an owner can remove other members.", code="owner_required")
+    service.remove_member(session=session, trip_id=access.trip.id, user_id=user_id)

@@ -1,0 +1,178 @@
+"""Trips and memberships: every query is scoped to what the caller may see."""
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func, tuple_
+from sqlmodel import Session, col, select
+
+from app.core.db import utcnow
+from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.pagination import PageRequest, Position, split_page
+from app.trips.models import MemberCreate, Role, Trip, TripCreate, TripMember, TripUpdate
+from app.users.models import User
+
+
+def _trip_not_found() -> NotFound:
+    return NotFound("Trip not found.", code="trip_not_found")
+
+
+def create_trip(*, session: Session, owner: User, data: TripCreate) -> Trip:
+    trip = Trip.model_validate(data, update={"created_by": owner.id})
+    session.add(trip)
+    session.flush()  # the membership row refers to the trip
+    session.add(TripMember(trip_id=trip.id, user_id=owner.id, role=Role.OWNER))
+    session.flush()
+    return trip
+
+
+def get_trip_for_member(
+    *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[Trip, Role]:
+    """The trip and the caller's role; a trip the caller is not in does not exist for them."""
+    row = session.exec(
+        select(Trip, TripMember.role)
+        .join(TripMember, col(TripMember.trip_id) == Trip.id)
+        .where(Trip.id == trip_id, TripMember.user_id == user_id)
+    ).first()
+    if row is None:
+        raise _trip_not_found()
+    trip, role = row
+    return trip, Role(role)
+
+
+def list_trips_for_user(
+    *, session: Session, user_id: uuid.UUID, page: PageRequest
+) -> tuple[list[tuple[Trip, Role]], Position | None]:
+    """The user's trips, newest first, by keyset on (created_at, id)."""
+    statement = (
+        select(Trip, TripMember.role)
+        .join(TripMember, col(TripMember.trip_id) == Trip.id)
+        .where(TripMember.user_id == user_id)
+        .order_by(col(Trip.created_at).desc(), col(Trip.id).desc())
+        .limit(page.limit + 1)
+    )
+    if page.after is not None:
+        statement = statement.where(
+            tuple_(Trip.created_at, Trip.id) < tuple_(page.after.sort_key, page.after.id)
+        )
+    rows: Sequence[tuple[Trip, Role]] = session.exec(statement).all()
+    return split_page(
+        [(trip, Role(role)) for trip, role in rows],
+        page.limit,
+        lambda row: Position(row[0].created_at, row[0].id),
+    )
+
+
+def update_trip(*, session: Session, trip: Trip, data: TripUpdate) -> Trip:
+    changes = data.model_dump(exclude_unset=True)
+    for field, value in changes.items():
+        setattr(trip, field, value)
+    if not trip.is_valid_dates():
+        raise Unprocessable(
+            "end_date must not be before start_date, and a trip lasts at most a year.",
+            code="invalid_dates",
+        )
+    trip.updated_at = utcnow()
+    session.add(trip)
+    session.flush()
+    return trip
+
+
+def delete_trip(*, session: Session, trip: Trip) -> None:
+    session.delete(trip)
+    session.flush()
+
+
+# --- members -------------------------------------------------------------------------------
+
+
+def _lock_trip(session: Session, trip_id: uuid.UUID) -> None:
+    """Serialise membership changes of one trip, so the last-owner rule cannot be raced."""
+    session.exec(select(Trip.id).where(Trip.id == trip_id).with_for_update())
+
+
+def _member(session: Session, trip_id: uuid.UUID, user_id: uuid.UUID) -> TripMember:
+    member = session.get(TripMember, (trip_id, user_id))
+    if member is None:
+        raise NotFound("This user is not a member of the trip.", code="member_not_found")
+    return member
+
+
+def _other_owners(session: Session, trip_id: uuid.UUID, user_id: uuid.UUID) -> int:
+    return session.exec(
+        select(func.count())
+        .select_from(TripMember)
+        .where(
+            TripMember.trip_id == trip_id,
+            TripMember.role == Role.OWNER,
+            TripMember.user_id != user_id,
+        )
+    ).one()
+
+
+def _ensure_owner_remains(session: Session, member: TripMember) -> None:
+    if member.role == Role.OWNER and _other_owners(session, member.trip_id, member.user_id) == 0:
+        raise Conflict(
+            "A trip must keep at least one owner: make someone else owner first.",
+            code="last_owner",
+        )
+
+
+def list_members(
+    *, session: Session, trip_id: uuid.UUID, page: PageRequest
+) -> tuple[list[tuple[TripMember, User]], Position | None]:
+    """Members in the order they joined, by keyset on (created_at, user_id)."""
+    statement = (
+        select(TripMember, User)
+        .join(User, col(User.id) == TripMember.user_id)
+        .where(TripMember.trip_id == trip_id)
+        .order_by(col(TripMember.created_at), col(TripMember.user_id))
+        .limit(page.limit + 1)
+    )
+    if page.after is not None:
+        statement = statement.where(
+            tuple_(TripMember.created_at, TripMember.user_id)
+            > tuple_(page.after.sort_key, page.after.id)
+        )
+    rows = session.exec(statement).all()
+    return split_page(
+        list(rows), page.limit, lambda row: Position(row[0].created_at, row[0].user_id)
+    )
+
+
+def add_member(
+    *, session: Session, trip_id: uuid.UUID, data: MemberCreate
+) -> tuple[TripMember, User]:
+    user = session.exec(select(User).where(User.email == data.email, col(User.is_active))).first()
+    if user is None:
+        raise NotFound("No account is registered with this email.", code="user_not_found")
+    _lock_trip(session, trip_id)
+    if session.get(TripMember, (trip_id, user.id)) is not None:
+        raise Conflict("This user is already a member of the trip.", code="already_member")
+    member = TripMember(trip_id=trip_id, user_id=user.id, role=data.role)
+    session.add(member)
+    session.flush()
+    return member, user
+
+
+def change_role(
+    *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID, role: Role
+) -> tuple[TripMember, User]:
+    _lock_trip(session, trip_id)
+    member = _member(session, trip_id, user_id)
+    if role != Role.OWNER:
+        _ensure_owner_remains(session, member)
+    member.role = role
+    session.add(member)
+    session.flush()
+    user = session.get_one(User, user_id)
+    return member, user
+
+
+def remove_member(*, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    _lock_trip(session, trip_id)
+    member = _member(session, trip_id, user_id)
+    _ensure_owner_remains(session, member)
+    session.delete(member)
+    session.flush()

@@ -1,0 +1,63 @@
+"""User accounts: the table and its API shapes."""
+
+import uuid
+from datetime import datetime
+
+from pydantic import ConfigDict
+from sqlmodel import Field, SQLModel
+
+from app.core.db import timestamp_column, uuid_primary_key
+from app.core.fields import Email, Name
+
+EMAIL_MAX = 320
+PASSWORD_MIN, PASSWORD_MAX = 8, 128
+
+
+class UserBase(SQLModel):
+    email: Email = Field(max_length=EMAIL_MAX)
+    full_name: Name = Field(max_length=200)
+
+
+class UserCreate(UserBase):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+
+
+class UserUpdate(SQLModel):
+    """What a user may change on their own profile; unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email | None = Field(default=None, max_length=EMAIL_MAX)
+    full_name: Name | None = Field(default=None, max_length=200)
+
+
+class PasswordChange(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(max_length=PASSWORD_MAX)
+    new_password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+
+
+class User(UserBase, table=True):
+    __tablename__ = "users"
+
+    id: uuid.UUID = uuid_primary_key()
+    email: str = Field(max_length=EMAIL_MAX, unique=True)
+    password_hash: str = Field(max_length=255)
+    is_active: bool = Field(default=True)
+    # Bumped when the password changes: tokens carrying an older version are refused.
+    token_version: int = Field(default=0)
+    created_at: datetime = timestamp_column()
+    updated_at: datetime = timestamp_column()
+
+
+class UserPublic(UserBase):
+    id: uuid.UUID
+    created_at: datetime
+
+
+class Token(SQLModel):
+    access_token: str
+    token_type: str = "bearer"

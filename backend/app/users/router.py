@@ -1,0 +1,48 @@
+"""Routes for accounts: register, log in, and the caller's own profile."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from app.core.deps import CurrentUser, SessionDep
+from app.core.errors import error_responses
+from app.core.security import create_access_token
+from app.users import service
+from app.users.models import PasswordChange, Token, User, UserCreate, UserPublic, UserUpdate
+
+auth_router = APIRouter(prefix="/auth", tags=["auth"])
+users_router = APIRouter(prefix="/users", tags=["users"], responses=error_responses(401))
+
+
+@auth_router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserPublic,
+    responses=error_responses(409, 422),
+)
+def register(session: SessionDep, data: UserCreate) -> User:
+    return service.register_user(session=session, data=data)
+
+
+@auth_router.post("/login", response_model=Token, responses=error_responses(401, 422))
+def login(session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+    user = service.authenticate(session=session, email=form.username, password=form.password)
+    return Token(access_token=create_access_token(user.id, user.token_version))
+
+
+@users_router.get("/me", response_model=UserPublic)
+def read_me(user: CurrentUser) -> User:
+    return user
+
+
+@users_router.patch("/me", response_model=UserPublic, responses=error_responses(409, 422))
+def update_me(session: SessionDep, user: CurrentUser, data: UserUpdate) -> User:
+    return service.update_profile(session=session, user=user, data=data)
+
+
+@users_router.put(
+    "/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(400, 422)
+)
+def change_my_password(session: SessionDep, user: CurrentUser, data: PasswordChange) -> None:
+    service.change_password(session=session, user=user, data=data)

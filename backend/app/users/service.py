@@ -1,0 +1,71 @@
+"""Accounts: registration, authentication, profile and password changes."""
+
+import uuid
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from app.core.db import utcnow
+from app.core.errors import BadRequest, Conflict, Unauthorized
+from app.core.security import dummy_password_hash, hash_password, verify_password
+from app.users.models import PasswordChange, User, UserCreate, UserUpdate
+
+
+def get_active_user(*, session: Session, user_id: uuid.UUID) -> User | None:
+    user = session.get(User, user_id)
+    return user if user is not None and user.is_active else None
+
+
+def get_user_by_email(*, session: Session, email: str) -> User | None:
+    return session.exec(select(User).where(User.email == email.lower())).first()
+
+
+def _flush_unique_email(session: Session) -> None:
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict("An account with this email already exists.", code="email_taken") from None
+
+
+def register_user(*, session: Session, data: UserCreate) -> User:
+    if get_user_by_email(session=session, email=data.email) is not None:
+        raise Conflict("An account with this email already exists.", code="email_taken")
+    user = User(
+        email=data.email, full_name=data.full_name, password_hash=hash_password(data.password)
+    )
+    session.add(user)
+    _flush_unique_email(session)  # two registrations racing for one email
+    return user
+
+
+def authenticate(*, session: Session, email: str, password: str) -> User:
+    user = get_user_by_email(session=session, email=email)
+    # Hash even when the account is unknown, so timing does not reveal which emails exist.
+    password_hash = user.password_hash if user is not None else dummy_password_hash()
+    if not verify_password(password, password_hash) or user is None or not user.is_active:
+        raise Unauthorized("Incorrect email or password.", code="invalid_credentials")
+    return user
+
+
+def update_profile(*, session: Session, user: User, data: UserUpdate) -> User:
+    changes = data.model_dump(exclude_unset=True)
+    if "email" in changes and changes["email"] != user.email:
+        existing = get_user_by_email(session=session, email=changes["email"])
+        if existing is not None:
+            raise Conflict("An account with this email already exists.", code="email_taken")
+    for field, value in changes.items():
+        setattr(user, field, value)
+    user.updated_at = utcnow()
+    session.add(user)
+    _flush_unique_email(session)
+    return user
+
+
+def change_password(*, session: Session, user: User, data: PasswordChange) -> None:
+    if not verify_password(data.current_password, user.password_hash):
+        raise BadRequest("The current password is incorrect.", code="wrong_current_password")
+    user.password_hash = hash_password(data.new_password)
+    user.token_version += 1  # every token issued before this change stops working
+    user.updated_at = utcnow()
+    session.add(user)

@@ -1,0 +1,101 @@
+"""Test set-up: one real PostgreSQL per run, a fresh database migrated by Alembic, and a
+transaction per test that is rolled back, so tests can run in any order."""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Engine
+from sqlmodel import Session
+
+from tests import support
+
+_state: dict[str, object] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start (or pick) the server and point the app at a fresh database before app imports."""
+    server_url = os.environ.get("TEST_DATABASE_URL")
+    if not server_url:
+        from app.core.local_postgres import LocalPostgres
+
+        server = LocalPostgres(Path(tempfile.mkdtemp(prefix="tripsync-pg-")) / "data", durable=False)
+        server.start()
+        _state["server"] = server
+        server_url = server.url
+    _state["server_url"] = server_url
+    database_url = support.create_database(server_url)
+    _state["database_url"] = database_url
+    os.environ.update(
+        DATABASE_URL=database_url,
+        ENVIRONMENT="test",
+        # Cheap hashes keep the suite fast; production uses the Argon2 defaults.
+        ARGON2_TIME_COST="1",
+        ARGON2_MEMORY_COST_KIB="1024",
+        LOG_LEVEL="WARNING",
+    )
+    os.environ.pop("POSTGRES_SERVER", None)
+    support.reset_caches()
+    from app.core.db import alembic_config
+
+    command.upgrade(alembic_config(database_url), "head")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from app.core.db import get_engine
+
+    get_engine().dispose()
+    if "database_url" in _state:
+        support.drop_database(str(_state["database_url"]))
+    server = _state.get("server")
+    if server is not None:
+        server.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """A URL on the test server (the embedded one or TEST_DATABASE_URL) for extra databases."""
+    return str(_state["server_url"])
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    from app.core.db import get_engine
+
+    return get_engine()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """Everything a test and its requests write happens in this transaction, then is undone."""
+    from app.core.db import get_sessionmaker
+
+    factory = get_sessionmaker()
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        factory.configure(bind=connection, join_transaction_mode="create_savepoint")
+        try:
+            yield connection
+        finally:
+            factory.configure(bind=engine, join_transaction_mode="conditional_savepoint")
+            transaction.rollback()
+
+
+@pytest.fixture
+def session(connection: Connection) -> Iterator[Session]:
+    with Session(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    ) as session:
+        yield session
+
+
+@pytest.fixture
+def client(connection: Connection) -> Iterator[TestClient]:
+    from app.main import app
+
+    # Not entered as a context manager: the lifespan (which disposes the engine) stays out.
+    yield TestClient(app, raise_server_exceptions=False)

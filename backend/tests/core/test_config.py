@@ -1,0 +1,83 @@
+import pytest
+from pydantic import ValidationError
+
+from app.core.config import DEFAULT_SECRET_KEY, Environment, Settings
+
+STRONG_KEY = "k" * 40
+
+
+def make(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def test_url_is_built_from_parts_when_database_url_is_absent() -> None:
+    settings = make(
+        DATABASE_URL=None,
+        POSTGRES_SERVER="db.internal",
+        POSTGRES_PORT=6543,
+        POSTGRES_USER="trip",
+        POSTGRES_PASSWORD="s3cret",
+        POSTGRES_DB="trips",
+    )
+    assert settings.database_url == "postgresql+psycopg2://trip:s3cret@db.internal:6543/trips"
+
+
+def test_database_url_wins_and_uses_psycopg2() -> None:
+    settings = make(DATABASE_URL="postgresql://u@h:5/d", POSTGRES_SERVER="ignored")
+    assert settings.database_url == "postgresql+psycopg2://u@h:5/d"
+
+
+def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_POOL_SIZE", "33")
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("ENVIRONMENT", "local")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.DB_POOL_SIZE == 33
+    assert settings.CORS_ORIGINS == ["https://a.example", "https://b.example"]
+    assert settings.ENVIRONMENT is Environment.LOCAL
+
+
+def test_settings_are_read_from_a_dotenv_file(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("DB_POOL_TIMEOUT", raising=False)
+    env_file = tmp_path / ".env"
+    env_file.write_text("DB_POOL_TIMEOUT=2.5\n")
+    assert Settings(_env_file=env_file).DB_POOL_TIMEOUT == 2.5  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"DB_POOL_SIZE": 0}, "DB_POOL_SIZE"),
+        ({"DB_POOL_TIMEOUT": "soon"}, "DB_POOL_TIMEOUT"),
+        ({"ENVIRONMENT": "staging"}, "ENVIRONMENT"),
+        ({"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL"),
+        ({"POSTGRES_PORT": 70000}, "POSTGRES_PORT"),
+        ({"THREADPOOL_SIZE": 50, "DB_POOL_SIZE": 10, "DB_MAX_OVERFLOW": 10}, "THREADPOOL_SIZE"),
+    ],
+)
+def test_invalid_settings_fail_naming_the_variable(values: dict[str, object], named: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        make(**values)
+    assert named in str(error.value)
+
+
+@pytest.mark.parametrize("key", ["", DEFAULT_SECRET_KEY, "short"])
+def test_production_refuses_a_default_empty_or_weak_secret_key(key: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        make(ENVIRONMENT="production", SECRET_KEY=key)
+    assert "SECRET_KEY" in str(error.value)
+
+
+def test_production_refuses_wildcard_cors() -> None:
+    with pytest.raises(ValidationError, match="CORS_ORIGINS"):
+        make(ENVIRONMENT="production", SECRET_KEY=STRONG_KEY, CORS_ORIGINS="*")
+
+
+def test_production_accepts_a_strong_key() -> None:
+    settings = make(ENVIRONMENT="production", SECRET_KEY=STRONG_KEY)
+    assert settings.ENVIRONMENT is Environment.PRODUCTION
+
+
+def test_default_pool_can_serve_every_thread_at_once() -> None:
+    settings = make()
+    assert settings.DB_POOL_SIZE + settings.DB_MAX_OVERFLOW >= settings.THREADPOOL_SIZE

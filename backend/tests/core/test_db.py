@@ -1,0 +1,181 @@
+"""The engine, the session dependency and init_db, against real PostgreSQL."""
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, inspect, text
+from sqlmodel import Session, select
+
+from app.core.config import Settings
+from app.core.db import build_engine, get_sessionmaker, init_db
+from app.core.deps import SessionDep
+from app.core.errors import Conflict
+from app.main import create_app
+from app.users.models import User
+from tests import support
+
+
+def test_pool_settings_reach_the_engine() -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        DATABASE_URL="postgresql://u@127.0.0.1:1/d",
+        THREADPOOL_SIZE=10,
+        DB_POOL_SIZE=7,
+        DB_MAX_OVERFLOW=3,
+        DB_POOL_TIMEOUT=1.5,
+        DB_POOL_RECYCLE=600,
+    )
+    engine = build_engine(settings)
+    pool = engine.pool
+    assert pool.size() == 7  # type: ignore[attr-defined]
+    assert pool._max_overflow == 3  # type: ignore[attr-defined]
+    assert pool._timeout == 1.5  # type: ignore[attr-defined]
+    assert pool._recycle == 600
+    assert pool._pre_ping is True
+    assert engine.echo is False
+    assert engine.dialect.driver == "psycopg2"
+
+
+def test_statement_timeout_reaches_the_server(engine: Engine) -> None:
+    with engine.connect() as connection:
+        value = connection.execute(text("SHOW statement_timeout")).scalar_one()
+    assert value == "15s"
+
+
+@pytest.fixture
+def committed_app(engine: Engine) -> Iterator[tuple[FastAPI, Engine]]:
+    """An app whose sessions commit for real (no test transaction), with a private pool."""
+    app = create_app()
+    factory = get_sessionmaker()
+    private = build_engine(Settings(_env_file=None, DATABASE_URL=str(engine.url.render_as_string(False))))  # type: ignore[call-arg]
+    factory.configure(bind=private)
+    try:
+        yield app, private
+    finally:
+        factory.configure(bind=engine)
+        private.dispose()
+
+
+def test_session_is_rolled_back_and_closed_when_a_route_fails(
+    committed_app: tuple[FastAPI, Engine],
+) -> None:
+    app, private = committed_app
+    email = f"rollback-{uuid.uuid4().hex}@example.com"
+
+    @app.post("/_test/crash")
+    def crash(session: SessionDep) -> None:
+        session.add(User(email=email, full_name="x", password_hash="x"))
+        session.flush()  # the row is written inside the transaction...
+        raise RuntimeError("boom")  # ...and must not survive this
+
+    @app.post("/_test/refuse")
+    def refuse(session: SessionDep) -> None:
+        session.add(User(email=email, full_name="x", password_hash="x"))
+        session.flush()
+        raise Conflict("no")
+
+    client = TestClient(app, raise_server_exceptions=False)
+    crashed = client.post("/_test/crash")
+    body = support.assert_problem(crashed, 500, "internal_error")
+    assert "boom" not in crashed.text and "Traceback" not in crashed.text, body
+    support.assert_problem(client.post("/_test/refuse"), 409, "conflict")
+
+    assert private.pool.checkedout() == 0  # type: ignore[attr-defined]
+    with Session(private) as session:
+        assert session.exec(select(User).where(User.email == email)).first() is None
+
+
+def test_a_write_is_committed_before_the_response(committed_app: tuple[FastAPI, Engine]) -> None:
+    app, private = committed_app
+    client = TestClient(app)
+    email = f"durable-{uuid.uuid4().hex}@example.com"
+    response = client.post(
+        "/auth/register", json={"email": email, "password": "password123", "full_name": "D"}
+    )
+    assert response.status_code == 201
+    try:
+        # Another connection sees the row as soon as the 2xx arrived.
+        with Session(private) as session:
+            assert session.exec(select(User).where(User.email == email)).one()
+    finally:
+        with Session(private) as session:
+            session.exec(text("DELETE FROM users WHERE email = :e").bindparams(e=email))  # type: ignore[call-overload]
+            session.commit()
+
+
+def test_pool_exhaustion_answers_503_quickly_and_recovers(engine: Engine, connection) -> None:  # type: ignore[no-untyped-def]
+    tiny = build_engine(
+        Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            DATABASE_URL=engine.url.render_as_string(False),
+            THREADPOOL_SIZE=1,
+            DB_POOL_SIZE=1,
+            DB_MAX_OVERFLOW=0,
+            DB_POOL_TIMEOUT=0.3,
+        )
+    )
+    factory = get_sessionmaker()
+    factory.configure(bind=tiny, join_transaction_mode="conditional_savepoint")
+    app = create_app()
+    client = TestClient(app, raise_server_exceptions=False)
+    try:
+        held = tiny.connect()  # the only connection the pool can give
+        started = time.monotonic()
+        response = client.get("/health/ready")
+        elapsed = time.monotonic() - started
+        support.assert_problem(response, 503, "database_unavailable")
+        assert response.headers["retry-after"] == "1"
+        assert elapsed < 3, elapsed
+        assert client.get("/health/live").status_code == 200
+        held.close()
+        assert client.get("/health/ready").status_code == 200
+    finally:
+        tiny.dispose()
+
+
+def test_init_db_refuses_in_production(server_url: str) -> None:
+    url = support.create_database(server_url)
+    try:
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None, DATABASE_URL=url, ENVIRONMENT="production", SECRET_KEY="k" * 40
+        )
+        engine = build_engine(settings)
+        with pytest.raises(RuntimeError, match="production"):
+            init_db(engine, settings)
+        assert inspect(engine).get_table_names() == []
+        engine.dispose()
+    finally:
+        support.drop_database(url)
+
+
+def test_init_db_bootstraps_a_dev_database_at_the_head(server_url: str) -> None:
+    url = support.create_database(server_url)
+    try:
+        settings = Settings(_env_file=None, DATABASE_URL=url, ENVIRONMENT="local")  # type: ignore[call-arg]
+        engine = build_engine(settings)
+        init_db(engine, settings)
+        init_db(engine, settings)  # idempotent: the second run upgrades (nothing to do)
+        assert {"users", "trips", "trip_members", "alembic_version"} <= set(
+            inspect(engine).get_table_names()
+        )
+        engine.dispose()
+    finally:
+        support.drop_database(url)
+
+
+def test_the_app_creates_no_tables_at_start_up(server_url: str) -> None:
+    url = support.create_database(server_url)
+    try:
+        with support.environment(DATABASE_URL=url):
+            from app.core.db import get_engine
+
+            app = create_app()
+            with TestClient(app, raise_server_exceptions=False) as client:  # runs the lifespan
+                support.assert_problem(client.get("/health/ready"), 503, "schema_not_at_head")
+            assert inspect(get_engine()).get_table_names() == []
+    finally:
+        support.drop_database(url)

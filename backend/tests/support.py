@@ -1,0 +1,94 @@
+"""Helpers shared by the tests: throwaway databases, settings swaps, users and tokens."""
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+
+from sqlalchemy import create_engine, make_url, text
+from sqlmodel import Session
+
+from app.core import config, db
+from app.core.security import create_access_token, hash_password
+from app.users.models import User
+
+PASSWORD = "correct horse battery"
+
+
+def _server_engine(url: str):  # type: ignore[no-untyped-def]
+    admin = make_url(url).set(drivername="postgresql+psycopg2", database="postgres")
+    return create_engine(admin, isolation_level="AUTOCOMMIT", pool_size=1)
+
+
+def create_database(server_url: str, prefix: str = "tripsync_test") -> str:
+    """A fresh, empty database on the server of `server_url`; returns its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    engine = _server_engine(server_url)
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(database_url: str) -> None:
+    name = make_url(database_url).database
+    engine = _server_engine(database_url)
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def reset_caches() -> None:
+    for cached in (config.get_settings, db.get_engine, db.get_sessionmaker):
+        cached.cache_clear()
+
+
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Run with these environment variables (and fresh settings/engine), then restore."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    reset_caches()
+    try:
+        yield
+    finally:
+        db.get_engine().dispose()
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+        reset_caches()
+
+
+@cache
+def password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
+def make_user(session: Session, email: str | None = None, full_name: str = "Test User") -> User:
+    user = User(
+        email=email or f"user-{uuid.uuid4().hex[:12]}@example.com",
+        full_name=full_name,
+        password_hash=password_hash(),
+    )
+    session.add(user)
+    session.commit()
+    return user
+
+
+def auth(user: User) -> dict[str, str]:
+    return {"Authorization": f"Bearer {create_access_token(user.id, user.token_version)}"}
+
+
+def assert_problem(response, status: int, code: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+    """The response is an RFC 9457 problem with our machine-readable code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert {"type", "title", "status", "detail", "code"} <= body.keys(), body
+    assert body["status"] == status
+    if code is not None:
+        assert body["code"] == code, body
+    return body
