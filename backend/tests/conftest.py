@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic import command
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
+from alembic import command
 from tests import support
 
 _state: dict[str, object] = {}
@@ -23,7 +23,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not server_url:
         from app.core.local_postgres import LocalPostgres
 
-        server = LocalPostgres(Path(tempfile.mkdtemp(prefix="tripsync-pg-")) / "data", durable=False)
+        server = LocalPostgres(
+            Path(tempfile.mkdtemp(prefix="tripsync-pg-")) / "data", durable=False
+        )
         server.start()
         _state["server"] = server
         server_url = server.url
@@ -94,8 +96,8 @@ def session(connection: Connection) -> Iterator[Session]:
 
 
 @pytest.fixture
-def client(connection: Connection) -> Iterator[TestClient]:
+def client(connection: Connection) -> TestClient:
     from app.main import app
 
     # Not entered as a context manager: the lifespan (which disposes the engine) stays out.
-    yield TestClient(app, raise_server_exceptions=False)
+    return TestClient(app, raise_server_exceptions=False)

@@ -8,7 +8,7 @@ Create Date: 2026-11-26 10:28:59.894557+00:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+
 from alembic import op
 
 revision: str = "10db4ad832d5"
@@ -20,10 +20,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "users",
-        sa.Column("full_name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("full_name", sa.String(length=200), nullable=False),
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("email", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
-        sa.Column("password_hash", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("password_hash", sa.String(length=255), nullable=False),
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("token_version", sa.Integer(), nullable=False),
         sa.Column(
@@ -43,12 +43,12 @@ def upgrade() -> None:
     )
     op.create_table(
         "trips",
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("destination", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("destination", sa.String(length=200), nullable=False),
         sa.Column("start_date", sa.Date(), nullable=False),
         sa.Column("end_date", sa.Date(), nullable=False),
-        sa.Column("timezone", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("description", sqlmodel.sql.sqltypes.AutoString(length=5000), nullable=False),
+        sa.Column("timezone", sa.String(length=64), nullable=False),
+        sa.Column("description", sa.String(length=5000), nullable=False),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("created_by", sa.Uuid(), nullable=True),
         sa.Column(

@@ -8,7 +8,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -16,6 +15,7 @@ from sqlalchemy import Connection, DateTime, Engine, create_engine, func, inspec
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Field, Session, SQLModel
 
+from alembic import command
 from app.core.config import Environment, Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def timestamp_column() -> Any:
     """A timezone-aware timestamp set by the application, with the database's clock as default."""
     return Field(
         default_factory=utcnow,
-        sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+        sa_type=DateTime(timezone=True),
         sa_column_kwargs={"server_default": func.now(), "nullable": False},
     )
 

@@ -99,9 +99,7 @@ def problem_response(
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries so routes declare the problems they can answer."""
-    return {
-        status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}} for status in statuses
-    }
+    return {status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}} for status in statuses}
 
 
 _HTTP_CODES = {

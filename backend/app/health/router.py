@@ -32,7 +32,10 @@ def ready(session: SessionDep) -> Health | JSONResponse:
         revision = current_revision_of(session.connection())
     except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
         return problem_response(
-            503, "database_unavailable", "Service Unavailable", "The database is unreachable.",
+            503,
+            "database_unavailable",
+            "Service Unavailable",
+            "The database is unreachable.",
             headers={"Retry-After": "1"},
         )
     head = alembic_head()

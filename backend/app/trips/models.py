@@ -7,12 +7,12 @@ from functools import cache
 from typing import Annotated, Any, Self
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, ConfigDict, model_validator
+from pydantic import AfterValidator, model_validator
 from sqlalchemy import CheckConstraint, Index, String
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column, uuid_primary_key
-from app.core.fields import Email, Name, Text
+from app.core.fields import REJECT_UNKNOWN_FIELDS, Email, Name, Text
 
 MAX_TRIP_DAYS = 366
 
@@ -60,7 +60,7 @@ class TripBase(SQLModel):
 
 
 class TripCreate(TripBase):
-    model_config = ConfigDict(extra="forbid")
+    model_config = REJECT_UNKNOWN_FIELDS
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> Self:
@@ -71,7 +71,7 @@ class TripCreate(TripBase):
 class TripUpdate(SQLModel):
     """The fields a member with write access may change; unknown fields are rejected."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = REJECT_UNKNOWN_FIELDS
 
     name: Name | None = Field(default=None, max_length=200)
     destination: Text | None = Field(default=None, max_length=200)
@@ -132,19 +132,19 @@ class TripMember(SQLModel, table=True):
     trip_id: uuid.UUID = Field(foreign_key="trips.id", primary_key=True, ondelete="CASCADE")
     user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
     # Stored as text with a check constraint: adding a role later is a one-line migration.
-    role: Role = Field(sa_type=String(16))  # type: ignore[call-overload]
+    role: Role = Field(sa_type=String(16))
     created_at: datetime = timestamp_column()
 
 
 class MemberCreate(SQLModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = REJECT_UNKNOWN_FIELDS
 
     email: Email = Field(max_length=320)
     role: Role = Role.VIEWER
 
 
 class MemberUpdate(SQLModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = REJECT_UNKNOWN_FIELDS
 
     role: Role
 

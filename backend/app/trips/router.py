@@ -14,9 +14,11 @@ from app.trips.models import (
     MemberUpdate,
     Role,
     TripCreate,
-    TripMember as TripMemberRow,
     TripPublic,
     TripUpdate,
+)
+from app.trips.models import (
+    TripMember as TripMemberRow,
 )
 from app.users.models import User
 
@@ -43,7 +45,9 @@ def create_trip(session: SessionDep, user: CurrentUser, data: TripCreate) -> Tri
 @router.get("", response_model=Page[TripPublic], responses=error_responses(400))
 def list_my_trips(session: SessionDep, user: CurrentUser, page: PageParams) -> Page[TripPublic]:
     rows, last = service.list_trips_for_user(session=session, user_id=user.id, page=page)
-    return Page(items=[TripPublic.of(trip, role) for trip, role in rows], next_cursor=cursor_for(last))
+    return Page(
+        items=[TripPublic.of(trip, role) for trip, role in rows], next_cursor=cursor_for(last)
+    )
 
 
 @router.get("/{trip_id}", response_model=TripPublic, responses=_in_trip)

@@ -56,7 +56,7 @@ def list_trips_for_user(
         statement = statement.where(
             tuple_(Trip.created_at, Trip.id) < tuple_(page.after.sort_key, page.after.id)
         )
-    rows: Sequence[tuple[Trip, Role]] = session.exec(statement).all()
+    rows: Sequence[tuple[Trip, str]] = session.exec(statement).all()
     return split_page(
         [(trip, Role(role)) for trip, role in rows],
         page.limit,

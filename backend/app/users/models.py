@@ -3,11 +3,10 @@
 import uuid
 from datetime import datetime
 
-from pydantic import ConfigDict
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column, uuid_primary_key
-from app.core.fields import Email, Name
+from app.core.fields import REJECT_UNKNOWN_FIELDS, Email, Name
 
 EMAIL_MAX = 320
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -19,7 +18,7 @@ class UserBase(SQLModel):
 
 
 class UserCreate(UserBase):
-    model_config = ConfigDict(extra="forbid")
+    model_config = REJECT_UNKNOWN_FIELDS
 
     password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
 
@@ -27,14 +26,14 @@ class UserCreate(UserBase):
 class UserUpdate(SQLModel):
     """What a user may change on their own profile; unknown fields are rejected."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = REJECT_UNKNOWN_FIELDS
 
     email: Email | None = Field(default=None, max_length=EMAIL_MAX)
     full_name: Name | None = Field(default=None, max_length=200)
 
 
 class PasswordChange(SQLModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = REJECT_UNKNOWN_FIELDS
 
     current_password: str = Field(max_length=PASSWORD_MAX)
     new_password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
@@ -60,4 +59,4 @@ class UserPublic(UserBase):
 
 class Token(SQLModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 (the OAuth2 token type, not a secret)

@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
@@ -6,7 +8,7 @@ from app.core.config import DEFAULT_SECRET_KEY, Environment, Settings
 STRONG_KEY = "k" * 40
 
 
-def make(**values: object) -> Settings:
+def make(**values: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
@@ -55,7 +57,7 @@ def test_settings_are_read_from_a_dotenv_file(tmp_path, monkeypatch: pytest.Monk
         ({"THREADPOOL_SIZE": 50, "DB_POOL_SIZE": 10, "DB_MAX_OVERFLOW": 10}, "THREADPOOL_SIZE"),
     ],
 )
-def test_invalid_settings_fail_naming_the_variable(values: dict[str, object], named: str) -> None:
+def test_invalid_settings_fail_naming_the_variable(values: dict[str, Any], named: str) -> None:
     with pytest.raises(ValidationError) as error:
         make(**values)
     assert named in str(error.value)

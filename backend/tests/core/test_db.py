@@ -51,7 +51,9 @@ def committed_app(engine: Engine) -> Iterator[tuple[FastAPI, Engine]]:
     """An app whose sessions commit for real (no test transaction), with a private pool."""
     app = create_app()
     factory = get_sessionmaker()
-    private = build_engine(Settings(_env_file=None, DATABASE_URL=str(engine.url.render_as_string(False))))  # type: ignore[call-arg]
+    private = build_engine(
+        Settings(_env_file=None, DATABASE_URL=str(engine.url.render_as_string(False)))
+    )  # type: ignore[call-arg]
     factory.configure(bind=private)
     try:
         yield app, private
@@ -81,7 +83,8 @@ def test_session_is_rolled_back_and_closed_when_a_route_fails(
     client = TestClient(app, raise_server_exceptions=False)
     crashed = client.post("/_test/crash")
     body = support.assert_problem(crashed, 500, "internal_error")
-    assert "boom" not in crashed.text and "Traceback" not in crashed.text, body
+    assert "boom" not in crashed.text, body
+    assert "Traceback" not in crashed.text
     support.assert_problem(client.post("/_test/refuse"), 409, "conflict")
 
     assert private.pool.checkedout() == 0  # type: ignore[attr-defined]

@@ -1,0 +1,43 @@
+# TripSync API — the front door. `make dev` runs the service, `make test` runs the suite.
+# Both create the virtual environment and install what they need on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install dev test migrate lint fmt clean
+
+$(STAMP): backend/pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is required (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e "backend[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the API with reload on 127.0.0.1:8000 (embedded PostgreSQL unless DATABASE_URL is set).
+dev: $(STAMP)
+	cd backend && ../$(BIN)/python -m app.dev
+
+## Run the whole suite on a real PostgreSQL (TEST_DATABASE_URL, else an embedded server).
+test: $(STAMP)
+	cd backend && ../$(BIN)/pytest $(PYTEST_ARGS)
+
+## Apply migrations to the configured database (production path: alembic upgrade head).
+migrate: $(STAMP)
+	$(BIN)/alembic upgrade head
+
+lint: $(STAMP)
+	$(BIN)/ruff check backend
+	$(BIN)/ruff format --check backend
+	cd backend && ../$(BIN)/mypy app tests alembic
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix backend
+	$(BIN)/ruff format backend
+
+clean:
+	rm -rf $(VENV) backend/*.egg-info

@@ -1,0 +1,138 @@
+"""Access rules for every route, built from the app itself: a new route without a rule fails.
+
+For each route: anonymous callers get 401 (unless the route is public); on routes under a
+trip, a user who is not a member gets 404 and nothing changes; viewers get 403 on writes.
+"""
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from app.main import app
+from app.trips.models import Role, TripMember
+from tests import support
+
+
+@dataclass(frozen=True)
+class Rule:
+    public: bool = False
+    in_trip: bool = False
+    write: bool = False
+
+
+RULES: dict[tuple[str, str], Rule] = {
+    ("GET", "/health/live"): Rule(public=True),
+    ("GET", "/health/ready"): Rule(public=True),
+    ("POST", "/auth/register"): Rule(public=True),
+    ("POST", "/auth/login"): Rule(public=True),
+    ("GET", "/users/me"): Rule(),
+    ("PATCH", "/users/me"): Rule(),
+    ("PUT", "/users/me/password"): Rule(),
+    ("GET", "/trips"): Rule(),
+    ("POST", "/trips"): Rule(),
+    ("GET", "/trips/{trip_id}"): Rule(in_trip=True),
+    ("PATCH", "/trips/{trip_id}"): Rule(in_trip=True, write=True),
+    ("DELETE", "/trips/{trip_id}"): Rule(in_trip=True, write=True),
+    ("GET", "/trips/{trip_id}/members"): Rule(in_trip=True),
+    ("POST", "/trips/{trip_id}/members"): Rule(in_trip=True, write=True),
+    ("PATCH", "/trips/{trip_id}/members/{user_id}"): Rule(in_trip=True, write=True),
+    ("DELETE", "/trips/{trip_id}/members/{user_id}"): Rule(in_trip=True, write=True),
+}
+
+# Every operation the app serves, read from its own OpenAPI description.
+ROUTES = sorted(
+    (method.upper(), path)
+    for path, operations in app.openapi()["paths"].items()
+    for method in operations
+)
+# Bodies valid enough that only the access rule can refuse the request.
+BODIES = {
+    ("PATCH", "/trips/{trip_id}"): {"name": "Changed"},
+    ("POST", "/trips/{trip_id}/members"): {"email": "someone@example.com", "role": "viewer"},
+    ("PATCH", "/trips/{trip_id}/members/{user_id}"): {"role": "editor"},
+}
+
+
+def test_every_route_has_an_access_rule() -> None:
+    assert set(ROUTES) == set(RULES), "add the new route to RULES (and to its tests)"
+
+
+def _call(client: TestClient, method: str, path: str, headers: dict[str, str], **ids: str):  # type: ignore[no-untyped-def]
+    url = path.format(**{name: ids.get(name, str(uuid.uuid4())) for name in ("trip_id", "user_id")})
+    body = BODIES.get((method, path))
+    return client.request(method, url, headers=headers, json=body)
+
+
+@pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if not RULES[r].public])
+def test_anonymous_gets_401(client: TestClient, method: str, path: str) -> None:
+    response = _call(client, method, path, headers={})
+    support.assert_problem(response, 401, "not_authenticated")
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.fixture
+def trip(client: TestClient, session: Session) -> dict[str, Any]:
+    owner = support.make_user(session)
+    viewer = support.make_user(session)
+    response = client.post(
+        "/trips",
+        headers=support.auth(owner),
+        json={"name": "Secret", "start_date": "2027-01-01", "end_date": "2027-01-02"},
+    )
+    trip_id = response.json()["id"]
+    session.add(TripMember(trip_id=uuid.UUID(trip_id), user_id=viewer.id, role=Role.VIEWER))
+    session.commit()
+    return {"id": trip_id, "owner": owner, "viewer": viewer}
+
+
+def _snapshot(client: TestClient, trip: dict[str, Any]) -> tuple[object, object]:
+    headers = support.auth(trip["owner"])  # type: ignore[arg-type]
+    return (
+        client.get(f"/trips/{trip['id']}", headers=headers).json(),
+        client.get(f"/trips/{trip['id']}/members", headers=headers).json(),
+    )
+
+
+@pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if RULES[r].in_trip])
+def test_non_member_gets_404_and_changes_nothing(
+    client: TestClient, session: Session, trip: dict[str, Any], method: str, path: str
+) -> None:
+    outsider = support.make_user(session)
+    before = _snapshot(client, trip)
+    owner_id = str(trip["owner"].id)  # type: ignore[attr-defined]
+    response = _call(
+        client, method, path, support.auth(outsider), trip_id=str(trip["id"]), user_id=owner_id
+    )
+    support.assert_problem(response, 404, "trip_not_found")
+    assert _snapshot(client, trip) == before
+
+
+@pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if RULES[r].write])
+def test_viewer_gets_403_on_writes_and_changes_nothing(
+    client: TestClient, trip: dict[str, Any], method: str, path: str
+) -> None:
+    before = _snapshot(client, trip)
+    owner_id = str(trip["owner"].id)  # type: ignore[attr-defined]
+    response = _call(
+        client,
+        method,
+        path,
+        support.auth(trip["viewer"]),
+        trip_id=str(trip["id"]),
+        user_id=owner_id,  # type: ignore[arg-type]
+    )
+    support.assert_problem(response, 403)
+    assert _snapshot(client, trip) == before
+
+
+def test_the_same_404_for_missing_and_foreign_trips(
+    client: TestClient, session: Session, trip: dict[str, Any]
+) -> None:
+    outsider = support.make_user(session)
+    foreign = client.get(f"/trips/{trip['id']}", headers=support.auth(outsider)).json()
+    missing = client.get(f"/trips/{uuid.uuid4()}", headers=support.auth(outsider)).json()
+    assert foreign == missing

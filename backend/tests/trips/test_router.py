@@ -1,0 +1,262 @@
+"""Trips and members: behaviour, validation and the rules of who may do what."""
+
+import uuid
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from app.trips.models import Role, Trip, TripMember
+from app.users.models import User
+from tests import support
+
+TRIP = {
+    "name": "Lisbon",
+    "destination": "Portugal",
+    "start_date": "2027-05-01",
+    "end_date": "2027-05-07",
+    "timezone": "Europe/Lisbon",
+    "description": "Spring trip",
+}
+
+
+def create_trip(client: TestClient, user: User, **changes: object) -> dict:  # type: ignore[type-arg]
+    response = client.post("/trips", headers=support.auth(user), json={**TRIP, **changes})
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def add_member(session: Session, trip_id: str, user: User, role: Role) -> None:
+    session.add(TripMember(trip_id=uuid.UUID(trip_id), user_id=user.id, role=role))
+    session.commit()
+
+
+def test_create_get_update_delete(client: TestClient, session: Session) -> None:
+    owner = support.make_user(session)
+    trip = create_trip(client, owner)
+    assert trip["role"] == "owner"
+    assert trip["timezone"] == "Europe/Lisbon"
+
+    fetched = client.get(f"/trips/{trip['id']}", headers=support.auth(owner))
+    assert fetched.json() == trip
+
+    updated = client.patch(
+        f"/trips/{trip['id']}", headers=support.auth(owner), json={"name": "Porto"}
+    ).json()
+    assert updated["name"] == "Porto"
+    assert updated["destination"] == "Portugal"
+    assert updated["updated_at"] > trip["updated_at"]
+
+    assert client.delete(f"/trips/{trip['id']}", headers=support.auth(owner)).status_code == 204
+    support.assert_problem(
+        client.get(f"/trips/{trip['id']}", headers=support.auth(owner)), 404, "trip_not_found"
+    )
+    assert session.get(TripMember, (uuid.UUID(trip["id"]), owner.id)) is None
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"end_date": "2027-04-30"},
+        {"end_date": "2028-05-07"},
+        {"timezone": "Mars/Olympus"},
+        {"timezone": "../../etc/passwd"},
+        {"name": "   "},
+        {"start_date": "2027-02-30"},
+        {"start_date": "10000-01-01"},
+        {"owner_id": str(uuid.uuid4())},
+        {"description": "x" * 5001},
+        {"name": "Robert'); DROP TABLE trips;--\x00"},
+    ],
+)
+def test_invalid_trips_are_422_and_store_nothing(
+    client: TestClient, session: Session, changes: dict[str, object]
+) -> None:
+    owner = support.make_user(session)
+    response = client.post("/trips", headers=support.auth(owner), json={**TRIP, **changes})
+    support.assert_problem(response, 422)
+    assert session.exec(select(Trip).where(Trip.created_by == owner.id)).first() is None
+
+
+def test_sql_looking_text_is_just_text(client: TestClient, session: Session) -> None:
+    owner = support.make_user(session)
+    name = "Robert'); DROP TABLE trips;--"
+    assert create_trip(client, owner, name=name)["name"] == name
+    assert session.exec(select(Trip).where(Trip.name == name)).one()
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [{"end_date": "2027-04-01"}, {"start_date": "2027-06-01"}, {"name": None}, {"id": "x"}],
+)
+def test_invalid_updates_change_nothing(
+    client: TestClient, session: Session, patch: dict[str, object]
+) -> None:
+    owner = support.make_user(session)
+    trip = create_trip(client, owner)
+    response = client.patch(f"/trips/{trip['id']}", headers=support.auth(owner), json=patch)
+    support.assert_problem(response, 422)
+    assert client.get(f"/trips/{trip['id']}", headers=support.auth(owner)).json() == trip
+
+
+def test_list_only_my_trips_with_their_roles(client: TestClient, session: Session) -> None:
+    me, other = support.make_user(session), support.make_user(session)
+    mine = create_trip(client, me, name="Mine")
+    shared = create_trip(client, other, name="Shared")
+    create_trip(client, other, name="Not mine")
+    add_member(session, shared["id"], me, Role.VIEWER)
+
+    page = client.get("/trips", headers=support.auth(me)).json()
+    assert [(t["name"], t["role"]) for t in page["items"]] == [
+        ("Shared", "viewer"),
+        ("Mine", "owner"),
+    ]
+    assert page["next_cursor"] is None
+    assert mine["id"] in {t["id"] for t in page["items"]}
+
+
+def test_pages_cover_every_trip_once(client: TestClient, session: Session) -> None:
+    me = support.make_user(session)
+    created = {create_trip(client, me, name=f"T{i}")["id"] for i in range(7)}
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/trips", headers=support.auth(me), params=params).json()
+        seen += [t["id"] for t in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 7
+    assert set(seen) == created
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"limit": 101}, "validation_error"),
+        ({"limit": 0}, "validation_error"),
+        ({"cursor": "garbage"}, "invalid_cursor"),
+        ({"cursor": "eyJhIjoxfQ.AAAA"}, "invalid_cursor"),
+        ({"cursor": "x" * 600}, "validation_error"),
+    ],
+)
+def test_bad_page_parameters(
+    client: TestClient, session: Session, params: dict[str, Any], code: str
+) -> None:
+    me = support.make_user(session)
+    response = client.get("/trips", headers=support.auth(me), params=params)
+    assert response.status_code in (400, 422)
+    support.assert_problem(response, response.status_code, code)
+
+
+def test_a_forged_cursor_is_refused(client: TestClient, session: Session) -> None:
+    me = support.make_user(session)
+    for i in range(3):
+        create_trip(client, me, name=f"T{i}")
+    cursor = client.get("/trips", headers=support.auth(me), params={"limit": 1}).json()[
+        "next_cursor"
+    ]
+    payload, signature = cursor.split(".")
+    forged = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB") + "." + signature
+    response = client.get("/trips", headers=support.auth(me), params={"cursor": forged})
+    support.assert_problem(response, 400, "invalid_cursor")
+
+
+def test_malformed_ids_are_422(client: TestClient, session: Session) -> None:
+    me = support.make_user(session)
+    support.assert_problem(client.get("/trips/not-a-uuid", headers=support.auth(me)), 422)
+
+
+def test_editor_can_edit_but_not_delete_or_manage_members(
+    client: TestClient, session: Session
+) -> None:
+    owner, editor = support.make_user(session), support.make_user(session)
+    trip = create_trip(client, owner)
+    add_member(session, trip["id"], editor, Role.EDITOR)
+    headers = support.auth(editor)
+    assert (
+        client.patch(f"/trips/{trip['id']}", headers=headers, json={"name": "E"}).status_code == 200
+    )
+    support.assert_problem(
+        client.delete(f"/trips/{trip['id']}", headers=headers), 403, "owner_required"
+    )
+    support.assert_problem(
+        client.post(
+            f"/trips/{trip['id']}/members", headers=headers, json={"email": "x@example.com"}
+        ),
+        403,
+        "owner_required",
+    )
+
+
+def test_owner_manages_members(client: TestClient, session: Session) -> None:
+    owner, friend = support.make_user(session), support.make_user(session)
+    trip = create_trip(client, owner)
+    base = f"/trips/{trip['id']}/members"
+    headers = support.auth(owner)
+
+    added = client.post(
+        base, headers=headers, json={"email": friend.email.upper(), "role": "editor"}
+    )
+    assert added.status_code == 201, added.text
+    assert added.json()["role"] == "editor"
+    support.assert_problem(
+        client.post(base, headers=headers, json={"email": friend.email}), 409, "already_member"
+    )
+    support.assert_problem(
+        client.post(base, headers=headers, json={"email": "ghost@example.com"}),
+        404,
+        "user_not_found",
+    )
+    support.assert_problem(
+        client.post(base, headers=headers, json={"email": friend.email, "role": "admin"}), 422
+    )
+
+    changed = client.patch(f"{base}/{friend.id}", headers=headers, json={"role": "viewer"})
+    assert changed.json()["role"] == "viewer"
+    members = client.get(base, headers=support.auth(friend)).json()["items"]
+    assert [(m["user_id"], m["role"]) for m in members] == [
+        (str(owner.id), "owner"),
+        (str(friend.id), "viewer"),
+    ]
+    assert client.delete(f"{base}/{friend.id}", headers=headers).status_code == 204
+    support.assert_problem(client.get(f"/trips/{trip['id']}", headers=support.auth(friend)), 404)
+    support.assert_problem(
+        client.delete(f"{base}/{friend.id}", headers=headers), 404, "member_not_found"
+    )
+
+
+def test_a_trip_always_keeps_an_owner(client: TestClient, session: Session) -> None:
+    owner, friend = support.make_user(session), support.make_user(session)
+    trip = create_trip(client, owner)
+    base = f"/trips/{trip['id']}/members"
+    support.assert_problem(
+        client.patch(f"{base}/{owner.id}", headers=support.auth(owner), json={"role": "editor"}),
+        409,
+        "last_owner",
+    )
+    support.assert_problem(
+        client.delete(f"{base}/{owner.id}", headers=support.auth(owner)), 409, "last_owner"
+    )
+    # Hand over ownership, then the former owner may step down and leave.
+    add_member(session, trip["id"], friend, Role.VIEWER)
+    client.patch(f"{base}/{friend.id}", headers=support.auth(owner), json={"role": "owner"})
+    assert client.delete(f"{base}/{owner.id}", headers=support.auth(owner)).status_code == 204
+    assert (
+        client.get(f"/trips/{trip['id']}", headers=support.auth(friend)).json()["role"] == "owner"
+    )
+
+
+def test_members_can_leave_but_not_remove_others(client: TestClient, session: Session) -> None:
+    owner, viewer, editor = (support.make_user(session) for _ in range(3))
+    trip = create_trip(client, owner)
+    add_member(session, trip["id"], viewer, Role.VIEWER)
+    add_member(session, trip["id"], editor, Role.EDITOR)
+    base = f"/trips/{trip['id']}/members"
+    support.assert_problem(
+        client.delete(f"{base}/{viewer.id}", headers=support.auth(editor)), 403, "owner_required"
+    )
+    assert client.delete(f"{base}/{viewer.id}", headers=support.auth(viewer)).status_code == 204
+    assert session.get(TripMember, (uuid.UUID(trip["id"]), viewer.id)) is None

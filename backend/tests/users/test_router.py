@@ -1,0 +1,174 @@
+"""Registration, login, tokens and the caller's own profile."""
+
+import uuid
+from datetime import timedelta
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from app.core.config import get_settings
+from app.core.db import utcnow
+from app.core.security import ALGORITHM, create_access_token
+from app.users.models import User
+from tests import support
+
+
+def register(client: TestClient, email: str, password: str = "password123"):  # type: ignore[no-untyped-def]
+    return client.post(
+        "/auth/register", json={"email": email, "password": password, "full_name": "Ada"}
+    )
+
+
+def login(client: TestClient, email: str, password: str):  # type: ignore[no-untyped-def]
+    return client.post("/auth/login", data={"username": email, "password": password})
+
+
+def test_register_then_log_in_then_read_me(client: TestClient, session: Session) -> None:
+    response = register(client, "Ada@Example.com")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["email"] == "ada@example.com"
+    assert set(body) == {"id", "email", "full_name", "created_at"}  # no hash, no internals
+
+    stored = session.exec(select(User).where(User.email == "ada@example.com")).one()
+    assert stored.password_hash.startswith("$argon2id$")
+
+    token = login(client, "ADA@example.com", "password123")
+    assert token.status_code == 200, token.text
+    assert token.json()["token_type"] == "bearer"
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    me = client.get("/users/me", headers=headers)
+    assert me.status_code == 200
+    assert me.json()["id"] == body["id"]
+
+
+def test_register_twice_is_a_conflict(client: TestClient) -> None:
+    assert register(client, "twice@example.com").status_code == 201
+    support.assert_problem(register(client, "TWICE@example.com"), 409, "email_taken")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "not-an-email", "password": "password123", "full_name": "A"},
+        {"email": "a@example.com", "password": "short", "full_name": "A"},
+        {"email": "a@example.com", "password": "password123", "full_name": ""},
+        {"email": "a@example.com", "password": "password123", "full_name": "A\x00"},
+        {"email": "a@example.com", "password": "password123", "full_name": "A", "is_active": 0},
+        {"email": "a@example.com", "password": "password123", "full_name": "x" * 201},
+    ],
+)
+def test_invalid_registrations_are_422_and_store_nothing(
+    client: TestClient, session: Session, body: dict[str, object]
+) -> None:
+    problem = support.assert_problem(
+        client.post("/auth/register", json=body), 422, "validation_error"
+    )
+    assert problem["errors"]
+    assert {"loc", "msg", "type"} <= problem["errors"][0].keys()
+    assert session.exec(select(User).where(User.email == "a@example.com")).first() is None
+
+
+def test_wrong_password_and_unknown_email_look_the_same(
+    client: TestClient, session: Session
+) -> None:
+    user = support.make_user(session)
+    wrong = support.assert_problem(
+        login(client, user.email, "nope-nope"), 401, "invalid_credentials"
+    )
+    unknown = support.assert_problem(
+        login(client, "nobody@example.com", support.PASSWORD), 401, "invalid_credentials"
+    )
+    assert wrong["detail"] == unknown["detail"]
+    assert login(client, user.email, support.PASSWORD).status_code == 200
+
+
+def _token(claims: dict[str, object], key: str | None = None) -> dict[str, str]:
+    secret = key or get_settings().SECRET_KEY.get_secret_value()
+    return {"Authorization": f"Bearer {jwt.encode(claims, secret, algorithm=ALGORITHM)}"}
+
+
+def test_bad_tokens_are_refused(client: TestClient, session: Session) -> None:
+    user = support.make_user(session)
+    now = utcnow()
+    valid_claims = {"sub": str(user.id), "ver": 0, "iat": now, "exp": now + timedelta(minutes=5)}
+    assert client.get("/users/me", headers=_token(valid_claims)).status_code == 200
+
+    cases = {
+        "expired": _token({**valid_claims, "exp": now - timedelta(seconds=1)}),
+        "wrong key": _token(valid_claims, key="another-key-another-key-another-key"),
+        "malformed": {"Authorization": "Bearer not.a.jwt"},
+        "unknown user": _token({**valid_claims, "sub": str(uuid.uuid4())}),
+        "no version": _token({k: v for k, v in valid_claims.items() if k != "ver"}),
+        "not a uuid": _token({**valid_claims, "sub": "admin"}),
+    }
+    for name, headers in cases.items():
+        response = client.get("/users/me", headers=headers)
+        support.assert_problem(response, 401)
+        assert response.headers["www-authenticate"] == "Bearer", name
+    support.assert_problem(client.get("/users/me"), 401, "not_authenticated")
+
+
+def test_a_deactivated_user_is_refused(client: TestClient, session: Session) -> None:
+    user = support.make_user(session)
+    headers = support.auth(user)
+    user.is_active = False
+    session.add(user)
+    session.commit()
+    support.assert_problem(client.get("/users/me", headers=headers), 401, "invalid_token")
+    support.assert_problem(login(client, user.email, support.PASSWORD), 401, "invalid_credentials")
+
+
+def test_update_profile_and_refuse_taken_email(client: TestClient, session: Session) -> None:
+    user, other = support.make_user(session), support.make_user(session)
+    response = client.patch(
+        "/users/me", headers=support.auth(user), json={"full_name": "  Grace  "}
+    )
+    assert response.status_code == 200
+    assert response.json()["full_name"] == "Grace"
+    support.assert_problem(
+        client.patch("/users/me", headers=support.auth(user), json={"email": other.email}),
+        409,
+        "email_taken",
+    )
+    # Fields a user may not set are rejected, not silently applied.
+    support.assert_problem(
+        client.patch("/users/me", headers=support.auth(user), json={"token_version": 9}),
+        422,
+        "validation_error",
+    )
+
+
+def test_password_change_invalidates_older_tokens(client: TestClient, session: Session) -> None:
+    user = support.make_user(session)
+    old = support.auth(user)
+    support.assert_problem(
+        client.put(
+            "/users/me/password",
+            headers=old,
+            json={"current_password": "wrong-password", "new_password": "new-password-1"},
+        ),
+        400,
+        "wrong_current_password",
+    )
+    changed = client.put(
+        "/users/me/password",
+        headers=old,
+        json={"current_password": support.PASSWORD, "new_password": "new-password-1"},
+    )
+    assert changed.status_code == 204, changed.text
+    support.assert_problem(client.get("/users/me", headers=old), 401, "invalid_token")
+    fresh = login(client, user.email, "new-password-1").json()["access_token"]
+    assert client.get("/users/me", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
+
+
+def test_token_lifetime_comes_from_settings(session: Session) -> None:
+    user = support.make_user(session)
+    claims = jwt.decode(
+        create_access_token(user.id, 0),
+        get_settings().SECRET_KEY.get_secret_value(),
+        algorithms=[ALGORITHM],
+    )
+    assert claims["exp"] - claims["iat"] == get_settings().ACCESS_TOKEN_EXPIRE_MINUTES * 60
