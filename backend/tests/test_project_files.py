@@ -1,0 +1,89 @@
+"""The deployment files agree with the code: compose stack, .env.example, layout invariants."""
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from app.core.config import Settings
+from app.core.db import REPO_DIR
+
+SETTINGS = set(Settings.model_fields)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((REPO_DIR / "docker-compose.yml").read_text())
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?message} forms."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, op, arg = match.group(1), match.group(2), match.group(3)
+        if name in env:
+            return env[name]
+        if op == ":-":
+            return arg
+        raise KeyError(f"{name} is required: {arg}")
+
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", replace, value)
+
+
+def test_compose_describes_the_production_like_stack(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == {"db", "migrate", "backend", "frontend"}
+    assert services["db"]["healthcheck"]["test"]
+    assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
+    assert services["migrate"]["command"][-2:] == ["upgrade", "head"]
+    assert services["migrate"]["restart"] == "no"
+    backend_deps = services["backend"]["depends_on"]
+    assert backend_deps["migrate"]["condition"] == "service_completed_successfully"
+    assert services["frontend"]["depends_on"]["backend"]["condition"] == "service_healthy"
+    for name in ("migrate", "backend"):
+        dockerfile = (
+            REPO_DIR / services[name]["build"]["context"] / services[name]["build"]["dockerfile"]
+        )
+        assert dockerfile.is_file()
+    for volume in services["frontend"]["volumes"]:
+        assert (REPO_DIR / volume.split(":")[0]).exists(), volume
+    assert set(compose["volumes"]) == {"pgdata"}
+
+
+def test_compose_backend_settings_are_valid_production_settings(compose: dict[str, Any]) -> None:
+    environment = compose["services"]["backend"]["environment"]
+    assert environment == compose["services"]["migrate"]["environment"]
+    assert set(environment) <= SETTINGS
+    with pytest.raises(KeyError, match="SECRET_KEY"):
+        _interpolate(environment["SECRET_KEY"], {})
+    resolved = {k: _interpolate(str(v), {"SECRET_KEY": "s" * 64}) for k, v in environment.items()}
+    settings = Settings(_env_file=None, **resolved)  # type: ignore[arg-type]
+    assert settings.ENVIRONMENT == "production"
+    assert settings.database_url.endswith("@db:5432/tripsync")
+
+
+def test_env_example_lists_every_setting() -> None:
+    text = (REPO_DIR / ".env.example").read_text()
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
+    assert listed == SETTINGS
+
+
+def _python_sources() -> dict[Path, str]:
+    return {
+        path: path.read_text()
+        for path in (REPO_DIR / "backend").rglob("*.py")
+        if ".venv" not in path.parts
+    }
+
+
+def test_one_session_dependency_and_create_all_only_in_init_db() -> None:
+    sources = _python_sources()
+    assert not [p for p, s in sources.items() if re.search(r"def get_db\b", s)]
+    definitions = [p for p, s in sources.items() if re.search(r"^def get_session\b", s, re.M)]
+    assert [p.name for p in definitions] == ["db.py"]
+    create_all = [
+        p for p, s in sources.items() if "create_all(" in s and p.parts[-2:] != ("core", "db.py")
+    ]
+    assert create_all == []
