@@ -71,11 +71,8 @@ def test_env_example_lists_every_setting() -> None:
 
 
 def _python_sources() -> dict[Path, str]:
-    return {
-        path: path.read_text()
-        for path in (REPO_DIR / "backend").rglob("*.py")
-        if ".venv" not in path.parts
-    }
+    folders = (REPO_DIR / "backend" / "app", REPO_DIR / "backend" / "alembic")
+    return {path: path.read_text() for folder in folders for path in folder.rglob("*.py")}
 
 
 def test_one_session_dependency_and_create_all_only_in_init_db() -> None:
