@@ -182,3 +182,16 @@ def test_the_app_creates_no_tables_at_start_up(server_url: str) -> None:
             assert inspect(get_engine()).get_table_names() == []
     finally:
         support.drop_database(url)
+
+
+def test_the_thread_pool_is_sized_from_settings_at_start_up() -> None:
+    import anyio.to_thread
+
+    app = create_app(Settings(_env_file=None, THREADPOOL_SIZE=17))  # type: ignore[call-arg]
+
+    @app.get("/_test/threads")
+    async def threads() -> int:
+        return int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+
+    with TestClient(app) as client:  # runs the lifespan
+        assert client.get("/_test/threads").json() == 17
