@@ -10,10 +10,14 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from app.activity.router import router as activity_router
 from app.core.config import Settings, get_settings
 from app.core.db import REPO_DIR, get_engine
 from app.core.errors import install_error_handlers
 from app.health.router import router as health_router
+from app.invitations.router import router as invitations_router
+from app.invitations.router import trip_router as trip_invitations_router
+from app.participants.router import router as participants_router
 from app.trips.router import router as trips_router
 from app.users.router import auth_router, users_router
 
@@ -44,7 +48,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key"],
         expose_headers=["ETag", "Retry-After"],
     )
-    for router in (health_router, auth_router, users_router, trips_router):
+    for router in (
+        health_router,
+        auth_router,
+        users_router,
+        trips_router,
+        participants_router,
+        trip_invitations_router,
+        invitations_router,
+        activity_router,
+    ):
         app.include_router(router)
 
     frontend = (REPO_DIR / settings.FRONTEND_DIR).resolve() if settings.FRONTEND_DIR else None

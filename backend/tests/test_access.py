@@ -4,6 +4,7 @@ For each route: anonymous callers get 401 (unless the route is public); on route
 trip, a user who is not a member gets 404 and nothing changes; viewers get 403 on writes.
 """
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from tests import support
 class Rule:
     public: bool = False
     in_trip: bool = False
-    write: bool = False
+    viewer_forbidden: bool = False
 
 
 RULES: dict[tuple[str, str], Rule] = {
@@ -35,12 +36,34 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/trips"): Rule(),
     ("POST", "/trips"): Rule(),
     ("GET", "/trips/{trip_id}"): Rule(in_trip=True),
-    ("PATCH", "/trips/{trip_id}"): Rule(in_trip=True, write=True),
-    ("DELETE", "/trips/{trip_id}"): Rule(in_trip=True, write=True),
+    ("PATCH", "/trips/{trip_id}"): Rule(in_trip=True, viewer_forbidden=True),
+    ("DELETE", "/trips/{trip_id}"): Rule(in_trip=True, viewer_forbidden=True),
     ("GET", "/trips/{trip_id}/members"): Rule(in_trip=True),
-    ("POST", "/trips/{trip_id}/members"): Rule(in_trip=True, write=True),
-    ("PATCH", "/trips/{trip_id}/members/{user_id}"): Rule(in_trip=True, write=True),
-    ("DELETE", "/trips/{trip_id}/members/{user_id}"): Rule(in_trip=True, write=True),
+    ("POST", "/trips/{trip_id}/members"): Rule(in_trip=True, viewer_forbidden=True),
+    ("PATCH", "/trips/{trip_id}/members/{user_id}"): Rule(in_trip=True, viewer_forbidden=True),
+    ("DELETE", "/trips/{trip_id}/members/{user_id}"): Rule(in_trip=True, viewer_forbidden=True),
+    ("POST", "/trips/{trip_id}/transfer-ownership"): Rule(in_trip=True, viewer_forbidden=True),
+    ("GET", "/trips/{trip_id}/participants"): Rule(in_trip=True),
+    ("POST", "/trips/{trip_id}/guests"): Rule(in_trip=True, viewer_forbidden=True),
+    ("PATCH", "/trips/{trip_id}/guests/{participant_id}"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
+    ("DELETE", "/trips/{trip_id}/guests/{participant_id}"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
+    ("POST", "/trips/{trip_id}/guests/{participant_id}/claim"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
+    ("GET", "/trips/{trip_id}/invitations"): Rule(in_trip=True, viewer_forbidden=True),
+    ("POST", "/trips/{trip_id}/invitations"): Rule(in_trip=True, viewer_forbidden=True),
+    ("DELETE", "/trips/{trip_id}/invitations/{invitation_id}"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
+    ("GET", "/trips/{trip_id}/activity"): Rule(in_trip=True),
+    # Not under a trip: only the invitee can see or answer (tests/invitations).
+    ("GET", "/invitations"): Rule(),
+    ("POST", "/invitations/{invitation_id}/accept"): Rule(),
+    ("POST", "/invitations/{invitation_id}/decline"): Rule(),
 }
 
 # Every operation the app serves, read from its own OpenAPI description.
@@ -54,6 +77,10 @@ BODIES = {
     ("PATCH", "/trips/{trip_id}"): {"name": "Changed"},
     ("POST", "/trips/{trip_id}/members"): {"email": "someone@example.com", "role": "viewer"},
     ("PATCH", "/trips/{trip_id}/members/{user_id}"): {"role": "editor"},
+    ("POST", "/trips/{trip_id}/transfer-ownership"): {"user_id": str(uuid.uuid4())},
+    ("POST", "/trips/{trip_id}/guests"): {"name": "Guest"},
+    ("PATCH", "/trips/{trip_id}/guests/{participant_id}"): {"name": "Guest"},
+    ("POST", "/trips/{trip_id}/invitations"): {"email": "someone@example.com", "role": "viewer"},
 }
 
 
@@ -62,12 +89,15 @@ def test_every_route_has_an_access_rule() -> None:
 
 
 def _call(client: TestClient, method: str, path: str, headers: dict[str, str], **ids: str):  # type: ignore[no-untyped-def]
-    url = path.format(**{name: ids.get(name, str(uuid.uuid4())) for name in ("trip_id", "user_id")})
+    """Call the route with the given path ids; any other id is a fresh random UUID."""
+    url = re.sub(r"\{(\w+)\}", lambda m: ids.get(m.group(1), str(uuid.uuid4())), path)
     body = BODIES.get((method, path))
     return client.request(method, url, headers=headers, json=body)
 
 
-@pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if not RULES[r].public])
+@pytest.mark.parametrize(
+    ("method", "path"), [r for r in ROUTES if r in RULES and not RULES[r].public]
+)
 def test_anonymous_gets_401(client: TestClient, method: str, path: str) -> None:
     response = _call(client, method, path, headers={})
     support.assert_problem(response, 401, "not_authenticated")
@@ -97,7 +127,7 @@ def _snapshot(client: TestClient, trip: dict[str, Any]) -> tuple[object, object]
     )
 
 
-@pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if RULES[r].in_trip])
+@pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if r in RULES and RULES[r].in_trip])
 def test_non_member_gets_404_and_changes_nothing(
     client: TestClient, session: Session, trip: dict[str, Any], method: str, path: str
 ) -> None:
@@ -111,7 +141,9 @@ def test_non_member_gets_404_and_changes_nothing(
     assert _snapshot(client, trip) == before
 
 
-@pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if RULES[r].write])
+@pytest.mark.parametrize(
+    ("method", "path"), [r for r in ROUTES if r in RULES and RULES[r].viewer_forbidden]
+)
 def test_viewer_gets_403_on_writes_and_changes_nothing(
     client: TestClient, trip: dict[str, Any], method: str, path: str
 ) -> None:

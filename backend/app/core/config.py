@@ -48,6 +48,7 @@ class Settings(BaseSettings):
 
     SECRET_KEY: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60 * 24, ge=1, le=60 * 24 * 30)
+    INVITATION_TTL_DAYS: int = Field(default=14, ge=1, le=365)
     ARGON2_TIME_COST: int = Field(default=3, ge=1, le=10)
     ARGON2_MEMORY_COST_KIB: int = Field(default=65_536, ge=8, le=1_048_576)
 

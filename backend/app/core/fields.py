@@ -3,6 +3,7 @@
 import re
 from typing import TYPE_CHECKING, Annotated, cast
 
+from babel.numbers import list_currencies
 from pydantic import AfterValidator, EmailStr, StringConstraints
 
 if TYPE_CHECKING:
@@ -21,6 +22,15 @@ def _reject_control_characters(value: str) -> str:
     return value
 
 
+def _known_currency(value: str) -> str:
+    if value not in _CURRENCIES:
+        raise ValueError("must be an ISO 4217 currency code such as 'EUR' or 'JPY'")
+    return value
+
+
+_CURRENCIES = frozenset(code for code in list_currencies() if len(code) == 3 and code.isupper())
+
+
 def _lower(value: str) -> str:
     return value.lower()
 
@@ -37,3 +47,5 @@ Text = Annotated[
 ]
 # Email addresses compare case-insensitively, so they are stored lower-cased.
 Email = Annotated[EmailStr, AfterValidator(_lower)]
+# An ISO 4217 code (upper-case, three letters), as known to CLDR through Babel.
+Currency = Annotated[str, AfterValidator(_known_currency)]

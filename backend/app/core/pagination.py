@@ -30,12 +30,33 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
+SortKey = datetime | str | int
+
+
 @dataclass(frozen=True)
 class Position:
-    """Where a page ends: the sort key of its last row, unique thanks to the id."""
+    """Where a page ends: the sort key of its last row, made unique by the row's id."""
 
-    sort_key: datetime
+    sort_key: SortKey
     id: uuid.UUID
+
+
+def _tagged(value: SortKey) -> list[str | int]:
+    if isinstance(value, datetime):
+        return ["t", value.isoformat()]
+    if isinstance(value, str):
+        return ["s", value]
+    return ["i", value]
+
+
+def _untagged(tag: str, value: str | int) -> SortKey:
+    if tag == "t" and isinstance(value, str):
+        return datetime.fromisoformat(value)
+    if tag == "s" and isinstance(value, str):
+        return value
+    if tag == "i" and isinstance(value, int):
+        return value
+    raise ValueError("unknown sort key")
 
 
 def _b64(raw: bytes) -> str:
@@ -52,7 +73,7 @@ def _sign(payload: bytes) -> bytes:
 
 
 def encode_cursor(position: Position) -> str:
-    payload = json.dumps([position.sort_key.isoformat(), str(position.id)]).encode()
+    payload = json.dumps([*_tagged(position.sort_key), str(position.id)]).encode()
     return f"{_b64(payload)}.{_b64(_sign(payload))}"
 
 
@@ -68,8 +89,8 @@ def decode_cursor(cursor: str) -> Position:
     if not hmac.compare_digest(signature, _sign(payload)):
         raise invalid
     try:
-        sort_key, row_id = json.loads(payload)
-        return Position(datetime.fromisoformat(sort_key), uuid.UUID(row_id))
+        tag, sort_key, row_id = json.loads(payload)
+        return Position(_untagged(tag, sort_key), uuid.UUID(row_id))
     except (ValueError, TypeError):
         raise invalid from None
 

@@ -8,11 +8,11 @@ from typing import Annotated, Any, Self
 from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, model_validator
-from sqlalchemy import CheckConstraint, Index, String
+from sqlalchemy import CheckConstraint, Index, String, text
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column, uuid_primary_key
-from app.core.fields import REJECT_UNKNOWN_FIELDS, Email, Name, Text
+from app.core.fields import REJECT_UNKNOWN_FIELDS, Currency, Email, Name, Text
 
 MAX_TRIP_DAYS = 366
 
@@ -57,6 +57,14 @@ class TripBase(SQLModel):
     end_date: date
     timezone: TimeZoneName = Field(default="UTC", max_length=64)
     description: Text = Field(default="", max_length=5000)
+    # Balances are computed in this currency; expenses in others store their rate to it.
+    base_currency: Currency = Field(
+        default="EUR", max_length=3, sa_column_kwargs={"server_default": "EUR"}
+    )
+    # When set, viewers see expenses without their amounts.
+    hide_amounts_from_viewers: bool = Field(
+        default=False, sa_column_kwargs={"server_default": text("false")}
+    )
 
 
 class TripCreate(TripBase):
@@ -79,6 +87,8 @@ class TripUpdate(SQLModel):
     end_date: date | None = None
     timezone: TimeZoneName | None = Field(default=None, max_length=64)
     description: Text | None = Field(default=None, max_length=5000)
+    base_currency: Currency | None = Field(default=None, max_length=3)
+    hide_amounts_from_viewers: bool | None = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:
@@ -94,6 +104,7 @@ class Trip(TripBase, table=True):
     __table_args__ = (
         CheckConstraint("end_date >= start_date", name="dates_in_order"),
         CheckConstraint(f"end_date - start_date < {MAX_TRIP_DAYS}", name="length"),
+        CheckConstraint("base_currency ~ '^[A-Z]{3}$'", name="base_currency"),
         Index("ix_trips_created_at_id", "created_at", "id"),
     )
 
@@ -155,3 +166,9 @@ class MemberPublic(SQLModel):
     full_name: str
     role: Role
     joined_at: datetime
+
+
+class OwnershipTransfer(SQLModel):
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    user_id: uuid.UUID

@@ -12,6 +12,7 @@ from app.trips.models import (
     MemberCreate,
     MemberPublic,
     MemberUpdate,
+    OwnershipTransfer,
     Role,
     TripCreate,
     TripPublic,
@@ -57,7 +58,9 @@ def get_trip(access: TripMember) -> TripPublic:
 
 @router.patch("/{trip_id}", response_model=TripPublic, responses=error_responses(403, 404))
 def update_trip(session: SessionDep, access: TripEditor, data: TripUpdate) -> TripPublic:
-    trip = service.update_trip(session=session, trip=access.trip, data=data)
+    trip = service.update_trip(
+        session=session, trip=access.trip, data=data, actor_id=access.user.id
+    )
     return TripPublic.of(trip, access.role)
 
 
@@ -85,7 +88,9 @@ def list_members(session: SessionDep, access: TripMember, page: PageParams) -> P
     responses=error_responses(403, 404, 409),
 )
 def add_member(session: SessionDep, access: TripOwner, data: MemberCreate) -> MemberPublic:
-    member, user = service.add_member(session=session, trip_id=access.trip.id, data=data)
+    member, user = service.add_member(
+        session=session, trip_id=access.trip.id, data=data, actor_id=access.user.id
+    )
     return _member_public(member, user)
 
 
@@ -98,7 +103,11 @@ def change_member_role(
     session: SessionDep, access: TripOwner, user_id: uuid.UUID, data: MemberUpdate
 ) -> MemberPublic:
     member, user = service.change_role(
-        session=session, trip_id=access.trip.id, user_id=user_id, role=data.role
+        session=session,
+        trip_id=access.trip.id,
+        user_id=user_id,
+        role=data.role,
+        actor_id=access.user.id,
     )
     return _member_public(member, user)
 
@@ -112,4 +121,21 @@ def remove_member(session: SessionDep, access: TripMember, user_id: uuid.UUID) -
     """An owner removes anyone; any member may remove themselves (leave the trip)."""
     if access.role != Role.OWNER and user_id != access.user.id:
         raise Forbidden("Only an owner can remove other members.", code="owner_required")
-    service.remove_member(session=session, trip_id=access.trip.id, user_id=user_id)
+    service.remove_member(
+        session=session, trip_id=access.trip.id, user_id=user_id, actor_id=access.user.id
+    )
+
+
+@router.post(
+    "/{trip_id}/transfer-ownership",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(403, 404, 409),
+)
+def transfer_ownership(session: SessionDep, access: TripOwner, data: OwnershipTransfer) -> None:
+    """Make another member the owner; the caller stays on as an editor."""
+    service.transfer_ownership(
+        session=session,
+        trip_id=access.trip.id,
+        from_user_id=access.user.id,
+        to_user_id=data.user_id,
+    )

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from sqlalchemy import func, tuple_
 from sqlmodel import Session, col, select
 
+from app.activity.service import record_activity
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, split_page
+from app.participants.service import ensure_participant_for_member
 from app.trips.models import MemberCreate, Role, Trip, TripCreate, TripMember, TripUpdate
 from app.users.models import User
 
@@ -22,6 +24,16 @@ def create_trip(*, session: Session, owner: User, data: TripCreate) -> Trip:
     session.add(trip)
     session.flush()  # the membership row refers to the trip
     session.add(TripMember(trip_id=trip.id, user_id=owner.id, role=Role.OWNER))
+    ensure_participant_for_member(session=session, trip_id=trip.id, user=owner)
+    record_activity(
+        session=session,
+        trip_id=trip.id,
+        actor_id=owner.id,
+        action="trip.created",
+        object_type="trip",
+        object_id=trip.id,
+        summary=trip.name,
+    )
     session.flush()
     return trip
 
@@ -64,7 +76,7 @@ def list_trips_for_user(
     )
 
 
-def update_trip(*, session: Session, trip: Trip, data: TripUpdate) -> Trip:
+def update_trip(*, session: Session, trip: Trip, data: TripUpdate, actor_id: uuid.UUID) -> Trip:
     changes = data.model_dump(exclude_unset=True)
     for field, value in changes.items():
         setattr(trip, field, value)
@@ -75,6 +87,15 @@ def update_trip(*, session: Session, trip: Trip, data: TripUpdate) -> Trip:
         )
     trip.updated_at = utcnow()
     session.add(trip)
+    record_activity(
+        session=session,
+        trip_id=trip.id,
+        actor_id=actor_id,
+        action="trip.updated",
+        object_type="trip",
+        object_id=trip.id,
+        summary=", ".join(sorted(changes)),
+    )
     session.flush()
     return trip
 
@@ -87,7 +108,7 @@ def delete_trip(*, session: Session, trip: Trip) -> None:
 # --- members -------------------------------------------------------------------------------
 
 
-def _lock_trip(session: Session, trip_id: uuid.UUID) -> None:
+def lock_trip(session: Session, trip_id: uuid.UUID) -> None:
     """Serialise membership changes of one trip, so the last-owner rule cannot be raced."""
     session.exec(select(Trip.id).where(Trip.id == trip_id).with_for_update())
 
@@ -142,37 +163,100 @@ def list_members(
 
 
 def add_member(
-    *, session: Session, trip_id: uuid.UUID, data: MemberCreate
+    *, session: Session, trip_id: uuid.UUID, data: MemberCreate, actor_id: uuid.UUID
 ) -> tuple[TripMember, User]:
     user = session.exec(select(User).where(User.email == data.email, col(User.is_active))).first()
     if user is None:
         raise NotFound("No account is registered with this email.", code="user_not_found")
-    _lock_trip(session, trip_id)
+    lock_trip(session, trip_id)
     if session.get(TripMember, (trip_id, user.id)) is not None:
         raise Conflict("This user is already a member of the trip.", code="already_member")
-    member = TripMember(trip_id=trip_id, user_id=user.id, role=data.role)
-    session.add(member)
-    session.flush()
+    member = join_trip(
+        session=session, trip_id=trip_id, user=user, role=data.role, actor_id=actor_id
+    )
     return member, user
 
 
+def join_trip(
+    *, session: Session, trip_id: uuid.UUID, user: User, role: Role, actor_id: uuid.UUID
+) -> TripMember:
+    """Make `user` a member (the caller holds the trip lock and checked they are not one)."""
+    member = TripMember(trip_id=trip_id, user_id=user.id, role=role)
+    session.add(member)
+    ensure_participant_for_member(session=session, trip_id=trip_id, user=user)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="member.added",
+        object_type="user",
+        object_id=user.id,
+        summary=f"{user.email} as {role}",
+    )
+    session.flush()
+    return member
+
+
 def change_role(
-    *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID, role: Role
+    *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID, role: Role, actor_id: uuid.UUID
 ) -> tuple[TripMember, User]:
-    _lock_trip(session, trip_id)
+    lock_trip(session, trip_id)
     member = _member(session, trip_id, user_id)
     if role != Role.OWNER:
         _ensure_owner_remains(session, member)
     member.role = role
     session.add(member)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="member.role_changed",
+        object_type="user",
+        object_id=user_id,
+        summary=str(role),
+    )
     session.flush()
     user = session.get_one(User, user_id)
     return member, user
 
 
-def remove_member(*, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID) -> None:
-    _lock_trip(session, trip_id)
+def remove_member(
+    *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID, actor_id: uuid.UUID
+) -> None:
+    lock_trip(session, trip_id)
     member = _member(session, trip_id, user_id)
     _ensure_owner_remains(session, member)
     session.delete(member)
+    action = "member.left" if user_id == actor_id else "member.removed"
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action=action,
+        object_type="user",
+        object_id=user_id,
+    )
+    session.flush()
+
+
+def transfer_ownership(
+    *, session: Session, trip_id: uuid.UUID, from_user_id: uuid.UUID, to_user_id: uuid.UUID
+) -> None:
+    """The target member becomes an owner and the caller an editor, in one transaction."""
+    if from_user_id == to_user_id:
+        raise Conflict("You already own this trip.", code="already_owner")
+    lock_trip(session, trip_id)
+    target = _member(session, trip_id, to_user_id)
+    target.role = Role.OWNER
+    current = _member(session, trip_id, from_user_id)
+    current.role = Role.EDITOR
+    session.add_all([target, current])
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=from_user_id,
+        action="trip.ownership_transferred",
+        object_type="user",
+        object_id=to_user_id,
+    )
     session.flush()

@@ -1,0 +1,56 @@
+"""Recording and reading a trip's activity log. Every service that changes a trip records here."""
+
+import uuid
+
+from sqlalchemy import tuple_
+from sqlmodel import Session, col, select
+
+from app.activity.models import Activity, ActivityPublic
+from app.core.pagination import PageRequest, Position, split_page
+from app.users.models import User
+
+
+def record_activity(
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    actor_id: uuid.UUID | None,
+    action: str,
+    object_type: str,
+    object_id: uuid.UUID | None = None,
+    summary: str = "",
+) -> None:
+    """Add an entry in the caller's transaction: it commits, or vanishes, with the change."""
+    session.add(
+        Activity(
+            trip_id=trip_id,
+            actor_id=actor_id,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            summary=summary[:500],
+        )
+    )
+
+
+def list_activity(
+    *, session: Session, trip_id: uuid.UUID, page: PageRequest
+) -> tuple[list[ActivityPublic], Position | None]:
+    """Newest first, by keyset on (created_at, id)."""
+    statement = (
+        select(Activity, User.full_name)
+        .outerjoin(User, col(User.id) == Activity.actor_id)
+        .where(Activity.trip_id == trip_id)
+        .order_by(col(Activity.created_at).desc(), col(Activity.id).desc())
+        .limit(page.limit + 1)
+    )
+    if page.after is not None:
+        statement = statement.where(
+            tuple_(Activity.created_at, Activity.id) < tuple_(page.after.sort_key, page.after.id)
+        )
+    rows = session.exec(statement).all()
+    entries = [
+        ActivityPublic.model_validate({**activity.model_dump(), "actor_name": actor_name})
+        for activity, actor_name in rows
+    ]
+    return split_page(entries, page.limit, lambda entry: Position(entry.created_at, entry.id))

@@ -1,0 +1,207 @@
+"""Invitations: an owner invites an email; whoever holds that email accepts or declines."""
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import func, tuple_, update
+from sqlmodel import Session, col, select
+
+from app.activity.service import record_activity
+from app.core.config import get_settings
+from app.core.db import utcnow
+from app.core.errors import Conflict, NotFound
+from app.core.pagination import PageRequest, Position, split_page
+from app.invitations.models import (
+    Invitation,
+    InvitationCreate,
+    InvitationStatus,
+    ReceivedInvitation,
+)
+from app.trips import service as trip_service
+from app.trips.models import Role, Trip, TripMember
+from app.users.models import User
+
+
+def _expire_stale(
+    session: Session, *, trip_id: uuid.UUID | None = None, email: str | None = None
+) -> None:
+    """Pending invitations past their date become `expired` (so a new one can be sent)."""
+    statement = update(Invitation).where(
+        col(Invitation.status) == InvitationStatus.PENDING, col(Invitation.expires_at) <= func.now()
+    )
+    if trip_id is not None:
+        statement = statement.where(col(Invitation.trip_id) == trip_id)
+    if email is not None:
+        statement = statement.where(col(Invitation.email) == email)
+    session.execute(statement.values(status=InvitationStatus.EXPIRED))
+
+
+def invite(
+    *, session: Session, trip_id: uuid.UUID, data: InvitationCreate, inviter: User
+) -> Invitation:
+    trip_service.lock_trip(session, trip_id)
+    already_member = session.exec(
+        select(TripMember.user_id)
+        .join(User, col(User.id) == TripMember.user_id)
+        .where(TripMember.trip_id == trip_id, User.email == data.email)
+    ).first()
+    if already_member is not None:
+        raise Conflict("This person is already a member of the trip.", code="already_member")
+    _expire_stale(session, trip_id=trip_id, email=data.email)
+    pending = session.exec(
+        select(Invitation.id).where(
+            Invitation.trip_id == trip_id,
+            Invitation.email == data.email,
+            Invitation.status == InvitationStatus.PENDING,
+        )
+    ).first()
+    if pending is not None:
+        raise Conflict("This email already has an open invitation.", code="already_invited")
+    invitation = Invitation(
+        trip_id=trip_id,
+        email=data.email,
+        role=data.role,
+        invited_by=inviter.id,
+        expires_at=utcnow() + timedelta(days=get_settings().INVITATION_TTL_DAYS),
+    )
+    session.add(invitation)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=inviter.id,
+        action="invitation.sent",
+        object_type="invitation",
+        object_id=invitation.id,
+        summary=f"{data.email} as {data.role}",
+    )
+    session.flush()
+    return invitation
+
+
+def list_for_trip(
+    *, session: Session, trip_id: uuid.UUID, page: PageRequest
+) -> tuple[list[Invitation], Position | None]:
+    _expire_stale(session, trip_id=trip_id)
+    statement = (
+        select(Invitation)
+        .where(Invitation.trip_id == trip_id)
+        .order_by(col(Invitation.created_at).desc(), col(Invitation.id).desc())
+        .limit(page.limit + 1)
+    )
+    if page.after is not None:
+        statement = statement.where(
+            tuple_(Invitation.created_at, Invitation.id)
+            < tuple_(page.after.sort_key, page.after.id)
+        )
+    rows = session.exec(statement).all()
+    return split_page(rows, page.limit, lambda row: Position(row.created_at, row.id))
+
+
+def revoke(
+    *, session: Session, trip_id: uuid.UUID, invitation_id: uuid.UUID, actor_id: uuid.UUID
+) -> None:
+    invitation = session.get(Invitation, (trip_id, invitation_id), with_for_update=True)
+    if invitation is None:
+        raise NotFound("Invitation not found.", code="invitation_not_found")
+    _ensure_open(invitation)
+    invitation.status = InvitationStatus.REVOKED
+    invitation.responded_at = utcnow()
+    session.add(invitation)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="invitation.revoked",
+        object_type="invitation",
+        object_id=invitation.id,
+        summary=invitation.email,
+    )
+
+
+def list_received(
+    *, session: Session, user: User, page: PageRequest
+) -> tuple[list[ReceivedInvitation], Position | None]:
+    """Open invitations for the user's email, including ones sent before they registered."""
+    _expire_stale(session, email=user.email)
+    inviter = select(User.id, User.full_name).subquery()
+    statement = (
+        select(Invitation, Trip, inviter.c.full_name)
+        .join(Trip, col(Trip.id) == Invitation.trip_id)
+        .outerjoin(inviter, inviter.c.id == Invitation.invited_by)
+        .where(Invitation.email == user.email, Invitation.status == InvitationStatus.PENDING)
+        .order_by(col(Invitation.created_at).desc(), col(Invitation.id).desc())
+        .limit(page.limit + 1)
+    )
+    if page.after is not None:
+        statement = statement.where(
+            tuple_(Invitation.created_at, Invitation.id)
+            < tuple_(page.after.sort_key, page.after.id)
+        )
+    rows = session.exec(statement).all()
+    paged, last = split_page(rows, page.limit, lambda row: Position(row[0].created_at, row[0].id))
+    return [
+        ReceivedInvitation.model_validate(
+            {
+                **invitation.model_dump(),
+                "trip_name": trip.name,
+                "trip_start_date": trip.start_date,
+                "trip_end_date": trip.end_date,
+                "invited_by_name": inviter_name,
+            }
+        )
+        for invitation, trip, inviter_name in paged
+    ], last
+
+
+def _received(session: Session, user: User, invitation_id: uuid.UUID) -> Invitation:
+    """The invitation, locked, if it was sent to this user's email; 404 for anyone else."""
+    invitation = session.exec(
+        select(Invitation)
+        .where(Invitation.id == invitation_id, Invitation.email == user.email)
+        .with_for_update()
+    ).first()
+    if invitation is None:
+        raise NotFound("Invitation not found.", code="invitation_not_found")
+    return invitation
+
+
+def _ensure_open(invitation: Invitation) -> None:
+    if invitation.status == InvitationStatus.PENDING and invitation.expires_at <= utcnow():
+        raise Conflict("This invitation has expired; ask for a new one.", code="invitation_expired")
+    if invitation.status != InvitationStatus.PENDING:
+        raise Conflict(f"This invitation is already {invitation.status}.", code="invitation_closed")
+
+
+def accept(*, session: Session, user: User, invitation_id: uuid.UUID) -> tuple[Trip, Role]:
+    invitation = _received(session, user, invitation_id)
+    _ensure_open(invitation)
+    trip_service.lock_trip(session, invitation.trip_id)
+    if session.get(TripMember, (invitation.trip_id, user.id)) is not None:
+        raise Conflict("You are already a member of this trip.", code="already_member")
+    role = Role(invitation.role)
+    trip_service.join_trip(
+        session=session, trip_id=invitation.trip_id, user=user, role=role, actor_id=user.id
+    )
+    invitation.status = InvitationStatus.ACCEPTED
+    invitation.responded_at = utcnow()
+    session.add(invitation)
+    return trip_service.get_trip_for_member(
+        session=session, trip_id=invitation.trip_id, user_id=user.id
+    )
+
+
+def decline(*, session: Session, user: User, invitation_id: uuid.UUID) -> None:
+    invitation = _received(session, user, invitation_id)
+    _ensure_open(invitation)
+    invitation.status = InvitationStatus.DECLINED
+    invitation.responded_at = utcnow()
+    session.add(invitation)
+    record_activity(
+        session=session,
+        trip_id=invitation.trip_id,
+        actor_id=user.id,
+        action="invitation.declined",
+        object_type="invitation",
+        object_id=invitation.id,
+        summary=user.email,
+    )

@@ -1,0 +1,42 @@
+"""Participants: who can pay or owe in a trip, members and guests alike."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from app.core.db import timestamp_column, uuid_primary_key
+from app.core.fields import REJECT_UNKNOWN_FIELDS, Name
+
+
+class Participant(SQLModel, table=True):
+    """Someone who can pay or owe in the trip: a member (user_id set) or a guest (no account).
+
+    Members get one when they join; a guest can later be claimed by a member, who then
+    inherits its history. Rows stay when a member leaves, so the ledger keeps its meaning.
+    """
+
+    __tablename__ = "trip_participants"
+    __table_args__ = (UniqueConstraint("trip_id", "user_id"),)
+
+    trip_id: uuid.UUID = Field(foreign_key="trips.id", primary_key=True, ondelete="CASCADE")
+    id: uuid.UUID = uuid_primary_key()
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    # A guest's name; members are shown with their account's name.
+    name: str = Field(max_length=200)
+    created_at: datetime = timestamp_column()
+
+
+class GuestCreate(SQLModel):
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    name: Name = Field(max_length=200)
+
+
+class ParticipantPublic(SQLModel):
+    id: uuid.UUID
+    name: str
+    user_id: uuid.UUID | None
+    is_guest: bool
+    is_member: bool

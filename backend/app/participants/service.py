@@ -1,0 +1,192 @@
+"""Participants: members get one on joining; guests are added by name and can be claimed."""
+
+import uuid
+
+from sqlalchemy import Column, exists, tuple_
+from sqlmodel import Session, SQLModel, and_, col, select
+
+from app.activity.service import record_activity
+from app.core.errors import Conflict, NotFound
+from app.core.pagination import PageRequest, Position, split_page
+from app.participants.models import Participant, ParticipantPublic
+from app.trips.models import TripMember
+from app.users.models import User
+
+
+def ensure_participant_for_member(
+    *, session: Session, trip_id: uuid.UUID, user: User
+) -> Participant:
+    """The member's participant, created on first join and reused if they join again."""
+    participant = session.exec(
+        select(Participant).where(Participant.trip_id == trip_id, Participant.user_id == user.id)
+    ).first()
+    if participant is None:
+        participant = Participant(trip_id=trip_id, user_id=user.id, name=user.full_name)
+        session.add(participant)
+        session.flush()
+    return participant
+
+
+def get_participant(
+    *, session: Session, trip_id: uuid.UUID, participant_id: uuid.UUID
+) -> Participant:
+    participant = session.get(Participant, (trip_id, participant_id))
+    if participant is None:
+        raise NotFound("Participant not found in this trip.", code="participant_not_found")
+    return participant
+
+
+def _get_guest(session: Session, trip_id: uuid.UUID, participant_id: uuid.UUID) -> Participant:
+    participant = get_participant(session=session, trip_id=trip_id, participant_id=participant_id)
+    if participant.user_id is not None:
+        raise Conflict("This participant is a member, not a guest.", code="not_a_guest")
+    return participant
+
+
+def _referencing_columns() -> list[Column[uuid.UUID]]:
+    """Every column, in any table, that points at a participant (found from the metadata)."""
+    return [
+        key.parent
+        for table in SQLModel.metadata.sorted_tables
+        for key in table.foreign_keys
+        if key.column.table.name == Participant.__tablename__ and key.column.name == "id"
+    ]
+
+
+def has_history(*, session: Session, participant_id: uuid.UUID) -> bool:
+    """Whether anything (expenses, shares, items...) refers to this participant."""
+    return any(
+        session.exec(select(exists().where(column == participant_id))).one()
+        for column in _referencing_columns()
+    )
+
+
+def list_participants(
+    *, session: Session, trip_id: uuid.UUID, page: PageRequest
+) -> tuple[list[ParticipantPublic], Position | None]:
+    """Members and guests in the order they were added, by keyset on (created_at, id)."""
+    statement = (
+        select(Participant, User.full_name, TripMember.user_id)
+        .outerjoin(User, col(User.id) == Participant.user_id)
+        .outerjoin(
+            TripMember,
+            and_(
+                col(TripMember.trip_id) == Participant.trip_id,
+                col(TripMember.user_id) == Participant.user_id,
+            ),
+        )
+        .where(Participant.trip_id == trip_id)
+        .order_by(col(Participant.created_at), col(Participant.id))
+        .limit(page.limit + 1)
+    )
+    if page.after is not None:
+        statement = statement.where(
+            tuple_(Participant.created_at, Participant.id)
+            > tuple_(page.after.sort_key, page.after.id)
+        )
+    rows = session.exec(statement).all()
+    paged, last = split_page(rows, page.limit, lambda row: Position(row[0].created_at, row[0].id))
+    return [
+        ParticipantPublic(
+            id=participant.id,
+            name=full_name if full_name is not None else participant.name,
+            user_id=participant.user_id,
+            is_guest=participant.user_id is None,
+            is_member=member_user_id is not None,
+        )
+        for participant, full_name, member_user_id in paged
+    ], last
+
+
+def add_guest(
+    *, session: Session, trip_id: uuid.UUID, name: str, actor_id: uuid.UUID
+) -> Participant:
+    guest = Participant(trip_id=trip_id, name=name)
+    session.add(guest)
+    session.flush()
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="guest.added",
+        object_type="participant",
+        object_id=guest.id,
+        summary=name,
+    )
+    return guest
+
+
+def rename_guest(
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    participant_id: uuid.UUID,
+    name: str,
+    actor_id: uuid.UUID,
+) -> Participant:
+    guest = _get_guest(session, trip_id, participant_id)
+    guest.name = name
+    session.add(guest)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="guest.renamed",
+        object_type="participant",
+        object_id=guest.id,
+        summary=name,
+    )
+    return guest
+
+
+def delete_guest(
+    *, session: Session, trip_id: uuid.UUID, participant_id: uuid.UUID, actor_id: uuid.UUID
+) -> None:
+    guest = _get_guest(session, trip_id, participant_id)
+    if has_history(session=session, participant_id=guest.id):
+        raise Conflict(
+            "This guest appears in the trip's records and cannot be removed.",
+            code="participant_has_history",
+        )
+    session.delete(guest)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="guest.removed",
+        object_type="participant",
+        object_id=participant_id,
+        summary=guest.name,
+    )
+
+
+def claim_guest(
+    *, session: Session, trip_id: uuid.UUID, participant_id: uuid.UUID, user: User
+) -> Participant:
+    """The member becomes this guest: everything recorded for the guest is now theirs."""
+    session.exec(select(Participant.id).where(Participant.trip_id == trip_id).with_for_update())
+    guest = _get_guest(session, trip_id, participant_id)
+    own = session.exec(
+        select(Participant).where(Participant.trip_id == trip_id, Participant.user_id == user.id)
+    ).first()
+    if own is not None:
+        if has_history(session=session, participant_id=own.id):
+            raise Conflict(
+                "You already have records in this trip, so a guest cannot be merged in.",
+                code="participant_has_history",
+            )
+        session.delete(own)
+        session.flush()
+    guest.user_id = user.id
+    session.add(guest)
+    session.flush()
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=user.id,
+        action="guest.claimed",
+        object_type="participant",
+        object_id=guest.id,
+        summary=guest.name,
+    )
+    return guest
