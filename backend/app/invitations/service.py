@@ -14,6 +14,7 @@ from app.core.pagination import PageRequest, Position, split_page
 from app.invitations.models import (
     Invitation,
     InvitationCreate,
+    InvitationPublic,
     InvitationStatus,
     ReceivedInvitation,
 )
@@ -142,7 +143,7 @@ def list_received(
     return [
         ReceivedInvitation.model_validate(
             {
-                **invitation.model_dump(),
+                **InvitationPublic.model_validate(invitation, from_attributes=True).model_dump(),
                 "trip_name": trip.name,
                 "trip_start_date": trip.start_date,
                 "trip_end_date": trip.end_date,

@@ -260,3 +260,40 @@ def test_members_can_leave_but_not_remove_others(client: TestClient, session: Se
     )
     assert client.delete(f"{base}/{viewer.id}", headers=support.auth(viewer)).status_code == 204
     assert session.get(TripMember, (uuid.UUID(trip["id"]), viewer.id)) is None
+
+
+def test_ownership_transfer_keeps_exactly_the_new_owner(
+    client: TestClient, session: Session
+) -> None:
+    owner, friend = support.make_user(session), support.make_user(session)
+    trip = create_trip(client, owner)
+    base = f"/trips/{trip['id']}"
+    support.assert_problem(
+        client.post(
+            f"{base}/transfer-ownership",
+            headers=support.auth(owner),
+            json={"user_id": str(friend.id)},
+        ),
+        404,
+        "member_not_found",
+    )
+    add_member(session, trip["id"], friend, Role.VIEWER)
+    support.assert_problem(
+        client.post(
+            f"{base}/transfer-ownership",
+            headers=support.auth(owner),
+            json={"user_id": str(owner.id)},
+        ),
+        409,
+        "already_owner",
+    )
+    moved = client.post(
+        f"{base}/transfer-ownership", headers=support.auth(owner), json={"user_id": str(friend.id)}
+    )
+    assert moved.status_code == 204, moved.text
+    roles = {
+        m["user_id"]: m["role"]
+        for m in client.get(f"{base}/members", headers=support.auth(friend)).json()["items"]
+    }
+    assert roles == {str(owner.id): "editor", str(friend.id): "owner"}
+    support.assert_problem(client.delete(base, headers=support.auth(owner)), 403, "owner_required")

@@ -1,0 +1,47 @@
+"""The activity log records who changed what, newest first, page by page."""
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from tests import support
+from tests.trips.test_router import create_trip
+
+
+def test_changes_are_logged_with_their_actor(client: TestClient, session: Session) -> None:
+    owner, friend = support.make_user(session, full_name="Olga"), support.make_user(session)
+    trip = create_trip(client, owner)
+    base = f"/trips/{trip['id']}"
+    client.patch(base, headers=support.auth(owner), json={"name": "Renamed"})
+    client.post(
+        f"{base}/members",
+        headers=support.auth(owner),
+        json={"email": friend.email, "role": "viewer"},
+    )
+    client.post(f"{base}/guests", headers=support.auth(owner), json={"name": "Gus"})
+
+    first = client.get(f"{base}/activity", headers=support.auth(friend), params={"limit": 2}).json()
+    rest = client.get(
+        f"{base}/activity", headers=support.auth(friend), params={"cursor": first["next_cursor"]}
+    ).json()
+    entries = first["items"] + rest["items"]
+    assert [e["action"] for e in entries] == [
+        "guest.added",
+        "member.added",
+        "trip.updated",
+        "trip.created",
+    ]
+    assert {e["actor_name"] for e in entries} == {"Olga"}
+    assert entries[2]["summary"] == "name"
+    assert rest["next_cursor"] is None
+
+
+def test_a_failed_change_leaves_no_entry(client: TestClient, session: Session) -> None:
+    owner = support.make_user(session)
+    trip = create_trip(client, owner)
+    client.patch(
+        f"/trips/{trip['id']}", headers=support.auth(owner), json={"end_date": "2000-01-01"}
+    )
+    entries = client.get(f"/trips/{trip['id']}/activity", headers=support.auth(owner)).json()[
+        "items"
+    ]
+    assert [e["action"] for e in entries] == ["trip.created"]

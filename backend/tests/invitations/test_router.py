@@ -1,0 +1,153 @@
+"""Invitations by email: sent by owners, seen and answered only by the invitee."""
+
+import uuid
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from app.core.db import utcnow
+from app.invitations.models import Invitation
+from app.trips.models import TripMember
+from tests import support
+from tests.trips.test_router import create_trip
+
+
+def invite(client: TestClient, owner, trip_id: str, email: str, role: str = "editor"):  # type: ignore[no-untyped-def]
+    return client.post(
+        f"/trips/{trip_id}/invitations",
+        headers=support.auth(owner),
+        json={"email": email, "role": role},
+    )
+
+
+def test_the_invitee_joins_on_acceptance_only(client: TestClient, session: Session) -> None:
+    owner, invitee = support.make_user(session), support.make_user(session)
+    trip = create_trip(client, owner)
+    sent = invite(client, owner, trip["id"], invitee.email.upper())
+    assert sent.status_code == 201, sent.text
+    assert sent.json()["status"] == "pending"
+
+    # Invited is not joined: the trip is still invisible to the invitee.
+    assert session.get(TripMember, (uuid.UUID(trip["id"]), invitee.id)) is None
+    support.assert_problem(client.get(f"/trips/{trip['id']}", headers=support.auth(invitee)), 404)
+
+    received = client.get("/invitations", headers=support.auth(invitee)).json()["items"]
+    assert [(i["id"], i["trip_name"], i["role"]) for i in received] == [
+        (sent.json()["id"], trip["name"], "editor")
+    ]
+    accepted = client.post(
+        f"/invitations/{sent.json()['id']}/accept", headers=support.auth(invitee)
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["role"] == "editor"
+    assert client.get(f"/trips/{trip['id']}", headers=support.auth(invitee)).status_code == 200
+    participants = client.get(
+        f"/trips/{trip['id']}/participants", headers=support.auth(invitee)
+    ).json()
+    assert str(invitee.id) in {p["user_id"] for p in participants["items"]}
+    # Answered invitations cannot be answered again.
+    support.assert_problem(
+        client.post(f"/invitations/{sent.json()['id']}/accept", headers=support.auth(invitee)),
+        409,
+        "invitation_closed",
+    )
+
+
+def test_someone_who_registers_later_sees_the_invitation(
+    client: TestClient, session: Session
+) -> None:
+    owner = support.make_user(session)
+    trip = create_trip(client, owner)
+    assert invite(client, owner, trip["id"], "later@example.com").status_code == 201
+    registered = client.post(
+        "/auth/register",
+        json={"email": "Later@Example.com", "password": "password123", "full_name": "Late"},
+    )
+    assert registered.status_code == 201
+    token = client.post(
+        "/auth/login", data={"username": "later@example.com", "password": "password123"}
+    ).json()["access_token"]
+    received = client.get("/invitations", headers={"Authorization": f"Bearer {token}"}).json()
+    assert [i["trip_id"] for i in received["items"]] == [trip["id"]]
+
+
+def test_decline_and_revoke(client: TestClient, session: Session) -> None:
+    owner, invitee = support.make_user(session), support.make_user(session)
+    trip = create_trip(client, owner)
+    first = invite(client, owner, trip["id"], invitee.email).json()
+    support.assert_problem(invite(client, owner, trip["id"], invitee.email), 409, "already_invited")
+    assert (
+        client.post(
+            f"/invitations/{first['id']}/decline", headers=support.auth(invitee)
+        ).status_code
+        == 204
+    )
+    assert client.get("/invitations", headers=support.auth(invitee)).json()["items"] == []
+
+    second = invite(client, owner, trip["id"], invitee.email).json()
+    revoked = client.delete(
+        f"/trips/{trip['id']}/invitations/{second['id']}", headers=support.auth(owner)
+    )
+    assert revoked.status_code == 204
+    support.assert_problem(
+        client.post(f"/invitations/{second['id']}/accept", headers=support.auth(invitee)),
+        409,
+        "invitation_closed",
+    )
+    statuses = [
+        i["status"]
+        for i in client.get(f"/trips/{trip['id']}/invitations", headers=support.auth(owner)).json()[
+            "items"
+        ]
+    ]
+    assert statuses == ["revoked", "declined"]
+    assert session.get(TripMember, (uuid.UUID(trip["id"]), invitee.id)) is None
+
+
+def test_expired_invitations_cannot_be_accepted_and_can_be_resent(
+    client: TestClient, session: Session
+) -> None:
+    owner, invitee = support.make_user(session), support.make_user(session)
+    trip = create_trip(client, owner)
+    sent = invite(client, owner, trip["id"], invitee.email).json()
+    invitation = session.exec(
+        select(Invitation).where(Invitation.id == uuid.UUID(sent["id"]))
+    ).one()
+    invitation.created_at = utcnow() - timedelta(days=30)
+    invitation.expires_at = utcnow() - timedelta(seconds=1)
+    session.add(invitation)
+    session.commit()
+
+    support.assert_problem(
+        client.post(f"/invitations/{sent['id']}/accept", headers=support.auth(invitee)),
+        409,
+        "invitation_expired",
+    )
+    assert client.get("/invitations", headers=support.auth(invitee)).json()["items"] == []
+    assert invite(client, owner, trip["id"], invitee.email).status_code == 201
+
+
+def test_only_the_invitee_can_see_or_answer(client: TestClient, session: Session) -> None:
+    owner, invitee, stranger = (support.make_user(session) for _ in range(3))
+    trip = create_trip(client, owner)
+    sent = invite(client, owner, trip["id"], invitee.email).json()
+    assert client.get("/invitations", headers=support.auth(stranger)).json()["items"] == []
+    for action in ("accept", "decline"):
+        support.assert_problem(
+            client.post(f"/invitations/{sent['id']}/{action}", headers=support.auth(stranger)),
+            404,
+            "invitation_not_found",
+        )
+    # Even the owner who sent it cannot accept it for the invitee.
+    support.assert_problem(
+        client.post(f"/invitations/{sent['id']}/accept", headers=support.auth(owner)), 404
+    )
+    assert session.get(TripMember, (uuid.UUID(trip["id"]), stranger.id)) is None
+
+
+def test_inviting_a_member_is_a_conflict(client: TestClient, session: Session) -> None:
+    owner = support.make_user(session)
+    trip = create_trip(client, owner)
+    support.assert_problem(invite(client, owner, trip["id"], owner.email), 409, "already_member")
+    support.assert_problem(invite(client, owner, trip["id"], "not-an-email"), 422)
