@@ -2,11 +2,10 @@
 
 import uuid
 
-from sqlalchemy import tuple_
 from sqlmodel import Session, col, select
 
 from app.activity.models import Activity, ActivityPublic
-from app.core.pagination import PageRequest, Position, split_page
+from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.users.models import User
 
 
@@ -41,13 +40,8 @@ def list_activity(
         select(Activity, User.full_name)
         .outerjoin(User, col(User.id) == Activity.actor_id)
         .where(Activity.trip_id == trip_id)
-        .order_by(col(Activity.created_at).desc(), col(Activity.id).desc())
-        .limit(page.limit + 1)
     )
-    if page.after is not None:
-        statement = statement.where(
-            tuple_(Activity.created_at, Activity.id) < tuple_(page.after.sort_key, page.after.id)
-        )
+    statement = keyset_page(statement, page, Activity.created_at, Activity.id, descending=True)
     rows = session.exec(statement).all()
     entries = [
         ActivityPublic.model_validate({**activity.model_dump(), "actor_name": actor_name})

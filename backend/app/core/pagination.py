@@ -9,16 +9,20 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, Unpack
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
+from sqlalchemy import tuple_
+from sqlmodel import col
+from sqlmodel.sql._expression_select_cls import SelectBase
 
 from app.core.config import get_settings
 from app.core.errors import BadRequest
 
 T = TypeVar("T")
 R = TypeVar("R")
+S = TypeVar("S", bound=SelectBase[Unpack[tuple[Any, ...]]])
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -109,6 +113,29 @@ def _page_request(
 
 
 PageParams = Annotated[PageRequest, Depends(_page_request)]
+
+
+def keyset_page(
+    statement: S,
+    page: PageRequest,
+    sort_column: Any,
+    id_column: Any,
+    *,
+    descending: bool = False,
+) -> S:
+    """Order by (sort, id), start after the page's position, and fetch one extra row.
+
+    The columns are model attributes (e.g. `Trip.created_at`), which type checkers see as
+    plain values; hence `Any`.
+    """
+    sort, row_id = col(sort_column), col(id_column)
+    ordered = statement.order_by(
+        *((sort.desc(), row_id.desc()) if descending else (sort, row_id))
+    ).limit(page.limit + 1)
+    if page.after is None:
+        return ordered
+    key, after = tuple_(sort, row_id), tuple_(page.after.sort_key, page.after.id)
+    return ordered.where(key < after if descending else key > after)
 
 
 def split_page(

@@ -3,14 +3,14 @@
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import func, tuple_, update
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from app.activity.service import record_activity
 from app.core.config import get_settings
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound
-from app.core.pagination import PageRequest, Position, split_page
+from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.invitations.models import (
     Invitation,
     InvitationCreate,
@@ -83,17 +83,8 @@ def list_for_trip(
     *, session: Session, trip_id: uuid.UUID, page: PageRequest
 ) -> tuple[list[Invitation], Position | None]:
     _expire_stale(session, trip_id=trip_id)
-    statement = (
-        select(Invitation)
-        .where(Invitation.trip_id == trip_id)
-        .order_by(col(Invitation.created_at).desc(), col(Invitation.id).desc())
-        .limit(page.limit + 1)
-    )
-    if page.after is not None:
-        statement = statement.where(
-            tuple_(Invitation.created_at, Invitation.id)
-            < tuple_(page.after.sort_key, page.after.id)
-        )
+    statement = select(Invitation).where(Invitation.trip_id == trip_id)
+    statement = keyset_page(statement, page, Invitation.created_at, Invitation.id, descending=True)
     rows = session.exec(statement).all()
     return split_page(rows, page.limit, lambda row: Position(row.created_at, row.id))
 
@@ -130,14 +121,8 @@ def list_received(
         .join(Trip, col(Trip.id) == Invitation.trip_id)
         .outerjoin(inviter, inviter.c.id == Invitation.invited_by)
         .where(Invitation.email == user.email, Invitation.status == InvitationStatus.PENDING)
-        .order_by(col(Invitation.created_at).desc(), col(Invitation.id).desc())
-        .limit(page.limit + 1)
     )
-    if page.after is not None:
-        statement = statement.where(
-            tuple_(Invitation.created_at, Invitation.id)
-            < tuple_(page.after.sort_key, page.after.id)
-        )
+    statement = keyset_page(statement, page, Invitation.created_at, Invitation.id, descending=True)
     rows = session.exec(statement).all()
     paged, last = split_page(rows, page.limit, lambda row: Position(row[0].created_at, row[0].id))
     return [

@@ -2,12 +2,12 @@
 
 import uuid
 
-from sqlalchemy import Column, exists, tuple_
+from sqlalchemy import Column, exists
 from sqlmodel import Session, SQLModel, and_, col, select
 
 from app.activity.service import record_activity
 from app.core.errors import Conflict, NotFound
-from app.core.pagination import PageRequest, Position, split_page
+from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.participants.models import Participant, ParticipantPublic
 from app.trips.models import TripMember
 from app.users.models import User
@@ -76,14 +76,8 @@ def list_participants(
             ),
         )
         .where(Participant.trip_id == trip_id)
-        .order_by(col(Participant.created_at), col(Participant.id))
-        .limit(page.limit + 1)
     )
-    if page.after is not None:
-        statement = statement.where(
-            tuple_(Participant.created_at, Participant.id)
-            > tuple_(page.after.sort_key, page.after.id)
-        )
+    statement = keyset_page(statement, page, Participant.created_at, Participant.id)
     rows = session.exec(statement).all()
     paged, last = split_page(rows, page.limit, lambda row: Position(row[0].created_at, row[0].id))
     return [

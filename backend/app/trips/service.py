@@ -3,13 +3,13 @@
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, tuple_
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.activity.service import record_activity
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
-from app.core.pagination import PageRequest, Position, split_page
+from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.participants.service import ensure_participant_for_member
 from app.trips.models import MemberCreate, Role, Trip, TripCreate, TripMember, TripUpdate
 from app.users.models import User
@@ -61,13 +61,8 @@ def list_trips_for_user(
         select(Trip, TripMember.role)
         .join(TripMember, col(TripMember.trip_id) == Trip.id)
         .where(TripMember.user_id == user_id)
-        .order_by(col(Trip.created_at).desc(), col(Trip.id).desc())
-        .limit(page.limit + 1)
     )
-    if page.after is not None:
-        statement = statement.where(
-            tuple_(Trip.created_at, Trip.id) < tuple_(page.after.sort_key, page.after.id)
-        )
+    statement = keyset_page(statement, page, Trip.created_at, Trip.id, descending=True)
     rows: Sequence[tuple[Trip, str]] = session.exec(statement).all()
     return split_page(
         [(trip, Role(role)) for trip, role in rows],
@@ -148,14 +143,8 @@ def list_members(
         select(TripMember, User)
         .join(User, col(User.id) == TripMember.user_id)
         .where(TripMember.trip_id == trip_id)
-        .order_by(col(TripMember.created_at), col(TripMember.user_id))
-        .limit(page.limit + 1)
     )
-    if page.after is not None:
-        statement = statement.where(
-            tuple_(TripMember.created_at, TripMember.user_id)
-            > tuple_(page.after.sort_key, page.after.id)
-        )
+    statement = keyset_page(statement, page, TripMember.created_at, TripMember.user_id)
     rows = session.exec(statement).all()
     return split_page(
         list(rows), page.limit, lambda row: Position(row[0].created_at, row[0].user_id)
