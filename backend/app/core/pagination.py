@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar, Unpack
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
@@ -22,7 +22,7 @@ from app.core.errors import BadRequest
 
 T = TypeVar("T")
 R = TypeVar("R")
-S = TypeVar("S", bound=SelectBase[Unpack[tuple[Any, ...]]])
+S = TypeVar("S", bound=SelectBase[*tuple[Any, ...]])
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
