@@ -17,6 +17,7 @@ from app.core.errors import install_error_handlers
 from app.health.router import router as health_router
 from app.invitations.router import router as invitations_router
 from app.invitations.router import trip_router as trip_invitations_router
+from app.itinerary.router import router as itinerary_router
 from app.participants.router import router as participants_router
 from app.trips.router import router as trips_router
 from app.users.router import auth_router, users_router
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         trip_invitations_router,
         invitations_router,
         activity_router,
+        itinerary_router,
     ):
         app.include_router(router)
 
