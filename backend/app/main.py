@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from app.activity.router import router as activity_router
+from app.checklists.router import router as checklists_router
 from app.core.config import Settings, get_settings
 from app.core.db import REPO_DIR, get_engine
 from app.core.errors import install_error_handlers
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         invitations_router,
         activity_router,
         itinerary_router,
+        checklists_router,
     ):
         app.include_router(router)
 

@@ -67,6 +67,25 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PATCH", "/trips/{trip_id}/items/{item_id}"): Rule(in_trip=True, viewer_forbidden=True),
     ("DELETE", "/trips/{trip_id}/items/{item_id}"): Rule(in_trip=True, viewer_forbidden=True),
     ("POST", "/trips/{trip_id}/items/{item_id}/move"): Rule(in_trip=True, viewer_forbidden=True),
+    ("GET", "/trips/{trip_id}/checklists"): Rule(in_trip=True),
+    ("POST", "/trips/{trip_id}/checklists"): Rule(in_trip=True, viewer_forbidden=True),
+    ("GET", "/trips/{trip_id}/checklists/{checklist_id}"): Rule(in_trip=True),
+    ("PATCH", "/trips/{trip_id}/checklists/{checklist_id}"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
+    ("DELETE", "/trips/{trip_id}/checklists/{checklist_id}"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
+    ("GET", "/trips/{trip_id}/checklists/{checklist_id}/items"): Rule(in_trip=True),
+    ("POST", "/trips/{trip_id}/checklists/{checklist_id}/items"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
+    ("PATCH", "/trips/{trip_id}/checklists/{checklist_id}/items/{item_id}"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
+    ("DELETE", "/trips/{trip_id}/checklists/{checklist_id}/items/{item_id}"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
     # Not under a trip: only the invitee can see or answer (tests/invitations).
     ("GET", "/invitations"): Rule(),
     ("POST", "/invitations/{invitation_id}/accept"): Rule(),
@@ -91,6 +110,10 @@ BODIES = {
     ("POST", "/trips/{trip_id}/items"): {"kind": "note", "title": "Item"},
     ("PATCH", "/trips/{trip_id}/items/{item_id}"): {"title": "Item"},
     ("POST", "/trips/{trip_id}/items/{item_id}/move"): {"day": None},
+    ("POST", "/trips/{trip_id}/checklists"): {"kind": "packing", "title": "List"},
+    ("PATCH", "/trips/{trip_id}/checklists/{checklist_id}"): {"title": "List"},
+    ("POST", "/trips/{trip_id}/checklists/{checklist_id}/items"): {"text": "Item"},
+    ("PATCH", "/trips/{trip_id}/checklists/{checklist_id}/items/{item_id}"): {"done": True},
 }
 
 
