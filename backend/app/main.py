@@ -11,12 +11,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from app.activity.router import router as activity_router
+from app.checklists.router import router as checklists_router
 from app.core.config import Settings, get_settings
 from app.core.db import REPO_DIR, get_engine
 from app.core.errors import install_error_handlers
 from app.health.router import router as health_router
 from app.invitations.router import router as invitations_router
 from app.invitations.router import trip_router as trip_invitations_router
+from app.itinerary.router import router as itinerary_router
 from app.participants.router import router as participants_router
 from app.trips.router import router as trips_router
 from app.users.router import auth_router, users_router
@@ -57,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         trip_invitations_router,
         invitations_router,
         activity_router,
+        itinerary_router,
+        checklists_router,
     ):
         app.include_router(router)
 

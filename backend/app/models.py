@@ -1,9 +1,22 @@
 """Every table, imported in one place for Alembic and init_db."""
 
 from app.activity.models import Activity
+from app.checklists.models import Checklist, ChecklistItem
 from app.invitations.models import Invitation
+from app.itinerary.models import ItemParticipant, ItineraryItem
 from app.participants.models import Participant
 from app.trips.models import Trip, TripMember
 from app.users.models import User
 
-__all__ = ["Activity", "Invitation", "Participant", "Trip", "TripMember", "User"]
+__all__ = [
+    "Activity",
+    "Checklist",
+    "ChecklistItem",
+    "Invitation",
+    "ItemParticipant",
+    "ItineraryItem",
+    "Participant",
+    "Trip",
+    "TripMember",
+    "User",
+]

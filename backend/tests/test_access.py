@@ -60,6 +60,32 @@ RULES: dict[tuple[str, str], Rule] = {
         in_trip=True, viewer_forbidden=True
     ),
     ("GET", "/trips/{trip_id}/activity"): Rule(in_trip=True),
+    ("GET", "/trips/{trip_id}/days"): Rule(in_trip=True),
+    ("GET", "/trips/{trip_id}/items"): Rule(in_trip=True),
+    ("POST", "/trips/{trip_id}/items"): Rule(in_trip=True, viewer_forbidden=True),
+    ("GET", "/trips/{trip_id}/items/{item_id}"): Rule(in_trip=True),
+    ("PATCH", "/trips/{trip_id}/items/{item_id}"): Rule(in_trip=True, viewer_forbidden=True),
+    ("DELETE", "/trips/{trip_id}/items/{item_id}"): Rule(in_trip=True, viewer_forbidden=True),
+    ("POST", "/trips/{trip_id}/items/{item_id}/move"): Rule(in_trip=True, viewer_forbidden=True),
+    ("GET", "/trips/{trip_id}/checklists"): Rule(in_trip=True),
+    ("POST", "/trips/{trip_id}/checklists"): Rule(in_trip=True, viewer_forbidden=True),
+    ("GET", "/trips/{trip_id}/checklists/{checklist_id}"): Rule(in_trip=True),
+    ("PATCH", "/trips/{trip_id}/checklists/{checklist_id}"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
+    ("DELETE", "/trips/{trip_id}/checklists/{checklist_id}"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
+    ("GET", "/trips/{trip_id}/checklists/{checklist_id}/items"): Rule(in_trip=True),
+    ("POST", "/trips/{trip_id}/checklists/{checklist_id}/items"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
+    ("PATCH", "/trips/{trip_id}/checklists/{checklist_id}/items/{item_id}"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
+    ("DELETE", "/trips/{trip_id}/checklists/{checklist_id}/items/{item_id}"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
     # Not under a trip: only the invitee can see or answer (tests/invitations).
     ("GET", "/invitations"): Rule(),
     ("POST", "/invitations/{invitation_id}/accept"): Rule(),
@@ -81,6 +107,13 @@ BODIES = {
     ("POST", "/trips/{trip_id}/guests"): {"name": "Guest"},
     ("PATCH", "/trips/{trip_id}/guests/{participant_id}"): {"name": "Guest"},
     ("POST", "/trips/{trip_id}/invitations"): {"email": "someone@example.com", "role": "viewer"},
+    ("POST", "/trips/{trip_id}/items"): {"kind": "note", "title": "Item"},
+    ("PATCH", "/trips/{trip_id}/items/{item_id}"): {"title": "Item"},
+    ("POST", "/trips/{trip_id}/items/{item_id}/move"): {"day": None},
+    ("POST", "/trips/{trip_id}/checklists"): {"kind": "packing", "title": "List"},
+    ("PATCH", "/trips/{trip_id}/checklists/{checklist_id}"): {"title": "List"},
+    ("POST", "/trips/{trip_id}/checklists/{checklist_id}/items"): {"text": "Item"},
+    ("PATCH", "/trips/{trip_id}/checklists/{checklist_id}/items/{item_id}"): {"done": True},
 }
 
 
@@ -119,11 +152,13 @@ def trip(client: TestClient, session: Session) -> dict[str, Any]:
     return {"id": trip_id, "owner": owner, "viewer": viewer}
 
 
-def _snapshot(client: TestClient, trip: dict[str, Any]) -> tuple[object, object]:
+def _snapshot(client: TestClient, trip: dict[str, Any]) -> tuple[object, object, object]:
     headers = support.auth(trip["owner"])  # type: ignore[arg-type]
     return (
         client.get(f"/trips/{trip['id']}", headers=headers).json(),
         client.get(f"/trips/{trip['id']}/members", headers=headers).json(),
+        # Every change records an entry here, so an unchanged log means nothing was written.
+        client.get(f"/trips/{trip['id']}/activity", headers=headers).json(),
     )
 
 

@@ -1,12 +1,13 @@
 """Participants: members get one on joining; guests are added by name and can be claimed."""
 
 import uuid
+from collections.abc import Collection
 
 from sqlalchemy import Column, exists
 from sqlmodel import Session, SQLModel, and_, col, select
 
 from app.activity.service import record_activity
-from app.core.errors import Conflict, NotFound
+from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.participants.models import Participant, ParticipantPublic
 from app.trips.models import TripMember
@@ -34,6 +35,25 @@ def get_participant(
     if participant is None:
         raise NotFound("Participant not found in this trip.", code="participant_not_found")
     return participant
+
+
+def require_participants_in_trip(
+    *, session: Session, trip_id: uuid.UUID, participant_ids: Collection[uuid.UUID]
+) -> None:
+    """Refuse references (in a request body) to anyone who is not a participant of this trip."""
+    if not participant_ids:
+        return
+    found = session.exec(
+        select(Participant.id).where(
+            Participant.trip_id == trip_id, col(Participant.id).in_(participant_ids)
+        )
+    ).all()
+    unknown = set(participant_ids) - set(found)
+    if unknown:
+        raise Unprocessable(
+            "Not a participant of this trip: " + ", ".join(sorted(map(str, unknown))),
+            code="participant_not_in_trip",
+        )
 
 
 def _get_guest(session: Session, trip_id: uuid.UUID, participant_id: uuid.UUID) -> Participant:

@@ -133,6 +133,12 @@ class TripPublic(TripBase):
         return cls.model_validate({**data, "role": role})
 
 
+class TripUpdatedPublic(TripPublic):
+    """The trip after an edit, with the itinerary items its new dates moved to unscheduled."""
+
+    unscheduled_item_ids: list[uuid.UUID]
+
+
 class TripMember(SQLModel, table=True):
     __tablename__ = "trip_members"
     __table_args__ = (

@@ -17,6 +17,7 @@ from app.trips.models import (
     TripCreate,
     TripPublic,
     TripUpdate,
+    TripUpdatedPublic,
 )
 from app.trips.models import (
     TripMember as TripMemberRow,
@@ -56,12 +57,18 @@ def get_trip(access: TripMember) -> TripPublic:
     return TripPublic.of(access.trip, access.role)
 
 
-@router.patch("/{trip_id}", response_model=TripPublic, responses=error_responses(403, 404))
-def update_trip(session: SessionDep, access: TripEditor, data: TripUpdate) -> TripPublic:
-    trip = service.update_trip(
+@router.patch("/{trip_id}", response_model=TripUpdatedPublic, responses=error_responses(403, 404))
+def update_trip(session: SessionDep, access: TripEditor, data: TripUpdate) -> TripUpdatedPublic:
+    """Edit the trip. Items on days outside new dates become unscheduled and are listed."""
+    updated = service.update_trip(
         session=session, trip=access.trip, data=data, actor_id=access.user.id
     )
-    return TripPublic.of(trip, access.role)
+    return TripUpdatedPublic.model_validate(
+        {
+            **TripPublic.of(updated.trip, access.role).model_dump(),
+            "unscheduled_item_ids": updated.unscheduled_item_ids,
+        }
+    )
 
 
 @router.delete(

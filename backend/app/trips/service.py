@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -10,6 +11,7 @@ from app.activity.service import record_activity
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
+from app.itinerary.service import unschedule_items_outside
 from app.participants.service import ensure_participant_for_member
 from app.trips.models import MemberCreate, Role, Trip, TripCreate, TripMember, TripUpdate
 from app.users.models import User
@@ -71,7 +73,16 @@ def list_trips_for_user(
     )
 
 
-def update_trip(*, session: Session, trip: Trip, data: TripUpdate, actor_id: uuid.UUID) -> Trip:
+@dataclass(frozen=True)
+class TripUpdated:
+    trip: Trip
+    # Itinerary items whose day fell outside new dates, now unscheduled (never deleted).
+    unscheduled_item_ids: list[uuid.UUID]
+
+
+def update_trip(
+    *, session: Session, trip: Trip, data: TripUpdate, actor_id: uuid.UUID
+) -> TripUpdated:
     changes = data.model_dump(exclude_unset=True)
     for field, value in changes.items():
         setattr(trip, field, value)
@@ -91,8 +102,26 @@ def update_trip(*, session: Session, trip: Trip, data: TripUpdate, actor_id: uui
         object_id=trip.id,
         summary=", ".join(sorted(changes)),
     )
+    # The UPDATE locks the trip row: itinerary writers (who share-lock it) wait, so no item
+    # lands on a removed day between here and the commit.
     session.flush()
-    return trip
+    unscheduled: list[uuid.UUID] = []
+    if {"start_date", "end_date"} & changes.keys():
+        unscheduled = unschedule_items_outside(
+            session=session, trip_id=trip.id, start_date=trip.start_date, end_date=trip.end_date
+        )
+    if unscheduled:
+        record_activity(
+            session=session,
+            trip_id=trip.id,
+            actor_id=actor_id,
+            action="trip.items_unscheduled",
+            object_type="trip",
+            object_id=trip.id,
+            summary=f"{len(unscheduled)} item(s) outside the new dates moved to unscheduled",
+        )
+        session.flush()
+    return TripUpdated(trip=trip, unscheduled_item_ids=unscheduled)
 
 
 def delete_trip(*, session: Session, trip: Trip) -> None:

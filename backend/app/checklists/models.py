@@ -1,0 +1,145 @@
+"""Checklists (packing and to-do lists) of a trip and their items: tables and API shapes."""
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Self
+
+from pydantic import model_validator
+from sqlalchemy import CheckConstraint, ForeignKeyConstraint, Index, String
+from sqlmodel import Field, SQLModel
+
+from app.core.db import timestamp_column, uuid_primary_key
+from app.core.fields import REJECT_UNKNOWN_FIELDS, Name
+
+
+class ChecklistKind(StrEnum):
+    PACKING = "packing"
+    TODO = "todo"
+
+
+class Checklist(SQLModel, table=True):
+    __tablename__ = "checklists"
+    __table_args__ = (
+        CheckConstraint("kind IN ('packing', 'todo')", name="kind"),
+        Index("ix_checklists_trip_id_created_at_id", "trip_id", "created_at", "id"),
+    )
+
+    trip_id: uuid.UUID = Field(foreign_key="trips.id", primary_key=True, ondelete="CASCADE")
+    id: uuid.UUID = uuid_primary_key()
+    kind: ChecklistKind = Field(sa_type=String(16))
+    title: str = Field(max_length=200)
+    created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    created_at: datetime = timestamp_column()
+    updated_at: datetime = timestamp_column()
+
+
+class ChecklistItem(SQLModel, table=True):
+    """One line of a checklist. A private item exists only for its creator."""
+
+    __tablename__ = "checklist_items"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["trip_id", "checklist_id"],
+            ["checklists.trip_id", "checklists.id"],
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["trip_id", "assignee_id"],
+            ["trip_participants.trip_id", "trip_participants.id"],
+        ),
+        Index(
+            "ix_checklist_items_trip_id_checklist_id_created_at_id",
+            "trip_id",
+            "checklist_id",
+            "created_at",
+            "id",
+        ),
+        Index("ix_checklist_items_trip_id_assignee_id", "trip_id", "assignee_id"),
+    )
+
+    trip_id: uuid.UUID = Field(foreign_key="trips.id", primary_key=True, ondelete="CASCADE")
+    id: uuid.UUID = uuid_primary_key()
+    checklist_id: uuid.UUID
+    text: str = Field(max_length=500)
+    # A participant of the same trip (the composite key makes any other impossible).
+    assignee_id: uuid.UUID | None = None
+    done: bool = False
+    private: bool = False
+    created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    created_at: datetime = timestamp_column()
+    updated_at: datetime = timestamp_column()
+
+
+# --- API shapes ----------------------------------------------------------------------------
+
+
+class ChecklistCreate(SQLModel):
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    kind: ChecklistKind
+    title: Name = Field(max_length=200)
+
+
+class ChecklistUpdate(SQLModel):
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    kind: ChecklistKind | None = None
+    title: Name | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        for name in self.model_fields_set:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} may be omitted but not null")
+        return self
+
+
+class ChecklistPublic(SQLModel):
+    id: uuid.UUID
+    kind: ChecklistKind
+    title: str
+    # Counted over the items the caller can see (others' private items are not counted).
+    item_count: int
+    done_count: int
+    created_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ChecklistItemCreate(SQLModel):
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    text: Name = Field(max_length=500)
+    assignee_id: uuid.UUID | None = None
+    done: bool = False
+    private: bool = False
+
+
+class ChecklistItemUpdate(SQLModel):
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    text: Name | None = Field(default=None, max_length=500)
+    # null unassigns.
+    assignee_id: uuid.UUID | None = None
+    done: bool | None = None
+    private: bool | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        for name in self.model_fields_set - {"assignee_id"}:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} may be omitted but not null")
+        return self
+
+
+class ChecklistItemPublic(SQLModel):
+    id: uuid.UUID
+    checklist_id: uuid.UUID
+    text: str
+    assignee_id: uuid.UUID | None
+    done: bool
+    private: bool
+    created_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime

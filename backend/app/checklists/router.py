@@ -1,0 +1,153 @@
+"""Routes for a trip's checklists and their items. Members read; editors and owners write."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app.checklists import service
+from app.checklists.models import (
+    ChecklistCreate,
+    ChecklistItemCreate,
+    ChecklistItemPublic,
+    ChecklistItemUpdate,
+    ChecklistKind,
+    ChecklistPublic,
+    ChecklistUpdate,
+)
+from app.core.deps import SessionDep, TripEditor, TripMember
+from app.core.errors import error_responses
+from app.core.pagination import Page, PageParams, cursor_for
+
+router = APIRouter(
+    prefix="/trips/{trip_id}/checklists",
+    tags=["checklists"],
+    responses=error_responses(401, 404, 422),
+)
+_writes = error_responses(403, 409)
+
+
+@router.get("", response_model=Page[ChecklistPublic], responses=error_responses(400))
+def list_checklists(
+    session: SessionDep,
+    access: TripMember,
+    page: PageParams,
+    kind: Annotated[ChecklistKind | None, Query(description="Only lists of this kind")] = None,
+) -> Page[ChecklistPublic]:
+    checklists, last = service.list_checklists(
+        session=session, trip_id=access.trip.id, user_id=access.user.id, page=page, kind=kind
+    )
+    return Page(items=checklists, next_cursor=cursor_for(last))
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=ChecklistPublic, responses=_writes
+)
+def create_checklist(
+    session: SessionDep, access: TripEditor, data: ChecklistCreate
+) -> ChecklistPublic:
+    return service.create_checklist(
+        session=session, trip_id=access.trip.id, data=data, actor_id=access.user.id
+    )
+
+
+@router.get("/{checklist_id}", response_model=ChecklistPublic)
+def get_checklist(
+    session: SessionDep, access: TripMember, checklist_id: uuid.UUID
+) -> ChecklistPublic:
+    return service.get_checklist(
+        session=session, trip_id=access.trip.id, checklist_id=checklist_id, user_id=access.user.id
+    )
+
+
+@router.patch("/{checklist_id}", response_model=ChecklistPublic, responses=_writes)
+def update_checklist(
+    session: SessionDep, access: TripEditor, checklist_id: uuid.UUID, data: ChecklistUpdate
+) -> ChecklistPublic:
+    return service.update_checklist(
+        session=session,
+        trip_id=access.trip.id,
+        checklist_id=checklist_id,
+        data=data,
+        actor_id=access.user.id,
+    )
+
+
+@router.delete("/{checklist_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_writes)
+def delete_checklist(session: SessionDep, access: TripEditor, checklist_id: uuid.UUID) -> None:
+    service.delete_checklist(
+        session=session, trip_id=access.trip.id, checklist_id=checklist_id, actor_id=access.user.id
+    )
+
+
+@router.get(
+    "/{checklist_id}/items",
+    response_model=Page[ChecklistItemPublic],
+    responses=error_responses(400),
+)
+def list_checklist_items(
+    session: SessionDep, access: TripMember, checklist_id: uuid.UUID, page: PageParams
+) -> Page[ChecklistItemPublic]:
+    """The list's items, without other members' private ones."""
+    items, last = service.list_items(
+        session=session,
+        trip_id=access.trip.id,
+        checklist_id=checklist_id,
+        user_id=access.user.id,
+        page=page,
+    )
+    return Page(items=items, next_cursor=cursor_for(last))
+
+
+@router.post(
+    "/{checklist_id}/items",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChecklistItemPublic,
+    responses=_writes,
+)
+def create_checklist_item(
+    session: SessionDep, access: TripEditor, checklist_id: uuid.UUID, data: ChecklistItemCreate
+) -> ChecklistItemPublic:
+    """Add an item; a private one is seen by no one but its creator."""
+    return service.create_item(
+        session=session,
+        trip_id=access.trip.id,
+        checklist_id=checklist_id,
+        data=data,
+        actor_id=access.user.id,
+    )
+
+
+@router.patch(
+    "/{checklist_id}/items/{item_id}", response_model=ChecklistItemPublic, responses=_writes
+)
+def update_checklist_item(
+    session: SessionDep,
+    access: TripEditor,
+    checklist_id: uuid.UUID,
+    item_id: uuid.UUID,
+    data: ChecklistItemUpdate,
+) -> ChecklistItemPublic:
+    return service.update_item(
+        session=session,
+        trip_id=access.trip.id,
+        checklist_id=checklist_id,
+        item_id=item_id,
+        data=data,
+        actor_id=access.user.id,
+    )
+
+
+@router.delete(
+    "/{checklist_id}/items/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_writes
+)
+def delete_checklist_item(
+    session: SessionDep, access: TripEditor, checklist_id: uuid.UUID, item_id: uuid.UUID
+) -> None:
+    service.delete_item(
+        session=session,
+        trip_id=access.trip.id,
+        checklist_id=checklist_id,
+        item_id=item_id,
+        actor_id=access.user.id,
+    )

@@ -1,0 +1,327 @@
+"""Checklists and their items. A private item is visible only to its creator: every query
+that reads items filters on the caller, so for anyone else it does not exist (404, unlisted,
+uncounted)."""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, or_, tuple_
+from sqlmodel import Session, col, select
+
+from app.activity.service import record_activity
+from app.checklists.models import (
+    Checklist,
+    ChecklistCreate,
+    ChecklistItem,
+    ChecklistItemCreate,
+    ChecklistItemPublic,
+    ChecklistItemUpdate,
+    ChecklistKind,
+    ChecklistPublic,
+    ChecklistUpdate,
+)
+from app.core.db import utcnow
+from app.core.errors import Forbidden, NotFound
+from app.core.pagination import PageRequest, Position, split_page
+from app.participants.service import require_participants_in_trip
+
+
+def _visible_to(user_id: uuid.UUID) -> Any:
+    return or_(~col(ChecklistItem.private), col(ChecklistItem.created_by) == user_id)
+
+
+def _checklist_not_found() -> NotFound:
+    return NotFound("Checklist not found.", code="checklist_not_found")
+
+
+def _item_not_found() -> NotFound:
+    return NotFound("Checklist item not found.", code="checklist_item_not_found")
+
+
+# --- checklists ----------------------------------------------------------------------------
+
+
+def _with_counts(trip_id: uuid.UUID, user_id: uuid.UUID) -> Any:
+    """Checklists with the number of their items, and of done ones, that the user can see."""
+    counts = (
+        select(
+            col(ChecklistItem.checklist_id).label("checklist_id"),
+            func.count().label("items"),
+            func.count().filter(col(ChecklistItem.done)).label("done"),
+        )
+        .where(ChecklistItem.trip_id == trip_id, _visible_to(user_id))
+        .group_by(col(ChecklistItem.checklist_id))
+        .subquery()
+    )
+    return (
+        select(Checklist, func.coalesce(counts.c["items"], 0), func.coalesce(counts.c.done, 0))
+        .outerjoin(counts, counts.c.checklist_id == Checklist.id)
+        .where(Checklist.trip_id == trip_id)
+    )
+
+
+def _checklist_public(checklist: Checklist, items: int, done: int) -> ChecklistPublic:
+    return ChecklistPublic.model_validate(
+        checklist, update={"item_count": items, "done_count": done}
+    )
+
+
+def _get_checklist(
+    session: Session, trip_id: uuid.UUID, checklist_id: uuid.UUID, *, for_update: bool = False
+) -> Checklist:
+    checklist = session.get(Checklist, (trip_id, checklist_id), with_for_update=for_update)
+    if checklist is None:
+        raise _checklist_not_found()
+    return checklist
+
+
+def get_checklist(
+    *, session: Session, trip_id: uuid.UUID, checklist_id: uuid.UUID, user_id: uuid.UUID
+) -> ChecklistPublic:
+    row = session.exec(_with_counts(trip_id, user_id).where(Checklist.id == checklist_id)).first()
+    if row is None:
+        raise _checklist_not_found()
+    return _checklist_public(*row)
+
+
+def list_checklists(
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    user_id: uuid.UUID,
+    page: PageRequest,
+    kind: ChecklistKind | None = None,
+) -> tuple[list[ChecklistPublic], Position | None]:
+    """Oldest first, by keyset on (created_at, id)."""
+    statement = (
+        _with_counts(trip_id, user_id)
+        .order_by(col(Checklist.created_at), col(Checklist.id))
+        .limit(page.limit + 1)
+    )
+    if kind is not None:
+        statement = statement.where(Checklist.kind == kind)
+    if page.after is not None:
+        statement = statement.where(
+            tuple_(Checklist.created_at, Checklist.id) > tuple_(page.after.sort_key, page.after.id)
+        )
+    rows = session.exec(statement).all()
+    checklists = [_checklist_public(*row) for row in rows]
+    return split_page(checklists, page.limit, lambda row: Position(row.created_at, row.id))
+
+
+def create_checklist(
+    *, session: Session, trip_id: uuid.UUID, data: ChecklistCreate, actor_id: uuid.UUID
+) -> ChecklistPublic:
+    checklist = Checklist(trip_id=trip_id, kind=data.kind, title=data.title, created_by=actor_id)
+    session.add(checklist)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="checklist.created",
+        object_type="checklist",
+        object_id=checklist.id,
+        summary=checklist.title,
+    )
+    session.flush()
+    return _checklist_public(checklist, 0, 0)
+
+
+def update_checklist(
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    checklist_id: uuid.UUID,
+    data: ChecklistUpdate,
+    actor_id: uuid.UUID,
+) -> ChecklistPublic:
+    checklist = _get_checklist(session, trip_id, checklist_id, for_update=True)
+    changes = data.model_dump(exclude_unset=True)
+    for field, value in changes.items():
+        setattr(checklist, field, value)
+    checklist.updated_at = utcnow()
+    session.add(checklist)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="checklist.updated",
+        object_type="checklist",
+        object_id=checklist.id,
+        summary=f"{checklist.title} ({', '.join(sorted(changes))})",
+    )
+    session.flush()
+    return get_checklist(
+        session=session, trip_id=trip_id, checklist_id=checklist_id, user_id=actor_id
+    )
+
+
+def delete_checklist(
+    *, session: Session, trip_id: uuid.UUID, checklist_id: uuid.UUID, actor_id: uuid.UUID
+) -> None:
+    """Delete the list with all its items, including private ones of other members."""
+    checklist = _get_checklist(session, trip_id, checklist_id, for_update=True)
+    session.delete(checklist)  # items go with it (ON DELETE CASCADE)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="checklist.deleted",
+        object_type="checklist",
+        object_id=checklist_id,
+        summary=checklist.title,
+    )
+    session.flush()
+
+
+# --- items ---------------------------------------------------------------------------------
+
+
+def _item_public(item: ChecklistItem) -> ChecklistItemPublic:
+    return ChecklistItemPublic.model_validate(item, from_attributes=True)
+
+
+def _summary(item: ChecklistItem, detail: str = "") -> str:
+    # The log is read by every member: a private item's text stays out of it.
+    text = "(private item)" if item.private else item.text
+    return f"{text} ({detail})" if detail else text
+
+
+def _get_item(
+    session: Session,
+    trip_id: uuid.UUID,
+    checklist_id: uuid.UUID,
+    item_id: uuid.UUID,
+    user_id: uuid.UUID,
+) -> ChecklistItem:
+    item = session.exec(
+        select(ChecklistItem)
+        .where(
+            ChecklistItem.trip_id == trip_id,
+            ChecklistItem.checklist_id == checklist_id,
+            ChecklistItem.id == item_id,
+            _visible_to(user_id),
+        )
+        .with_for_update()
+    ).first()
+    if item is None:
+        raise _item_not_found()
+    return item
+
+
+def list_items(
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    checklist_id: uuid.UUID,
+    user_id: uuid.UUID,
+    page: PageRequest,
+) -> tuple[list[ChecklistItemPublic], Position | None]:
+    """The items the user can see, oldest first, by keyset on (created_at, id)."""
+    _get_checklist(session, trip_id, checklist_id)
+    statement = (
+        select(ChecklistItem)
+        .where(
+            ChecklistItem.trip_id == trip_id,
+            ChecklistItem.checklist_id == checklist_id,
+            _visible_to(user_id),
+        )
+        .order_by(col(ChecklistItem.created_at), col(ChecklistItem.id))
+        .limit(page.limit + 1)
+    )
+    if page.after is not None:
+        statement = statement.where(
+            tuple_(ChecklistItem.created_at, ChecklistItem.id)
+            > tuple_(page.after.sort_key, page.after.id)
+        )
+    rows = session.exec(statement).all()
+    items, last = split_page(rows, page.limit, lambda row: Position(row.created_at, row.id))
+    return [_item_public(item) for item in items], last
+
+
+def create_item(
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    checklist_id: uuid.UUID,
+    data: ChecklistItemCreate,
+    actor_id: uuid.UUID,
+) -> ChecklistItemPublic:
+    _get_checklist(session, trip_id, checklist_id)  # a list deleted meanwhile: the FK refuses
+    if data.assignee_id is not None:
+        require_participants_in_trip(
+            session=session, trip_id=trip_id, participant_ids=[data.assignee_id]
+        )
+    item = ChecklistItem.model_validate(
+        data, update={"trip_id": trip_id, "checklist_id": checklist_id, "created_by": actor_id}
+    )
+    session.add(item)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="checklist_item.created",
+        object_type="checklist_item",
+        object_id=item.id,
+        summary=_summary(item),
+    )
+    session.flush()
+    return _item_public(item)
+
+
+def update_item(
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    checklist_id: uuid.UUID,
+    item_id: uuid.UUID,
+    data: ChecklistItemUpdate,
+    actor_id: uuid.UUID,
+) -> ChecklistItemPublic:
+    item = _get_item(session, trip_id, checklist_id, item_id, actor_id)
+    changes = data.model_dump(exclude_unset=True)
+    if "private" in changes and changes["private"] != item.private and item.created_by != actor_id:
+        raise Forbidden(
+            "Only the member who added an item can make it private.", code="not_item_creator"
+        )
+    if changes.get("assignee_id") is not None:
+        require_participants_in_trip(
+            session=session, trip_id=trip_id, participant_ids=[changes["assignee_id"]]
+        )
+    for field, value in changes.items():
+        setattr(item, field, value)
+    item.updated_at = utcnow()
+    session.add(item)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="checklist_item.updated",
+        object_type="checklist_item",
+        object_id=item.id,
+        summary=_summary(item, ", ".join(sorted(changes))),
+    )
+    session.flush()
+    return _item_public(item)
+
+
+def delete_item(
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    checklist_id: uuid.UUID,
+    item_id: uuid.UUID,
+    actor_id: uuid.UUID,
+) -> None:
+    item = _get_item(session, trip_id, checklist_id, item_id, actor_id)
+    session.delete(item)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="checklist_item.deleted",
+        object_type="checklist_item",
+        object_id=item_id,
+        summary=_summary(item),
+    )
+    session.flush()

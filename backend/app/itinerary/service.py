@@ -1,0 +1,564 @@
+"""The itinerary: items on the trip's days, their order, their people, and the days themselves.
+
+Concurrency: every write that places an item reads the trip's dates `FOR SHARE` (so a date
+change waits for it, or it sees the new dates), then takes a transaction-scoped advisory lock
+on (trip, day) before reading neighbours and writing an order key. Writers into the same day
+therefore queue; the unique (trip_id, day, order_key) constraint is the backstop.
+"""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, func, or_, tuple_
+from sqlmodel import Session, and_, col, select
+
+from app.activity.service import record_activity
+from app.core.db import utcnow
+from app.core.errors import BadRequest, Conflict, NotFound, Unprocessable
+from app.core.pagination import PageRequest, Position, split_page
+from app.itinerary.models import (
+    DayPublic,
+    ItemCreate,
+    ItemMove,
+    ItemParticipant,
+    ItemPublic,
+    ItemUpdate,
+    ItineraryItem,
+    Place,
+)
+from app.itinerary.order_keys import is_order_key, key_between
+from app.participants.service import require_participants_in_trip
+from app.trips.models import Trip
+
+
+def _item_not_found() -> NotFound:
+    return NotFound("Itinerary item not found.", code="item_not_found")
+
+
+# --- locks and order keys ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TripDates:
+    start_date: date
+    end_date: date
+    timezone: str
+
+    def contain(self, day: date | None) -> bool:
+        return day is None or self.start_date <= day <= self.end_date
+
+
+def _lock_trip_dates(session: Session, trip_id: uuid.UUID) -> TripDates:
+    """The trip's current dates, share-locked until commit so they cannot change under us."""
+    row = session.exec(
+        select(col(Trip.start_date), col(Trip.end_date), col(Trip.timezone))
+        .where(Trip.id == trip_id)
+        .with_for_update(read=True)
+    ).one()
+    return TripDates(*row)
+
+
+def _require_day_in_trip(dates: TripDates, day: date | None) -> None:
+    if not dates.contain(day):
+        raise Unprocessable(
+            f"The day must lie within the trip ({dates.start_date} to {dates.end_date}).",
+            code="day_outside_trip",
+        )
+
+
+def _lock_day(session: Session, trip_id: uuid.UUID, day: date | None) -> None:
+    """Queue writers that order items within one day of one trip (released at commit)."""
+    name = f"itinerary:{trip_id}:{day.isoformat() if day else 'unscheduled'}"
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(name, 0))))
+
+
+def _in_day(day: date | None) -> Any:
+    return col(ItineraryItem.day).is_(None) if day is None else col(ItineraryItem.day) == day
+
+
+def _last_key(session: Session, trip_id: uuid.UUID, day: date | None) -> str | None:
+    return session.exec(
+        select(func.max(ItineraryItem.order_key)).where(
+            ItineraryItem.trip_id == trip_id, _in_day(day)
+        )
+    ).one()
+
+
+def _checked(key: str) -> str:
+    if not is_order_key(key):
+        raise Conflict(
+            "This spot has been reordered too often; move the item elsewhere and back.",
+            code="order_key_exhausted",
+        )
+    return key
+
+
+def _neighbour_key(
+    session: Session,
+    trip_id: uuid.UUID,
+    day: date | None,
+    key: str,
+    *,
+    after: bool,
+    excluding: uuid.UUID,
+) -> str | None:
+    """The key right after (or before) `key` in the day, ignoring the item being moved."""
+    order_key = col(ItineraryItem.order_key)
+    statement = select(ItineraryItem.order_key).where(
+        ItineraryItem.trip_id == trip_id, _in_day(day), ItineraryItem.id != excluding
+    )
+    if after:
+        statement = statement.where(order_key > key).order_by(order_key)
+    else:
+        statement = statement.where(order_key < key).order_by(order_key.desc())
+    return session.exec(statement.limit(1)).first()
+
+
+# --- times and shapes ----------------------------------------------------------------------
+
+
+def _utc_instant(local: datetime, zone: str, which: str) -> datetime:
+    """The instant a wall-clock time names in a zone; times skipped by a DST jump are refused.
+
+    A time that occurs twice (clocks going back) is read as its first occurrence.
+    """
+    tz = ZoneInfo(zone)
+    instant = local.replace(tzinfo=tz).astimezone(UTC)
+    if instant.astimezone(tz).replace(tzinfo=None) != local:
+        raise Unprocessable(
+            f"{which}_local {local.isoformat()} does not exist in {zone} (clocks skip it).",
+            code="nonexistent_local_time",
+        )
+    return instant
+
+
+def _apply_times(
+    item: ItineraryItem,
+    *,
+    start_local: datetime | None,
+    start_timezone: str | None,
+    end_local: datetime | None,
+    end_timezone: str | None,
+    default_timezone: str,
+) -> None:
+    """Set the local times, their zones and UTC instants together, and check their order."""
+    for which, local, zone in (
+        ("start", start_local, start_timezone),
+        ("end", end_local, end_timezone),
+    ):
+        if local is None and zone is not None:
+            raise Unprocessable(
+                f"{which}_timezone needs a {which}_local time.", code="timezone_without_time"
+            )
+    if start_local is None and end_local is not None:
+        raise Unprocessable("An item with an end needs a start.", code="end_without_start")
+    if start_local is None:
+        item.start_local = item.start_timezone = item.start_utc = None
+    else:
+        start_timezone = start_timezone or default_timezone
+        item.start_local, item.start_timezone = start_local, start_timezone
+        item.start_utc = _utc_instant(start_local, start_timezone, "start")
+    if end_local is None:
+        item.end_local = item.end_timezone = item.end_utc = None
+    else:
+        end_timezone = end_timezone or start_timezone or default_timezone
+        item.end_local, item.end_timezone = end_local, end_timezone
+        item.end_utc = _utc_instant(end_local, end_timezone, "end")
+    if item.start_utc and item.end_utc and item.end_utc < item.start_utc:
+        raise Unprocessable("The item cannot end before it starts.", code="end_before_start")
+
+
+def _apply_place(item: ItineraryItem, place: Place | None) -> None:
+    item.place_name = place.name if place else None
+    item.place_address = place.address if place else None
+    item.latitude = place.latitude if place else None
+    item.longitude = place.longitude if place else None
+    item.place_external_id = place.external_id if place else None
+
+
+def _public(item: ItineraryItem, participant_ids: Sequence[uuid.UUID]) -> ItemPublic:
+    place = None
+    if item.place_name is not None:
+        place = Place(
+            name=item.place_name,
+            address=item.place_address or "",
+            latitude=item.latitude,
+            longitude=item.longitude,
+            external_id=item.place_external_id,
+        )
+    return ItemPublic.model_validate(
+        item,
+        update={
+            "start_utc": item.start_utc.astimezone(UTC) if item.start_utc else None,
+            "end_utc": item.end_utc.astimezone(UTC) if item.end_utc else None,
+            "place": place,
+            "participant_ids": sorted(participant_ids),
+        },
+    )
+
+
+def _participants_of(
+    session: Session, trip_id: uuid.UUID, item_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Participant ids of many items in one query (never one per item)."""
+    found: dict[uuid.UUID, list[uuid.UUID]] = {item_id: [] for item_id in item_ids}
+    if not item_ids:
+        return found
+    rows = session.exec(
+        select(ItemParticipant.item_id, ItemParticipant.participant_id).where(
+            ItemParticipant.trip_id == trip_id, col(ItemParticipant.item_id).in_(item_ids)
+        )
+    ).all()
+    for item_id, participant_id in rows:
+        found[item_id].append(participant_id)
+    return found
+
+
+def _set_participants(
+    session: Session, item: ItineraryItem, participant_ids: Sequence[uuid.UUID]
+) -> list[uuid.UUID]:
+    wanted = list(dict.fromkeys(participant_ids))
+    require_participants_in_trip(session=session, trip_id=item.trip_id, participant_ids=wanted)
+    session.execute(
+        delete(ItemParticipant).where(
+            col(ItemParticipant.trip_id) == item.trip_id, col(ItemParticipant.item_id) == item.id
+        )
+    )
+    session.add_all(
+        ItemParticipant(trip_id=item.trip_id, item_id=item.id, participant_id=participant_id)
+        for participant_id in wanted
+    )
+    return wanted
+
+
+# --- items ---------------------------------------------------------------------------------
+
+
+def _get_item(
+    session: Session, trip_id: uuid.UUID, item_id: uuid.UUID, *, for_update: bool = False
+) -> ItineraryItem:
+    statement = select(ItineraryItem).where(
+        ItineraryItem.trip_id == trip_id, ItineraryItem.id == item_id
+    )
+    item = session.exec(statement.with_for_update() if for_update else statement).first()
+    if item is None:
+        raise _item_not_found()
+    return item
+
+
+def get_item(*, session: Session, trip_id: uuid.UUID, item_id: uuid.UUID) -> ItemPublic:
+    item = _get_item(session, trip_id, item_id)
+    return _public(item, _participants_of(session, trip_id, [item.id])[item.id])
+
+
+def create_item(
+    *, session: Session, trip_id: uuid.UUID, data: ItemCreate, actor_id: uuid.UUID
+) -> ItemPublic:
+    """Add an item at the end of its day (or of the unscheduled items)."""
+    dates = _lock_trip_dates(session, trip_id)
+    _require_day_in_trip(dates, data.day)
+    item = ItineraryItem(
+        trip_id=trip_id,
+        kind=data.kind,
+        title=data.title,
+        notes=data.notes,
+        day=data.day,
+        order_key="",
+        booking_reference=data.booking_reference,
+        created_by=actor_id,
+    )
+    _apply_times(
+        item,
+        start_local=data.start_local,
+        start_timezone=data.start_timezone,
+        end_local=data.end_local,
+        end_timezone=data.end_timezone,
+        default_timezone=dates.timezone,
+    )
+    _apply_place(item, data.place)
+    _lock_day(session, trip_id, data.day)
+    item.order_key = _checked(key_between(_last_key(session, trip_id, data.day), None))
+    session.add(item)
+    session.flush()  # the participant links refer to the item
+    participant_ids = _set_participants(session, item, data.participant_ids)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="itinerary_item.created",
+        object_type="itinerary_item",
+        object_id=item.id,
+        summary=item.title,
+    )
+    session.flush()
+    return _public(item, participant_ids)
+
+
+def update_item(
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    item_id: uuid.UUID,
+    data: ItemUpdate,
+    actor_id: uuid.UUID,
+) -> ItemPublic:
+    dates = _lock_trip_dates(session, trip_id)
+    item = _get_item(session, trip_id, item_id, for_update=True)
+    changes = data.model_dump(exclude_unset=True)
+    for field in ("kind", "title", "notes", "booking_reference"):
+        if field in changes:
+            setattr(item, field, changes[field])
+    time_fields = {"start_local", "start_timezone", "end_local", "end_timezone"}
+    if time_fields & changes.keys():
+        # A zone given on its own re-reads the item's wall-clock time in that zone.
+        start_local = changes.get("start_local", item.start_local)
+        end_local = changes.get("end_local", item.end_local)
+        _apply_times(
+            item,
+            start_local=start_local,
+            # A cleared time takes its zone with it, unless the client sent a zone too.
+            start_timezone=changes.get(
+                "start_timezone", item.start_timezone if start_local else None
+            ),
+            end_local=end_local,
+            end_timezone=changes.get("end_timezone", item.end_timezone if end_local else None),
+            default_timezone=dates.timezone,
+        )
+    if "place" in changes:
+        _apply_place(item, data.place)
+    if data.participant_ids is not None:
+        participant_ids = _set_participants(session, item, data.participant_ids)
+    else:
+        participant_ids = _participants_of(session, trip_id, [item.id])[item.id]
+    item.updated_at = utcnow()
+    session.add(item)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="itinerary_item.updated",
+        object_type="itinerary_item",
+        object_id=item.id,
+        summary=f"{item.title} ({', '.join(sorted(changes))})",
+    )
+    session.flush()
+    return _public(item, participant_ids)
+
+
+def delete_item(
+    *, session: Session, trip_id: uuid.UUID, item_id: uuid.UUID, actor_id: uuid.UUID
+) -> None:
+    item = _get_item(session, trip_id, item_id, for_update=True)
+    session.delete(item)  # participant links go with it (ON DELETE CASCADE)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="itinerary_item.deleted",
+        object_type="itinerary_item",
+        object_id=item_id,
+        summary=item.title,
+    )
+    session.flush()
+
+
+def _anchor_key(
+    session: Session, trip_id: uuid.UUID, day: date | None, anchor_id: uuid.UUID
+) -> str:
+    """The order key of a neighbour named by the client, which must be in the target day."""
+    key = session.exec(
+        select(ItineraryItem.order_key).where(
+            ItineraryItem.trip_id == trip_id, ItineraryItem.id == anchor_id, _in_day(day)
+        )
+    ).first()
+    if key is None:
+        raise Conflict(
+            "The neighbour is not (or no longer) in that day; reload and try again.",
+            code="anchor_not_in_day",
+        )
+    return key
+
+
+def move_item(
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    item_id: uuid.UUID,
+    data: ItemMove,
+    actor_id: uuid.UUID,
+) -> ItemPublic:
+    """Place the item in a day, next to a neighbour: one row changes, nothing is renumbered."""
+    if item_id in (data.after_id, data.before_id) or (
+        data.after_id is not None and data.after_id == data.before_id
+    ):
+        raise Unprocessable("An item cannot be placed next to itself.", code="invalid_anchor")
+    dates = _lock_trip_dates(session, trip_id)
+    _require_day_in_trip(dates, data.day)
+    item = _get_item(session, trip_id, item_id, for_update=True)
+    _lock_day(session, trip_id, data.day)
+    low: str | None
+    high: str | None
+    if data.after_id is not None:
+        after_key = _anchor_key(session, trip_id, data.day, data.after_id)
+        if data.before_id is not None:
+            before_key = _anchor_key(session, trip_id, data.day, data.before_id)
+            if before_key <= after_key:
+                raise Conflict(
+                    "after_id no longer sorts before before_id; reload and try again.",
+                    code="anchors_out_of_order",
+                )
+        # Right after `after_id`, even if another item arrived between the two meanwhile.
+        low = after_key
+        high = _neighbour_key(session, trip_id, data.day, after_key, after=True, excluding=item.id)
+    elif data.before_id is not None:
+        high = _anchor_key(session, trip_id, data.day, data.before_id)
+        low = _neighbour_key(session, trip_id, data.day, high, after=False, excluding=item.id)
+    else:
+        low = session.exec(
+            select(func.max(ItineraryItem.order_key)).where(
+                ItineraryItem.trip_id == trip_id, _in_day(data.day), ItineraryItem.id != item.id
+            )
+        ).one()
+        high = None
+    item.day = data.day
+    item.order_key = _checked(key_between(low, high))
+    item.updated_at = utcnow()
+    session.add(item)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="itinerary_item.moved",
+        object_type="itinerary_item",
+        object_id=item.id,
+        summary=f"{item.title} to {data.day.isoformat() if data.day else 'unscheduled'}",
+    )
+    session.flush()
+    return _public(item, _participants_of(session, trip_id, [item.id])[item.id])
+
+
+# Items sort by day (unscheduled last, as NULLs sort in PostgreSQL), then order key; a page
+# ends at "<day>/<order key>" ("/<order key>" for the unscheduled items).
+def _item_position(item: ItineraryItem) -> Position:
+    day = item.day.isoformat() if item.day else ""
+    return Position(f"{day}/{item.order_key}", item.id)
+
+
+def _parse_item_position(position: Position) -> tuple[date | None, str]:
+    invalid = BadRequest("The cursor does not belong to this list.", code="invalid_cursor")
+    if not isinstance(position.sort_key, str) or "/" not in position.sort_key:
+        raise invalid
+    day_text, key = position.sort_key.split("/", 1)
+    try:
+        return (date.fromisoformat(day_text) if day_text else None), key
+    except ValueError:
+        raise invalid from None
+
+
+def list_items(
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    page: PageRequest,
+    day: date | None = None,
+    unscheduled: bool = False,
+) -> tuple[list[ItemPublic], Position | None]:
+    """The trip's items in plan order, optionally of one day or only the unscheduled ones."""
+    if day is not None and unscheduled:
+        raise Unprocessable(
+            "Filter by day or by unscheduled, not both.", code="conflicting_filters"
+        )
+    item_day, order_key = col(ItineraryItem.day), col(ItineraryItem.order_key)
+    statement = (
+        select(ItineraryItem)
+        .where(ItineraryItem.trip_id == trip_id)
+        .order_by(item_day.asc().nulls_last(), order_key, col(ItineraryItem.id))
+        .limit(page.limit + 1)
+    )
+    if day is not None:
+        statement = statement.where(item_day == day)
+    elif unscheduled:
+        statement = statement.where(item_day.is_(None))
+    if page.after is not None:
+        after_day, after_key = _parse_item_position(page.after)
+        later_in_day = tuple_(order_key, ItineraryItem.id) > tuple_(after_key, page.after.id)
+        if after_day is None:
+            statement = statement.where(item_day.is_(None), later_in_day)
+        else:
+            statement = statement.where(
+                or_(
+                    item_day > after_day,
+                    and_(item_day == after_day, later_in_day),
+                    item_day.is_(None),
+                )
+            )
+    rows = session.exec(statement).all()
+    paged, last = split_page(rows, page.limit, _item_position)
+    participants = _participants_of(session, trip_id, [item.id for item in paged])
+    return [_public(item, participants[item.id]) for item in paged], last
+
+
+def unschedule_items_outside(
+    *, session: Session, trip_id: uuid.UUID, start_date: date, end_date: date
+) -> list[uuid.UUID]:
+    """Move items on days outside [start_date, end_date] to the end of the unscheduled items.
+
+    Called when a trip's dates change: nothing is deleted. Returns the moved items' ids, in
+    the order they now have.
+    """
+    _lock_day(session, trip_id, None)
+    outside = session.exec(
+        select(ItineraryItem)
+        .where(
+            ItineraryItem.trip_id == trip_id,
+            or_(col(ItineraryItem.day) < start_date, col(ItineraryItem.day) > end_date),
+        )
+        .order_by(col(ItineraryItem.day), col(ItineraryItem.order_key))
+        .with_for_update()
+    ).all()
+    last = _last_key(session, trip_id, None)
+    now = utcnow()
+    for item in outside:
+        last = _checked(key_between(last, None))
+        item.day, item.order_key, item.updated_at = None, last, now
+        session.add(item)
+    session.flush()
+    return [item.id for item in outside]
+
+
+# --- days ----------------------------------------------------------------------------------
+
+
+def list_days(
+    *, session: Session, trip: Trip, page: PageRequest
+) -> tuple[list[DayPublic], Position | None]:
+    """The trip's days from its dates, each with its number of items; pages by day number."""
+    first = 1
+    if page.after is not None:
+        if not isinstance(page.after.sort_key, int) or page.after.id != trip.id:
+            raise BadRequest("The cursor does not belong to this list.", code="invalid_cursor")
+        first = page.after.sort_key + 1
+    length = (trip.end_date - trip.start_date).days + 1
+    numbers = range(first, min(length, first + page.limit) + 1)  # one extra: is there more?
+    if not numbers:
+        return [], None
+    days = [trip.start_date + timedelta(days=number - 1) for number in numbers]
+    counts: dict[date | None, int] = dict(
+        session.exec(
+            select(col(ItineraryItem.day), func.count())
+            .where(
+                ItineraryItem.trip_id == trip.id,
+                col(ItineraryItem.day).between(days[0], days[-1]),
+            )
+            .group_by(col(ItineraryItem.day))
+        ).all()
+    )
+    rows = [
+        DayPublic(day=day, day_number=number, item_count=counts.get(day, 0))
+        for number, day in zip(numbers, days, strict=True)
+    ]
+    return split_page(rows, page.limit, lambda row: Position(row.day_number, trip.id))
