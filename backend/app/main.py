@@ -14,6 +14,7 @@ from app.activity.router import router as activity_router
 from app.core.config import Settings, get_settings
 from app.core.db import REPO_DIR, get_engine
 from app.core.errors import install_error_handlers
+from app.expenses.router import router as expenses_router
 from app.health.router import router as health_router
 from app.invitations.router import router as invitations_router
 from app.invitations.router import trip_router as trip_invitations_router
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         trip_invitations_router,
         invitations_router,
         activity_router,
+        expenses_router,
     ):
         app.include_router(router)
 
