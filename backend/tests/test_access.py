@@ -60,6 +60,18 @@ RULES: dict[tuple[str, str], Rule] = {
         in_trip=True, viewer_forbidden=True
     ),
     ("GET", "/trips/{trip_id}/activity"): Rule(in_trip=True),
+    ("GET", "/trips/{trip_id}/expenses"): Rule(in_trip=True),
+    ("POST", "/trips/{trip_id}/expenses"): Rule(in_trip=True, viewer_forbidden=True),
+    ("GET", "/trips/{trip_id}/expenses/{expense_id}"): Rule(in_trip=True),
+    ("PATCH", "/trips/{trip_id}/expenses/{expense_id}"): Rule(in_trip=True, viewer_forbidden=True),
+    ("DELETE", "/trips/{trip_id}/expenses/{expense_id}"): Rule(in_trip=True, viewer_forbidden=True),
+    ("GET", "/trips/{trip_id}/expenses/{expense_id}/revisions"): Rule(in_trip=True),
+    ("GET", "/trips/{trip_id}/settlements"): Rule(in_trip=True),
+    ("POST", "/trips/{trip_id}/settlements"): Rule(in_trip=True, viewer_forbidden=True),
+    ("DELETE", "/trips/{trip_id}/settlements/{settlement_id}"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
+    ("GET", "/trips/{trip_id}/balances"): Rule(in_trip=True),
     # Not under a trip: only the invitee can see or answer (tests/invitations).
     ("GET", "/invitations"): Rule(),
     ("POST", "/invitations/{invitation_id}/accept"): Rule(),
@@ -72,6 +84,7 @@ ROUTES = sorted(
     for path, operations in app.openapi()["paths"].items()
     for method in operations
 )
+_SOMEONE = str(uuid.uuid4())
 # Bodies valid enough that only the access rule can refuse the request.
 BODIES = {
     ("PATCH", "/trips/{trip_id}"): {"name": "Changed"},
@@ -81,6 +94,23 @@ BODIES = {
     ("POST", "/trips/{trip_id}/guests"): {"name": "Guest"},
     ("PATCH", "/trips/{trip_id}/guests/{participant_id}"): {"name": "Guest"},
     ("POST", "/trips/{trip_id}/invitations"): {"email": "someone@example.com", "role": "viewer"},
+    ("POST", "/trips/{trip_id}/expenses"): {
+        "title": "Dinner",
+        "amount_minor": 1000,
+        "currency": "EUR",
+        "spent_on": "2027-01-01",
+        "payers": [{"participant_id": _SOMEONE, "amount_minor": 1000}],
+        "split_mode": "equal",
+        "splits": [{"participant_id": _SOMEONE}],
+    },
+    ("PATCH", "/trips/{trip_id}/expenses/{expense_id}"): {"title": "Lunch"},
+    ("POST", "/trips/{trip_id}/settlements"): {
+        "from_participant_id": _SOMEONE,
+        "to_participant_id": str(uuid.uuid4()),
+        "amount_minor": 1000,
+        "currency": "EUR",
+        "settled_on": "2027-01-01",
+    },
 }
 
 
