@@ -193,6 +193,15 @@ class _Draft:
         except LedgerError as error:
             raise _refused(error) from None
 
+    def canonical(self, applied_rate: Decimal) -> "_Draft":
+        """The same content in one form: rows ordered by participant, the rate as applied."""
+        return replace(
+            self,
+            exchange_rate=applied_rate,
+            payers=tuple(sorted(self.payers, key=lambda payer: payer.participant_id)),
+            splits=tuple(sorted(self.splits, key=lambda split: split.participant_id)),
+        )
+
     def participant_ids(self) -> set[uuid.UUID]:
         return {p.participant_id for p in self.payers} | {s.participant_id for s in self.splits}
 
@@ -422,13 +431,19 @@ def update_expense(
     data: ExpenseUpdate,
     actor_id: uuid.UUID,
 ) -> ExpenseRecord:
-    """A new revision with the changes applied; the previous ones stay as they were."""
+    """A new revision with the changes applied; the previous ones stay as they were.
+
+    A change that leaves the content as it is records nothing.
+    """
     base_currency = _lock_base_currency(session, trip_id)
     expense = _locked_expense(session, trip_id, expense_id)
     current = _current_record(session, expense)
     _check_expected(current, data.expected_revision)
-    draft = _Draft.of_revision(current).patched(data)
+    before = _Draft.of_revision(current)
+    draft = before.patched(data)
     priced = draft.priced(base_currency)
+    if draft.canonical(priced.exchange_rate) == before.canonical(current.revision.exchange_rate):
+        return ExpenseRecord(expense, current)  # nothing changes: no revision to record
     _ensure_participants(session, trip_id, draft.participant_ids())
     expense.updated_at = utcnow()
     record = _write_revision(

@@ -9,7 +9,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from app.expenses.models import Settlement
-from app.participants.service import has_history
+from app.participants.service import _referencing_columns, has_history
 from app.trips.models import Trip
 from tests import support
 from tests.expenses.conftest import Ledger, add_member, create_trip, participants
@@ -364,3 +364,13 @@ def test_viewer_is_a_participant_who_can_owe(client: TestClient, ledger: Ledger)
         client, ledger, "/expenses", ledger.expense(splits=[{"participant_id": ledger.viewer_pid}])
     )
     assert net(balances(client, ledger))[ledger.viewer_pid] == -9000
+
+
+def test_has_history_sees_every_reference_to_a_participant() -> None:
+    columns = {f"{c.table.name}.{c.name}" for c in _referencing_columns()}
+    assert {
+        "trip_expense_payers.participant_id",
+        "trip_expense_splits.participant_id",
+        "trip_settlements.from_participant_id",
+        "trip_settlements.to_participant_id",
+    } <= columns

@@ -419,6 +419,24 @@ def test_edits_create_revisions_and_keep_earlier_ones(client: TestClient, ledger
     assert revisions["items"][2]["amount_minor"] == 12000
 
 
+def test_an_edit_that_changes_nothing_records_nothing(client: TestClient, ledger: Ledger) -> None:
+    created = post_expense(client, ledger)
+    url = ledger.url(f"/expenses/{created['id']}")
+    headers = support.auth(ledger.owner)
+    same = {
+        "title": "Dinner",
+        "currency": "EUR",
+        "split_mode": "equal",
+        "splits": list(reversed(ledger.expense()["splits"])),  # same people, another order
+    }
+    for patch in ({}, same):
+        response = client.patch(url, headers=headers, json=patch)
+        assert response.status_code == 200, response.text
+        assert response.json() == created
+    revisions = client.get(f"{url}/revisions", headers=headers).json()["items"]
+    assert len(revisions) == 1
+
+
 @pytest.mark.parametrize(
     ("patch", "code"),
     [
