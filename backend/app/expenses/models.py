@@ -259,9 +259,10 @@ class ExpenseCreate(SQLModel):
 class ExpenseUpdate(SQLModel):
     """Fields to change; the rest keep their values and the result is checked as a whole.
 
-    `split_mode` and `splits` go together, and so do `currency` and `exchange_rate` (a new
-    currency other than the base one needs its rate). `expected_revision`, when given, must be
-    the expense's current revision: an edit based on a stale copy is refused (409).
+    `split_mode` and `splits` go together. A new `currency` takes the `exchange_rate` sent
+    with it (required unless it is the base currency); `exchange_rate` alone corrects the
+    rate. `expected_revision`, when given, must be the expense's current revision: an edit
+    based on a stale copy is refused (409).
     """
 
     model_config = REJECT_UNKNOWN_FIELDS
@@ -289,8 +290,6 @@ class ExpenseUpdate(SQLModel):
                 raise ValueError(f"{name} may be omitted but not null")
         if ("split_mode" in self.model_fields_set) != ("splits" in self.model_fields_set):
             raise ValueError("split_mode and splits are changed together")
-        if "exchange_rate" in self.model_fields_set and "currency" not in self.model_fields_set:
-            raise ValueError("exchange_rate is changed together with currency")
         return self
 
 

@@ -442,7 +442,7 @@ def test_an_edit_that_changes_nothing_records_nothing(client: TestClient, ledger
     [
         ({"amount_minor": 10000}, "payers_do_not_sum"),  # the payer still paid 9000
         ({"currency": "USD"}, "exchange_rate_required"),
-        ({"exchange_rate": "1.2"}, "validation_error"),  # a rate changes with its currency
+        ({"exchange_rate": "1.2"}, "exchange_rate_not_applicable"),  # it is in EUR
         ({"split_mode": "shares"}, "validation_error"),  # mode and splits change together
         ({"splits": [{"participant_id": str(uuid.uuid4())}], "split_mode": "equal"}, None),
         ({"title": None}, "validation_error"),
@@ -471,6 +471,13 @@ def test_changing_currency_takes_its_rate_and_back_to_base_drops_it(
         url, headers=headers, json={"currency": "USD", "exchange_rate": "0.9"}
     ).json()
     assert (in_usd["currency"], in_usd["base_amount_minor"]) == ("USD", 8100)
+    corrected = client.patch(url, headers=headers, json={"exchange_rate": "0.95"}).json()
+    assert (corrected["currency"], corrected["base_amount_minor"]) == ("USD", 8550)
+    support.assert_problem(
+        client.patch(url, headers=headers, json={"exchange_rate": None}),
+        422,
+        "exchange_rate_required",
+    )
     back = client.patch(url, headers=headers, json={"currency": "EUR"}).json()
     assert (back["exchange_rate"], back["base_amount_minor"]) == ("1", 9000)
 
