@@ -15,6 +15,7 @@ from app.checklists.router import router as checklists_router
 from app.core.config import Settings, get_settings
 from app.core.db import REPO_DIR, get_engine
 from app.core.errors import install_error_handlers
+from app.expenses.router import router as expenses_router
 from app.health.router import router as health_router
 from app.invitations.router import router as invitations_router
 from app.invitations.router import trip_router as trip_invitations_router
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         activity_router,
         itinerary_router,
         checklists_router,
+        expenses_router,
     ):
         app.include_router(router)
 

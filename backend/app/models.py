@@ -2,6 +2,7 @@
 
 from app.activity.models import Activity
 from app.checklists.models import Checklist, ChecklistItem
+from app.expenses.models import Expense, ExpensePayer, ExpenseRevision, ExpenseSplit, Settlement
 from app.invitations.models import Invitation
 from app.itinerary.models import ItemParticipant, ItineraryItem
 from app.participants.models import Participant
@@ -12,10 +13,15 @@ __all__ = [
     "Activity",
     "Checklist",
     "ChecklistItem",
+    "Expense",
+    "ExpensePayer",
+    "ExpenseRevision",
+    "ExpenseSplit",
     "Invitation",
     "ItemParticipant",
     "ItineraryItem",
     "Participant",
+    "Settlement",
     "Trip",
     "TripMember",
     "User",

@@ -86,6 +86,18 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/trips/{trip_id}/checklists/{checklist_id}/items/{item_id}"): Rule(
         in_trip=True, viewer_forbidden=True
     ),
+    ("GET", "/trips/{trip_id}/expenses"): Rule(in_trip=True),
+    ("POST", "/trips/{trip_id}/expenses"): Rule(in_trip=True, viewer_forbidden=True),
+    ("GET", "/trips/{trip_id}/expenses/{expense_id}"): Rule(in_trip=True),
+    ("PATCH", "/trips/{trip_id}/expenses/{expense_id}"): Rule(in_trip=True, viewer_forbidden=True),
+    ("DELETE", "/trips/{trip_id}/expenses/{expense_id}"): Rule(in_trip=True, viewer_forbidden=True),
+    ("GET", "/trips/{trip_id}/expenses/{expense_id}/revisions"): Rule(in_trip=True),
+    ("GET", "/trips/{trip_id}/settlements"): Rule(in_trip=True),
+    ("POST", "/trips/{trip_id}/settlements"): Rule(in_trip=True, viewer_forbidden=True),
+    ("DELETE", "/trips/{trip_id}/settlements/{settlement_id}"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
+    ("GET", "/trips/{trip_id}/balances"): Rule(in_trip=True),
     # Not under a trip: only the invitee can see or answer (tests/invitations).
     ("GET", "/invitations"): Rule(),
     ("POST", "/invitations/{invitation_id}/accept"): Rule(),
@@ -98,6 +110,7 @@ ROUTES = sorted(
     for path, operations in app.openapi()["paths"].items()
     for method in operations
 )
+_SOMEONE = str(uuid.uuid4())
 # Bodies valid enough that only the access rule can refuse the request.
 BODIES = {
     ("PATCH", "/trips/{trip_id}"): {"name": "Changed"},
@@ -114,6 +127,23 @@ BODIES = {
     ("PATCH", "/trips/{trip_id}/checklists/{checklist_id}"): {"title": "List"},
     ("POST", "/trips/{trip_id}/checklists/{checklist_id}/items"): {"text": "Item"},
     ("PATCH", "/trips/{trip_id}/checklists/{checklist_id}/items/{item_id}"): {"done": True},
+    ("POST", "/trips/{trip_id}/expenses"): {
+        "title": "Dinner",
+        "amount_minor": 1000,
+        "currency": "EUR",
+        "spent_on": "2027-01-01",
+        "payers": [{"participant_id": _SOMEONE, "amount_minor": 1000}],
+        "split_mode": "equal",
+        "splits": [{"participant_id": _SOMEONE}],
+    },
+    ("PATCH", "/trips/{trip_id}/expenses/{expense_id}"): {"title": "Lunch"},
+    ("POST", "/trips/{trip_id}/settlements"): {
+        "from_participant_id": _SOMEONE,
+        "to_participant_id": str(uuid.uuid4()),
+        "amount_minor": 1000,
+        "currency": "EUR",
+        "settled_on": "2027-01-01",
+    },
 }
 
 

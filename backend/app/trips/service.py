@@ -11,6 +11,7 @@ from app.activity.service import record_activity
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
+from app.expenses.service import ensure_base_currency_can_change
 from app.itinerary.service import unschedule_items_outside
 from app.participants.service import ensure_participant_for_member
 from app.trips.models import MemberCreate, Role, Trip, TripCreate, TripMember, TripUpdate
@@ -84,6 +85,9 @@ def update_trip(
     *, session: Session, trip: Trip, data: TripUpdate, actor_id: uuid.UUID
 ) -> TripUpdated:
     changes = data.model_dump(exclude_unset=True)
+    if changes.get("base_currency", trip.base_currency) != trip.base_currency:
+        lock_trip(session, trip.id)  # no ledger entry can be added until this commits
+        ensure_base_currency_can_change(session=session, trip_id=trip.id)
     for field, value in changes.items():
         setattr(trip, field, value)
     if not trip.is_valid_dates():

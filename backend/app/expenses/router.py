@@ -1,0 +1,189 @@
+"""Routes for a trip's shared expenses, settlements and balances.
+
+Amounts are integers in minor units (cents; yen; fils) of the stated currency, and base
+amounts are in the trip's base currency. Exchange rates and percentages are exact decimals:
+send them as JSON numbers or strings, they are never rounded through binary floats.
+
+When the trip sets `hide_amounts_from_viewers`, a viewer still sees every expense and
+settlement (who paid, who shares, the weights and the currency) but all amounts are `null`,
+and the balances route answers 403 `amounts_hidden`: balances and the settle-up plan are
+nothing but amounts.
+"""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app.core.deps import SessionDep, TripAccess, TripEditor, TripMember
+from app.core.errors import Forbidden, error_responses
+from app.core.pagination import Page, PageParams, cursor_for
+from app.core.routing import ExactNumbersRoute
+from app.expenses import service
+from app.expenses.models import (
+    BalancesPublic,
+    ExpenseCreate,
+    ExpensePublic,
+    ExpenseRecord,
+    ExpenseRevisionPublic,
+    ExpenseUpdate,
+    SettlementCreate,
+    SettlementPublic,
+)
+from app.trips.models import Role
+
+router = APIRouter(
+    prefix="/trips/{trip_id}",
+    tags=["expenses"],
+    responses=error_responses(401, 404, 422),
+    route_class=ExactNumbersRoute,
+)
+_writes = error_responses(403, 409)
+
+
+def _amounts_hidden(access: TripAccess) -> bool:
+    return access.role is Role.VIEWER and access.trip.hide_amounts_from_viewers
+
+
+def _public(record: ExpenseRecord, access: TripAccess) -> ExpensePublic:
+    return ExpensePublic.of(
+        record, base_currency=access.trip.base_currency, hidden=_amounts_hidden(access)
+    )
+
+
+@router.post(
+    "/expenses",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ExpensePublic,
+    responses=_writes,
+)
+def create_expense(session: SessionDep, access: TripEditor, data: ExpenseCreate) -> ExpensePublic:
+    """Record an expense; the server computes every share, in its currency and the base one."""
+    record = service.create_expense(
+        session=session, trip_id=access.trip.id, data=data, actor_id=access.user.id
+    )
+    return _public(record, access)
+
+
+@router.get("/expenses", response_model=Page[ExpensePublic], responses=error_responses(400))
+def list_expenses(session: SessionDep, access: TripMember, page: PageParams) -> Page[ExpensePublic]:
+    """Expenses that are not deleted, latest date first."""
+    records, last = service.list_expenses(session=session, trip_id=access.trip.id, page=page)
+    return Page(items=[_public(r, access) for r in records], next_cursor=cursor_for(last))
+
+
+@router.get("/expenses/{expense_id}", response_model=ExpensePublic)
+def get_expense(session: SessionDep, access: TripMember, expense_id: uuid.UUID) -> ExpensePublic:
+    record = service.get_expense(session=session, trip_id=access.trip.id, expense_id=expense_id)
+    return _public(record, access)
+
+
+@router.patch("/expenses/{expense_id}", response_model=ExpensePublic, responses=_writes)
+def update_expense(
+    session: SessionDep, access: TripEditor, expense_id: uuid.UUID, data: ExpenseUpdate
+) -> ExpensePublic:
+    """Change an expense: a new revision; the earlier ones stay readable."""
+    record = service.update_expense(
+        session=session,
+        trip_id=access.trip.id,
+        expense_id=expense_id,
+        data=data,
+        actor_id=access.user.id,
+    )
+    return _public(record, access)
+
+
+@router.delete("/expenses/{expense_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_writes)
+def delete_expense(
+    session: SessionDep,
+    access: TripEditor,
+    expense_id: uuid.UUID,
+    expected_revision: Annotated[int | None, Query(ge=1)] = None,
+) -> None:
+    """Remove an expense from lists and balances; its revisions stay readable."""
+    service.delete_expense(
+        session=session,
+        trip_id=access.trip.id,
+        expense_id=expense_id,
+        actor_id=access.user.id,
+        expected_revision=expected_revision,
+    )
+
+
+@router.get(
+    "/expenses/{expense_id}/revisions",
+    response_model=Page[ExpenseRevisionPublic],
+    responses=error_responses(400),
+)
+def list_expense_revisions(
+    session: SessionDep, access: TripMember, expense_id: uuid.UUID, page: PageParams
+) -> Page[ExpenseRevisionPublic]:
+    """Every version of the expense, oldest first, including the one recording its deletion."""
+    records, last = service.list_revisions(
+        session=session, trip_id=access.trip.id, expense_id=expense_id, page=page
+    )
+    hidden = _amounts_hidden(access)
+    return Page(
+        items=[
+            ExpenseRevisionPublic.of(r, base_currency=access.trip.base_currency, hidden=hidden)
+            for r in records
+        ],
+        next_cursor=cursor_for(last),
+    )
+
+
+@router.post(
+    "/settlements",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SettlementPublic,
+    responses=_writes,
+)
+def create_settlement(
+    session: SessionDep, access: TripEditor, data: SettlementCreate
+) -> SettlementPublic:
+    """Record a payment from one participant to another."""
+    settlement = service.create_settlement(
+        session=session, trip_id=access.trip.id, data=data, actor_id=access.user.id
+    )
+    return SettlementPublic.of(
+        settlement, base_currency=access.trip.base_currency, hidden=_amounts_hidden(access)
+    )
+
+
+@router.get("/settlements", response_model=Page[SettlementPublic], responses=error_responses(400))
+def list_settlements(
+    session: SessionDep, access: TripMember, page: PageParams
+) -> Page[SettlementPublic]:
+    settlements, last = service.list_settlements(session=session, trip_id=access.trip.id, page=page)
+    hidden = _amounts_hidden(access)
+    return Page(
+        items=[
+            SettlementPublic.of(s, base_currency=access.trip.base_currency, hidden=hidden)
+            for s in settlements
+        ],
+        next_cursor=cursor_for(last),
+    )
+
+
+@router.delete(
+    "/settlements/{settlement_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_writes
+)
+def delete_settlement(session: SessionDep, access: TripEditor, settlement_id: uuid.UUID) -> None:
+    service.delete_settlement(
+        session=session,
+        trip_id=access.trip.id,
+        settlement_id=settlement_id,
+        actor_id=access.user.id,
+    )
+
+
+@router.get("/balances", response_model=BalancesPublic, responses=error_responses(403))
+def get_balances(session: SessionDep, access: TripMember) -> BalancesPublic:
+    """Each participant's balance in the base currency (they sum to zero) and a settle-up plan
+    of at most n - 1 transfers.
+
+    A viewer of a trip that hides amounts from viewers gets 403 `amounts_hidden`.
+    """
+    if _amounts_hidden(access):
+        raise Forbidden("This trip hides amounts from viewers.", code="amounts_hidden")
+    return service.compute_balances(session=session, trip_id=access.trip.id)

@@ -1,0 +1,732 @@
+"""The ledger's queries and rules: expenses with revisions, settlements, balances."""
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, and_, exists, func, literal, tuple_, union_all
+from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import Select
+
+from app.activity.service import record_activity
+from app.core.db import utcnow
+from app.core.errors import BadRequest, Conflict, NotFound, Unprocessable
+from app.core.pagination import PageRequest, Position, split_page
+from app.expenses import ledger
+from app.expenses.ledger import (
+    Allocation,
+    LedgerError,
+    Payment,
+    PricedExpense,
+    SplitEntry,
+    SplitMode,
+)
+from app.expenses.models import (
+    BalancesPublic,
+    Expense,
+    ExpenseCreate,
+    ExpensePayer,
+    ExpenseRecord,
+    ExpenseRevision,
+    ExpenseSplit,
+    ExpenseUpdate,
+    ParticipantBalance,
+    RevisionAction,
+    RevisionRecord,
+    Settlement,
+    SettlementCreate,
+    TransferPublic,
+)
+from app.participants.models import Participant
+from app.trips.models import Trip
+from app.users.models import User
+
+
+def _expense_not_found() -> NotFound:
+    return NotFound("Expense not found.", code="expense_not_found")
+
+
+def _refused(error: LedgerError) -> Unprocessable:
+    return Unprocessable(str(error), code=error.code)
+
+
+def _invalid_cursor() -> BadRequest:
+    return BadRequest(
+        "The cursor is malformed or was not issued by this server.", code="invalid_cursor"
+    )
+
+
+def _lock_base_currency(session: Session, trip_id: uuid.UUID) -> str:
+    """The trip's base currency, locked (shared) so it cannot change until this commits."""
+    return session.exec(
+        select(Trip.base_currency).where(Trip.id == trip_id).with_for_update(read=True)
+    ).one()
+
+
+def _ensure_participants(
+    session: Session, trip_id: uuid.UUID, participant_ids: set[uuid.UUID]
+) -> None:
+    found = set(
+        session.exec(
+            select(Participant.id).where(
+                Participant.trip_id == trip_id, col(Participant.id).in_(participant_ids)
+            )
+        ).all()
+    )
+    if found != participant_ids:
+        raise Unprocessable(
+            "Every payer and split must be a participant of this trip.",
+            code="unknown_participant",
+        )
+
+
+def ensure_base_currency_can_change(*, session: Session, trip_id: uuid.UUID) -> None:
+    """Refuse once the ledger has entries (even deleted ones): their base amounts are frozen.
+
+    The caller holds the trip's row lock, so no entry can appear before it commits.
+    """
+    has_entries = session.exec(
+        select(
+            exists().where(col(Expense.trip_id) == trip_id)
+            | exists().where(col(Settlement.trip_id) == trip_id)
+        )
+    ).one()
+    if has_entries:
+        raise Conflict(
+            "The base currency cannot change once the trip has expenses or settlements.",
+            code="base_currency_locked",
+        )
+
+
+# --- expenses --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """An expense's full content, before pricing: what a revision is made from."""
+
+    title: str
+    category: str
+    notes: str
+    amount_minor: int
+    currency: str
+    exchange_rate: Decimal | None
+    spent_on: date
+    payers: tuple[Payment, ...]
+    split_mode: SplitMode
+    splits: tuple[SplitEntry, ...]
+
+    @classmethod
+    def of_create(cls, data: ExpenseCreate) -> "_Draft":
+        return cls(
+            title=data.title,
+            category=data.category,
+            notes=data.notes,
+            amount_minor=data.amount_minor,
+            currency=data.currency,
+            exchange_rate=data.exchange_rate,
+            spent_on=data.spent_on,
+            payers=tuple(Payment(p.participant_id, p.amount_minor) for p in data.payers),
+            split_mode=data.split_mode,
+            splits=tuple(SplitEntry(**split.model_dump()) for split in data.splits),
+        )
+
+    @classmethod
+    def of_revision(cls, record: RevisionRecord) -> "_Draft":
+        revision = record.revision
+        mode = SplitMode(revision.split_mode)
+        return cls(
+            title=revision.title,
+            category=revision.category,
+            notes=revision.notes,
+            amount_minor=revision.amount_minor,
+            currency=revision.currency,
+            exchange_rate=revision.exchange_rate,
+            spent_on=revision.spent_on,
+            payers=tuple(Payment(p.participant_id, p.amount_minor) for p in record.payers),
+            split_mode=mode,
+            splits=tuple(
+                SplitEntry(
+                    participant_id=split.participant_id,
+                    shares=split.shares,
+                    percent=split.percent,
+                    amount_minor=split.amount_minor if mode is SplitMode.EXACT else None,
+                )
+                for split in record.splits
+            ),
+        )
+
+    def patched(self, data: ExpenseUpdate) -> "_Draft":
+        changes = data.model_dump(exclude_unset=True, exclude={"expected_revision"})
+        draft = replace(
+            self,
+            **{
+                name: value
+                for name, value in changes.items()
+                if name not in ("payers", "splits", "split_mode")
+            },
+        )
+        if "currency" in changes:  # a new currency brings its own rate (or none)
+            draft = replace(draft, exchange_rate=data.exchange_rate)
+        if data.payers is not None:
+            payers = tuple(Payment(p.participant_id, p.amount_minor) for p in data.payers)
+            draft = replace(draft, payers=payers)
+        if data.split_mode is not None and data.splits is not None:
+            splits = tuple(SplitEntry(**split.model_dump()) for split in data.splits)
+            draft = replace(draft, split_mode=data.split_mode, splits=splits)
+        return draft
+
+    def priced(self, base_currency: str) -> PricedExpense:
+        try:
+            return ledger.price_expense(
+                amount_minor=self.amount_minor,
+                currency=self.currency,
+                base_currency=base_currency,
+                exchange_rate=self.exchange_rate,
+                payers=self.payers,
+                split_mode=self.split_mode,
+                splits=self.splits,
+            )
+        except LedgerError as error:
+            raise _refused(error) from None
+
+    def canonical(self, applied_rate: Decimal) -> "_Draft":
+        """The same content in one form: rows ordered by participant, the rate as applied."""
+        return replace(
+            self,
+            exchange_rate=applied_rate,
+            payers=tuple(sorted(self.payers, key=lambda payer: payer.participant_id)),
+            splits=tuple(sorted(self.splits, key=lambda split: split.participant_id)),
+        )
+
+    def participant_ids(self) -> set[uuid.UUID]:
+        return {p.participant_id for p in self.payers} | {s.participant_id for s in self.splits}
+
+
+def _write_revision(
+    session: Session,
+    expense: Expense,
+    *,
+    number: int,
+    action: RevisionAction,
+    draft: _Draft,
+    priced: PricedExpense,
+    actor_id: uuid.UUID,
+) -> RevisionRecord:
+    revision = ExpenseRevision(
+        trip_id=expense.trip_id,
+        expense_id=expense.id,
+        number=number,
+        action=action,
+        title=draft.title,
+        category=draft.category,
+        notes=draft.notes,
+        amount_minor=draft.amount_minor,
+        currency=draft.currency,
+        exchange_rate=priced.exchange_rate,
+        base_amount_minor=priced.base_amount_minor,
+        spent_on=draft.spent_on,
+        split_mode=draft.split_mode,
+        actor_id=actor_id,
+    )
+    session.add(revision)
+    session.flush()  # payers and splits refer to the revision
+    entered = {split.participant_id: split for split in draft.splits}
+    payers = [
+        ExpensePayer(
+            trip_id=expense.trip_id,
+            revision_id=revision.id,
+            participant_id=payer.participant_id,
+            amount_minor=payer.amount_minor,
+            base_amount_minor=payer.base_amount_minor,
+        )
+        for payer in priced.payers
+    ]
+    splits = [
+        ExpenseSplit(
+            trip_id=expense.trip_id,
+            revision_id=revision.id,
+            participant_id=split.participant_id,
+            shares=entered[split.participant_id].shares,
+            percent=entered[split.participant_id].percent,
+            amount_minor=split.amount_minor,
+            base_amount_minor=split.base_amount_minor,
+        )
+        for split in priced.splits
+    ]
+    session.add_all([*payers, *splits])
+    expense.current_revision_id = revision.id
+    session.add(expense)
+    session.flush()
+    return RevisionRecord(revision, payers, splits)
+
+
+def create_expense(
+    *, session: Session, trip_id: uuid.UUID, data: ExpenseCreate, actor_id: uuid.UUID
+) -> ExpenseRecord:
+    base_currency = _lock_base_currency(session, trip_id)
+    draft = _Draft.of_create(data)
+    priced = draft.priced(base_currency)
+    _ensure_participants(session, trip_id, draft.participant_ids())
+    expense = Expense(trip_id=trip_id, created_by=actor_id)
+    session.add(expense)
+    session.flush()  # the revision refers to the expense
+    current = _write_revision(
+        session,
+        expense,
+        number=1,
+        action=RevisionAction.CREATED,
+        draft=draft,
+        priced=priced,
+        actor_id=actor_id,
+    )
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="expense.created",
+        object_type="expense",
+        object_id=expense.id,
+        summary=draft.title,  # never an amount: viewers may not be allowed to see those
+    )
+    session.flush()
+    return ExpenseRecord(expense, current)
+
+
+def _revision_records(
+    session: Session, trip_id: uuid.UUID, revisions: Sequence[ExpenseRevision]
+) -> list[RevisionRecord]:
+    """Payers and splits of many revisions in two queries, whatever their number."""
+    ids = [revision.id for revision in revisions]
+    payers: dict[uuid.UUID, list[ExpensePayer]] = defaultdict(list)
+    splits: dict[uuid.UUID, list[ExpenseSplit]] = defaultdict(list)
+    if ids:
+        for payer in session.exec(
+            select(ExpensePayer)
+            .where(ExpensePayer.trip_id == trip_id, col(ExpensePayer.revision_id).in_(ids))
+            .order_by(col(ExpensePayer.participant_id))
+        ):
+            payers[payer.revision_id].append(payer)
+        for split in session.exec(
+            select(ExpenseSplit)
+            .where(ExpenseSplit.trip_id == trip_id, col(ExpenseSplit.revision_id).in_(ids))
+            .order_by(col(ExpenseSplit.participant_id))
+        ):
+            splits[split.revision_id].append(split)
+    return [RevisionRecord(r, payers[r.id], splits[r.id]) for r in revisions]
+
+
+def _current_expenses(trip_id: uuid.UUID) -> Select[Expense, ExpenseRevision]:
+    return (
+        select(Expense, ExpenseRevision)
+        .join(
+            ExpenseRevision,
+            and_(
+                col(ExpenseRevision.trip_id) == Expense.trip_id,
+                col(ExpenseRevision.id) == Expense.current_revision_id,
+            ),
+        )
+        .where(Expense.trip_id == trip_id, col(Expense.deleted_at).is_(None))
+    )
+
+
+def _records(
+    session: Session, trip_id: uuid.UUID, rows: Sequence[tuple[Expense, ExpenseRevision]]
+) -> list[ExpenseRecord]:
+    revisions = _revision_records(session, trip_id, [revision for _, revision in rows])
+    return [
+        ExpenseRecord(expense, record) for (expense, _), record in zip(rows, revisions, strict=True)
+    ]
+
+
+def _date_key(position: Position) -> date:
+    if not isinstance(position.sort_key, str):
+        raise _invalid_cursor()
+    try:
+        return date.fromisoformat(position.sort_key)
+    except ValueError:
+        raise _invalid_cursor() from None
+
+
+def list_expenses(
+    *, session: Session, trip_id: uuid.UUID, page: PageRequest
+) -> tuple[list[ExpenseRecord], Position | None]:
+    """Live expenses, latest date first, by keyset on (spent_on, id); three queries per page."""
+    statement = (
+        _current_expenses(trip_id)
+        .order_by(col(ExpenseRevision.spent_on).desc(), col(Expense.id).desc())
+        .limit(page.limit + 1)
+    )
+    if page.after is not None:
+        statement = statement.where(
+            tuple_(ExpenseRevision.spent_on, Expense.id)
+            < tuple_(_date_key(page.after), page.after.id)
+        )
+    rows = session.exec(statement).all()
+    paged, last = split_page(
+        rows, page.limit, lambda row: Position(row[1].spent_on.isoformat(), row[0].id)
+    )
+    return _records(session, trip_id, paged), last
+
+
+def get_expense(*, session: Session, trip_id: uuid.UUID, expense_id: uuid.UUID) -> ExpenseRecord:
+    row = session.exec(_current_expenses(trip_id).where(Expense.id == expense_id)).first()
+    if row is None:
+        raise _expense_not_found()
+    return _records(session, trip_id, [row])[0]
+
+
+def _locked_expense(session: Session, trip_id: uuid.UUID, expense_id: uuid.UUID) -> Expense:
+    """The live expense, locked: concurrent edits apply one after the other, each a revision."""
+    expense = session.exec(
+        select(Expense)
+        .where(
+            Expense.trip_id == trip_id,
+            Expense.id == expense_id,
+            col(Expense.deleted_at).is_(None),
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if expense is None:
+        raise _expense_not_found()
+    return expense
+
+
+def _current_record(session: Session, expense: Expense) -> RevisionRecord:
+    revision = session.get_one(ExpenseRevision, (expense.trip_id, expense.current_revision_id))
+    return _revision_records(session, expense.trip_id, [revision])[0]
+
+
+def _as_stored(record: RevisionRecord) -> PricedExpense:
+    return PricedExpense(
+        exchange_rate=record.revision.exchange_rate,
+        base_amount_minor=record.revision.base_amount_minor,
+        payers=[
+            Allocation(p.participant_id, p.amount_minor, p.base_amount_minor) for p in record.payers
+        ],
+        splits=[
+            Allocation(s.participant_id, s.amount_minor, s.base_amount_minor) for s in record.splits
+        ],
+    )
+
+
+def _check_expected(current: RevisionRecord, expected_revision: int | None) -> None:
+    if expected_revision is not None and expected_revision != current.revision.number:
+        raise Conflict(
+            f"The expense is at revision {current.revision.number}, not {expected_revision}: "
+            "reload it and apply your change again.",
+            code="revision_conflict",
+        )
+
+
+def update_expense(
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    expense_id: uuid.UUID,
+    data: ExpenseUpdate,
+    actor_id: uuid.UUID,
+) -> ExpenseRecord:
+    """A new revision with the changes applied; the previous ones stay as they were.
+
+    A change that leaves the content as it is records nothing.
+    """
+    base_currency = _lock_base_currency(session, trip_id)
+    expense = _locked_expense(session, trip_id, expense_id)
+    current = _current_record(session, expense)
+    _check_expected(current, data.expected_revision)
+    before = _Draft.of_revision(current)
+    draft = before.patched(data)
+    priced = draft.priced(base_currency)
+    if draft.canonical(priced.exchange_rate) == before.canonical(current.revision.exchange_rate):
+        return ExpenseRecord(expense, current)  # nothing changes: no revision to record
+    _ensure_participants(session, trip_id, draft.participant_ids())
+    expense.updated_at = utcnow()
+    record = _write_revision(
+        session,
+        expense,
+        number=current.revision.number + 1,
+        action=RevisionAction.UPDATED,
+        draft=draft,
+        priced=priced,
+        actor_id=actor_id,
+    )
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="expense.updated",
+        object_type="expense",
+        object_id=expense.id,
+        summary=draft.title,
+    )
+    session.flush()
+    return ExpenseRecord(expense, record)
+
+
+def delete_expense(
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    expense_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    expected_revision: int | None = None,
+) -> None:
+    """Hide the expense from lists and balances; a last revision records the deletion.
+
+    The deletion revision repeats the last content exactly as stored (nothing is recomputed),
+    so the history shows what was deleted.
+    """
+    expense = _locked_expense(session, trip_id, expense_id)
+    current = _current_record(session, expense)
+    _check_expected(current, expected_revision)
+    draft = _Draft.of_revision(current)
+    now = utcnow()
+    expense.updated_at = now
+    expense.deleted_at = now
+    _write_revision(
+        session,
+        expense,
+        number=current.revision.number + 1,
+        action=RevisionAction.DELETED,
+        draft=draft,
+        priced=_as_stored(current),
+        actor_id=actor_id,
+    )
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="expense.deleted",
+        object_type="expense",
+        object_id=expense.id,
+        summary=draft.title,
+    )
+    session.flush()
+
+
+def list_revisions(
+    *, session: Session, trip_id: uuid.UUID, expense_id: uuid.UUID, page: PageRequest
+) -> tuple[list[RevisionRecord], Position | None]:
+    """Every version of an expense, deleted or not, oldest first, by keyset on number."""
+    found = session.exec(
+        select(Expense.id).where(Expense.trip_id == trip_id, Expense.id == expense_id)
+    ).first()
+    if found is None:
+        raise _expense_not_found()
+    statement = (
+        select(ExpenseRevision)
+        .where(ExpenseRevision.trip_id == trip_id, ExpenseRevision.expense_id == expense_id)
+        .order_by(col(ExpenseRevision.number))
+        .limit(page.limit + 1)
+    )
+    if page.after is not None:
+        if not isinstance(page.after.sort_key, int):
+            raise _invalid_cursor()
+        statement = statement.where(col(ExpenseRevision.number) > page.after.sort_key)
+    revisions, last = split_page(
+        session.exec(statement).all(),
+        page.limit,
+        lambda revision: Position(revision.number, revision.id),
+    )
+    return _revision_records(session, trip_id, revisions), last
+
+
+# --- settlements -----------------------------------------------------------------------------
+
+
+def create_settlement(
+    *, session: Session, trip_id: uuid.UUID, data: SettlementCreate, actor_id: uuid.UUID
+) -> Settlement:
+    base_currency = _lock_base_currency(session, trip_id)
+    try:
+        rate = ledger.resolve_rate(data.currency, base_currency, data.exchange_rate)
+        base_amount_minor = ledger.to_base_minor(
+            data.amount_minor, data.currency, base_currency, rate
+        )
+    except LedgerError as error:
+        raise _refused(error) from None
+    if base_amount_minor > ledger.MAX_AMOUNT_MINOR:
+        raise Unprocessable(
+            "The amount converted to the base currency is too large.",
+            code="amount_out_of_range",
+        )
+    _ensure_participants(session, trip_id, {data.from_participant_id, data.to_participant_id})
+    settlement = Settlement(
+        trip_id=trip_id,
+        from_participant_id=data.from_participant_id,
+        to_participant_id=data.to_participant_id,
+        amount_minor=data.amount_minor,
+        currency=data.currency,
+        exchange_rate=rate,
+        base_amount_minor=base_amount_minor,
+        settled_on=data.settled_on,
+        note=data.note,
+        created_by=actor_id,
+    )
+    session.add(settlement)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="settlement.created",
+        object_type="settlement",
+        object_id=settlement.id,
+    )
+    session.flush()
+    return settlement
+
+
+def list_settlements(
+    *, session: Session, trip_id: uuid.UUID, page: PageRequest
+) -> tuple[list[Settlement], Position | None]:
+    """Live settlements, latest date first, by keyset on (settled_on, id)."""
+    statement = (
+        select(Settlement)
+        .where(Settlement.trip_id == trip_id, col(Settlement.deleted_at).is_(None))
+        .order_by(col(Settlement.settled_on).desc(), col(Settlement.id).desc())
+        .limit(page.limit + 1)
+    )
+    if page.after is not None:
+        statement = statement.where(
+            tuple_(Settlement.settled_on, Settlement.id)
+            < tuple_(_date_key(page.after), page.after.id)
+        )
+    return split_page(
+        session.exec(statement).all(),
+        page.limit,
+        lambda settlement: Position(settlement.settled_on.isoformat(), settlement.id),
+    )
+
+
+def delete_settlement(
+    *, session: Session, trip_id: uuid.UUID, settlement_id: uuid.UUID, actor_id: uuid.UUID
+) -> None:
+    """Soft delete: the row stays for the record, balances stop counting it."""
+    settlement = session.exec(
+        select(Settlement)
+        .where(
+            Settlement.trip_id == trip_id,
+            Settlement.id == settlement_id,
+            col(Settlement.deleted_at).is_(None),
+        )
+        .with_for_update()
+    ).first()
+    if settlement is None:
+        raise NotFound("Settlement not found.", code="settlement_not_found")
+    settlement.deleted_at = utcnow()
+    session.add(settlement)
+    record_activity(
+        session=session,
+        trip_id=trip_id,
+        actor_id=actor_id,
+        action="settlement.deleted",
+        object_type="settlement",
+        object_id=settlement.id,
+    )
+    session.flush()
+
+
+# --- balances --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Totals:
+    paid: int = 0
+    owed: int = 0
+    settlements_paid: int = 0
+    settlements_received: int = 0
+
+
+def _ledger_totals(session: Session, trip_id: uuid.UUID) -> dict[uuid.UUID, _Totals]:
+    """Per participant and kind of entry, the sum of base amounts, computed by the database."""
+
+    def live_expense(table: type[ExpensePayer] | type[ExpenseSplit]) -> ColumnElement[bool]:
+        return and_(
+            col(Expense.trip_id) == table.trip_id,
+            col(Expense.current_revision_id) == table.revision_id,
+            col(Expense.deleted_at).is_(None),
+        )
+
+    live_settlement = and_(col(Settlement.trip_id) == trip_id, col(Settlement.deleted_at).is_(None))
+    entries = union_all(
+        select(
+            col(ExpensePayer.participant_id).label("participant_id"),
+            literal("paid").label("kind"),
+            col(ExpensePayer.base_amount_minor).label("amount"),
+        )
+        .join(Expense, live_expense(ExpensePayer))
+        .where(ExpensePayer.trip_id == trip_id),
+        select(
+            col(ExpenseSplit.participant_id), literal("owed"), col(ExpenseSplit.base_amount_minor)
+        )
+        .join(Expense, live_expense(ExpenseSplit))
+        .where(ExpenseSplit.trip_id == trip_id),
+        select(
+            col(Settlement.from_participant_id),
+            literal("settlements_paid"),
+            col(Settlement.base_amount_minor),
+        ).where(live_settlement),
+        select(
+            col(Settlement.to_participant_id),
+            literal("settlements_received"),
+            col(Settlement.base_amount_minor),
+        ).where(live_settlement),
+    ).subquery()
+    sums = session.exec(
+        select(entries.c.participant_id, entries.c.kind, func.sum(entries.c.amount)).group_by(
+            entries.c.participant_id, entries.c.kind
+        )
+    ).all()
+    totals: dict[uuid.UUID, _Totals] = defaultdict(_Totals)
+    for participant_id, kind, amount in sums:
+        totals[participant_id] = replace(totals[participant_id], **{kind: int(amount)})
+    return totals
+
+
+def compute_balances(*, session: Session, trip_id: uuid.UUID) -> BalancesPublic:
+    """Everyone's balance in the base currency (they sum to zero) and a settle-up plan."""
+    base_currency = session.exec(select(Trip.base_currency).where(Trip.id == trip_id)).one()
+    totals = _ledger_totals(session, trip_id)
+    participants = session.exec(
+        select(Participant.id, Participant.name, User.full_name)
+        .outerjoin(User, col(User.id) == Participant.user_id)
+        .where(Participant.trip_id == trip_id)
+        .order_by(col(Participant.created_at), col(Participant.id))
+    ).all()
+    balances = []
+    for participant_id, guest_name, member_name in participants:
+        entry = totals.get(participant_id, _Totals())
+        balances.append(
+            ParticipantBalance(
+                participant_id=participant_id,
+                name=member_name if member_name is not None else guest_name,
+                paid_minor=entry.paid,
+                owed_minor=entry.owed,
+                settlements_paid_minor=entry.settlements_paid,
+                settlements_received_minor=entry.settlements_received,
+                balance_minor=ledger.net_balance(
+                    paid=entry.paid,
+                    owed=entry.owed,
+                    settlements_paid=entry.settlements_paid,
+                    settlements_received=entry.settlements_received,
+                ),
+            )
+        )
+    plan = ledger.settle_up({b.participant_id: b.balance_minor for b in balances})
+    return BalancesPublic(
+        currency=base_currency,
+        balances=balances,
+        settle_up=[
+            TransferPublic(
+                from_participant_id=transfer.from_participant_id,
+                to_participant_id=transfer.to_participant_id,
+                amount_minor=transfer.amount_minor,
+            )
+            for transfer in plan
+        ],
+    )
