@@ -6,7 +6,7 @@ from app.activity import service
 from app.activity.models import ActivityPublic
 from app.core.deps import SessionDep, TripMember
 from app.core.errors import error_responses
-from app.core.pagination import Page, PageParams, cursor_for
+from app.core.pagination import Page, PageParams
 
 router = APIRouter(prefix="/trips", tags=["activity"], responses=error_responses(401, 404, 422))
 
@@ -18,4 +18,4 @@ def list_trip_activity(
     session: SessionDep, access: TripMember, page: PageParams
 ) -> Page[ActivityPublic]:
     entries, last = service.list_activity(session=session, trip_id=access.trip.id, page=page)
-    return Page(items=entries, next_cursor=cursor_for(last))
+    return Page(items=entries, next_cursor=page.cursor_for(last))

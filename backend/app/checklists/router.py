@@ -17,7 +17,7 @@ from app.checklists.models import (
 )
 from app.core.deps import SessionDep, TripEditor, TripMember
 from app.core.errors import error_responses
-from app.core.pagination import Page, PageParams, cursor_for
+from app.core.pagination import Page, PageParams
 
 router = APIRouter(
     prefix="/trips/{trip_id}/checklists",
@@ -37,7 +37,7 @@ def list_checklists(
     checklists, last = service.list_checklists(
         session=session, trip_id=access.trip.id, user_id=access.user.id, page=page, kind=kind
     )
-    return Page(items=checklists, next_cursor=cursor_for(last))
+    return Page(items=checklists, next_cursor=page.cursor_for(last))
 
 
 @router.post(
@@ -96,7 +96,7 @@ def list_checklist_items(
         user_id=access.user.id,
         page=page,
     )
-    return Page(items=items, next_cursor=cursor_for(last))
+    return Page(items=items, next_cursor=page.cursor_for(last))
 
 
 @router.post(

@@ -5,7 +5,7 @@ uncounted)."""
 import uuid
 from typing import Any
 
-from sqlalchemy import func, or_, tuple_
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from app.activity.service import record_activity
@@ -22,7 +22,7 @@ from app.checklists.models import (
 )
 from app.core.db import utcnow
 from app.core.errors import Forbidden, NotFound
-from app.core.pagination import PageRequest, Position, split_page
+from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.participants.service import require_participants_in_trip
 
 
@@ -93,17 +93,10 @@ def list_checklists(
     kind: ChecklistKind | None = None,
 ) -> tuple[list[ChecklistPublic], Position | None]:
     """Oldest first, by keyset on (created_at, id)."""
-    statement = (
-        _with_counts(trip_id, user_id)
-        .order_by(col(Checklist.created_at), col(Checklist.id))
-        .limit(page.limit + 1)
-    )
+    statement = _with_counts(trip_id, user_id)
     if kind is not None:
         statement = statement.where(Checklist.kind == kind)
-    if page.after is not None:
-        statement = statement.where(
-            tuple_(Checklist.created_at, Checklist.id) > tuple_(page.after.sort_key, page.after.id)
-        )
+    statement = keyset_page(statement, page, Checklist.created_at, Checklist.id)
     rows = session.exec(statement).all()
     checklists = [_checklist_public(*row) for row in rows]
     return split_page(checklists, page.limit, lambda row: Position(row.created_at, row.id))
@@ -219,21 +212,12 @@ def list_items(
 ) -> tuple[list[ChecklistItemPublic], Position | None]:
     """The items the user can see, oldest first, by keyset on (created_at, id)."""
     _get_checklist(session, trip_id, checklist_id)
-    statement = (
-        select(ChecklistItem)
-        .where(
-            ChecklistItem.trip_id == trip_id,
-            ChecklistItem.checklist_id == checklist_id,
-            _visible_to(user_id),
-        )
-        .order_by(col(ChecklistItem.created_at), col(ChecklistItem.id))
-        .limit(page.limit + 1)
+    statement = select(ChecklistItem).where(
+        ChecklistItem.trip_id == trip_id,
+        ChecklistItem.checklist_id == checklist_id,
+        _visible_to(user_id),
     )
-    if page.after is not None:
-        statement = statement.where(
-            tuple_(ChecklistItem.created_at, ChecklistItem.id)
-            > tuple_(page.after.sort_key, page.after.id)
-        )
+    statement = keyset_page(statement, page, ChecklistItem.created_at, ChecklistItem.id)
     rows = session.exec(statement).all()
     items, last = split_page(rows, page.limit, lambda row: Position(row.created_at, row.id))
     return [_item_public(item) for item in items], last

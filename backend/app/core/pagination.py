@@ -8,10 +8,10 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import tuple_
 from sqlmodel import col
@@ -34,7 +34,7 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
-SortKey = datetime | str | int
+SortKey = datetime | date | str | int
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,10 @@ class Position:
 
 
 def _tagged(value: SortKey) -> list[str | int]:
-    if isinstance(value, datetime):
+    if isinstance(value, datetime):  # before `date`: a datetime is also a date
         return ["t", value.isoformat()]
+    if isinstance(value, date):
+        return ["d", value.isoformat()]
     if isinstance(value, str):
         return ["s", value]
     return ["i", value]
@@ -56,6 +58,8 @@ def _tagged(value: SortKey) -> list[str | int]:
 def _untagged(tag: str, value: str | int) -> SortKey:
     if tag == "t" and isinstance(value, str):
         return datetime.fromisoformat(value)
+    if tag == "d" and isinstance(value, str):
+        return date.fromisoformat(value)
     if tag == "s" and isinstance(value, str):
         return value
     if tag == "i" and isinstance(value, int):
@@ -71,17 +75,19 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _sign(payload: bytes) -> bytes:
+def _sign(payload: bytes, scope: str) -> bytes:
+    # The scope (the list's route) is signed in: a cursor only works for the list it came from.
     key = get_settings().SECRET_KEY.get_secret_value().encode()
-    return hmac.new(key, b"cursor:" + payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+    message = b"cursor:" + scope.encode() + b":" + payload
+    return hmac.new(key, message, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
 
 
-def encode_cursor(position: Position) -> str:
+def encode_cursor(position: Position, scope: str = "") -> str:
     payload = json.dumps([*_tagged(position.sort_key), str(position.id)]).encode()
-    return f"{_b64(payload)}.{_b64(_sign(payload))}"
+    return f"{_b64(payload)}.{_b64(_sign(payload, scope))}"
 
 
-def decode_cursor(cursor: str) -> Position:
+def decode_cursor(cursor: str, scope: str = "") -> Position:
     invalid = BadRequest(
         "The cursor is malformed or was not issued by this server.", code="invalid_cursor"
     )
@@ -90,7 +96,7 @@ def decode_cursor(cursor: str) -> Position:
         payload, signature = _unb64(payload_text), _unb64(signature_text)
     except (ValueError, binascii.Error):
         raise invalid from None
-    if not hmac.compare_digest(signature, _sign(payload)):
+    if not hmac.compare_digest(signature, _sign(payload, scope)):
         raise invalid
     try:
         tag, sort_key, row_id = json.loads(payload)
@@ -103,13 +109,22 @@ def decode_cursor(cursor: str) -> Position:
 class PageRequest:
     limit: int
     after: Position | None
+    scope: str = ""
+
+    def cursor_for(self, position: Position | None) -> str | None:
+        """The opaque cursor of the next page, or None on the last page."""
+        return encode_cursor(position, self.scope) if position is not None else None
 
 
 def _page_request(
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> PageRequest:
-    return PageRequest(limit=limit, after=decode_cursor(cursor) if cursor else None)
+    route = request.scope.get("route")
+    scope = getattr(route, "path", request.url.path)
+    after = decode_cursor(cursor, scope) if cursor else None
+    return PageRequest(limit=limit, after=after, scope=scope)
 
 
 PageParams = Annotated[PageRequest, Depends(_page_request)]
@@ -145,7 +160,3 @@ def split_page(
     if len(rows) > limit:
         return list(rows[:limit]), position_of(rows[limit - 1])
     return list(rows), None
-
-
-def cursor_for(position: Position | None) -> str | None:
-    return encode_cursor(position) if position is not None else None

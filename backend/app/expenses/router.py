@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, status
 
 from app.core.deps import SessionDep, TripAccess, TripEditor, TripMember
 from app.core.errors import Forbidden, error_responses
-from app.core.pagination import Page, PageParams, cursor_for
+from app.core.pagination import Page, PageParams
 from app.core.routing import ExactNumbersRoute
 from app.expenses import service
 from app.expenses.models import (
@@ -69,7 +69,7 @@ def create_expense(session: SessionDep, access: TripEditor, data: ExpenseCreate)
 def list_expenses(session: SessionDep, access: TripMember, page: PageParams) -> Page[ExpensePublic]:
     """Expenses that are not deleted, latest date first."""
     records, last = service.list_expenses(session=session, trip_id=access.trip.id, page=page)
-    return Page(items=[_public(r, access) for r in records], next_cursor=cursor_for(last))
+    return Page(items=[_public(r, access) for r in records], next_cursor=page.cursor_for(last))
 
 
 @router.get("/expenses/{expense_id}", response_model=ExpensePublic)
@@ -128,7 +128,7 @@ def list_expense_revisions(
             ExpenseRevisionPublic.of(r, base_currency=access.trip.base_currency, hidden=hidden)
             for r in records
         ],
-        next_cursor=cursor_for(last),
+        next_cursor=page.cursor_for(last),
     )
 
 
@@ -161,7 +161,7 @@ def list_settlements(
             SettlementPublic.of(s, base_currency=access.trip.base_currency, hidden=hidden)
             for s in settlements
         ],
-        next_cursor=cursor_for(last),
+        next_cursor=page.cursor_for(last),
     )
 
 

@@ -7,14 +7,14 @@ from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, and_, exists, func, literal, tuple_, union_all
+from sqlalchemy import ColumnElement, and_, exists, func, literal, union_all
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
 from app.activity.service import record_activity
 from app.core.db import utcnow
 from app.core.errors import BadRequest, Conflict, NotFound, Unprocessable
-from app.core.pagination import PageRequest, Position, split_page
+from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.expenses import ledger
 from app.expenses.ledger import (
     Allocation,
@@ -342,33 +342,15 @@ def _records(
     ]
 
 
-def _date_key(position: Position) -> date:
-    if not isinstance(position.sort_key, str):
-        raise _invalid_cursor()
-    try:
-        return date.fromisoformat(position.sort_key)
-    except ValueError:
-        raise _invalid_cursor() from None
-
-
 def list_expenses(
     *, session: Session, trip_id: uuid.UUID, page: PageRequest
 ) -> tuple[list[ExpenseRecord], Position | None]:
     """Live expenses, latest date first, by keyset on (spent_on, id); three queries per page."""
-    statement = (
-        _current_expenses(trip_id)
-        .order_by(col(ExpenseRevision.spent_on).desc(), col(Expense.id).desc())
-        .limit(page.limit + 1)
+    statement = keyset_page(
+        _current_expenses(trip_id), page, ExpenseRevision.spent_on, Expense.id, descending=True
     )
-    if page.after is not None:
-        statement = statement.where(
-            tuple_(ExpenseRevision.spent_on, Expense.id)
-            < tuple_(_date_key(page.after), page.after.id)
-        )
     rows = session.exec(statement).all()
-    paged, last = split_page(
-        rows, page.limit, lambda row: Position(row[1].spent_on.isoformat(), row[0].id)
-    )
+    paged, last = split_page(rows, page.limit, lambda row: Position(row[1].spent_on, row[0].id))
     return _records(session, trip_id, paged), last
 
 
@@ -585,21 +567,14 @@ def list_settlements(
     *, session: Session, trip_id: uuid.UUID, page: PageRequest
 ) -> tuple[list[Settlement], Position | None]:
     """Live settlements, latest date first, by keyset on (settled_on, id)."""
-    statement = (
-        select(Settlement)
-        .where(Settlement.trip_id == trip_id, col(Settlement.deleted_at).is_(None))
-        .order_by(col(Settlement.settled_on).desc(), col(Settlement.id).desc())
-        .limit(page.limit + 1)
+    statement = select(Settlement).where(
+        Settlement.trip_id == trip_id, col(Settlement.deleted_at).is_(None)
     )
-    if page.after is not None:
-        statement = statement.where(
-            tuple_(Settlement.settled_on, Settlement.id)
-            < tuple_(_date_key(page.after), page.after.id)
-        )
+    statement = keyset_page(statement, page, Settlement.settled_on, Settlement.id, descending=True)
     return split_page(
         session.exec(statement).all(),
         page.limit,
-        lambda settlement: Position(settlement.settled_on.isoformat(), settlement.id),
+        lambda settlement: Position(settlement.settled_on, settlement.id),
     )
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from app.core.deps import CurrentUser, SessionDep, TripOwner
 from app.core.errors import error_responses
-from app.core.pagination import Page, PageParams, cursor_for
+from app.core.pagination import Page, PageParams
 from app.invitations import service
 from app.invitations.models import InvitationCreate, InvitationPublic, ReceivedInvitation
 from app.trips.models import TripPublic
@@ -41,7 +41,7 @@ def list_trip_invitations(
     rows, last = service.list_for_trip(session=session, trip_id=access.trip.id, page=page)
     return Page(
         items=[InvitationPublic.model_validate(row, from_attributes=True) for row in rows],
-        next_cursor=cursor_for(last),
+        next_cursor=page.cursor_for(last),
     )
 
 
@@ -62,7 +62,7 @@ def list_my_invitations(
     session: SessionDep, user: CurrentUser, page: PageParams
 ) -> Page[ReceivedInvitation]:
     items, last = service.list_received(session=session, user=user, page=page)
-    return Page(items=items, next_cursor=cursor_for(last))
+    return Page(items=items, next_cursor=page.cursor_for(last))
 
 
 @router.post(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 
 from app.core.deps import SessionDep, TripEditor, TripMember
 from app.core.errors import error_responses
-from app.core.pagination import Page, PageParams, cursor_for
+from app.core.pagination import Page, PageParams
 from app.itinerary import service
 from app.itinerary.models import DayPublic, ItemCreate, ItemMove, ItemPublic, ItemUpdate
 
@@ -22,7 +22,7 @@ _writes = error_responses(403, 409)
 def list_days(session: SessionDep, access: TripMember, page: PageParams) -> Page[DayPublic]:
     """The trip's days, from its start to its end date, each with its number of items."""
     days, last = service.list_days(session=session, trip=access.trip, page=page)
-    return Page(items=days, next_cursor=cursor_for(last))
+    return Page(items=days, next_cursor=page.cursor_for(last))
 
 
 @router.get("/items", response_model=Page[ItemPublic], responses=error_responses(400))
@@ -37,7 +37,7 @@ def list_items(
     items, last = service.list_items(
         session=session, trip_id=access.trip.id, page=page, day=day, unscheduled=unscheduled
     )
-    return Page(items=items, next_cursor=cursor_for(last))
+    return Page(items=items, next_cursor=page.cursor_for(last))
 
 
 @router.post(

@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from app.core.deps import SessionDep, TripEditor, TripMember
 from app.core.errors import error_responses
-from app.core.pagination import Page, PageParams, cursor_for
+from app.core.pagination import Page, PageParams
 from app.participants import service
 from app.participants.models import GuestCreate, Participant, ParticipantPublic
 
@@ -31,7 +31,7 @@ def list_participants(
     session: SessionDep, access: TripMember, page: PageParams
 ) -> Page[ParticipantPublic]:
     items, last = service.list_participants(session=session, trip_id=access.trip.id, page=page)
-    return Page(items=items, next_cursor=cursor_for(last))
+    return Page(items=items, next_cursor=page.cursor_for(last))
 
 
 @router.post(

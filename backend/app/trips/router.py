@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from app.core.deps import CurrentUser, SessionDep, TripEditor, TripMember, TripOwner
 from app.core.errors import Forbidden, error_responses
-from app.core.pagination import Page, PageParams, cursor_for
+from app.core.pagination import Page, PageParams
 from app.trips import service
 from app.trips.models import (
     MemberCreate,
@@ -48,7 +48,7 @@ def create_trip(session: SessionDep, user: CurrentUser, data: TripCreate) -> Tri
 def list_my_trips(session: SessionDep, user: CurrentUser, page: PageParams) -> Page[TripPublic]:
     rows, last = service.list_trips_for_user(session=session, user_id=user.id, page=page)
     return Page(
-        items=[TripPublic.of(trip, role) for trip, role in rows], next_cursor=cursor_for(last)
+        items=[TripPublic.of(trip, role) for trip, role in rows], next_cursor=page.cursor_for(last)
     )
 
 
@@ -84,7 +84,8 @@ def delete_trip(session: SessionDep, access: TripOwner) -> None:
 def list_members(session: SessionDep, access: TripMember, page: PageParams) -> Page[MemberPublic]:
     rows, last = service.list_members(session=session, trip_id=access.trip.id, page=page)
     return Page(
-        items=[_member_public(member, user) for member, user in rows], next_cursor=cursor_for(last)
+        items=[_member_public(member, user) for member, user in rows],
+        next_cursor=page.cursor_for(last),
     )
 
 

@@ -297,3 +297,17 @@ def test_ownership_transfer_keeps_exactly_the_new_owner(
     }
     assert roles == {str(owner.id): "editor", str(friend.id): "owner"}
     support.assert_problem(client.delete(base, headers=support.auth(owner)), 403, "owner_required")
+
+
+def test_a_cursor_only_works_for_the_list_that_issued_it(
+    client: TestClient, session: Session
+) -> None:
+    me = support.make_user(session)
+    trips = [create_trip(client, me, name=f"T{i}") for i in range(2)]
+    cursor = client.get("/trips", headers=support.auth(me), params={"limit": 1}).json()[
+        "next_cursor"
+    ]
+    response = client.get(
+        f"/trips/{trips[0]['id']}/members", headers=support.auth(me), params={"cursor": cursor}
+    )
+    support.assert_problem(response, 400, "invalid_cursor")
