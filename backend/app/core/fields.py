@@ -1,9 +1,11 @@
 """Reusable validated field types for API input shapes."""
 
 import re
+from datetime import date
 from typing import TYPE_CHECKING, Annotated, cast
 
-from babel.numbers import list_currencies
+from babel.core import get_global
+from babel.numbers import get_territory_currencies
 from pydantic import AfterValidator, EmailStr, StringConstraints
 
 if TYPE_CHECKING:
@@ -28,7 +30,17 @@ def _known_currency(value: str) -> str:
     return value
 
 
-_CURRENCIES = frozenset(code for code in list_currencies() if len(code) == 3 and code.isupper())
+def _currencies_in_use() -> frozenset[str]:
+    """Legal tender somewhere today (CLDR): no withdrawn codes (DEM), no XXX/XTS/XAU."""
+    today = date.today()
+    return frozenset(
+        code
+        for territory in get_global("territory_currencies")
+        for code in get_territory_currencies(territory, start_date=today, tender=True)
+    )
+
+
+_CURRENCIES = _currencies_in_use()
 
 
 def _lower(value: str) -> str:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Self
 
 import pydantic
 from annotated_types import Ge, Gt, Le
-from pydantic import Strict, model_validator
+from pydantic import PlainSerializer, Strict, model_validator
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -330,6 +330,12 @@ class ExpenseRecord:
 # --- output shapes ---------------------------------------------------------------------------
 
 
+# Decimals leave as JSON strings in positional notation: "0.000000000001", never "1E-12".
+PlainDecimal = Annotated[
+    Decimal, PlainSerializer(lambda value: format(value, "f"), return_type=str)
+]
+
+
 def plain_decimal(value: Decimal) -> Decimal:
     """1.083700000000 → 1.0837 and 100.000000 → 100: the value, without padding zeros."""
     normalized = value.normalize()
@@ -354,7 +360,7 @@ class PayerPublic(SQLModel):
 class SplitPublic(SQLModel):
     participant_id: uuid.UUID
     shares: int | None
-    percent: Decimal | None
+    percent: PlainDecimal | None
     amount_minor: int | None
     base_amount_minor: int | None
 
@@ -367,7 +373,7 @@ class ExpenseContent(SQLModel):
     notes: str
     amount_minor: int | None
     currency: str
-    exchange_rate: Decimal
+    exchange_rate: PlainDecimal
     base_currency: str
     base_amount_minor: int | None
     spent_on: date
@@ -460,7 +466,7 @@ class SettlementPublic(SQLModel):
     to_participant_id: uuid.UUID
     amount_minor: int | None
     currency: str
-    exchange_rate: Decimal
+    exchange_rate: PlainDecimal
     base_currency: str
     base_amount_minor: int | None
     settled_on: date

@@ -127,8 +127,15 @@ def _utc_instant(local: datetime, zone: str, which: str) -> datetime:
     A time that occurs twice (clocks going back) is read as its first occurrence.
     """
     tz = ZoneInfo(zone)
-    instant = local.replace(tzinfo=tz).astimezone(UTC)
-    if instant.astimezone(tz).replace(tzinfo=None) != local:
+    try:
+        instant = local.replace(tzinfo=tz).astimezone(UTC)
+        round_trip = instant.astimezone(tz).replace(tzinfo=None)
+    except (OverflowError, ValueError):  # within hours of year 1 or 9999
+        raise Unprocessable(
+            f"{which}_local {local.isoformat()} is out of the supported range.",
+            code="invalid_local_time",
+        ) from None
+    if round_trip != local:
         raise Unprocessable(
             f"{which}_local {local.isoformat()} does not exist in {zone} (clocks skip it).",
             code="nonexistent_local_time",

@@ -27,9 +27,13 @@ class Role(StrEnum):
         return self is not Role.VIEWER
 
 
+# Names that exist in the tz database but are not places: the server's own zone and test data.
+_NOT_PLACES = frozenset({"localtime", "Factory", "posixrules"})
+
+
 @cache
 def _time_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) - _NOT_PLACES
 
 
 def _known_time_zone(value: str) -> str:
@@ -129,8 +133,10 @@ class TripPublic(TripBase):
 
     @classmethod
     def of(cls, trip: Trip, role: Role) -> "TripPublic":
+        # Stored values were validated on the way in; re-validating them on the way out would
+        # turn a later change of the zone or currency lists into errors on every read.
         data: dict[str, Any] = trip.model_dump()
-        return cls.model_validate({**data, "role": role})
+        return cls.model_construct(**data, role=role)
 
 
 class TripUpdatedPublic(TripPublic):

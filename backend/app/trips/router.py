@@ -63,11 +63,9 @@ def update_trip(session: SessionDep, access: TripEditor, data: TripUpdate) -> Tr
     updated = service.update_trip(
         session=session, trip=access.trip, data=data, actor_id=access.user.id
     )
-    return TripUpdatedPublic.model_validate(
-        {
-            **TripPublic.of(updated.trip, access.role).model_dump(),
-            "unscheduled_item_ids": updated.unscheduled_item_ids,
-        }
+    return TripUpdatedPublic.model_construct(
+        **TripPublic.of(updated.trip, access.role).model_dump(),
+        unscheduled_item_ids=updated.unscheduled_item_ids,
     )
 
 

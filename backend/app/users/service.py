@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 from app.core.db import utcnow
 from app.core.errors import BadRequest, Conflict, Unauthorized
 from app.core.security import dummy_password_hash, hash_password, verify_password
-from app.users.models import PasswordChange, User, UserCreate, UserUpdate
+from app.users.models import EMAIL_MAX, PasswordChange, User, UserCreate, UserUpdate
 
 
 def get_active_user(*, session: Session, user_id: uuid.UUID) -> User | None:
@@ -40,7 +40,10 @@ def register_user(*, session: Session, data: UserCreate) -> User:
 
 
 def authenticate(*, session: Session, email: str, password: str) -> User:
-    user = get_user_by_email(session=session, email=email)
+    # The login form is not validated like JSON bodies: a value no account can have
+    # (too long, control characters such as NUL) is simply an unknown account.
+    plausible = len(email) <= EMAIL_MAX and not any(ord(c) < 32 or c == "\x7f" for c in email)
+    user = get_user_by_email(session=session, email=email) if plausible else None
     # Hash even when the account is unknown, so timing does not reveal which emails exist.
     password_hash = user.password_hash if user is not None else dummy_password_hash()
     if not verify_password(password, password_hash) or user is None or not user.is_active:

@@ -308,7 +308,11 @@ def test_a_guests_expenses_follow_the_guest_when_a_member_claims_it(
         ledger.expense(payers=[{"participant_id": ledger.guest_pid, "amount_minor": 9000}]),
     )
     post(client, ledger, "/settlements", settlement(ledger, to_participant_id=ledger.guest_pid))
-    assert has_history(session=session, participant_id=uuid.UUID(ledger.guest_pid))
+    assert has_history(
+        session=session,
+        trip_id=uuid.UUID(ledger.trip_id),
+        participant_id=uuid.UUID(ledger.guest_pid),
+    )
     support.assert_problem(
         client.delete(
             ledger.url(f"/guests/{ledger.guest_pid}"), headers=support.auth(ledger.owner)
@@ -367,7 +371,7 @@ def test_viewer_is_a_participant_who_can_owe(client: TestClient, ledger: Ledger)
 
 
 def test_has_history_sees_every_reference_to_a_participant() -> None:
-    columns = {f"{c.table.name}.{c.name}" for c in _referencing_columns()}
+    columns = {f"{c.table.name}.{c.name}" for _, c in _referencing_columns()}
     assert {
         "trip_expense_payers.participant_id",
         "trip_expense_splits.participant_id",

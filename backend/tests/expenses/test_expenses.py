@@ -162,6 +162,8 @@ def test_several_payers(client: TestClient, ledger: Ledger) -> None:
         ("USD", 10_003, "0.5", 5002),  # 50.015 EUR: half to even, 5002 cents
         ("BHD", 1_234, "2.5", 308),  # 1.234 BHD (3 digits) = 3.085 EUR: half to even
         ("GBP", 12_345, "1.1712", 14_458),  # 144.58464 EUR
+        # A tiny rate comes back in positional notation, never "1E-7".
+        ("JPY", 50_000_000, "0.0000001", 500),  # 5.00 EUR
     ],
 )
 def test_foreign_currency_is_converted_with_the_frozen_rate(

@@ -224,6 +224,16 @@ def test_an_end_before_the_start_in_utc_is_refused(client: TestClient, session: 
         ),
         # Lisbon's clocks jump from 01:00 to 02:00 on 28 March 2027.
         ({"start_local": "2027-03-28T01:30:00"}, "nonexistent_local_time"),
+        # Within hours of the calendar's ends, converting to UTC overflows.
+        (
+            {"start_local": "9999-12-31T23:00:00", "start_timezone": "America/Los_Angeles"},
+            "invalid_local_time",
+        ),
+        (
+            {"start_local": "0001-01-01T00:00:00", "start_timezone": "Asia/Tokyo"},
+            "invalid_local_time",
+        ),
+        ({"start_local": "2027-05-01T10:00", "start_timezone": "localtime"}, "validation_error"),
         ({"participant_ids": ["not-a-uuid"]}, "validation_error"),
         ({"participant_ids": [str(uuid.uuid4())]}, "participant_not_in_trip"),
         ({"order_key": "V"}, "validation_error"),

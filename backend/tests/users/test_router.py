@@ -82,6 +82,9 @@ def test_wrong_password_and_unknown_email_look_the_same(
         login(client, "nobody@example.com", support.PASSWORD), 401, "invalid_credentials"
     )
     assert wrong["detail"] == unknown["detail"]
+    # Form fields are not validated like JSON: values no account can have are unknown accounts.
+    for odd in ("a\x00b@example.com", "x" * 10_000):
+        support.assert_problem(login(client, odd, support.PASSWORD), 401, "invalid_credentials")
     assert login(client, user.email, support.PASSWORD).status_code == 200
 
 
