@@ -23,6 +23,8 @@ class Activity(SQLModel, table=True):
     object_type: str = Field(max_length=32)
     object_id: uuid.UUID | None = None
     summary: str = Field(default="", max_length=500)
+    # Set for changes to something private (a private checklist item): only that user sees it.
+    visible_to: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="CASCADE")
     created_at: datetime = timestamp_column()
 
 

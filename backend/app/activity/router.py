@@ -17,5 +17,7 @@ router = APIRouter(prefix="/trips", tags=["activity"], responses=error_responses
 def list_trip_activity(
     session: SessionDep, access: TripMember, page: PageParams
 ) -> Page[ActivityPublic]:
-    entries, last = service.list_activity(session=session, trip_id=access.trip.id, page=page)
+    entries, last = service.list_activity(
+        session=session, trip_id=access.trip.id, user_id=access.user.id, page=page
+    )
     return Page(items=entries, next_cursor=page.cursor_for(last))

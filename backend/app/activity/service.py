@@ -2,7 +2,7 @@
 
 import uuid
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
 from app.activity.models import Activity, ActivityPublic
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
@@ -18,6 +18,7 @@ def record_activity(
     object_type: str,
     object_id: uuid.UUID | None = None,
     summary: str = "",
+    visible_to: uuid.UUID | None = None,
 ) -> None:
     """Add an entry in the caller's transaction: it commits, or vanishes, with the change."""
     session.add(
@@ -28,18 +29,22 @@ def record_activity(
             object_type=object_type,
             object_id=object_id,
             summary=summary[:500],
+            visible_to=visible_to,
         )
     )
 
 
 def list_activity(
-    *, session: Session, trip_id: uuid.UUID, page: PageRequest
+    *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID, page: PageRequest
 ) -> tuple[list[ActivityPublic], Position | None]:
-    """Newest first, by keyset on (created_at, id)."""
+    """What this user may see, newest first, by keyset on (created_at, id)."""
     statement = (
         select(Activity, User.full_name)
         .outerjoin(User, col(User.id) == Activity.actor_id)
-        .where(Activity.trip_id == trip_id)
+        .where(
+            Activity.trip_id == trip_id,
+            or_(col(Activity.visible_to).is_(None), Activity.visible_to == user_id),
+        )
     )
     statement = keyset_page(statement, page, Activity.created_at, Activity.id, descending=True)
     rows = session.exec(statement).all()

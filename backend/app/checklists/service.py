@@ -175,9 +175,12 @@ def _item_public(item: ChecklistItem) -> ChecklistItemPublic:
 
 
 def _summary(item: ChecklistItem, detail: str = "") -> str:
-    # The log is read by every member: a private item's text stays out of it.
-    text = "(private item)" if item.private else item.text
-    return f"{text} ({detail})" if detail else text
+    return f"{item.text} ({detail})" if detail else item.text
+
+
+def _log_readers(item: ChecklistItem) -> uuid.UUID | None:
+    """Entries about a private item are for its creator only."""
+    return item.created_by if item.private else None
 
 
 def _get_item(
@@ -248,6 +251,7 @@ def create_item(
         object_type="checklist_item",
         object_id=item.id,
         summary=_summary(item),
+        visible_to=_log_readers(item),
     )
     session.flush()
     return _item_public(item)
@@ -284,6 +288,7 @@ def update_item(
         object_type="checklist_item",
         object_id=item.id,
         summary=_summary(item, ", ".join(sorted(changes))),
+        visible_to=_log_readers(item),
     )
     session.flush()
     return _item_public(item)
@@ -307,5 +312,6 @@ def delete_item(
         object_type="checklist_item",
         object_id=item_id,
         summary=_summary(item),
+        visible_to=_log_readers(item),
     )
     session.flush()

@@ -7,7 +7,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, DateTime, Index, String, text
 from sqlmodel import Field, SQLModel
 
-from app.core.db import timestamp_column, uuid_primary_key
+from app.core.db import timestamp_column, utcnow, uuid_primary_key
 from app.core.fields import REJECT_UNKNOWN_FIELDS, Email
 from app.trips.models import Role
 
@@ -65,6 +65,14 @@ class InvitationPublic(SQLModel):
     status: InvitationStatus
     expires_at: datetime
     created_at: datetime
+
+    @classmethod
+    def of(cls, invitation: Invitation) -> "InvitationPublic":
+        """The stored row, with a pending invitation past its date shown as expired."""
+        public = cls.model_validate(invitation, from_attributes=True)
+        if public.status == InvitationStatus.PENDING and public.expires_at <= utcnow():
+            public.status = InvitationStatus.EXPIRED
+        return public
 
 
 class ReceivedInvitation(InvitationPublic):

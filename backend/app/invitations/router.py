@@ -31,7 +31,7 @@ def send_invitation(
     invitation = service.invite(
         session=session, trip_id=access.trip.id, data=data, inviter=access.user
     )
-    return InvitationPublic.model_validate(invitation, from_attributes=True)
+    return InvitationPublic.of(invitation)
 
 
 @trip_router.get("", response_model=Page[InvitationPublic], responses=error_responses(400))
@@ -40,7 +40,7 @@ def list_trip_invitations(
 ) -> Page[InvitationPublic]:
     rows, last = service.list_for_trip(session=session, trip_id=access.trip.id, page=page)
     return Page(
-        items=[InvitationPublic.model_validate(row, from_attributes=True) for row in rows],
+        items=[InvitationPublic.of(row) for row in rows],
         next_cursor=page.cursor_for(last),
     )
 

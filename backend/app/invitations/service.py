@@ -26,7 +26,10 @@ from app.users.models import User
 def _expire_stale(
     session: Session, *, trip_id: uuid.UUID | None = None, email: str | None = None
 ) -> None:
-    """Pending invitations past their date become `expired` (so a new one can be sent)."""
+    """Pending invitations past their date become `expired` (so a new one can be sent).
+
+    Only writes call this; reads work out expiry from `expires_at` instead.
+    """
     statement = update(Invitation).where(
         col(Invitation.status) == InvitationStatus.PENDING, col(Invitation.expires_at) <= func.now()
     )
@@ -73,7 +76,7 @@ def invite(
         action="invitation.sent",
         object_type="invitation",
         object_id=invitation.id,
-        summary=f"{data.email} as {data.role}",
+        summary=f"as {data.role}",  # no email: every member reads the log
     )
     session.flush()
     return invitation
@@ -82,7 +85,6 @@ def invite(
 def list_for_trip(
     *, session: Session, trip_id: uuid.UUID, page: PageRequest
 ) -> tuple[list[Invitation], Position | None]:
-    _expire_stale(session, trip_id=trip_id)
     statement = select(Invitation).where(Invitation.trip_id == trip_id)
     statement = keyset_page(statement, page, Invitation.created_at, Invitation.id, descending=True)
     rows = session.exec(statement).all()
@@ -106,7 +108,6 @@ def revoke(
         action="invitation.revoked",
         object_type="invitation",
         object_id=invitation.id,
-        summary=invitation.email,
     )
 
 
@@ -114,13 +115,16 @@ def list_received(
     *, session: Session, user: User, page: PageRequest
 ) -> tuple[list[ReceivedInvitation], Position | None]:
     """Open invitations for the user's email, including ones sent before they registered."""
-    _expire_stale(session, email=user.email)
     inviter = select(User.id, User.full_name).subquery()
     statement = (
         select(Invitation, Trip, inviter.c.full_name)
         .join(Trip, col(Trip.id) == Invitation.trip_id)
         .outerjoin(inviter, inviter.c.id == Invitation.invited_by)
-        .where(Invitation.email == user.email, Invitation.status == InvitationStatus.PENDING)
+        .where(
+            Invitation.email == user.email,
+            Invitation.status == InvitationStatus.PENDING,
+            col(Invitation.expires_at) > func.now(),
+        )
     )
     statement = keyset_page(statement, page, Invitation.created_at, Invitation.id, descending=True)
     rows = session.exec(statement).all()
@@ -128,7 +132,7 @@ def list_received(
     return [
         ReceivedInvitation.model_validate(
             {
-                **InvitationPublic.model_validate(invitation, from_attributes=True).model_dump(),
+                **InvitationPublic.of(invitation).model_dump(),
                 "trip_name": trip.name,
                 "trip_start_date": trip.start_date,
                 "trip_end_date": trip.end_date,
@@ -189,5 +193,4 @@ def decline(*, session: Session, user: User, invitation_id: uuid.UUID) -> None:
         action="invitation.declined",
         object_type="invitation",
         object_id=invitation.id,
-        summary=user.email,
     )

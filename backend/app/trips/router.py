@@ -5,7 +5,7 @@ import uuid
 from fastapi import APIRouter, status
 
 from app.core.deps import CurrentUser, SessionDep, TripEditor, TripMember, TripOwner
-from app.core.errors import Forbidden, error_responses
+from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
 from app.trips import service
 from app.trips.models import (
@@ -125,10 +125,12 @@ def change_member_role(
 )
 def remove_member(session: SessionDep, access: TripMember, user_id: uuid.UUID) -> None:
     """An owner removes anyone; any member may remove themselves (leave the trip)."""
-    if access.role != Role.OWNER and user_id != access.user.id:
-        raise Forbidden("Only an owner can remove other members.", code="owner_required")
     service.remove_member(
-        session=session, trip_id=access.trip.id, user_id=user_id, actor_id=access.user.id
+        session=session,
+        trip_id=access.trip.id,
+        user_id=user_id,
+        actor_id=access.user.id,
+        actor_role=access.role,
     )
 
 

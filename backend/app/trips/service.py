@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 
 from app.activity.service import record_activity
 from app.core.db import utcnow
-from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.expenses.service import ensure_base_currency_can_change
 from app.itinerary.service import unschedule_items_outside
@@ -97,15 +97,16 @@ def update_trip(
         )
     trip.updated_at = utcnow()
     session.add(trip)
-    record_activity(
-        session=session,
-        trip_id=trip.id,
-        actor_id=actor_id,
-        action="trip.updated",
-        object_type="trip",
-        object_id=trip.id,
-        summary=", ".join(sorted(changes)),
-    )
+    if changes:
+        record_activity(
+            session=session,
+            trip_id=trip.id,
+            actor_id=actor_id,
+            action="trip.updated",
+            object_type="trip",
+            object_id=trip.id,
+            summary=", ".join(sorted(changes)),
+        )
     # The UPDATE locks the trip row: itinerary writers (who share-lock it) wait, so no item
     # lands on a removed day between here and the commit.
     session.flush()
@@ -243,8 +244,16 @@ def change_role(
 
 
 def remove_member(
-    *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID, actor_id: uuid.UUID
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    user_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    actor_role: Role,
 ) -> None:
+    """An owner removes anyone; any member may remove themselves (leave the trip)."""
+    if actor_role != Role.OWNER and user_id != actor_id:
+        raise Forbidden("Only an owner can remove other members.", code="owner_required")
     lock_trip(session, trip_id)
     member = _member(session, trip_id, user_id)
     _ensure_owner_remains(session, member)

@@ -169,9 +169,15 @@ def test_private_items_exist_only_for_their_creator(
         missing = client.request(method, missing_url, headers=support.auth(owner), json=body)
         support.assert_problem(hidden, 404, "checklist_item_not_found")
         assert hidden.json() == missing.json()
-    # The activity log, read by every member, does not carry its text.
-    log = client.get(f"/trips/{shared['trip']['id']}/activity", headers=support.auth(viewer)).text
-    assert "Surprise" not in log
+    # Entries about the private item are in the log for its creator only.
+    activity = f"/trips/{shared['trip']['id']}/activity"
+    for other in (owner, viewer):
+        entries = client.get(activity, headers=support.auth(other)).json()["items"]
+        assert secret["id"] not in {entry["object_id"] for entry in entries}
+    mine = client.get(activity, headers=support.auth(editor)).json()["items"]
+    assert [e["summary"] for e in mine if e["object_id"] == secret["id"]] == [
+        "Surprise gift for Ana"
+    ]
 
     # Its creator can share it; then everyone sees it.
     shared_now = client.patch(secret_url, headers=support.auth(editor), json={"private": False})
