@@ -4,7 +4,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path
+from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import Session
 
@@ -45,12 +45,25 @@ class TripAccess:
     user: User
 
 
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def get_trip_member(
+    request: Request,
     session: SessionDep,
     user: CurrentUser,
     trip_id: Annotated[uuid.UUID, Path(description="The trip's id")],
 ) -> TripAccess:
-    trip, role = trip_service.get_trip_for_member(session=session, trip_id=trip_id, user_id=user.id)
+    """The caller's access to the trip; 404 for non-members. Writes lock the trip first, so
+    the role checked here cannot change before the write commits."""
+    if request.method in _READ_METHODS:
+        trip, role = trip_service.get_trip_for_member(
+            session=session, trip_id=trip_id, user_id=user.id
+        )
+    else:
+        trip, role = trip_service.lock_trip_for_member(
+            session=session, trip_id=trip_id, user_id=user.id
+        )
     return TripAccess(trip=trip, role=role, user=user)
 
 

@@ -56,6 +56,30 @@ def get_trip_for_member(
     return trip, Role(role)
 
 
+def lock_trip_for_member(
+    *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[Trip, Role]:
+    """For writes: lock the trip row, then read the trip and the caller's role afresh.
+
+    Every change to a trip's members takes this lock first, so the role read here holds
+    until the caller's transaction ends: an owner demoted meanwhile is no longer one.
+    Non-members are refused before anything is locked.
+    """
+    get_trip_for_member(session=session, trip_id=trip_id, user_id=user_id)
+    trip = session.exec(
+        select(Trip)
+        .where(Trip.id == trip_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    role = session.exec(
+        select(TripMember.role).where(TripMember.trip_id == trip_id, TripMember.user_id == user_id)
+    ).first()
+    if trip is None or role is None:
+        raise _trip_not_found()
+    return trip, Role(role)
+
+
 def list_trips_for_user(
     *, session: Session, user_id: uuid.UUID, page: PageRequest
 ) -> tuple[list[tuple[Trip, Role]], Position | None]:
