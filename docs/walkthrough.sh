@@ -2,6 +2,7 @@
 # End-to-end walkthrough of the API with curl and jq, against `make dev` (127.0.0.1:8000).
 set -euo pipefail
 API=${API:-http://127.0.0.1:8000}
+OUTBOX=${OUTBOX:-$(dirname "$0")/../.data/outbox}
 run=$RANDOM  # fresh emails on every run
 
 # Register two people and log in (OAuth2 password form).
@@ -10,6 +11,19 @@ for who in alice bob; do
     -d "{\"email\": \"$who.$run@example.com\", \"password\": \"correct horse\", \"full_name\": \"${who^}\"}" >/dev/null
 done
 token() { curl -sf "$API/auth/login" -d "username=$1.$run@example.com&password=correct horse" | jq -r .access_token; }
+
+# Confirm both addresses with the token mailed to them (`make dev` writes mail to .data/outbox).
+mailed_token() {
+  python3 - "$(ls -t "$OUTBOX"/*-"$1.$run@example.com.eml" | head -1)" <<'PY'
+import email, email.policy, sys
+body = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=email.policy.default).get_content()
+print(next(line[7:] for line in body.splitlines() if line.startswith("token: ")))
+PY
+}
+for who in alice bob; do
+  curl -sf "$API/auth/verify-email" -H 'Content-Type: application/json' \
+    -d "{\"token\": \"$(mailed_token $who)\"}" >/dev/null
+done
 ALICE="Authorization: Bearer $(token alice)"
 BOB="Authorization: Bearer $(token bob)"
 

@@ -39,6 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
         ARGON2_TIME_COST="1",
         ARGON2_MEMORY_COST_KIB="1024",
         LOG_LEVEL="WARNING",
+        EMAIL_DELIVERY="memory",
     )
     os.environ.pop("POSTGRES_SERVER", None)
     support.reset_caches()

@@ -6,10 +6,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url, text
 from sqlmodel import Session
 
 from app.core import config, db
+from app.core.db import utcnow
 from app.core.security import create_access_token, hash_password
 from app.users.models import User
 
@@ -67,11 +69,14 @@ def password_hash() -> str:
     return hash_password(PASSWORD)
 
 
-def make_user(session: Session, email: str | None = None, full_name: str = "Test User") -> User:
+def make_user(
+    session: Session, email: str | None = None, full_name: str = "Test User", verified: bool = True
+) -> User:
     user = User(
         email=email or f"user-{uuid.uuid4().hex[:12]}@example.com",
         full_name=full_name,
         password_hash=password_hash(),
+        email_verified_at=utcnow() if verified else None,
     )
     session.add(user)
     session.commit()
@@ -80,6 +85,18 @@ def make_user(session: Session, email: str | None = None, full_name: str = "Test
 
 def auth(user: User) -> dict[str, str]:
     return {"Authorization": f"Bearer {create_access_token(user.id, user.token_version)}"}
+
+
+def join(client: TestClient, owner: User, trip_id: str, user: User, role: str) -> None:
+    """Bring `user` into the trip the way people join: invited by email, then accepting."""
+    sent = client.post(
+        f"/trips/{trip_id}/invitations",
+        headers=auth(owner),
+        json={"email": user.email, "role": role},
+    )
+    assert sent.status_code == 201, sent.text
+    accepted = client.post(f"/invitations/{sent.json()['id']}/accept", headers=auth(user))
+    assert accepted.status_code == 200, accepted.text
 
 
 def assert_problem(response, status: int, code: str | None = None) -> dict:  # type: ignore[no-untyped-def]

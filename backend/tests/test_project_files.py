@@ -34,7 +34,7 @@ def _interpolate(value: str, env: dict[str, str]) -> str:
 
 def test_compose_describes_the_production_like_stack(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"db", "migrate", "backend", "frontend"}
+    assert set(services) == {"db", "migrate", "backend", "frontend", "mail"}
     assert services["db"]["healthcheck"]["test"]
     assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
     assert services["migrate"]["command"][-2:] == ["upgrade", "head"]

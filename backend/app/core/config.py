@@ -11,6 +11,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_SECRET_KEY = "change-me-in-production-this-is-not-a-secret"  # noqa: S105
 
 
+class EmailDelivery(StrEnum):
+    FILE = "file"  # development: one .eml file per message under EMAIL_OUTBOX_DIR
+    SMTP = "smtp"  # production: an SMTP server
+    MEMORY = "memory"  # tests: kept in the process
+
+
 class Environment(StrEnum):
     LOCAL = "local"
     TEST = "test"
@@ -49,6 +55,17 @@ class Settings(BaseSettings):
     SECRET_KEY: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60 * 24, ge=1, le=60 * 24 * 30)
     INVITATION_TTL_DAYS: int = Field(default=14, ge=1, le=365)
+    EMAIL_VERIFICATION_TTL_HOURS: int = Field(default=48, ge=1, le=24 * 30)
+
+    # Verification emails. Invitations only reach addresses their owner has verified.
+    EMAIL_DELIVERY: EmailDelivery = EmailDelivery.FILE
+    EMAIL_OUTBOX_DIR: str = ".data/outbox"
+    EMAIL_FROM: str = "TripSync <no-reply@tripsync.invalid>"
+    SMTP_HOST: str = "localhost"
+    SMTP_PORT: int = Field(default=587, ge=1, le=65535)
+    SMTP_USERNAME: str = ""
+    SMTP_PASSWORD: SecretStr = SecretStr("")
+    SMTP_STARTTLS: bool = True
     ARGON2_TIME_COST: int = Field(default=3, ge=1, le=10)
     ARGON2_MEMORY_COST_KIB: int = Field(default=65_536, ge=8, le=1_048_576)
 
@@ -86,6 +103,8 @@ class Settings(BaseSettings):
                     "SECRET_KEY must be set to a random value of at least 32 characters "
                     "when ENVIRONMENT=production (e.g. `openssl rand -hex 32`)"
                 )
+            if self.EMAIL_DELIVERY is not EmailDelivery.SMTP:
+                raise ValueError("EMAIL_DELIVERY must be 'smtp' when ENVIRONMENT=production")
             if "*" in self.CORS_ORIGINS:
                 raise ValueError("CORS_ORIGINS may not contain '*' when ENVIRONMENT=production")
         return self

@@ -61,8 +61,41 @@ def decode_access_token(token: str) -> tuple[uuid.UUID, int] | None:
             options={"require": ["sub", "exp", "ver"]},
         )
         version = claims["ver"]
-        if not isinstance(version, int):
+        if not isinstance(version, int) or "purpose" in claims:
             return None
         return uuid.UUID(str(claims["sub"])), version
+    except (jwt.PyJWTError, ValueError):
+        return None
+
+
+_EMAIL_PURPOSE = "verify-email"
+
+
+def create_email_token(user_id: uuid.UUID, email: str) -> str:
+    """A signed token proving control of `email` for this account (sent to that address)."""
+    settings = get_settings()
+    now = utcnow()
+    claims = {
+        "sub": str(user_id),
+        "email": email,
+        "purpose": _EMAIL_PURPOSE,
+        "iat": now,
+        "exp": now + timedelta(hours=settings.EMAIL_VERIFICATION_TTL_HOURS),
+    }
+    return jwt.encode(claims, settings.SECRET_KEY.get_secret_value(), algorithm=ALGORITHM)
+
+
+def decode_email_token(token: str) -> tuple[uuid.UUID, str] | None:
+    """The account and the address a valid verification token names; None for anything else."""
+    try:
+        claims = jwt.decode(
+            token,
+            get_settings().SECRET_KEY.get_secret_value(),
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp", "email", "purpose"]},
+        )
+        if claims["purpose"] != _EMAIL_PURPOSE or not isinstance(claims["email"], str):
+            return None
+        return uuid.UUID(str(claims["sub"])), claims["email"]
     except (jwt.PyJWTError, ValueError):
         return None

@@ -16,7 +16,9 @@ trip_router = APIRouter(
     tags=["invitations"],
     responses=error_responses(401, 403, 404, 422),
 )
-router = APIRouter(prefix="/invitations", tags=["invitations"], responses=error_responses(401, 422))
+router = APIRouter(
+    prefix="/invitations", tags=["invitations"], responses=error_responses(401, 403, 422)
+)
 
 
 @trip_router.post(

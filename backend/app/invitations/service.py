@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 from app.activity.service import record_activity
 from app.core.config import get_settings
 from app.core.db import utcnow
-from app.core.errors import Conflict, NotFound
+from app.core.errors import Conflict, Forbidden, NotFound
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.invitations.models import (
     Invitation,
@@ -111,10 +111,21 @@ def revoke(
     )
 
 
+def _require_verified(user: User) -> None:
+    """Invitations go to an address: only someone who proved they read it may use them."""
+    if user.email_verified_at is None:
+        raise Forbidden(
+            "Confirm your email address (POST /auth/verify-email) to see invitations sent to it.",
+            code="email_not_verified",
+        )
+
+
 def list_received(
     *, session: Session, user: User, page: PageRequest
 ) -> tuple[list[ReceivedInvitation], Position | None]:
-    """Open invitations for the user's email, including ones sent before they registered."""
+    """Open invitations for the user's verified email, including ones sent before they
+    registered."""
+    _require_verified(user)
     inviter = select(User.id, User.full_name).subquery()
     statement = (
         select(Invitation, Trip, inviter.c.full_name)
@@ -145,6 +156,7 @@ def list_received(
 
 def _received(session: Session, user: User, invitation_id: uuid.UUID) -> Invitation:
     """The invitation, locked, if it was sent to this user's email; 404 for anyone else."""
+    _require_verified(user)
     invitation = session.exec(
         select(Invitation)
         .where(Invitation.id == invitation_id, Invitation.email == user.email)

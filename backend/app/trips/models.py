@@ -12,7 +12,7 @@ from sqlalchemy import CheckConstraint, Index, String, text
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column, uuid_primary_key
-from app.core.fields import REJECT_UNKNOWN_FIELDS, Currency, Email, Name, Text
+from app.core.fields import REJECT_UNKNOWN_FIELDS, Currency, Name, Text
 
 MAX_TRIP_DAYS = 366
 
@@ -157,13 +157,6 @@ class TripMember(SQLModel, table=True):
     # Stored as text with a check constraint: adding a role later is a one-line migration.
     role: Role = Field(sa_type=String(16))
     created_at: datetime = timestamp_column()
-
-
-class MemberCreate(SQLModel):
-    model_config = REJECT_UNKNOWN_FIELDS
-
-    email: Email = Field(max_length=320)
-    role: Role = Role.VIEWER
 
 
 class MemberUpdate(SQLModel):

@@ -9,7 +9,6 @@ from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
 from app.trips import service
 from app.trips.models import (
-    MemberCreate,
     MemberPublic,
     MemberUpdate,
     OwnershipTransfer,
@@ -85,19 +84,6 @@ def list_members(session: SessionDep, access: TripMember, page: PageParams) -> P
         items=[_member_public(member, user) for member, user in rows],
         next_cursor=page.cursor_for(last),
     )
-
-
-@router.post(
-    "/{trip_id}/members",
-    status_code=status.HTTP_201_CREATED,
-    response_model=MemberPublic,
-    responses=error_responses(403, 404, 409),
-)
-def add_member(session: SessionDep, access: TripOwner, data: MemberCreate) -> MemberPublic:
-    member, user = service.add_member(
-        session=session, trip_id=access.trip.id, data=data, actor_id=access.user.id
-    )
-    return _member_public(member, user)
 
 
 @router.patch(

@@ -14,7 +14,7 @@ from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.expenses.service import ensure_base_currency_can_change
 from app.itinerary.service import unschedule_items_outside
 from app.participants.service import ensure_participant_for_member
-from app.trips.models import MemberCreate, Role, Trip, TripCreate, TripMember, TripUpdate
+from app.trips.models import Role, Trip, TripCreate, TripMember, TripUpdate
 from app.users.models import User
 
 
@@ -209,21 +209,6 @@ def list_members(
     )
 
 
-def add_member(
-    *, session: Session, trip_id: uuid.UUID, data: MemberCreate, actor_id: uuid.UUID
-) -> tuple[TripMember, User]:
-    user = session.exec(select(User).where(User.email == data.email, col(User.is_active))).first()
-    if user is None:
-        raise NotFound("No account is registered with this email.", code="user_not_found")
-    lock_trip(session, trip_id)
-    if session.get(TripMember, (trip_id, user.id)) is not None:
-        raise Conflict("This user is already a member of the trip.", code="already_member")
-    member = join_trip(
-        session=session, trip_id=trip_id, user=user, role=data.role, actor_id=actor_id
-    )
-    return member, user
-
-
 def join_trip(
     *, session: Session, trip_id: uuid.UUID, user: User, role: Role, actor_id: uuid.UUID
 ) -> TripMember:
@@ -238,7 +223,7 @@ def join_trip(
         action="member.added",
         object_type="user",
         object_id=user.id,
-        summary=f"{user.email} as {role}",
+        summary=f"{user.full_name} as {role}",
     )
     session.flush()
     return member

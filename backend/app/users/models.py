@@ -3,6 +3,7 @@
 import uuid
 from datetime import datetime
 
+from sqlalchemy import DateTime
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column, uuid_primary_key
@@ -48,13 +49,32 @@ class User(UserBase, table=True):
     is_active: bool = Field(default=True)
     # Bumped when the password changes: tokens carrying an older version are refused.
     token_version: int = Field(default=0)
+    # Set when the owner proved they read this address; cleared when the address changes.
+    email_verified_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime = timestamp_column()
     updated_at: datetime = timestamp_column()
 
 
 class UserPublic(UserBase):
     id: uuid.UUID
+    email_verified: bool
     created_at: datetime
+
+    @classmethod
+    def of(cls, user: "User") -> "UserPublic":
+        return cls(
+            id=user.id,
+            email=user.email,
+            full_name=user.full_name,
+            email_verified=user.email_verified_at is not None,
+            created_at=user.created_at,
+        )
+
+
+class EmailVerification(SQLModel):
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    token: str = Field(min_length=1, max_length=2048)
 
 
 class Token(SQLModel):

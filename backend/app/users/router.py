@@ -9,7 +9,14 @@ from app.core.deps import CurrentUser, SessionDep
 from app.core.errors import error_responses
 from app.core.security import create_access_token
 from app.users import service
-from app.users.models import PasswordChange, Token, User, UserCreate, UserPublic, UserUpdate
+from app.users.models import (
+    EmailVerification,
+    PasswordChange,
+    Token,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+)
 
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
 users_router = APIRouter(prefix="/users", tags=["users"], responses=error_responses(401))
@@ -21,8 +28,15 @@ users_router = APIRouter(prefix="/users", tags=["users"], responses=error_respon
     response_model=UserPublic,
     responses=error_responses(409, 422),
 )
-def register(session: SessionDep, data: UserCreate) -> User:
-    return service.register_user(session=session, data=data)
+def register(session: SessionDep, data: UserCreate) -> UserPublic:
+    """Create an account; a verification token is mailed to the address."""
+    return UserPublic.of(service.register_user(session=session, data=data))
+
+
+@auth_router.post("/verify-email", response_model=UserPublic, responses=error_responses(400, 422))
+def verify_email(session: SessionDep, data: EmailVerification) -> UserPublic:
+    """Confirm the address with the token that was mailed to it."""
+    return UserPublic.of(service.verify_email(session=session, token=data.token))
 
 
 @auth_router.post("/login", response_model=Token, responses=error_responses(401, 422))
@@ -32,13 +46,20 @@ def login(session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depend
 
 
 @users_router.get("/me", response_model=UserPublic)
-def read_me(user: CurrentUser) -> User:
-    return user
+def read_me(user: CurrentUser) -> UserPublic:
+    return UserPublic.of(user)
 
 
 @users_router.patch("/me", response_model=UserPublic, responses=error_responses(409, 422))
-def update_me(session: SessionDep, user: CurrentUser, data: UserUpdate) -> User:
-    return service.update_profile(session=session, user=user, data=data)
+def update_me(session: SessionDep, user: CurrentUser, data: UserUpdate) -> UserPublic:
+    """Changing the email address makes it unverified until the new one is confirmed."""
+    return UserPublic.of(service.update_profile(session=session, user=user, data=data))
+
+
+@users_router.post("/me/verification-email", status_code=status.HTTP_202_ACCEPTED)
+def resend_verification_email(user: CurrentUser) -> None:
+    """Mail a new verification token to the current address."""
+    service.send_verification_email(user=user)
 
 
 @users_router.put(

@@ -6,8 +6,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from app.core.db import utcnow
+from app.core.email import send_email
 from app.core.errors import BadRequest, Conflict, Unauthorized
-from app.core.security import dummy_password_hash, hash_password, verify_password
+from app.core.security import (
+    create_email_token,
+    decode_email_token,
+    dummy_password_hash,
+    hash_password,
+    verify_password,
+)
 from app.users.models import EMAIL_MAX, PasswordChange, User, UserCreate, UserUpdate
 
 
@@ -36,6 +43,34 @@ def register_user(*, session: Session, data: UserCreate) -> User:
     )
     session.add(user)
     _flush_unique_email(session)  # two registrations racing for one email
+    send_verification_email(user=user)
+    return user
+
+
+def send_verification_email(*, user: User) -> None:
+    """Mail a token to the account's address; presenting it proves the address is theirs."""
+    token = create_email_token(user.id, user.email)
+    send_email(
+        to=user.email,
+        subject="Confirm your email address for TripSync",
+        body=(
+            f"Hello {user.full_name},\n\n"
+            "To confirm this address, send this token to POST /auth/verify-email:\n\n"
+            f"token: {token}\n\n"
+            "Invitations to trips reach you once the address is confirmed.\n"
+        ),
+    )
+
+
+def verify_email(*, session: Session, token: str) -> User:
+    claims = decode_email_token(token)
+    user = get_active_user(session=session, user_id=claims[0]) if claims else None
+    # A token for an address the account no longer has is as invalid as a forged one.
+    if claims is None or user is None or user.email != claims[1]:
+        raise BadRequest("The verification token is invalid or expired.", code="invalid_token")
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()
+        session.add(user)
     return user
 
 
@@ -57,11 +92,16 @@ def update_profile(*, session: Session, user: User, data: UserUpdate) -> User:
         existing = get_user_by_email(session=session, email=changes["email"])
         if existing is not None:
             raise Conflict("An account with this email already exists.", code="email_taken")
+    email_changed = "email" in changes and changes["email"] != user.email
     for field, value in changes.items():
         setattr(user, field, value)
+    if email_changed:
+        user.email_verified_at = None  # the new address must be proven again
     user.updated_at = utcnow()
     session.add(user)
     _flush_unique_email(session)
+    if email_changed:
+        send_verification_email(user=user)
     return user
 
 

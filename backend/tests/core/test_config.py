@@ -66,17 +66,24 @@ def test_invalid_settings_fail_naming_the_variable(values: dict[str, Any], named
 @pytest.mark.parametrize("key", ["", DEFAULT_SECRET_KEY, "short"])
 def test_production_refuses_a_default_empty_or_weak_secret_key(key: str) -> None:
     with pytest.raises(ValidationError) as error:
-        make(ENVIRONMENT="production", SECRET_KEY=key)
+        make(ENVIRONMENT="production", SECRET_KEY=key, EMAIL_DELIVERY="smtp")
     assert "SECRET_KEY" in str(error.value)
+
+
+def test_production_refuses_emails_that_never_leave_the_machine() -> None:
+    with pytest.raises(ValidationError, match="EMAIL_DELIVERY"):
+        make(ENVIRONMENT="production", SECRET_KEY=STRONG_KEY, EMAIL_DELIVERY="file")
 
 
 def test_production_refuses_wildcard_cors() -> None:
     with pytest.raises(ValidationError, match="CORS_ORIGINS"):
-        make(ENVIRONMENT="production", SECRET_KEY=STRONG_KEY, CORS_ORIGINS="*")
+        make(
+            ENVIRONMENT="production", SECRET_KEY=STRONG_KEY, EMAIL_DELIVERY="smtp", CORS_ORIGINS="*"
+        )
 
 
 def test_production_accepts_a_strong_key() -> None:
-    settings = make(ENVIRONMENT="production", SECRET_KEY=STRONG_KEY)
+    settings = make(ENVIRONMENT="production", SECRET_KEY=STRONG_KEY, EMAIL_DELIVERY="smtp")
     assert settings.ENVIRONMENT is Environment.PRODUCTION
 
 

@@ -144,7 +144,11 @@ def test_init_db_refuses_in_production(server_url: str) -> None:
     url = support.create_database(server_url)
     try:
         settings = Settings(  # type: ignore[call-arg]
-            _env_file=None, DATABASE_URL=url, ENVIRONMENT="production", SECRET_KEY="k" * 40
+            _env_file=None,
+            DATABASE_URL=url,
+            ENVIRONMENT="production",
+            SECRET_KEY="k" * 40,
+            EMAIL_DELIVERY="smtp",
         )
         engine = build_engine(settings)
         with pytest.raises(RuntimeError, match="production"):

@@ -56,12 +56,7 @@ def participants(client: TestClient, trip_id: str, user: User) -> list[dict[str,
 
 
 def add_member(client: TestClient, trip_id: str, owner: User, user: User, role: str) -> None:
-    response = client.post(
-        f"/trips/{trip_id}/members",
-        headers=support.auth(owner),
-        json={"email": user.email, "role": role},
-    )
-    assert response.status_code == 201, response.text
+    support.join(client, owner, trip_id, user, role)
 
 
 @pytest.fixture

@@ -6,11 +6,23 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from app.core import email
 from app.core.db import utcnow
+from app.core.security import create_email_token
 from app.invitations.models import Invitation
 from app.trips.models import TripMember
 from tests import support
 from tests.trips.test_router import create_trip
+
+
+def _mailed_to(address: str) -> list[str]:
+    return [str(m.get_content()) for m in email.sent_in_memory if m["To"] == address]
+
+
+def mailed_token(address: str) -> str:
+    """The verification token in the last email sent to this address."""
+    body = _mailed_to(address)[-1]
+    return next(line.split(": ", 1)[1] for line in body.splitlines() if line.startswith("token: "))
 
 
 def invite(client: TestClient, owner, trip_id: str, email: str, role: str = "editor"):  # type: ignore[no-untyped-def]
@@ -65,11 +77,43 @@ def test_someone_who_registers_later_sees_the_invitation(
         json={"email": "Later@Example.com", "password": "password123", "full_name": "Late"},
     )
     assert registered.status_code == 201
+    assert registered.json()["email_verified"] is False
     token = client.post(
         "/auth/login", data={"username": "later@example.com", "password": "password123"}
     ).json()["access_token"]
-    received = client.get("/invitations", headers={"Authorization": f"Bearer {token}"}).json()
+    headers = {"Authorization": f"Bearer {token}"}
+    # Until they prove they read that address, the invitation is not theirs to see.
+    support.assert_problem(client.get("/invitations", headers=headers), 403, "email_not_verified")
+
+    verified = client.post("/auth/verify-email", json={"token": mailed_token("later@example.com")})
+    assert verified.status_code == 200, verified.text
+    assert verified.json()["email_verified"] is True
+    received = client.get("/invitations", headers=headers).json()
     assert [i["trip_id"] for i in received["items"]] == [trip["id"]]
+
+
+def test_taking_over_an_address_does_not_take_over_its_invitations(
+    client: TestClient, session: Session
+) -> None:
+    owner, stranger = support.make_user(session), support.make_user(session)
+    old_address_token = create_email_token(stranger.id, stranger.email)
+    trip = create_trip(client, owner)
+    sent = invite(client, owner, trip["id"], "friend@example.com").json()
+    # The stranger switches to the invited address: it is unverified from that moment.
+    changed = client.patch(
+        "/users/me", headers=support.auth(stranger), json={"email": "friend@example.com"}
+    )
+    assert changed.json()["email_verified"] is False
+    for call in (
+        lambda: client.get("/invitations", headers=support.auth(stranger)),
+        lambda: client.post(f"/invitations/{sent['id']}/accept", headers=support.auth(stranger)),
+    ):
+        support.assert_problem(call(), 403, "email_not_verified")
+    # A token proving the stranger's old address proves nothing about the new one.
+    support.assert_problem(
+        client.post("/auth/verify-email", json={"token": old_address_token}), 400, "invalid_token"
+    )
+    assert session.get(TripMember, (uuid.UUID(trip["id"]), stranger.id)) is None
 
 
 def test_decline_and_revoke(client: TestClient, session: Session) -> None:

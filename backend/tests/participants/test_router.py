@@ -63,11 +63,7 @@ def test_a_member_claims_a_guest(client: TestClient, session: Session) -> None:
     guest = client.post(
         f"/trips/{trip['id']}/guests", headers=support.auth(owner), json={"name": "F."}
     ).json()
-    client.post(
-        f"/trips/{trip['id']}/members",
-        headers=support.auth(owner),
-        json={"email": friend.email, "role": "editor"},
-    )
+    support.join(client, owner, trip["id"], friend, "editor")
     claimed = client.post(
         f"/trips/{trip['id']}/guests/{guest['id']}/claim", headers=support.auth(friend)
     )

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from app.core import email
 from app.core.config import get_settings
 from app.core.db import utcnow
 from app.core.security import ALGORITHM, create_access_token
@@ -30,7 +31,8 @@ def test_register_then_log_in_then_read_me(client: TestClient, session: Session)
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["email"] == "ada@example.com"
-    assert set(body) == {"id", "email", "full_name", "created_at"}  # no hash, no internals
+    # No hash, no internals.
+    assert set(body) == {"id", "email", "full_name", "email_verified", "created_at"}
 
     stored = session.exec(select(User).where(User.email == "ada@example.com")).one()
     assert stored.password_hash.startswith("$argon2id$")
@@ -175,3 +177,44 @@ def test_token_lifetime_comes_from_settings(session: Session) -> None:
         algorithms=[ALGORITHM],
     )
     assert claims["exp"] - claims["iat"] == get_settings().ACCESS_TOKEN_EXPIRE_MINUTES * 60
+
+
+def _token_mailed_to(address: str) -> str:
+    body = next(str(m.get_content()) for m in reversed(email.sent_in_memory) if m["To"] == address)
+    return next(line[len("token: ") :] for line in body.splitlines() if line.startswith("token: "))
+
+
+def test_an_address_is_verified_with_the_token_mailed_to_it(client: TestClient) -> None:
+    registered = register(client, "verify-me@example.com")
+    assert registered.json()["email_verified"] is False
+    token = _token_mailed_to("verify-me@example.com")
+
+    support.assert_problem(
+        client.post("/auth/verify-email", json={"token": token + "x"}), 400, "invalid_token"
+    )
+    verified = client.post("/auth/verify-email", json={"token": token})
+    assert verified.json()["email_verified"] is True
+    # An access token is not a verification token, and the other way round.
+    access = login(client, "verify-me@example.com", "password123").json()["access_token"]
+    support.assert_problem(
+        client.post("/auth/verify-email", json={"token": access}), 400, "invalid_token"
+    )
+    support.assert_problem(
+        client.get("/users/me", headers={"Authorization": f"Bearer {token}"}), 401
+    )
+
+
+def test_changing_the_address_needs_a_new_verification(
+    client: TestClient, session: Session
+) -> None:
+    user = support.make_user(session)
+    old_token_count = len(email.sent_in_memory)
+    changed = client.patch(
+        "/users/me", headers=support.auth(user), json={"email": "new@example.com"}
+    )
+    assert changed.json()["email_verified"] is False
+    assert len(email.sent_in_memory) == old_token_count + 1
+    resent = client.post("/users/me/verification-email", headers=support.auth(user))
+    assert resent.status_code == 202
+    token = _token_mailed_to("new@example.com")
+    assert client.post("/auth/verify-email", json={"token": token}).json()["email_verified"]
