@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from app import models as _models  # noqa: F401  (every table, and the sync version stamping)
 from app.activity.router import router as activity_router
 from app.checklists.router import router as checklists_router
 from app.core.config import Settings, get_settings
@@ -21,6 +22,7 @@ from app.invitations.router import router as invitations_router
 from app.invitations.router import trip_router as trip_invitations_router
 from app.itinerary.router import router as itinerary_router
 from app.participants.router import router as participants_router
+from app.sync.router import router as sync_router
 from app.trips.router import router as trips_router
 from app.users.router import auth_router, users_router
 
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         trip_invitations_router,
         invitations_router,
         activity_router,
+        sync_router,
         itinerary_router,
         checklists_router,
         expenses_router,

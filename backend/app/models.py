@@ -6,6 +6,8 @@ from app.expenses.models import Expense, ExpensePayer, ExpenseRevision, ExpenseS
 from app.invitations.models import Invitation
 from app.itinerary.models import ItemParticipant, ItineraryItem
 from app.participants.models import Participant
+from app.sync import versions as _versions  # noqa: F401  (stamps versions on every flush)
+from app.sync.models import Tombstone
 from app.trips.models import Trip, TripMember
 from app.users.models import User
 
@@ -22,6 +24,7 @@ __all__ = [
     "ItineraryItem",
     "Participant",
     "Settlement",
+    "Tombstone",
     "Trip",
     "TripMember",
     "User",

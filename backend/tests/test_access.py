@@ -61,6 +61,9 @@ RULES: dict[tuple[str, str], Rule] = {
         in_trip=True, viewer_forbidden=True
     ),
     ("GET", "/trips/{trip_id}/activity"): Rule(in_trip=True),
+    ("GET", "/trips/{trip_id}/snapshot"): Rule(in_trip=True),
+    ("GET", "/trips/{trip_id}/changes"): Rule(in_trip=True),
+    ("GET", "/sync"): Rule(),
     ("GET", "/trips/{trip_id}/days"): Rule(in_trip=True),
     ("GET", "/trips/{trip_id}/items"): Rule(in_trip=True),
     ("POST", "/trips/{trip_id}/items"): Rule(in_trip=True, viewer_forbidden=True),

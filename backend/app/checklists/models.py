@@ -9,7 +9,7 @@ from pydantic import model_validator
 from sqlalchemy import CheckConstraint, ForeignKeyConstraint, Index, String
 from sqlmodel import Field, SQLModel
 
-from app.core.db import timestamp_column, uuid_primary_key
+from app.core.db import timestamp_column, uuid_primary_key, version_column
 from app.core.fields import REJECT_UNKNOWN_FIELDS, Name
 
 
@@ -21,6 +21,7 @@ class ChecklistKind(StrEnum):
 class Checklist(SQLModel, table=True):
     __tablename__ = "checklists"
     __table_args__ = (
+        Index("ix_checklists_trip_id_version", "trip_id", "version"),
         CheckConstraint("kind IN ('packing', 'todo')", name="kind"),
         Index("ix_checklists_trip_id_created_at_id", "trip_id", "created_at", "id"),
     )
@@ -31,6 +32,7 @@ class Checklist(SQLModel, table=True):
     title: str = Field(max_length=200)
     created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     created_at: datetime = timestamp_column()
+    version: int = version_column()
     updated_at: datetime = timestamp_column()
 
 
@@ -39,6 +41,7 @@ class ChecklistItem(SQLModel, table=True):
 
     __tablename__ = "checklist_items"
     __table_args__ = (
+        Index("ix_checklist_items_trip_id_version", "trip_id", "version"),
         ForeignKeyConstraint(
             ["trip_id", "checklist_id"],
             ["checklists.trip_id", "checklists.id"],
@@ -68,6 +71,7 @@ class ChecklistItem(SQLModel, table=True):
     private: bool = False
     created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     created_at: datetime = timestamp_column()
+    version: int = version_column()
     updated_at: datetime = timestamp_column()
 
 

@@ -170,7 +170,7 @@ def delete_checklist(
 # --- items ---------------------------------------------------------------------------------
 
 
-def _item_public(item: ChecklistItem) -> ChecklistItemPublic:
+def item_public(item: ChecklistItem) -> ChecklistItemPublic:
     return ChecklistItemPublic.model_validate(item, from_attributes=True)
 
 
@@ -223,7 +223,7 @@ def list_items(
     statement = keyset_page(statement, page, ChecklistItem.created_at, ChecklistItem.id)
     rows = session.exec(statement).all()
     items, last = split_page(rows, page.limit, lambda row: Position(row.created_at, row.id))
-    return [_item_public(item) for item in items], last
+    return [item_public(item) for item in items], last
 
 
 def create_item(
@@ -254,7 +254,7 @@ def create_item(
         visible_to=_log_readers(item),
     )
     session.flush()
-    return _item_public(item)
+    return item_public(item)
 
 
 def update_item(
@@ -291,7 +291,7 @@ def update_item(
         visible_to=_log_readers(item),
     )
     session.flush()
-    return _item_public(item)
+    return item_public(item)
 
 
 def delete_item(

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     SECRET_KEY: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60 * 24, ge=1, le=60 * 24 * 30)
     INVITATION_TTL_DAYS: int = Field(default=14, ge=1, le=365)
+    # How long deletions are remembered for offline devices; a device that has not synced for
+    # longer must take a new snapshot. Weeks: offline trips last weeks.
+    SYNC_RETENTION_DAYS: int = Field(default=56, ge=1, le=3650)
     EMAIL_VERIFICATION_TTL_HOURS: int = Field(default=48, ge=1, le=24 * 30)
 
     # Verification emails. Invitations only reach addresses their owner has verified.

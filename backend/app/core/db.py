@@ -11,7 +11,7 @@ from typing import Any
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, DateTime, Engine, create_engine, func, inspect
+from sqlalchemy import BigInteger, Connection, DateTime, Engine, create_engine, func, inspect, text
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Field, Session, SQLModel
 
@@ -48,6 +48,15 @@ def timestamp_column() -> Any:
         default_factory=utcnow,
         sa_type=DateTime(timezone=True),
         sa_column_kwargs={"server_default": func.now(), "nullable": False},
+    )
+
+
+def version_column() -> Any:
+    """A row's sync version: the trip version of the transaction that last wrote it."""
+    return Field(
+        default=0,
+        sa_type=BigInteger,
+        sa_column_kwargs={"server_default": text("0"), "nullable": False},
     )
 
 

@@ -82,24 +82,41 @@ def _sign(payload: bytes, scope: str) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
 
 
-def encode_cursor(position: Position, scope: str = "") -> str:
-    payload = json.dumps([*_tagged(position.sort_key), str(position.id)]).encode()
-    return f"{_b64(payload)}.{_b64(_sign(payload, scope))}"
+def seal(payload: Any, scope: str) -> str:
+    """An opaque, tamper-evident token carrying `payload` (JSON), valid only for `scope`."""
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return f"{_b64(raw)}.{_b64(_sign(raw, scope))}"
 
 
-def decode_cursor(cursor: str, scope: str = "") -> Position:
+def unseal(token: str, scope: str) -> Any:
+    """The payload of a token made by `seal` for this scope; 400 invalid_cursor otherwise."""
     invalid = BadRequest(
         "The cursor is malformed or was not issued by this server.", code="invalid_cursor"
     )
     try:
-        payload_text, signature_text = cursor.split(".")
+        payload_text, signature_text = token.split(".")
         payload, signature = _unb64(payload_text), _unb64(signature_text)
     except (ValueError, binascii.Error):
         raise invalid from None
     if not hmac.compare_digest(signature, _sign(payload, scope)):
         raise invalid
     try:
-        tag, sort_key, row_id = json.loads(payload)
+        return json.loads(payload)
+    except ValueError:
+        raise invalid from None
+
+
+def encode_cursor(position: Position, scope: str = "") -> str:
+    return seal([*_tagged(position.sort_key), str(position.id)], scope)
+
+
+def decode_cursor(cursor: str, scope: str = "") -> Position:
+    payload = unseal(cursor, scope)
+    invalid = BadRequest(
+        "The cursor is malformed or was not issued by this server.", code="invalid_cursor"
+    )
+    try:
+        tag, sort_key, row_id = payload
         return Position(_untagged(tag, sort_key), uuid.UUID(row_id))
     except (ValueError, TypeError):
         raise invalid from None

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from app.core.db import timestamp_column, uuid_primary_key
+from app.core.db import timestamp_column, uuid_primary_key, version_column
 from app.core.fields import REJECT_UNKNOWN_FIELDS, Currency, Name, Text
 from app.expenses.ledger import MAX_AMOUNT_MINOR, SplitMode
 
@@ -78,6 +78,7 @@ class Expense(SQLModel, table=True):
 
     __tablename__ = "trip_expenses"
     __table_args__ = (
+        Index("ix_trip_expenses_trip_id_version", "trip_id", "version"),
         # The revisions table points back here: the pair is created by ALTER (use_alter).
         ForeignKeyConstraint(
             ["trip_id", "current_revision_id"],
@@ -93,6 +94,7 @@ class Expense(SQLModel, table=True):
     current_revision_id: uuid.UUID | None = None
     created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     created_at: datetime = timestamp_column()
+    version: int = version_column()
     updated_at: datetime = timestamp_column()
     deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
@@ -191,6 +193,7 @@ class Settlement(SQLModel, table=True):
 
     __tablename__ = "trip_settlements"
     __table_args__ = (
+        Index("ix_trip_settlements_trip_id_version", "trip_id", "version"),
         # Two references to the same table: named by hand, the convention would repeat itself.
         _participant_key("from_participant_id", name="fk_trip_settlements_from_participant"),
         _participant_key("to_participant_id", name="fk_trip_settlements_to_participant"),
@@ -216,6 +219,7 @@ class Settlement(SQLModel, table=True):
     note: str = Field(max_length=500)
     created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     created_at: datetime = timestamp_column()
+    version: int = version_column()
     deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 

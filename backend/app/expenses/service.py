@@ -342,6 +342,27 @@ def _records(
     ]
 
 
+def expense_records(
+    *, session: Session, trip_id: uuid.UUID, expenses: Sequence[Expense]
+) -> list[ExpenseRecord]:
+    """Many expenses with their current revision, payers and splits, in three queries."""
+    revision_ids = [expense.current_revision_id for expense in expenses]
+    revisions = {
+        revision.id: revision
+        for revision in session.exec(
+            select(ExpenseRevision).where(
+                ExpenseRevision.trip_id == trip_id, col(ExpenseRevision.id).in_(revision_ids)
+            )
+        )
+    }
+    rows = [
+        (expense, revisions[expense.current_revision_id])
+        for expense in expenses
+        if expense.current_revision_id in revisions
+    ]
+    return _records(session, trip_id, rows)
+
+
 def list_expenses(
     *, session: Session, trip_id: uuid.UUID, page: PageRequest
 ) -> tuple[list[ExpenseRecord], Position | None]:

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from app.core.db import timestamp_column, uuid_primary_key
+from app.core.db import timestamp_column, uuid_primary_key, version_column
 from app.core.fields import REJECT_UNKNOWN_FIELDS, Name, Text
 from app.itinerary.order_keys import MAX_KEY_LENGTH
 from app.trips.models import TimeZoneName
@@ -47,6 +47,7 @@ class ItineraryItem(SQLModel, table=True):
 
     __tablename__ = "itinerary_items"
     __table_args__ = (
+        Index("ix_itinerary_items_trip_id_version", "trip_id", "version"),
         CheckConstraint(
             "kind IN ('activity', 'lodging', 'transport', 'meal', 'note')", name="kind"
         ),
@@ -100,6 +101,7 @@ class ItineraryItem(SQLModel, table=True):
     booking_reference: str = Field(default="", max_length=200)
     created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     created_at: datetime = timestamp_column()
+    version: int = version_column()
     updated_at: datetime = timestamp_column()
 
 

@@ -225,6 +225,14 @@ def _participants_of(
     return found
 
 
+def items_public(
+    *, session: Session, trip_id: uuid.UUID, items: Sequence[ItineraryItem]
+) -> list[ItemPublic]:
+    """Public shapes of many items, their participants loaded in one query."""
+    participants = _participants_of(session, trip_id, [item.id for item in items])
+    return [_public(item, participants[item.id]) for item in items]
+
+
 def _set_participants(
     session: Session, item: ItineraryItem, participant_ids: Sequence[uuid.UUID]
 ) -> list[uuid.UUID]:

@@ -3,10 +3,10 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.core.db import timestamp_column, uuid_primary_key
+from app.core.db import timestamp_column, uuid_primary_key, version_column
 from app.core.fields import REJECT_UNKNOWN_FIELDS, Name
 
 
@@ -18,7 +18,10 @@ class Participant(SQLModel, table=True):
     """
 
     __tablename__ = "trip_participants"
-    __table_args__ = (UniqueConstraint("trip_id", "user_id"),)
+    __table_args__ = (
+        Index("ix_trip_participants_trip_id_version", "trip_id", "version"),
+        UniqueConstraint("trip_id", "user_id"),
+    )
 
     trip_id: uuid.UUID = Field(foreign_key="trips.id", primary_key=True, ondelete="CASCADE")
     id: uuid.UUID = uuid_primary_key()
@@ -26,6 +29,7 @@ class Participant(SQLModel, table=True):
     # A guest's name; members are shown with their account's name.
     name: str = Field(max_length=200)
     created_at: datetime = timestamp_column()
+    version: int = version_column()
 
 
 class GuestCreate(SQLModel):

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, model_validator
 from sqlalchemy import CheckConstraint, Index, String, text
 from sqlmodel import Field, SQLModel
 
-from app.core.db import timestamp_column, uuid_primary_key
+from app.core.db import timestamp_column, uuid_primary_key, version_column
 from app.core.fields import REJECT_UNKNOWN_FIELDS, Currency, Name, Text
 
 MAX_TRIP_DAYS = 366
@@ -116,6 +116,15 @@ class Trip(TripBase, table=True):
     created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     created_at: datetime = timestamp_column()
     updated_at: datetime = timestamp_column()
+    version: int = version_column()
+    # The trip's sync clock: every write transaction on the trip (or anything in it) takes
+    # the next value while holding this row's lock; rows it writes carry that value.
+    head_version: int = version_column()
+    # The last version that changed what some members may see (e.g. hiding amounts):
+    # their clients must reset rather than apply changes on top of a copy made before it.
+    access_version: int = version_column()
+    # Tombstones up to this version have been pruned: older cursors must reset.
+    pruned_version: int = version_column()
 
     def is_valid_dates(self) -> bool:
         try:
@@ -130,6 +139,7 @@ class TripPublic(TripBase):
     role: Role
     created_at: datetime
     updated_at: datetime
+    version: int
 
     @classmethod
     def of(cls, trip: Trip, role: Role) -> "TripPublic":
@@ -148,6 +158,7 @@ class TripUpdatedPublic(TripPublic):
 class TripMember(SQLModel, table=True):
     __tablename__ = "trip_members"
     __table_args__ = (
+        Index("ix_trip_members_trip_id_version", "trip_id", "version"),
         CheckConstraint("role IN ('owner', 'editor', 'viewer')", name="role"),
         Index("ix_trip_members_user_id_trip_id", "user_id", "trip_id"),
     )
@@ -157,6 +168,7 @@ class TripMember(SQLModel, table=True):
     # Stored as text with a check constraint: adding a role later is a one-line migration.
     role: Role = Field(sa_type=String(16))
     created_at: datetime = timestamp_column()
+    version: int = version_column()
 
 
 class MemberUpdate(SQLModel):

@@ -14,6 +14,7 @@ from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.expenses.service import ensure_base_currency_can_change
 from app.itinerary.service import unschedule_items_outside
 from app.participants.service import ensure_participant_for_member
+from app.sync.versions import claim_version
 from app.trips.models import Role, Trip, TripCreate, TripMember, TripUpdate
 from app.users.models import User
 
@@ -66,11 +67,9 @@ def lock_trip_for_member(
     Non-members are refused before anything is locked.
     """
     get_trip_for_member(session=session, trip_id=trip_id, user_id=user_id)
+    lock_trip(session, trip_id)
     trip = session.exec(
-        select(Trip)
-        .where(Trip.id == trip_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        select(Trip).where(Trip.id == trip_id).execution_options(populate_existing=True)
     ).first()
     role = session.exec(
         select(TripMember.role).where(TripMember.trip_id == trip_id, TripMember.user_id == user_id)
@@ -112,8 +111,12 @@ def update_trip(
     if changes.get("base_currency", trip.base_currency) != trip.base_currency:
         lock_trip(session, trip.id)  # no ledger entry can be added until this commits
         ensure_base_currency_can_change(session=session, trip_id=trip.id)
+    hides_amounts = trip.hide_amounts_from_viewers
     for field, value in changes.items():
         setattr(trip, field, value)
+    if trip.hide_amounts_from_viewers != hides_amounts:
+        # Viewers' copies were made under the old rule: they must take a new snapshot.
+        trip.access_version = claim_version(session, trip.id)
     if not trip.is_valid_dates():
         raise Unprocessable(
             "end_date must not be before start_date, and a trip lasts at most a year.",
@@ -162,8 +165,12 @@ def delete_trip(*, session: Session, trip: Trip) -> None:
 
 
 def lock_trip(session: Session, trip_id: uuid.UUID) -> None:
-    """Serialise membership changes of one trip, so the last-owner rule cannot be raced."""
-    session.exec(select(Trip.id).where(Trip.id == trip_id).with_for_update())
+    """Lock the trip row for this transaction by claiming its next version (app.sync.versions).
+
+    Every write in a trip does this first, so writers queue in one place: membership rules
+    (the last owner) cannot be raced, and versions follow commit order.
+    """
+    claim_version(session, trip_id)
 
 
 def _member(session: Session, trip_id: uuid.UUID, user_id: uuid.UUID) -> TripMember:

@@ -1,0 +1,158 @@
+"""Routes of the sync protocol: snapshot, changes after a version, and a device's trip list.
+
+The algorithm a client follows is in the README ("Writing a sync client").
+"""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from app.core.deps import CurrentUser, SessionDep, TripAccess, TripMember
+from app.core.errors import BadRequest, error_responses
+from app.core.pagination import seal, unseal
+from app.sync import service
+from app.trips.models import Role
+
+router = APIRouter(tags=["sync"], responses=error_responses(401, 422))
+
+MAX_CHANGES = 1000
+_FEED_SCOPE = "sync-feed"
+
+
+class ChangePublic(BaseModel):
+    entity: str
+    id: uuid.UUID
+    version: int
+    op: str
+    data: dict[str, Any] | None
+
+
+class SnapshotPublic(BaseModel):
+    trip_id: uuid.UUID
+    version: int
+    role: Role
+    rows: list[ChangePublic]
+
+
+class ChangesPublic(BaseModel):
+    since: int
+    version: int
+    has_more: bool
+    changes: list[ChangePublic]
+
+
+class TripStatePublic(BaseModel):
+    trip_id: uuid.UUID
+    name: str
+    role: Role
+    version: int
+    status: str
+
+
+class RemovedPublic(BaseModel):
+    trip_id: uuid.UUID
+    reason: str
+
+
+class DeviceFeedPublic(BaseModel):
+    cursor: str
+    reset_all: bool
+    trips: list[TripStatePublic]
+    removed: list[RemovedPublic]
+
+
+def _viewer(access: TripAccess) -> service.Viewer:
+    return service.Viewer(trip=access.trip, user_id=access.user.id, role=access.role)
+
+
+def _public(changes: list[service.Change]) -> list[ChangePublic]:
+    return [ChangePublic(**change.__dict__) for change in changes]
+
+
+@router.get(
+    "/trips/{trip_id}/snapshot", response_model=SnapshotPublic, responses=error_responses(404)
+)
+def get_snapshot(session: SessionDep, access: TripMember) -> SnapshotPublic:
+    """Every row of the trip the caller may see, and the version the copy is complete up to.
+
+    Continue with `GET /trips/{trip_id}/changes?since=<version>`.
+    """
+    version, rows = service.snapshot(session=session, viewer=_viewer(access))
+    return SnapshotPublic(
+        trip_id=access.trip.id, version=version, role=access.role, rows=_public(rows)
+    )
+
+
+@router.get(
+    "/trips/{trip_id}/changes",
+    response_model=ChangesPublic,
+    responses=error_responses(400, 404, 410),
+)
+async def get_changes(
+    session: SessionDep,
+    access: TripMember,
+    since: Annotated[int, Query(ge=0, description="The last version the client has applied")],
+    limit: Annotated[int, Query(ge=1, le=MAX_CHANGES)] = 500,
+    wait: Annotated[
+        float, Query(ge=0, le=service.MAX_WAIT_SECONDS, description="Seconds to wait for a change")
+    ] = 0,
+) -> ChangesPublic:
+    """Upserts and deletions after `since`, in version order, never splitting a version.
+
+    Apply them in order, then continue from `version` (again at once while `has_more`).
+    `410 reset_required` (codes `cursor_expired`, `access_changed`) means: drop the copy and
+    take a new snapshot.
+    """
+    if wait:
+        await service.wait_for_change(
+            session=session, trip_id=access.trip.id, since=since, seconds=wait
+        )
+    version, more, changes = await run_in_threadpool(
+        lambda: service.changes_since(
+            session=session, viewer=_viewer(access), since=since, limit=limit
+        )
+    )
+    return ChangesPublic(since=since, version=version, has_more=more, changes=_public(changes))
+
+
+@router.get("/sync", response_model=DeviceFeedPublic, responses=error_responses(400))
+def get_device_feed(
+    session: SessionDep,
+    user: CurrentUser,
+    cursor: Annotated[str | None, Query(max_length=65536)] = None,
+) -> DeviceFeedPublic:
+    """All my trips with their versions, and the ones I lost since the device's last call.
+
+    `status`: `new` or `reset` → take a snapshot; `changed` → pull changes from the
+    device's version; `unchanged` → nothing to do. `removed` → purge the trip. `reset_all` →
+    the cursor is older than the deletion retention: drop every copy and start again.
+    """
+    known: dict[uuid.UUID, int] = {}
+    issued_at: float | None = None
+    if cursor:
+        payload = unseal(cursor, f"{_FEED_SCOPE}:{user.id}")
+        try:
+            issued_at = float(payload["at"])
+            known = {uuid.UUID(trip): int(version) for trip, version in payload["trips"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise BadRequest("The cursor is malformed.", code="invalid_cursor") from None
+    reset_all, states, removed = service.device_feed(
+        session=session, user_id=user.id, known=known, issued_at=issued_at
+    )
+    next_cursor = seal(
+        {
+            "at": datetime.now(UTC).timestamp(),
+            "trips": {str(state.trip_id): state.version for state in states},
+        },
+        f"{_FEED_SCOPE}:{user.id}",
+    )
+    return DeviceFeedPublic(
+        cursor=next_cursor,
+        reset_all=reset_all,
+        trips=[TripStatePublic(**state.__dict__) for state in states],
+        removed=[RemovedPublic(**item.__dict__) for item in removed],
+    )
