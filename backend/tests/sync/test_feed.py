@@ -1,0 +1,266 @@
+"""The sync feed: versions, tombstones, snapshot + changes, resets, and what viewers see."""
+
+import uuid
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from app.sync.models import Tombstone
+from app.trips.models import Trip
+from app.users.models import User
+from tests import support
+from tests.itinerary.factory import add_item, create_trip
+
+
+def changes(client: TestClient, user: User, trip_id: str, since: int, **params: Any) -> Any:
+    response = client.get(
+        f"/trips/{trip_id}/changes", headers=support.auth(user), params={"since": since, **params}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def snapshot(client: TestClient, user: User, trip_id: str) -> Any:
+    response = client.get(f"/trips/{trip_id}/snapshot", headers=support.auth(user))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+class Replica:
+    """A client's local copy, built only from a snapshot and the changes after it."""
+
+    def __init__(self, client: TestClient, user: User, trip_id: str) -> None:
+        self.client, self.user, self.trip_id = client, user, trip_id
+        taken = snapshot(client, user, trip_id)
+        self.version = taken["version"]
+        self.rows = {(r["entity"], r["id"]): (r["version"], r["data"]) for r in taken["rows"]}
+
+    def pull(self, limit: int = 500) -> None:
+        while True:
+            page = changes(self.client, self.user, self.trip_id, self.version, limit=limit)
+            for change in page["changes"]:
+                key = (change["entity"], change["id"])
+                if change["op"] == "delete":
+                    self.rows.pop(key, None)
+                elif key not in self.rows or self.rows[key][0] <= change["version"]:
+                    self.rows[key] = (change["version"], change["data"])
+            assert page["version"] >= self.version
+            self.version = page["version"]
+            if not page["has_more"]:
+                return
+
+    def state(self) -> dict[tuple[str, str], Any]:
+        return {key: data for key, (_, data) in self.rows.items()}
+
+
+def test_every_write_takes_the_next_trip_version(client: TestClient, session: Session) -> None:
+    owner = support.make_user(session)
+    trip = create_trip(client, owner)
+    assert trip["version"] == 1
+    first = add_item(client, owner, trip["id"], title="One")
+    second = add_item(client, owner, trip["id"], title="Two")
+    head = session.exec(select(Trip.head_version).where(Trip.id == uuid.UUID(trip["id"]))).one()
+    feed = changes(client, owner, trip["id"], 1)
+    assert [(c["entity"], c["data"]["title"]) for c in feed["changes"]] == [
+        ("item", "One"),
+        ("item", "Two"),
+    ]
+    assert feed["changes"][0]["version"] < feed["changes"][1]["version"] == feed["version"] == head
+    assert {first["id"], second["id"]} == {c["id"] for c in feed["changes"]}
+
+
+def test_deletions_become_tombstones_in_the_feed(client: TestClient, session: Session) -> None:
+    owner = support.make_user(session)
+    trip = create_trip(client, owner)
+    item = add_item(client, owner, trip["id"], title="Gone soon")
+    since = changes(client, owner, trip["id"], 0)["version"]
+    assert (
+        client.delete(
+            f"/trips/{trip['id']}/items/{item['id']}", headers=support.auth(owner)
+        ).status_code
+        == 204
+    )
+    feed = changes(client, owner, trip["id"], since)
+    assert [(c["entity"], c["id"], c["op"], c["data"]) for c in feed["changes"]] == [
+        ("item", item["id"], "delete", None)
+    ]
+    stored = session.exec(
+        select(Tombstone).where(Tombstone.entity_id == uuid.UUID(item["id"]))
+    ).one()
+    assert stored.version == feed["version"]
+
+
+def test_snapshot_plus_changes_equals_a_fresh_snapshot(
+    client: TestClient, session: Session
+) -> None:
+    owner, friend = support.make_user(session), support.make_user(session)
+    trip = create_trip(client, owner)
+    replica = Replica(client, owner, trip["id"])
+    base = f"/trips/{trip['id']}"
+    items = [
+        add_item(client, owner, trip["id"], title=f"Item {n}", day="2027-05-02") for n in range(6)
+    ]
+    support.join(client, owner, trip["id"], friend, "editor")
+    client.patch(
+        f"{base}/items/{items[0]['id']}", headers=support.auth(friend), json={"title": "Renamed"}
+    )
+    client.post(
+        f"{base}/items/{items[5]['id']}/move",
+        headers=support.auth(friend),
+        json={"day": "2027-05-02", "before_id": items[0]["id"]},
+    )
+    client.delete(f"{base}/items/{items[3]['id']}", headers=support.auth(owner))
+    client.post(f"{base}/guests", headers=support.auth(owner), json={"name": "Gus"})
+    client.patch(base, headers=support.auth(owner), json={"description": "Changed"})
+    checklist = client.post(
+        f"{base}/checklists", headers=support.auth(owner), json={"kind": "packing", "title": "Bags"}
+    ).json()
+    client.post(
+        f"{base}/checklists/{checklist['id']}/items",
+        headers=support.auth(owner),
+        json={"text": "Socks"},
+    )
+
+    replica.pull(limit=2)  # small pages: a page never splits a version
+    fresh = Replica(client, owner, trip["id"])
+    assert replica.state() == fresh.state()
+    assert replica.version == fresh.version
+
+
+def test_a_page_never_splits_a_version(client: TestClient, session: Session) -> None:
+    owner = support.make_user(session)
+    trip = create_trip(client, owner)
+    for n in range(3):
+        add_item(client, owner, trip["id"], title=f"Item {n}", day="2027-05-03")
+    since = changes(client, owner, trip["id"], 0)["version"]
+    # Shortening the trip moves all three items in one transaction: one version.
+    client.patch(
+        f"/trips/{trip['id']}", headers=support.auth(owner), json={"end_date": "2027-05-02"}
+    )
+    page = changes(client, owner, trip["id"], since, limit=1)
+    versions = {c["version"] for c in page["changes"]}
+    assert len(versions) == 1
+    assert len(page["changes"]) == 4  # the trip and its three items, all of that version
+    assert page["has_more"] is False
+
+
+def test_private_items_and_hidden_amounts_never_reach_others(
+    client: TestClient, session: Session
+) -> None:
+    owner, viewer = support.make_user(session), support.make_user(session)
+    trip = create_trip(client, owner, hide_amounts_from_viewers=True)
+    support.join(client, owner, trip["id"], viewer, "viewer")
+    base = f"/trips/{trip['id']}"
+    checklist = client.post(
+        f"{base}/checklists", headers=support.auth(owner), json={"kind": "todo", "title": "T"}
+    ).json()
+    secret = client.post(
+        f"{base}/checklists/{checklist['id']}/items",
+        headers=support.auth(owner),
+        json={"text": "Surprise party", "private": True},
+    ).json()
+    me = next(
+        p
+        for p in client.get(f"{base}/participants", headers=support.auth(owner)).json()["items"]
+        if p["user_id"] == str(owner.id)
+    )
+    client.post(
+        f"{base}/expenses",
+        headers=support.auth(owner),
+        json={
+            "title": "Dinner",
+            "amount_minor": 4200,
+            "currency": "EUR",
+            "spent_on": "2027-05-01",
+            "payers": [{"participant_id": me["id"], "amount_minor": 4200}],
+            "split_mode": "equal",
+            "splits": [{"participant_id": me["id"]}],
+        },
+    )
+    for document in (snapshot(client, viewer, trip["id"]), changes(client, viewer, trip["id"], 0)):
+        text = str(document)
+        assert "Surprise party" not in text
+        assert "4200" not in text
+    rows = snapshot(client, viewer, trip["id"])["rows"]
+    expense = next(r["data"] for r in rows if r["entity"] == "expense")
+    assert expense["amount_minor"] is None
+    # The feed tells the viewer to drop the private item rather than showing it.
+    feed = changes(client, viewer, trip["id"], 0)["changes"]
+    assert {"entity": "checklist_item", "id": secret["id"], "op": "delete"}.items() <= next(
+        c for c in feed if c["id"] == secret["id"]
+    ).items()
+    assert "4200" in str(snapshot(client, owner, trip["id"]))
+
+
+def test_clients_are_told_to_reset(client: TestClient, session: Session) -> None:
+    owner, friend = support.make_user(session), support.make_user(session)
+    trip = create_trip(client, owner)
+    support.join(client, owner, trip["id"], friend, "editor")
+    since = snapshot(client, friend, trip["id"])["version"]
+    url = f"/trips/{trip['id']}/changes"
+
+    support.assert_problem(
+        client.get(url, headers=support.auth(friend), params={"since": since + 5}),
+        400,
+        "invalid_version",
+    )
+    client.patch(
+        f"/trips/{trip['id']}/members/{friend.id}",
+        headers=support.auth(owner),
+        json={"role": "viewer"},
+    )
+    support.assert_problem(
+        client.get(url, headers=support.auth(friend), params={"since": since}),
+        410,
+        "access_changed",
+    )
+    fresh = snapshot(client, friend, trip["id"])["version"]
+    trip_row = session.get(Trip, uuid.UUID(trip["id"]))
+    assert trip_row is not None
+    trip_row.pruned_version = fresh + 1
+    session.add(trip_row)
+    session.commit()
+    support.assert_problem(
+        client.get(url, headers=support.auth(friend), params={"since": fresh}),
+        410,
+        "cursor_expired",
+    )
+
+
+def test_the_device_feed_lists_trips_and_what_was_lost(
+    client: TestClient, session: Session
+) -> None:
+    owner, me = support.make_user(session), support.make_user(session)
+    kept, left, deleted = (create_trip(client, owner, name=n) for n in ("Kept", "Left", "Deleted"))
+    for trip in (kept, left, deleted):
+        support.join(client, owner, trip["id"], me, "editor")
+    first = client.get("/sync", headers=support.auth(me)).json()
+    assert {t["name"]: t["status"] for t in first["trips"]} == {
+        "Kept": "new",
+        "Left": "new",
+        "Deleted": "new",
+    }
+
+    add_item(client, owner, kept["id"], title="New")
+    client.delete(f"/trips/{left['id']}/members/{me.id}", headers=support.auth(owner))
+    client.delete(f"/trips/{deleted['id']}", headers=support.auth(owner))
+    second = client.get(
+        "/sync", headers=support.auth(me), params={"cursor": first["cursor"]}
+    ).json()
+    assert [(t["name"], t["status"]) for t in second["trips"]] == [("Kept", "changed")]
+    assert {r["trip_id"]: r["reason"] for r in second["removed"]} == {
+        left["id"]: "access_lost",
+        deleted["id"]: "deleted",
+    }
+    third = client.get(
+        "/sync", headers=support.auth(me), params={"cursor": second["cursor"]}
+    ).json()
+    assert [(t["name"], t["status"]) for t in third["trips"]] == [("Kept", "unchanged")]
+    assert third["removed"] == []
+    # A cursor is bound to its user.
+    support.assert_problem(
+        client.get("/sync", headers=support.auth(owner), params={"cursor": third["cursor"]}),
+        400,
+        "invalid_cursor",
+    )
