@@ -64,6 +64,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/trips/{trip_id}/snapshot"): Rule(in_trip=True),
     ("GET", "/trips/{trip_id}/changes"): Rule(in_trip=True),
     ("GET", "/sync"): Rule(),
+    # Each write in a batch is checked on its own (a viewer's writes come back 403 inside).
+    ("POST", "/trips/{trip_id}/mutations"): Rule(in_trip=True),
     ("GET", "/trips/{trip_id}/days"): Rule(in_trip=True),
     ("GET", "/trips/{trip_id}/items"): Rule(in_trip=True),
     ("POST", "/trips/{trip_id}/items"): Rule(in_trip=True, viewer_forbidden=True),
@@ -117,6 +119,9 @@ ROUTES = sorted(
 _SOMEONE = str(uuid.uuid4())
 # Bodies valid enough that only the access rule can refuse the request.
 BODIES = {
+    ("POST", "/trips/{trip_id}/mutations"): {
+        "mutations": [{"id": "1", "method": "DELETE", "path": "/trips/x/items/y"}]
+    },
     ("PATCH", "/trips/{trip_id}"): {"name": "Changed"},
     ("PATCH", "/trips/{trip_id}/members/{user_id}"): {"role": "editor"},
     ("POST", "/trips/{trip_id}/transfer-ownership"): {"user_id": str(uuid.uuid4())},

@@ -5,21 +5,23 @@ The algorithm a client follows is in the README ("Writing a sync client").
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.core.deps import CurrentUser, SessionDep, TripAccess, TripMember
 from app.core.errors import BadRequest, error_responses
 from app.core.pagination import seal, unseal
-from app.sync import service
+from app.sync import mutations, service
+from app.trips import service as trip_service
 from app.trips.models import Role
 
 router = APIRouter(tags=["sync"], responses=error_responses(401, 422))
 
 MAX_CHANGES = 1000
+MAX_MUTATIONS = 100
 _FEED_SCOPE = "sync-feed"
 
 
@@ -117,6 +119,75 @@ async def get_changes(
         )
     )
     return ChangesPublic(since=since, version=version, has_more=more, changes=_public(changes))
+
+
+class MutationIn(BaseModel):
+    """One queued write, as the request the device would have sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=100, description="The device's id for this write")
+    method: Literal["POST", "PUT", "PATCH", "DELETE"]
+    path: str = Field(min_length=1, max_length=500, description="e.g. /trips/{trip_id}/items")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Only If-Match and Idempotency-Key are used"
+    )
+    body: dict[str, Any] | None = None
+
+
+class MutationBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mutations: list[MutationIn] = Field(min_length=1, max_length=MAX_MUTATIONS)
+
+
+class MutationResult(BaseModel):
+    id: str
+    result: Literal["applied", "rejected", "conflict", "skipped"]
+    status: int | None
+    etag: str | None
+    body: Any
+
+
+class MutationResults(BaseModel):
+    results: list[MutationResult]
+
+
+@router.post(
+    "/trips/{trip_id}/mutations", response_model=MutationResults, responses=error_responses(404)
+)
+async def apply_mutations(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    trip_id: uuid.UUID,
+    batch: MutationBatch,
+) -> MutationResults:
+    """Apply a device's queued writes in order, each in its own transaction, each answered.
+
+    `applied`: done (2xx; `body` is the response). `conflict`: the server has a newer version
+    (409/412; `body.current` is it). `rejected`: refused for good (4xx, `body` says why).
+    `skipped`: not attempted because the service was unavailable; send them again later.
+    Give each write an `Idempotency-Key` so that sending a batch twice applies nothing twice.
+    """
+    # Membership is checked without the trip's write lock: the writes take it one by one.
+    await run_in_threadpool(
+        lambda: trip_service.get_trip_for_member(session=session, trip_id=trip_id, user_id=user.id)
+    )
+    await run_in_threadpool(session.commit)  # hold no connection while the writes run
+    outcomes = await mutations.apply_batch(request.app, request.scope, trip_id, batch.mutations)
+    return MutationResults(
+        results=[
+            MutationResult(
+                id=mutation.id,
+                result=result,
+                status=outcome.status if outcome else None,
+                etag=outcome.headers.get("etag") if outcome else None,
+                body=outcome.body if outcome else None,
+            )
+            for mutation, result, outcome in outcomes
+        ]
+    )
 
 
 @router.get("/sync", response_model=DeviceFeedPublic, responses=error_responses(400))
