@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test migrate lint fmt clean
+.PHONY: install dev test migrate lint fmt clean bench-sync
 
 $(STAMP): backend/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -33,7 +33,7 @@ migrate: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check backend
 	$(BIN)/ruff format --check backend
-	cd backend && ../$(BIN)/mypy app tests alembic
+	cd backend && ../$(BIN)/mypy app tests alembic bench
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix backend
@@ -41,3 +41,7 @@ fmt: $(STAMP)
 
 clean:
 	rm -rf $(VENV) backend/*.egg-info
+
+## Sync feed figures on a 100,000-row trip (embedded PostgreSQL unless BENCH_DATABASE_URL).
+bench-sync: $(STAMP)
+	cd backend && ../$(BIN)/python -m bench.sync_pull
