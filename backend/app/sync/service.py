@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import literal, union_all
+from sqlalchemy import literal, text, union_all
 from sqlmodel import Session, SQLModel, col, select
 from starlette.concurrency import run_in_threadpool
 
@@ -381,3 +381,27 @@ def device_feed(
     )
     removed = [Removed(t, "deleted" if t in deleted else "access_lost") for t in gone]
     return too_old, states, removed
+
+
+def prune_tombstones(*, session: Session, older_than: timedelta) -> int:
+    """Forget deletions older than the retention window; cursors before them must reset.
+
+    Each trip's `pruned_version` rises to the newest version forgotten, in the same statement,
+    so no client can pull past a gap without being told to take a snapshot.
+    """
+    cutoff = utcnow() - older_than
+    result = session.execute(
+        text(
+            "WITH pruned AS ("
+            "  DELETE FROM sync_tombstones WHERE deleted_at < :cutoff RETURNING trip_id, version"
+            "), newest AS ("
+            "  SELECT trip_id, max(version) AS version, count(*) AS rows FROM pruned"
+            "  GROUP BY trip_id"
+            "), raised AS ("
+            "  UPDATE trips SET pruned_version = greatest(trips.pruned_version, newest.version)"
+            "  FROM newest WHERE trips.id = newest.trip_id"
+            ") SELECT coalesce(sum(rows), 0) FROM newest"
+        ),
+        {"cutoff": cutoff},
+    )
+    return int(result.scalar_one())

@@ -264,3 +264,39 @@ def test_the_device_feed_lists_trips_and_what_was_lost(
         400,
         "invalid_cursor",
     )
+
+
+def test_pruning_old_tombstones_makes_older_cursors_reset(
+    client: TestClient, session: Session
+) -> None:
+    from datetime import timedelta
+
+    from app.core.db import utcnow
+    from app.sync.service import prune_tombstones
+
+    owner = support.make_user(session)
+    trip = create_trip(client, owner)
+    before = snapshot(client, owner, trip["id"])["version"]
+    old, recent = (add_item(client, owner, trip["id"], title=t) for t in ("old", "recent"))
+    for item in (old, recent):
+        client.delete(f"/trips/{trip['id']}/items/{item['id']}", headers=support.auth(owner))
+    aged = session.exec(select(Tombstone).where(Tombstone.entity_id == uuid.UUID(old["id"]))).one()
+    aged.deleted_at = utcnow() - timedelta(days=100)
+    session.add(aged)
+    session.commit()
+
+    assert prune_tombstones(session=session, older_than=timedelta(days=56)) == 1
+    session.commit()
+    remaining = session.exec(
+        select(Tombstone.entity_id).where(Tombstone.trip_id == uuid.UUID(trip["id"]))
+    ).all()
+    assert remaining == [uuid.UUID(recent["id"])]
+    support.assert_problem(
+        client.get(
+            f"/trips/{trip['id']}/changes", headers=support.auth(owner), params={"since": before}
+        ),
+        410,
+        "cursor_expired",
+    )
+    # A cursor from after the forgotten deletion still works.
+    assert changes(client, owner, trip["id"], aged.version)["changes"]
