@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import event, update
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
-from sqlmodel import Session, SQLModel, col
+from sqlmodel import Session, SQLModel, col, select
 
 from app.checklists.models import Checklist, ChecklistItem
 from app.expenses.models import Expense, Settlement
@@ -92,6 +92,9 @@ def _stamp_rows(session: OrmSession) -> None:
         if isinstance(row, Trip):  # a new trip starts its own clock at 1
             claimed.setdefault(row.id, 1)
             row.head_version = row.version = 1
+    for row in list(session.new) + list(session.deleted):
+        if isinstance(row, TripMember):
+            _touch_participant(session, row)  # its `is_member` changes
     for row in list(session.new) + list(session.dirty):
         entity = _BY_MODEL.get(type(row))
         if entity is not None and (row in session.new or session.is_modified(row)):
@@ -121,6 +124,16 @@ def _touch_item(session: OrmSession, link: ItemParticipant) -> None:
     item = session.get(ItineraryItem, (link.trip_id, link.item_id))
     if item is not None and item not in session.deleted:
         item.version = claim_version(session, link.trip_id)
+
+
+def _touch_participant(session: OrmSession, member: TripMember) -> None:
+    found = session.execute(
+        select(Participant).where(
+            col(Participant.trip_id) == member.trip_id, col(Participant.user_id) == member.user_id
+        )
+    ).scalar_one_or_none()
+    if found is not None and found not in session.deleted:
+        found.version = claim_version(session, member.trip_id)
 
 
 def _forget_claims(session: OrmSession, transaction: SessionTransaction) -> None:

@@ -300,3 +300,20 @@ def test_pruning_old_tombstones_makes_older_cursors_reset(
     )
     # A cursor from after the forgotten deletion still works.
     assert changes(client, owner, trip["id"], aged.version)["changes"]
+
+
+def test_a_member_leaving_updates_their_participant_in_the_feed(
+    client: TestClient, session: Session
+) -> None:
+    owner, friend = support.make_user(session), support.make_user(session)
+    trip = create_trip(client, owner)
+    support.join(client, owner, trip["id"], friend, "editor")
+    since = snapshot(client, owner, trip["id"])["version"]
+    client.delete(f"/trips/{trip['id']}/members/{friend.id}", headers=support.auth(friend))
+    feed = changes(client, owner, trip["id"], since)["changes"]
+    assert {(c["entity"], c["op"]) for c in feed} == {
+        ("member", "delete"),
+        ("participant", "upsert"),
+    }
+    participant = next(c["data"] for c in feed if c["entity"] == "participant")
+    assert (participant["user_id"], participant["is_member"]) == (str(friend.id), False)
