@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60 * 24, ge=1, le=60 * 24 * 30)
     INVITATION_TTL_DAYS: int = Field(default=14, ge=1, le=365)
     EMAIL_VERIFICATION_TTL_HOURS: int = Field(default=48, ge=1, le=24 * 30)
+    # Weeks, not hours: an offline client replays its queue when the trip ends.
+    IDEMPOTENCY_RETENTION_DAYS: int = Field(default=28, ge=1, le=366)
 
     # Verification emails. Invitations only reach addresses their owner has verified.
     EMAIL_DELIVERY: EmailDelivery = EmailDelivery.FILE
