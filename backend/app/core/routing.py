@@ -1,4 +1,4 @@
-"""A route class whose JSON bodies keep decimal numbers exact (for money and exchange rates)."""
+"""The app's one route class: JSON bodies keep decimal numbers exact (money, exchange rates)."""
 
 import json
 from collections.abc import Callable, Coroutine
@@ -9,7 +9,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 
-class _ExactNumbersRequest(Request):
+class AppRequest(Request):
     async def json(self) -> Any:
         # `1.0837` becomes Decimal("1.0837"), never the binary float 1.08369999999999999...;
         # integers stay int, so an amount in minor units written as `12.0` is still refused.
@@ -18,13 +18,13 @@ class _ExactNumbersRequest(Request):
         return self._json
 
 
-class ExactNumbersRoute(APIRoute):
-    """Use as `APIRouter(route_class=ExactNumbersRoute)`: decimals in bodies parse exactly."""
+class AppRoute(APIRoute):
+    """Use as `APIRouter(route_class=AppRoute)` for every router."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
-        async def exact_handler(request: Request) -> Response:
-            return await handler(_ExactNumbersRequest(request.scope, request.receive))
+        async def app_handler(request: Request) -> Response:
+            return await handler(AppRequest(request.scope, request.receive))
 
-        return exact_handler
+        return app_handler

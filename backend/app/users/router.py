@@ -7,6 +7,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from app.core.deps import CurrentUser, SessionDep
 from app.core.errors import error_responses
+from app.core.routing import AppRoute
 from app.core.security import create_access_token
 from app.users import service
 from app.users.models import (
@@ -18,8 +19,10 @@ from app.users.models import (
     UserUpdate,
 )
 
-auth_router = APIRouter(prefix="/auth", tags=["auth"])
-users_router = APIRouter(prefix="/users", tags=["users"], responses=error_responses(401))
+auth_router = APIRouter(prefix="/auth", tags=["auth"], route_class=AppRoute)
+users_router = APIRouter(
+    prefix="/users", tags=["users"], responses=error_responses(401), route_class=AppRoute
+)
 
 
 @auth_router.post(
