@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.core.deps import CurrentUser, SessionDep
@@ -43,8 +43,15 @@ def verify_email(session: SessionDep, data: EmailVerification) -> UserPublic:
 
 
 @auth_router.post("/login", response_model=Token, responses=error_responses(401, 422))
-def login(session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+def login(
+    session: SessionDep,
+    response: Response,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+) -> Token:
+    """Exchange email and password for a bearer token (never stored for an Idempotency-Key)."""
     user = service.authenticate(session=session, email=form.username, password=form.password)
+    # RFC 6749 section 5.1; it also keeps the token out of the idempotency records.
+    response.headers["Cache-Control"] = "no-store"
     return Token(access_token=create_access_token(user.id, user.token_version))
 
 
