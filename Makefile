@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test migrate lint fmt clean bench-sync
+.PHONY: install dev test migrate cleanup lint fmt clean bench-sync
 
 $(STAMP): backend/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -29,6 +29,10 @@ test: $(STAMP)
 ## Apply migrations to the configured database (production path: alembic upgrade head).
 migrate: $(STAMP)
 	$(BIN)/alembic upgrade head
+
+## Delete what has outlived its retention (expired idempotency keys); run it daily (cron or a scheduled job).
+cleanup: $(STAMP)
+	$(BIN)/python -m app.cli cleanup
 
 lint: $(STAMP)
 	$(BIN)/ruff check backend

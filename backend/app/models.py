@@ -3,6 +3,7 @@
 from app.activity.models import Activity
 from app.checklists.models import Checklist, ChecklistItem
 from app.expenses.models import Expense, ExpensePayer, ExpenseRevision, ExpenseSplit, Settlement
+from app.idempotency.models import IdempotencyKey
 from app.invitations.models import Invitation
 from app.itinerary.models import ItemParticipant, ItineraryItem
 from app.participants.models import Participant
@@ -19,6 +20,7 @@ __all__ = [
     "ExpensePayer",
     "ExpenseRevision",
     "ExpenseSplit",
+    "IdempotencyKey",
     "Invitation",
     "ItemParticipant",
     "ItineraryItem",

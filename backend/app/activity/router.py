@@ -7,8 +7,14 @@ from app.activity.models import ActivityPublic
 from app.core.deps import SessionDep, TripMember
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
+from app.core.routing import AppRoute
 
-router = APIRouter(prefix="/trips", tags=["activity"], responses=error_responses(401, 404, 422))
+router = APIRouter(
+    prefix="/trips",
+    tags=["activity"],
+    responses=error_responses(401, 404, 422),
+    route_class=AppRoute,
+)
 
 
 @router.get(

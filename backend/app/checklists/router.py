@@ -18,11 +18,13 @@ from app.checklists.models import (
 from app.core.deps import SessionDep, TripEditor, TripMember
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
+from app.core.routing import AppRoute
 
 router = APIRouter(
     prefix="/trips/{trip_id}/checklists",
     tags=["checklists"],
     responses=error_responses(401, 404, 422),
+    route_class=AppRoute,
 )
 _writes = error_responses(403, 409)
 

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     # longer must take a new snapshot. Weeks: offline trips last weeks.
     SYNC_RETENTION_DAYS: int = Field(default=56, ge=1, le=3650)
     EMAIL_VERIFICATION_TTL_HOURS: int = Field(default=48, ge=1, le=24 * 30)
+    # Weeks, not hours: an offline client replays its queue when the trip ends.
+    IDEMPOTENCY_RETENTION_DAYS: int = Field(default=28, ge=1, le=366)
 
     # Verification emails. Invitations only reach addresses their owner has verified.
     EMAIL_DELIVERY: EmailDelivery = EmailDelivery.FILE

@@ -4,7 +4,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -57,6 +57,17 @@ class Unprocessable(AppError):
 
 class ServiceUnavailable(AppError):
     status_code, code, title = 503, "service_unavailable", "Service Unavailable"
+
+
+class EarlyResponse(Exception):
+    """Ends a request with a response decided before the route ran (an idempotent replay).
+
+    Raised like an error, so the request's transaction is rolled back and nothing is written.
+    """
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
 
 
 class FieldError(BaseModel):
@@ -117,6 +128,11 @@ async def _app_error(_: Request, error: Exception) -> JSONResponse:
     return problem_response(
         error.status_code, error.code, error.title, error.detail, headers=headers
     )
+
+
+async def _early_response(_: Request, error: Exception) -> Response:
+    assert isinstance(error, EarlyResponse)
+    return error.response
 
 
 async def _http_error(_: Request, error: Exception) -> JSONResponse:
@@ -189,6 +205,7 @@ async def _unexpected_error(_: Request, error: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(EarlyResponse, _early_response)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(sa_exc.TimeoutError, _database_unavailable)

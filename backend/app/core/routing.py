@@ -1,15 +1,56 @@
-"""A route class whose JSON bodies keep decimal numbers exact (for money and exchange rates)."""
+"""The app's one route class: exact decimals in JSON bodies, and `Idempotency-Key` on writes.
 
+Every router is `APIRouter(route_class=AppRoute)` (a test checks every write route). A write
+(POST, PUT, PATCH, DELETE) sent with an `Idempotency-Key` header is carried out once per key:
+
+- before anything else, the route's first dependency takes a transaction-scoped advisory
+  lock on (caller, key) (held: 409 `idempotency_request_in_progress`) and looks the key up:
+  the same request again gets the stored response with `Idempotent-Replayed: true` and its
+  transaction rolls back; a different request is 422 `idempotency_key_reused`;
+- otherwise the route runs, and a 2xx response (status, body, content-type/location/etag)
+  is stored by the request's own session as that dependency exits, just before
+  `get_session` commits: the write and its key record commit together or not at all.
+
+Error responses are not stored (their transaction rolled back, so a retry runs again), nor
+are responses marked `Cache-Control: no-store` (the login's bearer token).
+"""
+
+import hashlib
+import hmac
 import json
-from collections.abc import Callable, Coroutine
+import re
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request, Response
+from fastapi import Depends, Header, Request, Response
 from fastapi.routing import APIRoute
+from fastapi.security.utils import get_authorization_scheme_param
+
+from app.core.config import get_settings
+from app.core.deps import SessionDep, get_current_user
+from app.core.errors import (
+    BadRequest,
+    Conflict,
+    EarlyResponse,
+    Unauthorized,
+    Unprocessable,
+    error_responses,
+)
+from app.idempotency import service as idempotency_service
+from app.idempotency.models import ANONYMOUS_SCOPE, IdempotencyKey, user_scope
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# 1 to 255 printable ASCII characters; a UUID is the usual choice.
+_VALID_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+# What a replay repeats besides status and body; everything else is computed afresh.
+_REPLAYED_HEADERS = ("content-type", "location", "etag")
 
 
-class _ExactNumbersRequest(Request):
+class AppRequest(Request):
     async def json(self) -> Any:
         # `1.0837` becomes Decimal("1.0837"), never the binary float 1.08369999999999999...;
         # integers stay int, so an amount in minor units written as `12.0` is still refused.
@@ -18,13 +59,177 @@ class _ExactNumbersRequest(Request):
         return self._json
 
 
-class ExactNumbersRoute(APIRoute):
-    """Use as `APIRouter(route_class=ExactNumbersRoute)`: decimals in bodies parse exactly."""
+@dataclass
+class KeyedWrite:
+    """A write sent with an Idempotency-Key, and (once it succeeded) the response to store."""
+
+    key: str
+    method: str
+    path: str
+    fingerprint: str
+    response: Response | None = None
+
+
+def _fingerprint(method: str, path: str, body: bytes) -> str:
+    # Keyed (HMAC), not a bare hash: bodies such as a password change must not be guessable.
+    secret = get_settings().SECRET_KEY.get_secret_value().encode()
+    message = method.encode() + b" " + path.encode() + b"\n" + body
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def _keyed_write(request: Request, body: bytes) -> KeyedWrite | None:
+    keys = request.headers.getlist(IDEMPOTENCY_HEADER)
+    if not keys:
+        return None
+    if len(keys) > 1 or not _VALID_KEY.fullmatch(keys[0]):
+        raise BadRequest(
+            f"{IDEMPOTENCY_HEADER} must be one value of 1 to 255 printable ASCII characters.",
+            code="invalid_idempotency_key",
+        )
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return KeyedWrite(
+        key=keys[0],
+        method=request.method,
+        path=path,
+        fingerprint=_fingerprint(request.method, path, body),
+    )
+
+
+def _storable(response: Response) -> bool:
+    cache_control = response.headers.get("cache-control", "")
+    return (
+        200 <= response.status_code < 300
+        and isinstance(getattr(response, "body", None), bytes)  # not a streamed response
+        and "no-store" not in cache_control.lower()
+    )
+
+
+def _scope_of(request: Request, session: SessionDep) -> str:
+    """The caller whose keys these are: the user of a valid bearer token, else anonymous."""
+    scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+    if scheme.lower() != "bearer" or not token:
+        return ANONYMOUS_SCOPE
+    try:
+        user = get_current_user(session, token)
+    except Unauthorized:
+        return ANONYMOUS_SCOPE  # a route that needs a user answers 401 on its own
+    return user_scope(user.id)
+
+
+def _replay(stored: IdempotencyKey) -> Response:
+    return Response(
+        content=stored.response_body,
+        status_code=stored.status_code,
+        headers={**stored.response_headers, REPLAYED_HEADER: "true"},
+    )
+
+
+_KEY_DESCRIPTION = (
+    "Makes the write safe to retry: a unique value per intended change (e.g. a UUID), "
+    "1 to 255 printable ASCII characters. The same key with the same request replays the "
+    f"first 2xx response (with `{REPLAYED_HEADER}: true`); with a different request it is "
+    "422 `idempotency_key_reused`; while the first is still running, 409 "
+    "`idempotency_request_in_progress`. Keys are kept for at least "
+    "IDEMPOTENCY_RETENTION_DAYS (28 by default) per user."
+)
+
+
+def idempotency_guard(
+    request: Request,
+    session: SessionDep,
+    # Declared for the OpenAPI document; AppRoute has already read and validated it.
+    idempotency_key: Annotated[
+        str | None, Header(alias=IDEMPOTENCY_HEADER, description=_KEY_DESCRIPTION)
+    ] = None,
+) -> Iterator[None]:
+    """First dependency of every write: lock and look up the key, then store the response."""
+    write: KeyedWrite | None = getattr(request.state, "keyed_write", None)
+    if write is None:
+        yield
+        return
+    scope = _scope_of(request, session)
+    if not idempotency_service.try_lock_key(session=session, scope=scope, key=write.key):
+        raise Conflict(
+            "A request with this Idempotency-Key is still in progress; retry shortly.",
+            code="idempotency_request_in_progress",
+        )
+    stored = idempotency_service.find_key(session=session, scope=scope, key=write.key)
+    if stored is not None:
+        if not hmac.compare_digest(stored.fingerprint, write.fingerprint):
+            raise Unprocessable(
+                "This Idempotency-Key was already used for a different request; "
+                "send a new key for a new change.",
+                code="idempotency_key_reused",
+            )
+        raise EarlyResponse(_replay(stored))
+    yield
+    # Runs after the route and its serialisation, before get_session commits.
+    if write.response is not None:
+        idempotency_service.record_key(
+            session=session,
+            scope=scope,
+            key=write.key,
+            method=write.method,
+            path=write.path,
+            fingerprint=write.fingerprint,
+            status_code=write.response.status_code,
+            response_body=bytes(write.response.body),
+            response_headers={
+                name: write.response.headers[name]
+                for name in _REPLAYED_HEADERS
+                if name in write.response.headers
+            },
+        )
+
+
+_IDEMPOTENCY_GUARD = Depends(idempotency_guard, scope="function")
+
+
+def _idempotency_responses(
+    responses: dict[int | str, dict[str, Any]] | None, status_code: int | None
+) -> dict[int | str, dict[str, Any]]:
+    """Declare the guard's problems and `Idempotent-Replayed` in the OpenAPI document."""
+    success = status_code or 200
+    responses = {**error_responses(400, 409, 422), **(responses or {})}
+    entry = dict(responses.get(success, {}))
+    entry["headers"] = {
+        **entry.get("headers", {}),
+        REPLAYED_HEADER: {
+            "description": "`true` when this is the stored response to an earlier request "
+            "with the same Idempotency-Key.",
+            "schema": {"type": "string", "enum": ["true"]},
+        },
+    }
+    return {**responses, success: entry}
+
+
+class AppRoute(APIRoute):
+    """Use as `APIRouter(route_class=AppRoute)` for every router (see the module docstring)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        methods = {method.upper() for method in kwargs.get("methods") or ()}
+        if methods & WRITE_METHODS:
+            # First, so the key is locked before any other dependency locks or writes.
+            kwargs["dependencies"] = [_IDEMPOTENCY_GUARD, *(kwargs.get("dependencies") or ())]
+            kwargs["responses"] = _idempotency_responses(
+                kwargs.get("responses"), kwargs.get("status_code")
+            )
+        super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
-        async def exact_handler(request: Request) -> Response:
-            return await handler(_ExactNumbersRequest(request.scope, request.receive))
+        async def app_handler(request: Request) -> Response:
+            request = AppRequest(request.scope, request.receive)
+            write = None
+            if request.method in WRITE_METHODS and IDEMPOTENCY_HEADER in request.headers:
+                write = _keyed_write(request, await request.body())
+                request.state.keyed_write = write
+            # Solves the dependencies, runs the route and serialises its response; the
+            # function-scoped session commits only after this returns.
+            response = await handler(request)
+            if write is not None and _storable(response):
+                write.response = response
+            return response
 
-        return exact_handler
+        return app_handler

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, status
 from app.core.deps import SessionDep, TripAccess, TripEditor, TripMember
 from app.core.errors import Forbidden, error_responses
 from app.core.pagination import Page, PageParams
-from app.core.routing import ExactNumbersRoute
+from app.core.routing import AppRoute
 from app.expenses import service
 from app.expenses.models import (
     BalancesPublic,
@@ -36,7 +36,7 @@ router = APIRouter(
     prefix="/trips/{trip_id}",
     tags=["expenses"],
     responses=error_responses(401, 404, 422),
-    route_class=ExactNumbersRoute,
+    route_class=AppRoute,
 )
 _writes = error_responses(403, 409)
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, status
 from app.core.deps import CurrentUser, SessionDep, TripOwner
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
+from app.core.routing import AppRoute
 from app.invitations import service
 from app.invitations.models import InvitationCreate, InvitationPublic, ReceivedInvitation
 from app.trips.models import TripPublic
@@ -15,9 +16,13 @@ trip_router = APIRouter(
     prefix="/trips/{trip_id}/invitations",
     tags=["invitations"],
     responses=error_responses(401, 403, 404, 422),
+    route_class=AppRoute,
 )
 router = APIRouter(
-    prefix="/invitations", tags=["invitations"], responses=error_responses(401, 403, 422)
+    prefix="/invitations",
+    tags=["invitations"],
+    responses=error_responses(401, 403, 422),
+    route_class=AppRoute,
 )
 
 

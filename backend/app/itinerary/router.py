@@ -9,11 +9,15 @@ from fastapi import APIRouter, Query, status
 from app.core.deps import SessionDep, TripEditor, TripMember
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
+from app.core.routing import AppRoute
 from app.itinerary import service
 from app.itinerary.models import DayPublic, ItemCreate, ItemMove, ItemPublic, ItemUpdate
 
 router = APIRouter(
-    prefix="/trips/{trip_id}", tags=["itinerary"], responses=error_responses(401, 404, 422)
+    prefix="/trips/{trip_id}",
+    tags=["itinerary"],
+    responses=error_responses(401, 404, 422),
+    route_class=AppRoute,
 )
 _writes = error_responses(403, 409)
 

@@ -7,11 +7,15 @@ from fastapi import APIRouter, status
 from app.core.deps import SessionDep, TripEditor, TripMember
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
+from app.core.routing import AppRoute
 from app.participants import service
 from app.participants.models import GuestCreate, Participant, ParticipantPublic
 
 router = APIRouter(
-    prefix="/trips/{trip_id}", tags=["participants"], responses=error_responses(401, 404, 422)
+    prefix="/trips/{trip_id}",
+    tags=["participants"],
+    responses=error_responses(401, 404, 422),
+    route_class=AppRoute,
 )
 _writes = error_responses(403, 409)
 

@@ -83,9 +83,15 @@ def _scope(outer: Scope, method: str, path: str, headers: dict[str, str], has_bo
 def result_of(outcome: Outcome) -> str:
     if 200 <= outcome.status < 300:
         return "applied"
+    if _code(outcome) == "idempotency_request_in_progress":
+        return "skipped"  # the same write is running elsewhere: ask again later
     if outcome.status in (409, 412):
         return "conflict"  # the body carries the server's current version of the resource
     return "rejected"
+
+
+def _code(outcome: Outcome) -> str | None:
+    return outcome.body.get("code") if isinstance(outcome.body, dict) else None
 
 
 def _outside_trip(path: str, trip_id: uuid.UUID) -> bool:

@@ -7,18 +7,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.core.deps import CurrentUser, SessionDep, TripAccess, TripMember
 from app.core.errors import BadRequest, error_responses
 from app.core.pagination import seal, unseal
+from app.core.routing import AppRoute
 from app.sync import mutations, service
 from app.trips import service as trip_service
 from app.trips.models import Role
 
-router = APIRouter(tags=["sync"], responses=error_responses(401, 422))
+router = APIRouter(tags=["sync"], route_class=AppRoute, responses=error_responses(401, 422))
 
 MAX_CHANGES = 1000
 MAX_MUTATIONS = 100
@@ -158,6 +159,7 @@ class MutationResults(BaseModel):
 )
 async def apply_mutations(
     request: Request,
+    response: Response,
     session: SessionDep,
     user: CurrentUser,
     trip_id: uuid.UUID,
@@ -170,6 +172,9 @@ async def apply_mutations(
     `skipped`: not attempted because the service was unavailable; send them again later.
     Give each write an `Idempotency-Key` so that sending a batch twice applies nothing twice.
     """
+    # Never stored under an Idempotency-Key of the batch: a resend must re-run the writes
+    # (each protected by its own key), not replay results that may say `skipped`.
+    response.headers["Cache-Control"] = "no-store"
     # Membership is checked without the trip's write lock: the writes take it one by one.
     await run_in_threadpool(
         lambda: trip_service.get_trip_for_member(session=session, trip_id=trip_id, user_id=user.id)

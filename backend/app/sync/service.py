@@ -383,17 +383,21 @@ def device_feed(
     return too_old, states, removed
 
 
-def prune_tombstones(*, session: Session, older_than: timedelta) -> int:
-    """Forget deletions older than the retention window; cursors before them must reset.
+def prune_tombstones(*, session: Session, now: datetime, limit: int) -> int:
+    """Forget up to `limit` deletions older than SYNC_RETENTION_DAYS; return how many.
 
     Each trip's `pruned_version` rises to the newest version forgotten, in the same statement,
     so no client can pull past a gap without being told to take a snapshot.
     """
-    cutoff = utcnow() - older_than
+    cutoff = now - timedelta(days=get_settings().SYNC_RETENTION_DAYS)
     result = session.execute(
         text(
             "WITH pruned AS ("
-            "  DELETE FROM sync_tombstones WHERE deleted_at < :cutoff RETURNING trip_id, version"
+            "  DELETE FROM sync_tombstones WHERE (trip_id, version, entity, entity_id) IN ("
+            "    SELECT trip_id, version, entity, entity_id FROM sync_tombstones"
+            "    WHERE deleted_at < :cutoff ORDER BY deleted_at LIMIT :limit"
+            "    FOR UPDATE SKIP LOCKED"
+            "  ) RETURNING trip_id, version"
             "), newest AS ("
             "  SELECT trip_id, max(version) AS version, count(*) AS rows FROM pruned"
             "  GROUP BY trip_id"
@@ -402,6 +406,6 @@ def prune_tombstones(*, session: Session, older_than: timedelta) -> int:
             "  FROM newest WHERE trips.id = newest.trip_id"
             ") SELECT coalesce(sum(rows), 0) FROM newest"
         ),
-        {"cutoff": cutoff},
+        {"cutoff": cutoff, "limit": limit},
     )
     return int(result.scalar_one())

@@ -7,6 +7,7 @@ from fastapi import APIRouter, status
 from app.core.deps import CurrentUser, SessionDep, TripEditor, TripMember, TripOwner
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
+from app.core.routing import AppRoute
 from app.trips import service
 from app.trips.models import (
     MemberPublic,
@@ -23,7 +24,9 @@ from app.trips.models import (
 )
 from app.users.models import User
 
-router = APIRouter(prefix="/trips", tags=["trips"], responses=error_responses(401, 422))
+router = APIRouter(
+    prefix="/trips", tags=["trips"], responses=error_responses(401, 422), route_class=AppRoute
+)
 _in_trip = error_responses(404)
 
 

@@ -2,11 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.core.deps import CurrentUser, SessionDep
 from app.core.errors import error_responses
+from app.core.routing import AppRoute
 from app.core.security import create_access_token
 from app.users import service
 from app.users.models import (
@@ -18,8 +19,10 @@ from app.users.models import (
     UserUpdate,
 )
 
-auth_router = APIRouter(prefix="/auth", tags=["auth"])
-users_router = APIRouter(prefix="/users", tags=["users"], responses=error_responses(401))
+auth_router = APIRouter(prefix="/auth", tags=["auth"], route_class=AppRoute)
+users_router = APIRouter(
+    prefix="/users", tags=["users"], responses=error_responses(401), route_class=AppRoute
+)
 
 
 @auth_router.post(
@@ -40,8 +43,15 @@ def verify_email(session: SessionDep, data: EmailVerification) -> UserPublic:
 
 
 @auth_router.post("/login", response_model=Token, responses=error_responses(401, 422))
-def login(session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+def login(
+    session: SessionDep,
+    response: Response,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+) -> Token:
+    """Exchange email and password for a bearer token (never stored for an Idempotency-Key)."""
     user = service.authenticate(session=session, email=form.username, password=form.password)
+    # RFC 6749 section 5.1; it also keeps the token out of the idempotency records.
+    response.headers["Cache-Control"] = "no-store"
     return Token(access_token=create_access_token(user.id, user.token_version))
 
 

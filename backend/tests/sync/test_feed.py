@@ -285,7 +285,7 @@ def test_pruning_old_tombstones_makes_older_cursors_reset(
     session.add(aged)
     session.commit()
 
-    assert prune_tombstones(session=session, older_than=timedelta(days=56)) == 1
+    assert prune_tombstones(session=session, now=utcnow(), limit=100) == 1
     session.commit()
     remaining = session.exec(
         select(Tombstone.entity_id).where(Tombstone.trip_id == uuid.UUID(trip["id"]))

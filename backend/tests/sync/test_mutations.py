@@ -95,3 +95,30 @@ def test_a_batch_for_a_trip_i_am_not_in_is_404(client: TestClient, session: Sess
     )
     support.assert_problem(response, 404, "trip_not_found")
     assert client.get(f"/trips/{trip['id']}", headers=support.auth(owner)).status_code == 200
+
+
+def test_a_batch_is_never_replayed_from_its_own_key(client: TestClient, session: Session) -> None:
+    """The writes inside carry their own keys; the batch's answer is never stored."""
+    owner = support.make_user(session)
+    trip = create_trip(client, owner)
+    body = {
+        "mutations": [
+            {
+                "id": "1",
+                "method": "POST",
+                "path": f"/trips/{trip['id']}/items",
+                "headers": {"Idempotency-Key": "item-1"},
+                "body": {"kind": "note", "title": "Once"},
+            }
+        ]
+    }
+    headers = {**support.auth(owner), "Idempotency-Key": "batch-1"}
+    first = client.post(f"/trips/{trip['id']}/mutations", headers=headers, json=body)
+    second = client.post(f"/trips/{trip['id']}/mutations", headers=headers, json=body)
+    assert first.headers["cache-control"] == "no-store"
+    assert "idempotent-replayed" not in second.headers
+    assert second.json()["results"][0]["body"] == first.json()["results"][0]["body"]
+    titles = session.exec(
+        select(ItineraryItem.title).where(ItineraryItem.trip_id == uuid.UUID(trip["id"]))
+    ).all()
+    assert titles == ["Once"]

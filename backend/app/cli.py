@@ -1,0 +1,71 @@
+"""Maintenance commands, run as `python -m app.cli <command>` (see `make cleanup`)."""
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from sqlmodel import Session
+
+from app.core.db import get_sessionmaker, utcnow
+from app.idempotency import service as idempotency_service
+from app.sync import service as sync_service
+
+
+class BatchDelete(Protocol):
+    def __call__(self, *, session: Session, now: datetime, limit: int) -> int:
+        """Delete up to `limit` rows that expired before `now`; return how many."""
+        ...
+
+
+# What `cleanup` prunes, in order; a new retention rule is one more entry here.
+CLEANUP_TASKS: dict[str, BatchDelete] = {
+    "expired idempotency keys": idempotency_service.delete_expired_keys,
+    "tombstones past the sync retention": sync_service.prune_tombstones,
+}
+
+DEFAULT_BATCH_SIZE = 1000
+
+
+def _delete_in_batches(delete_batch: BatchDelete, *, now: datetime, batch_size: int) -> int:
+    # One short transaction per batch: no long-held locks, progress survives an interruption.
+    total = 0
+    while True:
+        with get_sessionmaker()() as session:
+            deleted = delete_batch(session=session, now=now, limit=batch_size)
+            session.commit()
+        total += deleted
+        if deleted < batch_size:
+            return total
+
+
+def cleanup(*, now: datetime | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> dict[str, int]:
+    """Run every cleanup task; returns how many rows each one deleted."""
+    now = now or utcnow()
+    return {
+        name: _delete_in_batches(delete_batch, now=now, batch_size=batch_size)
+        for name, delete_batch in CLEANUP_TASKS.items()
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    cleanup_parser = commands.add_parser(
+        "cleanup", help="delete what has outlived its retention (idempotency keys, tombstones)"
+    )
+    cleanup_parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="rows per transaction"
+    )
+    args = parser.parse_args(argv)
+    if args.command == "cleanup":
+        if args.batch_size < 1:
+            parser.error("--batch-size must be at least 1")
+        for name, deleted in cleanup(batch_size=args.batch_size).items():
+            print(f"{name}: {deleted} deleted")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
