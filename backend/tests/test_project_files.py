@@ -34,7 +34,8 @@ def _interpolate(value: str, env: dict[str, str]) -> str:
 
 def test_compose_describes_the_production_like_stack(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"db", "migrate", "backend", "frontend", "mail"}
+    assert set(services) == {"db", "migrate", "backend", "cleanup", "frontend", "mail"}
+    assert "app.cli cleanup" in " ".join(services["cleanup"]["command"])
     assert services["db"]["healthcheck"]["test"]
     assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
     assert services["migrate"]["command"][-2:] == ["upgrade", "head"]
@@ -42,7 +43,7 @@ def test_compose_describes_the_production_like_stack(compose: dict[str, Any]) ->
     backend_deps = services["backend"]["depends_on"]
     assert backend_deps["migrate"]["condition"] == "service_completed_successfully"
     assert services["frontend"]["depends_on"]["backend"]["condition"] == "service_healthy"
-    for name in ("migrate", "backend"):
+    for name in ("migrate", "backend", "cleanup"):
         dockerfile = (
             REPO_DIR / services[name]["build"]["context"] / services[name]["build"]["dockerfile"]
         )
