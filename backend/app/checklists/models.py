@@ -22,6 +22,8 @@ class Checklist(SQLModel, table=True):
     __tablename__ = "checklists"
     __table_args__ = (
         Index("ix_checklists_trip_id_version", "trip_id", "version"),
+        # Client-chosen ids are checked across trips (app.sync.client_ids).
+        Index("ix_checklists_id", "id"),
         CheckConstraint("kind IN ('packing', 'todo')", name="kind"),
         Index("ix_checklists_trip_id_created_at_id", "trip_id", "created_at", "id"),
     )
@@ -42,6 +44,7 @@ class ChecklistItem(SQLModel, table=True):
     __tablename__ = "checklist_items"
     __table_args__ = (
         Index("ix_checklist_items_trip_id_version", "trip_id", "version"),
+        Index("ix_checklist_items_id", "id"),
         ForeignKeyConstraint(
             ["trip_id", "checklist_id"],
             ["checklists.trip_id", "checklists.id"],

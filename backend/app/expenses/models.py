@@ -79,6 +79,8 @@ class Expense(SQLModel, table=True):
     __tablename__ = "trip_expenses"
     __table_args__ = (
         Index("ix_trip_expenses_trip_id_version", "trip_id", "version"),
+        # Client-chosen ids are checked across trips (app.sync.client_ids).
+        Index("ix_trip_expenses_id", "id"),
         # The revisions table points back here: the pair is created by ALTER (use_alter).
         ForeignKeyConstraint(
             ["trip_id", "current_revision_id"],
@@ -194,6 +196,7 @@ class Settlement(SQLModel, table=True):
     __tablename__ = "trip_settlements"
     __table_args__ = (
         Index("ix_trip_settlements_trip_id_version", "trip_id", "version"),
+        Index("ix_trip_settlements_id", "id"),
         # Two references to the same table: named by hand, the convention would repeat itself.
         _participant_key("from_participant_id", name="fk_trip_settlements_from_participant"),
         _participant_key("to_participant_id", name="fk_trip_settlements_to_participant"),

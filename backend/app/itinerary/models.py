@@ -48,6 +48,8 @@ class ItineraryItem(SQLModel, table=True):
     __tablename__ = "itinerary_items"
     __table_args__ = (
         Index("ix_itinerary_items_trip_id_version", "trip_id", "version"),
+        # Client-chosen ids are checked across trips (app.sync.client_ids).
+        Index("ix_itinerary_items_id", "id"),
         CheckConstraint(
             "kind IN ('activity', 'lodging', 'transport', 'meal', 'note')", name="kind"
         ),

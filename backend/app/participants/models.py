@@ -20,6 +20,8 @@ class Participant(SQLModel, table=True):
     __tablename__ = "trip_participants"
     __table_args__ = (
         Index("ix_trip_participants_trip_id_version", "trip_id", "version"),
+        # Client-chosen ids are checked across trips (app.sync.client_ids).
+        Index("ix_trip_participants_id", "id"),
         UniqueConstraint("trip_id", "user_id"),
     )
 
