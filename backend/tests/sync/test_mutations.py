@@ -43,8 +43,18 @@ def test_a_batch_applies_in_order_and_reports_each_write(
             "path": f"{base}/items",
             "body": {"kind": "party", "title": "Bad"},
         },
-        {"id": "c", "method": "DELETE", "path": f"{base}/items/{existing['id']}"},
-        {"id": "d", "method": "DELETE", "path": f"{base}/items/{existing['id']}"},
+        {
+            "id": "c",
+            "method": "DELETE",
+            "path": f"{base}/items/{existing['id']}",
+            "headers": {"If-Match": f'"{existing["version"]}"'},
+        },
+        {
+            "id": "d",
+            "method": "DELETE",
+            "path": f"{base}/items/{existing['id']}",
+            "headers": {"If-Match": f'"{existing["version"]}"'},
+        },
         {"id": "e", "method": "PATCH", "path": "/users/me", "body": {"full_name": "Hijack"}},
         {"id": "f", "method": "POST", "path": f"{base}/mutations", "body": {"mutations": []}},
     )
@@ -122,3 +132,4 @@ def test_a_batch_is_never_replayed_from_its_own_key(client: TestClient, session:
         select(ItineraryItem.title).where(ItineraryItem.trip_id == uuid.UUID(trip["id"]))
     ).all()
     assert titles == ["Once"]
+
