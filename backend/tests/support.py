@@ -83,8 +83,12 @@ def make_user(
     return user
 
 
-def auth(user: User) -> dict[str, str]:
-    return {"Authorization": f"Bearer {create_access_token(user.id, user.token_version)}"}
+def auth(user: User, *, if_match: str | int | None = None) -> dict[str, str]:
+    """The user's bearer token; with `if_match`, also If-Match: a version (42 → "42") or "*"."""
+    headers = {"Authorization": f"Bearer {create_access_token(user.id, user.token_version)}"}
+    if if_match is not None:
+        headers["If-Match"] = if_match if isinstance(if_match, str) else f'"{if_match}"'
+    return headers
 
 
 def join(client: TestClient, owner: User, trip_id: str, user: User, role: str) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import CheckConstraint, ForeignKeyConstraint, Index, String
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column, uuid_primary_key, version_column
-from app.core.fields import REJECT_UNKNOWN_FIELDS, Name
+from app.core.fields import CLIENT_ID_DESCRIPTION, REJECT_UNKNOWN_FIELDS, Name
 
 
 class ChecklistKind(StrEnum):
@@ -22,6 +22,8 @@ class Checklist(SQLModel, table=True):
     __tablename__ = "checklists"
     __table_args__ = (
         Index("ix_checklists_trip_id_version", "trip_id", "version"),
+        # Client-chosen ids are checked across trips (app.sync.client_ids).
+        Index("ix_checklists_id", "id"),
         CheckConstraint("kind IN ('packing', 'todo')", name="kind"),
         Index("ix_checklists_trip_id_created_at_id", "trip_id", "created_at", "id"),
     )
@@ -42,6 +44,7 @@ class ChecklistItem(SQLModel, table=True):
     __tablename__ = "checklist_items"
     __table_args__ = (
         Index("ix_checklist_items_trip_id_version", "trip_id", "version"),
+        Index("ix_checklist_items_id", "id"),
         ForeignKeyConstraint(
             ["trip_id", "checklist_id"],
             ["checklists.trip_id", "checklists.id"],
@@ -81,6 +84,7 @@ class ChecklistItem(SQLModel, table=True):
 class ChecklistCreate(SQLModel):
     model_config = REJECT_UNKNOWN_FIELDS
 
+    id: uuid.UUID | None = Field(default=None, description=CLIENT_ID_DESCRIPTION)
     kind: ChecklistKind
     title: Name = Field(max_length=200)
 
@@ -109,11 +113,13 @@ class ChecklistPublic(SQLModel):
     created_by: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
+    version: int
 
 
 class ChecklistItemCreate(SQLModel):
     model_config = REJECT_UNKNOWN_FIELDS
 
+    id: uuid.UUID | None = Field(default=None, description=CLIENT_ID_DESCRIPTION)
     text: Name = Field(max_length=500)
     assignee_id: uuid.UUID | None = None
     done: bool = False
@@ -147,3 +153,4 @@ class ChecklistItemPublic(SQLModel):
     created_by: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
+    version: int

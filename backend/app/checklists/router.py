@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from app.checklists import service
 from app.checklists.models import (
@@ -15,9 +15,15 @@ from app.checklists.models import (
     ChecklistPublic,
     ChecklistUpdate,
 )
-from app.core.deps import SessionDep, TripEditor, TripMember
+from app.core.deps import IfMatch, SessionDep, TripEditor, TripMember
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
+from app.core.preconditions import (
+    conditional_write_responses,
+    create_responses,
+    etag_responses,
+    set_etag,
+)
 from app.core.routing import AppRoute
 
 router = APIRouter(
@@ -43,42 +49,77 @@ def list_checklists(
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=ChecklistPublic, responses=_writes
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChecklistPublic,
+    responses={**_writes, **create_responses(ChecklistPublic)},
 )
 def create_checklist(
-    session: SessionDep, access: TripEditor, data: ChecklistCreate
+    session: SessionDep, access: TripEditor, data: ChecklistCreate, response: Response
 ) -> ChecklistPublic:
-    return service.create_checklist(
+    created = service.create_checklist(
         session=session, trip_id=access.trip.id, data=data, actor_id=access.user.id
     )
+    if created.replayed:
+        response.status_code = status.HTTP_200_OK
+    set_etag(response, created.value.version)
+    return created.value
 
 
-@router.get("/{checklist_id}", response_model=ChecklistPublic)
+@router.get("/{checklist_id}", response_model=ChecklistPublic, responses=etag_responses())
 def get_checklist(
-    session: SessionDep, access: TripMember, checklist_id: uuid.UUID
+    session: SessionDep, access: TripMember, checklist_id: uuid.UUID, response: Response
 ) -> ChecklistPublic:
-    return service.get_checklist(
+    """The list with the number of its items (and done ones) the caller can see.
+
+    Its ETag is the list's own version: adding or ticking items does not change it.
+    """
+    checklist = service.get_checklist(
         session=session, trip_id=access.trip.id, checklist_id=checklist_id, user_id=access.user.id
     )
+    set_etag(response, checklist.version)
+    return checklist
 
 
-@router.patch("/{checklist_id}", response_model=ChecklistPublic, responses=_writes)
+@router.patch(
+    "/{checklist_id}",
+    response_model=ChecklistPublic,
+    responses={**_writes, **conditional_write_responses()},
+)
 def update_checklist(
-    session: SessionDep, access: TripEditor, checklist_id: uuid.UUID, data: ChecklistUpdate
+    session: SessionDep,
+    access: TripEditor,
+    checklist_id: uuid.UUID,
+    expected: IfMatch,
+    data: ChecklistUpdate,
+    response: Response,
 ) -> ChecklistPublic:
-    return service.update_checklist(
+    checklist = service.update_checklist(
         session=session,
         trip_id=access.trip.id,
         checklist_id=checklist_id,
         data=data,
         actor_id=access.user.id,
+        expected=expected,
     )
+    set_etag(response, checklist.version)
+    return checklist
 
 
-@router.delete("/{checklist_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_writes)
-def delete_checklist(session: SessionDep, access: TripEditor, checklist_id: uuid.UUID) -> None:
+@router.delete(
+    "/{checklist_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_writes, **conditional_write_responses(None)},
+)
+def delete_checklist(
+    session: SessionDep, access: TripEditor, checklist_id: uuid.UUID, expected: IfMatch
+) -> None:
     service.delete_checklist(
-        session=session, trip_id=access.trip.id, checklist_id=checklist_id, actor_id=access.user.id
+        session=session,
+        trip_id=access.trip.id,
+        checklist_id=checklist_id,
+        actor_id=access.user.id,
+        expected=expected,
     )
 
 
@@ -105,46 +146,67 @@ def list_checklist_items(
     "/{checklist_id}/items",
     status_code=status.HTTP_201_CREATED,
     response_model=ChecklistItemPublic,
-    responses=_writes,
+    responses={**_writes, **create_responses(ChecklistItemPublic)},
 )
 def create_checklist_item(
-    session: SessionDep, access: TripEditor, checklist_id: uuid.UUID, data: ChecklistItemCreate
+    session: SessionDep,
+    access: TripEditor,
+    checklist_id: uuid.UUID,
+    data: ChecklistItemCreate,
+    response: Response,
 ) -> ChecklistItemPublic:
     """Add an item; a private one is seen by no one but its creator."""
-    return service.create_item(
+    created = service.create_item(
         session=session,
         trip_id=access.trip.id,
         checklist_id=checklist_id,
         data=data,
         actor_id=access.user.id,
     )
+    if created.replayed:
+        response.status_code = status.HTTP_200_OK
+    set_etag(response, created.value.version)
+    return created.value
 
 
 @router.patch(
-    "/{checklist_id}/items/{item_id}", response_model=ChecklistItemPublic, responses=_writes
+    "/{checklist_id}/items/{item_id}",
+    response_model=ChecklistItemPublic,
+    responses={**_writes, **conditional_write_responses()},
 )
 def update_checklist_item(
     session: SessionDep,
     access: TripEditor,
     checklist_id: uuid.UUID,
     item_id: uuid.UUID,
+    expected: IfMatch,
     data: ChecklistItemUpdate,
+    response: Response,
 ) -> ChecklistItemPublic:
-    return service.update_item(
+    item = service.update_item(
         session=session,
         trip_id=access.trip.id,
         checklist_id=checklist_id,
         item_id=item_id,
         data=data,
         actor_id=access.user.id,
+        expected=expected,
     )
+    set_etag(response, item.version)
+    return item
 
 
 @router.delete(
-    "/{checklist_id}/items/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_writes
+    "/{checklist_id}/items/{item_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_writes, **conditional_write_responses(None)},
 )
 def delete_checklist_item(
-    session: SessionDep, access: TripEditor, checklist_id: uuid.UUID, item_id: uuid.UUID
+    session: SessionDep,
+    access: TripEditor,
+    checklist_id: uuid.UUID,
+    item_id: uuid.UUID,
+    expected: IfMatch,
 ) -> None:
     service.delete_item(
         session=session,
@@ -152,4 +214,5 @@ def delete_checklist_item(
         checklist_id=checklist_id,
         item_id=item_id,
         actor_id=access.user.id,
+        expected=expected,
     )

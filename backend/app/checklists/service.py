@@ -23,7 +23,9 @@ from app.checklists.models import (
 from app.core.db import utcnow
 from app.core.errors import Forbidden, NotFound
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
+from app.core.preconditions import ExpectedVersion, ensure_version
 from app.participants.service import require_participants_in_trip
+from app.sync.client_ids import Created, find_existing, id_taken, replay
 
 
 def _visible_to(user_id: uuid.UUID) -> Any:
@@ -75,6 +77,25 @@ def _get_checklist(
     return checklist
 
 
+def _locked_checklist(
+    session: Session,
+    trip_id: uuid.UUID,
+    checklist_id: uuid.UUID,
+    user_id: uuid.UUID,
+    expected: ExpectedVersion,
+) -> Checklist:
+    """The checklist, locked, if it is still at the version the caller expects."""
+    checklist = _get_checklist(session, trip_id, checklist_id, for_update=True)
+    ensure_version(
+        checklist,
+        expected,
+        lambda: get_checklist(
+            session=session, trip_id=trip_id, checklist_id=checklist_id, user_id=user_id
+        ),
+    )
+    return checklist
+
+
 def get_checklist(
     *, session: Session, trip_id: uuid.UUID, checklist_id: uuid.UUID, user_id: uuid.UUID
 ) -> ChecklistPublic:
@@ -104,8 +125,21 @@ def list_checklists(
 
 def create_checklist(
     *, session: Session, trip_id: uuid.UUID, data: ChecklistCreate, actor_id: uuid.UUID
-) -> ChecklistPublic:
+) -> Created[ChecklistPublic]:
+    """A new checklist; with a client-chosen id seen before, a replay (or a conflict)."""
+    if data.id is not None:
+        existing = find_existing(session, Checklist, trip_id=trip_id, row_id=data.id)
+        if existing is not None:
+            public = get_checklist(
+                session=session, trip_id=trip_id, checklist_id=existing.id, user_id=actor_id
+            )
+            same = (existing.kind, existing.title) == (data.kind, data.title)
+            return replay(
+                public, version=existing.version, same_content=same, current=lambda: public
+            )
     checklist = Checklist(trip_id=trip_id, kind=data.kind, title=data.title, created_by=actor_id)
+    if data.id is not None:
+        checklist.id = data.id
     session.add(checklist)
     record_activity(
         session=session,
@@ -117,7 +151,7 @@ def create_checklist(
         summary=checklist.title,
     )
     session.flush()
-    return _checklist_public(checklist, 0, 0)
+    return Created(_checklist_public(checklist, 0, 0))
 
 
 def update_checklist(
@@ -127,8 +161,9 @@ def update_checklist(
     checklist_id: uuid.UUID,
     data: ChecklistUpdate,
     actor_id: uuid.UUID,
+    expected: ExpectedVersion,
 ) -> ChecklistPublic:
-    checklist = _get_checklist(session, trip_id, checklist_id, for_update=True)
+    checklist = _locked_checklist(session, trip_id, checklist_id, actor_id, expected)
     changes = data.model_dump(exclude_unset=True)
     for field, value in changes.items():
         setattr(checklist, field, value)
@@ -150,10 +185,15 @@ def update_checklist(
 
 
 def delete_checklist(
-    *, session: Session, trip_id: uuid.UUID, checklist_id: uuid.UUID, actor_id: uuid.UUID
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    checklist_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    expected: ExpectedVersion,
 ) -> None:
     """Delete the list with all its items, including private ones of other members."""
-    checklist = _get_checklist(session, trip_id, checklist_id, for_update=True)
+    checklist = _locked_checklist(session, trip_id, checklist_id, actor_id, expected)
     session.delete(checklist)  # items go with it (ON DELETE CASCADE)
     record_activity(
         session=session,
@@ -189,7 +229,9 @@ def _get_item(
     checklist_id: uuid.UUID,
     item_id: uuid.UUID,
     user_id: uuid.UUID,
+    expected: ExpectedVersion,
 ) -> ChecklistItem:
+    """The item (locked) if the user may see it and it is still at the version they expect."""
     item = session.exec(
         select(ChecklistItem)
         .where(
@@ -202,6 +244,7 @@ def _get_item(
     ).first()
     if item is None:
         raise _item_not_found()
+    ensure_version(item, expected, lambda: item_public(item))
     return item
 
 
@@ -233,15 +276,23 @@ def create_item(
     checklist_id: uuid.UUID,
     data: ChecklistItemCreate,
     actor_id: uuid.UUID,
-) -> ChecklistItemPublic:
+) -> Created[ChecklistItemPublic]:
+    """A new item; with a client-chosen id seen before, a replay (or a conflict)."""
     _get_checklist(session, trip_id, checklist_id)  # a list deleted meanwhile: the FK refuses
+    if data.id is not None:
+        existing = find_existing(session, ChecklistItem, trip_id=trip_id, row_id=data.id)
+        if existing is not None:
+            return _replay_item(existing, checklist_id, data, actor_id)
     if data.assignee_id is not None:
         require_participants_in_trip(
             session=session, trip_id=trip_id, participant_ids=[data.assignee_id]
         )
     item = ChecklistItem.model_validate(
-        data, update={"trip_id": trip_id, "checklist_id": checklist_id, "created_by": actor_id}
+        data.model_dump(exclude={"id"}),
+        update={"trip_id": trip_id, "checklist_id": checklist_id, "created_by": actor_id},
     )
+    if data.id is not None:
+        item.id = data.id
     session.add(item)
     record_activity(
         session=session,
@@ -254,7 +305,27 @@ def create_item(
         visible_to=_log_readers(item),
     )
     session.flush()
-    return item_public(item)
+    return Created(item_public(item))
+
+
+def _replay_item(
+    existing: ChecklistItem,
+    checklist_id: uuid.UUID,
+    data: ChecklistItemCreate,
+    actor_id: uuid.UUID,
+) -> Created[ChecklistItemPublic]:
+    if existing.private and existing.created_by != actor_id:
+        raise id_taken()  # another member's private item does not exist for the caller
+    public = item_public(existing)
+    content = (checklist_id, data.text, data.assignee_id, data.done, data.private)
+    same = content == (
+        existing.checklist_id,
+        existing.text,
+        existing.assignee_id,
+        existing.done,
+        existing.private,
+    )
+    return replay(public, version=existing.version, same_content=same, current=lambda: public)
 
 
 def update_item(
@@ -265,8 +336,9 @@ def update_item(
     item_id: uuid.UUID,
     data: ChecklistItemUpdate,
     actor_id: uuid.UUID,
+    expected: ExpectedVersion,
 ) -> ChecklistItemPublic:
-    item = _get_item(session, trip_id, checklist_id, item_id, actor_id)
+    item = _get_item(session, trip_id, checklist_id, item_id, actor_id, expected)
     changes = data.model_dump(exclude_unset=True)
     if "private" in changes and changes["private"] != item.private and item.created_by != actor_id:
         raise Forbidden(
@@ -301,8 +373,9 @@ def delete_item(
     checklist_id: uuid.UUID,
     item_id: uuid.UUID,
     actor_id: uuid.UUID,
+    expected: ExpectedVersion,
 ) -> None:
-    item = _get_item(session, trip_id, checklist_id, item_id, actor_id)
+    item = _get_item(session, trip_id, checklist_id, item_id, actor_id, expected)
     session.delete(item)
     record_activity(
         session=session,

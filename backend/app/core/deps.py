@@ -4,12 +4,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import Session
 
 from app.core.db import get_session
 from app.core.errors import Forbidden, Unauthorized
+from app.core.preconditions import ANY_VERSION, ExpectedVersion, parse_if_match
 from app.core.security import decode_access_token
 from app.trips import service as trip_service
 from app.trips.models import Role, Trip
@@ -82,3 +83,31 @@ def get_trip_owner(access: Annotated[TripAccess, Depends(get_trip_member)]) -> T
 TripMember = Annotated[TripAccess, Depends(get_trip_member)]
 TripEditor = Annotated[TripAccess, Depends(get_trip_editor)]
 TripOwner = Annotated[TripAccess, Depends(get_trip_owner)]
+
+
+_IF_MATCH = (
+    'The ETag of the version this change is based on, e.g. "42" (or * for any version). '
+    "Another version is refused with 412 and the current one."
+)
+
+
+def get_expected_version(
+    if_match: Annotated[
+        str, Header(alias="If-Match", description=_IF_MATCH + " Required: 428 without it.")
+    ],
+) -> ExpectedVersion:
+    # Missing, it is a validation error that the error handler answers with 428.
+    return parse_if_match(if_match)
+
+
+def get_optional_expected_version(
+    if_match: Annotated[
+        str | None, Header(alias="If-Match", description=_IF_MATCH + " Optional.")
+    ] = None,
+) -> ExpectedVersion:
+    return ANY_VERSION if if_match is None else parse_if_match(if_match)
+
+
+# Declare after the trip access dependency: the access rule answers first (401/404/403).
+IfMatch = Annotated[ExpectedVersion, Depends(get_expected_version)]
+OptionalIfMatch = Annotated[ExpectedVersion, Depends(get_optional_expected_version)]

@@ -23,6 +23,9 @@ class AppError(Exception):
     status_code = 500
     code = "internal_error"
     title = "Internal Server Error"
+    # The resource as it is now, for errors a client recovers from by reading it (412, 409).
+    current: BaseModel | None = None
+    current_version: int | None = None
 
     def __init__(self, detail: str, *, code: str | None = None) -> None:
         super().__init__(detail)
@@ -49,6 +52,36 @@ class NotFound(AppError):
 
 class Conflict(AppError):
     status_code, code, title = 409, "conflict", "Conflict"
+
+
+class IdConflict(Conflict):
+    """A client-chosen id already taken; `current` shows its resource if the caller may see it."""
+
+    code = "id_conflict"
+
+    def __init__(
+        self, detail: str, *, current: BaseModel | None = None, version: int | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.current, self.current_version = current, version
+
+
+class Gone(AppError):
+    status_code, code, title = 410, "deleted", "Gone"
+
+
+class PreconditionFailed(AppError):
+    """A conditional write based on another version than the current one: nothing changed."""
+
+    status_code, code, title = 412, "precondition_failed", "Precondition Failed"
+
+    def __init__(self, detail: str, *, current: BaseModel, version: int) -> None:
+        super().__init__(detail)
+        self.current, self.current_version = current, version
+
+
+class PreconditionRequired(AppError):
+    status_code, code, title = 428, "precondition_required", "Precondition Required"
 
 
 class Unprocessable(AppError):
@@ -85,6 +118,8 @@ class Problem(BaseModel):
     detail: str
     code: str
     errors: list[FieldError] | None = None
+    # 412 precondition_failed and 409 id_conflict: the resource as it is now (its ETag too).
+    current: dict[str, Any] | None = None
 
 
 def problem_response(
@@ -94,6 +129,7 @@ def problem_response(
     detail: str,
     *,
     errors: list[dict[str, Any]] | None = None,
+    current: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
@@ -105,6 +141,8 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = errors
+    if current is not None:
+        body["current"] = current
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
@@ -122,11 +160,26 @@ _HTTP_CODES = {
 }
 
 
+def entity_tag(version: int) -> str:
+    """A row's version as a strong entity tag: 42 → "42" (quotes included)."""
+    return f'"{version}"'
+
+
 async def _app_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, AppError)
-    headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+    headers: dict[str, str] = {}
+    if error.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if error.current_version is not None:
+        headers["ETag"] = entity_tag(error.current_version)
+    current = error.current.model_dump(mode="json") if error.current is not None else None
     return problem_response(
-        error.status_code, error.code, error.title, error.detail, headers=headers
+        error.status_code,
+        error.code,
+        error.title,
+        error.detail,
+        current=current,
+        headers=headers or None,
     )
 
 
@@ -149,8 +202,24 @@ def _json_safe(value: Any) -> Any:
     return value if isinstance(value, str | int) else str(value)
 
 
-async def _validation_error(_: Request, error: Exception) -> JSONResponse:
+# The If-Match header of the routes that require it (app.core.deps.IfMatch).
+_IF_MATCH_LOCATION = ("header", "If-Match")
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
+    # A required If-Match is declared required (so the OpenAPI says so) but answered with 428.
+    if any(
+        item.get("type") == "missing" and tuple(item.get("loc", ())) == _IF_MATCH_LOCATION
+        for item in error.errors()
+    ):
+        return await _app_error(
+            request,
+            PreconditionRequired(
+                "This change needs If-Match: the ETag of the version it is based on "
+                "(or * for any version).",
+            ),
+        )
     errors = [
         {
             "loc": [_json_safe(part) for part in item.get("loc", ())],

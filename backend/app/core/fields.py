@@ -57,6 +57,13 @@ Name = Annotated[
 Text = Annotated[
     str, StringConstraints(strip_whitespace=True), AfterValidator(_reject_control_characters)
 ]
+# The optional `id` of a create body: chosen by the client so it can refer to the new row at
+# once; sending the same create again is a replay (see app.sync.client_ids).
+CLIENT_ID_DESCRIPTION = (
+    "Optional id chosen by the client (a UUID). The same create sent again answers 200 with "
+    "the existing resource; the id with other content is 409 id_conflict, a deleted one 410."
+)
+
 # Email addresses compare case-insensitively, so they are stored lower-cased.
 Email = Annotated[EmailStr, AfterValidator(_lower)]
 # An ISO 4217 code (upper-case, three letters), as known to CLDR through Babel.

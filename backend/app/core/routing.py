@@ -188,19 +188,25 @@ _IDEMPOTENCY_GUARD = Depends(idempotency_guard, scope="function")
 def _idempotency_responses(
     responses: dict[int | str, dict[str, Any]] | None, status_code: int | None
 ) -> dict[int | str, dict[str, Any]]:
-    """Declare the guard's problems and `Idempotent-Replayed` in the OpenAPI document."""
-    success = status_code or 200
+    """Declare the guard's problems and `Idempotent-Replayed` in the OpenAPI document.
+
+    On every success a route declares: a create also answers 200 when it is a replay of a
+    client-chosen id, and that answer is stored and replayed like any other.
+    """
     responses = {**error_responses(400, 409, 422), **(responses or {})}
-    entry = dict(responses.get(success, {}))
-    entry["headers"] = {
-        **entry.get("headers", {}),
-        REPLAYED_HEADER: {
-            "description": "`true` when this is the stored response to an earlier request "
-            "with the same Idempotency-Key.",
-            "schema": {"type": "string", "enum": ["true"]},
-        },
-    }
-    return {**responses, success: entry}
+    successes = {status_code or 200} | {code for code in responses if str(code).startswith("2")}
+    for success in successes:
+        entry = dict(responses.get(success, {}))
+        entry["headers"] = {
+            **entry.get("headers", {}),
+            REPLAYED_HEADER: {
+                "description": "`true` when this is the stored response to an earlier request "
+                "with the same Idempotency-Key.",
+                "schema": {"type": "string", "enum": ["true"]},
+            },
+        }
+        responses[success] = entry
+    return responses
 
 
 class AppRoute(APIRoute):

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column, uuid_primary_key, version_column
-from app.core.fields import REJECT_UNKNOWN_FIELDS, Currency, Name, Text
+from app.core.fields import CLIENT_ID_DESCRIPTION, REJECT_UNKNOWN_FIELDS, Currency, Name, Text
 from app.expenses.ledger import MAX_AMOUNT_MINOR, SplitMode
 
 # Rates carry up to 12 integer and 12 fractional digits, stored exactly as NUMERIC(24, 12).
@@ -79,6 +79,8 @@ class Expense(SQLModel, table=True):
     __tablename__ = "trip_expenses"
     __table_args__ = (
         Index("ix_trip_expenses_trip_id_version", "trip_id", "version"),
+        # Client-chosen ids are checked across trips (app.sync.client_ids).
+        Index("ix_trip_expenses_id", "id"),
         # The revisions table points back here: the pair is created by ALTER (use_alter).
         ForeignKeyConstraint(
             ["trip_id", "current_revision_id"],
@@ -194,6 +196,7 @@ class Settlement(SQLModel, table=True):
     __tablename__ = "trip_settlements"
     __table_args__ = (
         Index("ix_trip_settlements_trip_id_version", "trip_id", "version"),
+        Index("ix_trip_settlements_id", "id"),
         # Two references to the same table: named by hand, the convention would repeat itself.
         _participant_key("from_participant_id", name="fk_trip_settlements_from_participant"),
         _participant_key("to_participant_id", name="fk_trip_settlements_to_participant"),
@@ -247,6 +250,7 @@ class SplitIn(SQLModel):
 class ExpenseCreate(SQLModel):
     model_config = REJECT_UNKNOWN_FIELDS
 
+    id: uuid.UUID | None = Field(default=None, description=CLIENT_ID_DESCRIPTION)
     title: Name = Field(max_length=200)
     category: Text = Field(default="", max_length=64)
     notes: Text = Field(default="", max_length=2000)
@@ -265,8 +269,8 @@ class ExpenseUpdate(SQLModel):
 
     `split_mode` and `splits` go together. A new `currency` takes the `exchange_rate` sent
     with it (required unless it is the base currency); `exchange_rate` alone corrects the
-    rate. `expected_revision`, when given, must be the expense's current revision: an edit
-    based on a stale copy is refused (409).
+    rate. The change needs If-Match (the expense's ETag); the older `expected_revision`, when
+    given, must also be the expense's current revision (else 409) but is deprecated.
     """
 
     model_config = REJECT_UNKNOWN_FIELDS
@@ -285,7 +289,12 @@ class ExpenseUpdate(SQLModel):
     splits: list[SplitIn] | None = Field(
         default=None, min_length=1, max_length=MAX_PARTICIPANTS_PER_EXPENSE
     )
-    expected_revision: int | None = Field(default=None, ge=1)
+    expected_revision: int | None = Field(
+        default=None,
+        ge=1,
+        description="Deprecated: send If-Match instead.",
+        schema_extra={"json_schema_extra": {"deprecated": True}},
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -300,6 +309,7 @@ class ExpenseUpdate(SQLModel):
 class SettlementCreate(SQLModel):
     model_config = REJECT_UNKNOWN_FIELDS
 
+    id: uuid.UUID | None = Field(default=None, description=CLIENT_ID_DESCRIPTION)
     from_participant_id: uuid.UUID
     to_participant_id: uuid.UUID
     amount_minor: PositiveMinorAmount
@@ -426,6 +436,7 @@ class ExpensePublic(ExpenseContent):
     created_by: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
+    version: int
 
     @classmethod
     def of(cls, record: ExpenseRecord, *, base_currency: str, hidden: bool) -> "ExpensePublic":
@@ -436,6 +447,7 @@ class ExpensePublic(ExpenseContent):
             created_by=expense.created_by,
             created_at=expense.created_at,
             updated_at=expense.updated_at,
+            version=expense.version,
             **ExpenseContent.fields_of(record.current, base_currency=base_currency, hidden=hidden),
         )
 
@@ -477,6 +489,7 @@ class SettlementPublic(SQLModel):
     note: str
     created_by: uuid.UUID | None
     created_at: datetime
+    version: int
 
     @classmethod
     def of(cls, settlement: Settlement, *, base_currency: str, hidden: bool) -> "SettlementPublic":
@@ -493,6 +506,7 @@ class SettlementPublic(SQLModel):
             note=settlement.note,
             created_by=settlement.created_by,
             created_at=settlement.created_at,
+            version=settlement.version,
         )
 
 

@@ -8,16 +8,26 @@ When the trip sets `hide_amounts_from_viewers`, a viewer still sees every expens
 settlement (who paid, who shares, the weights and the currency) but all amounts are `null`,
 and the balances route answers 403 `amounts_hidden`: balances and the settle-up plan are
 nothing but amounts.
+
+Changes and deletions need If-Match (the expense's or settlement's ETag, its `version`). The
+older `expected_revision` (body of PATCH, query of DELETE) is still honoured (409
+`revision_conflict`) but deprecated: If-Match says the same, for every resource.
 """
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
-from app.core.deps import SessionDep, TripAccess, TripEditor, TripMember
+from app.core.deps import IfMatch, SessionDep, TripAccess, TripEditor, TripMember
 from app.core.errors import Forbidden, error_responses
 from app.core.pagination import Page, PageParams
+from app.core.preconditions import (
+    conditional_write_responses,
+    create_responses,
+    etag_responses,
+    set_etag,
+)
 from app.core.routing import AppRoute
 from app.expenses import service
 from app.expenses.models import (
@@ -55,14 +65,19 @@ def _public(record: ExpenseRecord, access: TripAccess) -> ExpensePublic:
     "/expenses",
     status_code=status.HTTP_201_CREATED,
     response_model=ExpensePublic,
-    responses=_writes,
+    responses={**_writes, **create_responses(ExpensePublic)},
 )
-def create_expense(session: SessionDep, access: TripEditor, data: ExpenseCreate) -> ExpensePublic:
+def create_expense(
+    session: SessionDep, access: TripEditor, data: ExpenseCreate, response: Response
+) -> ExpensePublic:
     """Record an expense; the server computes every share, in its currency and the base one."""
-    record = service.create_expense(
+    created = service.create_expense(
         session=session, trip_id=access.trip.id, data=data, actor_id=access.user.id
     )
-    return _public(record, access)
+    if created.replayed:
+        response.status_code = status.HTTP_200_OK
+    set_etag(response, created.value.expense.version)
+    return _public(created.value, access)
 
 
 @router.get("/expenses", response_model=Page[ExpensePublic], responses=error_responses(400))
@@ -72,15 +87,27 @@ def list_expenses(session: SessionDep, access: TripMember, page: PageParams) -> 
     return Page(items=[_public(r, access) for r in records], next_cursor=page.cursor_for(last))
 
 
-@router.get("/expenses/{expense_id}", response_model=ExpensePublic)
-def get_expense(session: SessionDep, access: TripMember, expense_id: uuid.UUID) -> ExpensePublic:
+@router.get("/expenses/{expense_id}", response_model=ExpensePublic, responses=etag_responses())
+def get_expense(
+    session: SessionDep, access: TripMember, expense_id: uuid.UUID, response: Response
+) -> ExpensePublic:
     record = service.get_expense(session=session, trip_id=access.trip.id, expense_id=expense_id)
+    set_etag(response, record.expense.version)
     return _public(record, access)
 
 
-@router.patch("/expenses/{expense_id}", response_model=ExpensePublic, responses=_writes)
+@router.patch(
+    "/expenses/{expense_id}",
+    response_model=ExpensePublic,
+    responses={**_writes, **conditional_write_responses()},
+)
 def update_expense(
-    session: SessionDep, access: TripEditor, expense_id: uuid.UUID, data: ExpenseUpdate
+    session: SessionDep,
+    access: TripEditor,
+    expense_id: uuid.UUID,
+    expected: IfMatch,
+    data: ExpenseUpdate,
+    response: Response,
 ) -> ExpensePublic:
     """Change an expense: a new revision; the earlier ones stay readable."""
     record = service.update_expense(
@@ -89,16 +116,26 @@ def update_expense(
         expense_id=expense_id,
         data=data,
         actor_id=access.user.id,
+        expected=expected,
     )
+    set_etag(response, record.expense.version)
     return _public(record, access)
 
 
-@router.delete("/expenses/{expense_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_writes)
+@router.delete(
+    "/expenses/{expense_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_writes, **conditional_write_responses(None)},
+)
 def delete_expense(
     session: SessionDep,
     access: TripEditor,
     expense_id: uuid.UUID,
-    expected_revision: Annotated[int | None, Query(ge=1)] = None,
+    expected: IfMatch,
+    expected_revision: Annotated[
+        int | None,
+        Query(ge=1, deprecated=True, description="Deprecated: send If-Match instead."),
+    ] = None,
 ) -> None:
     """Remove an expense from lists and balances; its revisions stay readable."""
     service.delete_expense(
@@ -106,6 +143,7 @@ def delete_expense(
         trip_id=access.trip.id,
         expense_id=expense_id,
         actor_id=access.user.id,
+        expected=expected,
         expected_revision=expected_revision,
     )
 
@@ -136,17 +174,20 @@ def list_expense_revisions(
     "/settlements",
     status_code=status.HTTP_201_CREATED,
     response_model=SettlementPublic,
-    responses=_writes,
+    responses={**_writes, **create_responses(SettlementPublic)},
 )
 def create_settlement(
-    session: SessionDep, access: TripEditor, data: SettlementCreate
+    session: SessionDep, access: TripEditor, data: SettlementCreate, response: Response
 ) -> SettlementPublic:
     """Record a payment from one participant to another."""
-    settlement = service.create_settlement(
+    created = service.create_settlement(
         session=session, trip_id=access.trip.id, data=data, actor_id=access.user.id
     )
+    if created.replayed:
+        response.status_code = status.HTTP_200_OK
+    set_etag(response, created.value.version)
     return SettlementPublic.of(
-        settlement, base_currency=access.trip.base_currency, hidden=_amounts_hidden(access)
+        created.value, base_currency=access.trip.base_currency, hidden=_amounts_hidden(access)
     )
 
 
@@ -166,14 +207,19 @@ def list_settlements(
 
 
 @router.delete(
-    "/settlements/{settlement_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_writes
+    "/settlements/{settlement_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_writes, **conditional_write_responses(None)},
 )
-def delete_settlement(session: SessionDep, access: TripEditor, settlement_id: uuid.UUID) -> None:
+def delete_settlement(
+    session: SessionDep, access: TripEditor, settlement_id: uuid.UUID, expected: IfMatch
+) -> None:
     service.delete_settlement(
         session=session,
         trip_id=access.trip.id,
         settlement_id=settlement_id,
         actor_id=access.user.id,
+        expected=expected,
     )
 
 

@@ -15,6 +15,7 @@ from app.activity.service import record_activity
 from app.core.db import utcnow
 from app.core.errors import BadRequest, Conflict, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
+from app.core.preconditions import ExpectedVersion, ensure_version
 from app.expenses import ledger
 from app.expenses.ledger import (
     Allocation,
@@ -29,6 +30,7 @@ from app.expenses.models import (
     Expense,
     ExpenseCreate,
     ExpensePayer,
+    ExpensePublic,
     ExpenseRecord,
     ExpenseRevision,
     ExpenseSplit,
@@ -38,9 +40,11 @@ from app.expenses.models import (
     RevisionRecord,
     Settlement,
     SettlementCreate,
+    SettlementPublic,
     TransferPublic,
 )
 from app.participants.models import Participant
+from app.sync.client_ids import Created, find_existing, replay
 from app.trips.models import Trip
 from app.users.models import User
 
@@ -64,6 +68,22 @@ def _lock_base_currency(session: Session, trip_id: uuid.UUID) -> str:
     return session.exec(
         select(Trip.base_currency).where(Trip.id == trip_id).with_for_update(read=True)
     ).one()
+
+
+def _base_currency(session: Session, trip_id: uuid.UUID) -> str:
+    return session.exec(select(Trip.base_currency).where(Trip.id == trip_id)).one()
+
+
+# Only owners and editors write, and amounts are hidden from viewers only: the representations
+# a writer is shown (on 412 and 409) carry every amount.
+def _expense_public(session: Session, record: ExpenseRecord) -> ExpensePublic:
+    base_currency = _base_currency(session, record.expense.trip_id)
+    return ExpensePublic.of(record, base_currency=base_currency, hidden=False)
+
+
+def _settlement_public(session: Session, settlement: Settlement) -> SettlementPublic:
+    base_currency = _base_currency(session, settlement.trip_id)
+    return SettlementPublic.of(settlement, base_currency=base_currency, hidden=False)
 
 
 def _ensure_participants(
@@ -266,12 +286,32 @@ def _write_revision(
 
 def create_expense(
     *, session: Session, trip_id: uuid.UUID, data: ExpenseCreate, actor_id: uuid.UUID
-) -> ExpenseRecord:
+) -> Created[ExpenseRecord]:
+    """A new expense (revision 1); with a client-chosen id seen before, a replay or a conflict.
+
+    A replay must match the expense's current revision: one edited since is a conflict.
+    """
     base_currency = _lock_base_currency(session, trip_id)
     draft = _Draft.of_create(data)
     priced = draft.priced(base_currency)
+    if data.id is not None:
+        existing = find_existing(session, Expense, trip_id=trip_id, row_id=data.id)
+        if existing is not None:
+            current = _current_record(session, existing)
+            record = ExpenseRecord(existing, current)
+            same = draft.canonical(priced.exchange_rate) == _Draft.of_revision(current).canonical(
+                current.revision.exchange_rate
+            )
+            return replay(
+                record,
+                version=existing.version,
+                same_content=same,
+                current=lambda: _expense_public(session, record),
+            )
     _ensure_participants(session, trip_id, draft.participant_ids())
     expense = Expense(trip_id=trip_id, created_by=actor_id)
+    if data.id is not None:
+        expense.id = data.id
     session.add(expense)
     session.flush()  # the revision refers to the expense
     current = _write_revision(
@@ -293,7 +333,7 @@ def create_expense(
         summary=draft.title,  # never an amount: viewers may not be allowed to see those
     )
     session.flush()
-    return ExpenseRecord(expense, current)
+    return Created(ExpenseRecord(expense, current))
 
 
 def _revision_records(
@@ -382,8 +422,13 @@ def get_expense(*, session: Session, trip_id: uuid.UUID, expense_id: uuid.UUID) 
     return _records(session, trip_id, [row])[0]
 
 
-def _locked_expense(session: Session, trip_id: uuid.UUID, expense_id: uuid.UUID) -> Expense:
-    """The live expense, locked: concurrent edits apply one after the other, each a revision."""
+def _locked_expense(
+    session: Session, trip_id: uuid.UUID, expense_id: uuid.UUID, expected: ExpectedVersion
+) -> tuple[Expense, RevisionRecord]:
+    """The live expense, locked, and its current revision, if it is at the version expected.
+
+    Concurrent edits apply one after the other, each a revision.
+    """
     expense = session.exec(
         select(Expense)
         .where(
@@ -396,7 +441,11 @@ def _locked_expense(session: Session, trip_id: uuid.UUID, expense_id: uuid.UUID)
     ).first()
     if expense is None:
         raise _expense_not_found()
-    return expense
+    current = _current_record(session, expense)
+    ensure_version(
+        expense, expected, lambda: _expense_public(session, ExpenseRecord(expense, current))
+    )
+    return expense, current
 
 
 def _current_record(session: Session, expense: Expense) -> RevisionRecord:
@@ -433,14 +482,14 @@ def update_expense(
     expense_id: uuid.UUID,
     data: ExpenseUpdate,
     actor_id: uuid.UUID,
+    expected: ExpectedVersion,
 ) -> ExpenseRecord:
     """A new revision with the changes applied; the previous ones stay as they were.
 
     A change that leaves the content as it is records nothing.
     """
     base_currency = _lock_base_currency(session, trip_id)
-    expense = _locked_expense(session, trip_id, expense_id)
-    current = _current_record(session, expense)
+    expense, current = _locked_expense(session, trip_id, expense_id, expected)
     _check_expected(current, data.expected_revision)
     before = _Draft.of_revision(current)
     draft = before.patched(data)
@@ -477,6 +526,7 @@ def delete_expense(
     trip_id: uuid.UUID,
     expense_id: uuid.UUID,
     actor_id: uuid.UUID,
+    expected: ExpectedVersion,
     expected_revision: int | None = None,
 ) -> None:
     """Hide the expense from lists and balances; a last revision records the deletion.
@@ -484,8 +534,7 @@ def delete_expense(
     The deletion revision repeats the last content exactly as stored (nothing is recomputed),
     so the history shows what was deleted.
     """
-    expense = _locked_expense(session, trip_id, expense_id)
-    current = _current_record(session, expense)
+    expense, current = _locked_expense(session, trip_id, expense_id, expected)
     _check_expected(current, expected_revision)
     draft = _Draft.of_revision(current)
     now = utcnow()
@@ -544,7 +593,8 @@ def list_revisions(
 
 def create_settlement(
     *, session: Session, trip_id: uuid.UUID, data: SettlementCreate, actor_id: uuid.UUID
-) -> Settlement:
+) -> Created[Settlement]:
+    """A new settlement; with a client-chosen id seen before, a replay (or a conflict)."""
     base_currency = _lock_base_currency(session, trip_id)
     try:
         rate = ledger.resolve_rate(data.currency, base_currency, data.exchange_rate)
@@ -558,6 +608,33 @@ def create_settlement(
             "The amount converted to the base currency is too large.",
             code="amount_out_of_range",
         )
+    if data.id is not None:
+        existing = find_existing(session, Settlement, trip_id=trip_id, row_id=data.id)
+        if existing is not None:
+            content = (
+                data.from_participant_id,
+                data.to_participant_id,
+                data.amount_minor,
+                data.currency,
+                rate,
+                data.settled_on,
+                data.note,
+            )
+            same = content == (
+                existing.from_participant_id,
+                existing.to_participant_id,
+                existing.amount_minor,
+                existing.currency,
+                existing.exchange_rate,
+                existing.settled_on,
+                existing.note,
+            )
+            return replay(
+                existing,
+                version=existing.version,
+                same_content=same,
+                current=lambda: _settlement_public(session, existing),
+            )
     _ensure_participants(session, trip_id, {data.from_participant_id, data.to_participant_id})
     settlement = Settlement(
         trip_id=trip_id,
@@ -571,6 +648,8 @@ def create_settlement(
         note=data.note,
         created_by=actor_id,
     )
+    if data.id is not None:
+        settlement.id = data.id
     session.add(settlement)
     record_activity(
         session=session,
@@ -581,7 +660,7 @@ def create_settlement(
         object_id=settlement.id,
     )
     session.flush()
-    return settlement
+    return Created(settlement)
 
 
 def list_settlements(
@@ -600,7 +679,12 @@ def list_settlements(
 
 
 def delete_settlement(
-    *, session: Session, trip_id: uuid.UUID, settlement_id: uuid.UUID, actor_id: uuid.UUID
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    settlement_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    expected: ExpectedVersion,
 ) -> None:
     """Soft delete: the row stays for the record, balances stop counting it."""
     settlement = session.exec(
@@ -614,6 +698,7 @@ def delete_settlement(
     ).first()
     if settlement is None:
         raise NotFound("Settlement not found.", code="settlement_not_found")
+    ensure_version(settlement, expected, lambda: _settlement_public(session, settlement))
     settlement.deleted_at = utcnow()
     session.add(settlement)
     record_activity(

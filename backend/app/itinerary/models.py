@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column, uuid_primary_key, version_column
-from app.core.fields import REJECT_UNKNOWN_FIELDS, Name, Text
+from app.core.fields import CLIENT_ID_DESCRIPTION, REJECT_UNKNOWN_FIELDS, Name, Text
 from app.itinerary.order_keys import MAX_KEY_LENGTH
 from app.trips.models import TimeZoneName
 
@@ -48,6 +48,8 @@ class ItineraryItem(SQLModel, table=True):
     __tablename__ = "itinerary_items"
     __table_args__ = (
         Index("ix_itinerary_items_trip_id_version", "trip_id", "version"),
+        # Client-chosen ids are checked across trips (app.sync.client_ids).
+        Index("ix_itinerary_items_id", "id"),
         CheckConstraint(
             "kind IN ('activity', 'lodging', 'transport', 'meal', 'note')", name="kind"
         ),
@@ -152,6 +154,7 @@ class ItemCreate(SQLModel):
 
     model_config = REJECT_UNKNOWN_FIELDS
 
+    id: uuid.UUID | None = Field(default=None, description=CLIENT_ID_DESCRIPTION)
     kind: ItemKind
     title: Name = Field(max_length=200)
     notes: Text = Field(default="", max_length=5000)
@@ -228,6 +231,7 @@ class ItemPublic(SQLModel):
     created_by: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
+    version: int
 
 
 class DayPublic(SQLModel):

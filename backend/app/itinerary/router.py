@@ -4,11 +4,17 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
-from app.core.deps import SessionDep, TripEditor, TripMember
+from app.core.deps import IfMatch, OptionalIfMatch, SessionDep, TripEditor, TripMember
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
+from app.core.preconditions import (
+    conditional_write_responses,
+    create_responses,
+    etag_responses,
+    set_etag,
+)
 from app.core.routing import AppRoute
 from app.itinerary import service
 from app.itinerary.models import DayPublic, ItemCreate, ItemMove, ItemPublic, ItemUpdate
@@ -45,49 +51,99 @@ def list_items(
 
 
 @router.post(
-    "/items", status_code=status.HTTP_201_CREATED, response_model=ItemPublic, responses=_writes
+    "/items",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ItemPublic,
+    responses={**_writes, **create_responses(ItemPublic)},
 )
-def create_item(session: SessionDep, access: TripEditor, data: ItemCreate) -> ItemPublic:
+def create_item(
+    session: SessionDep, access: TripEditor, data: ItemCreate, response: Response
+) -> ItemPublic:
     """Add an item at the end of its day (or of the unscheduled items)."""
-    return service.create_item(
+    created = service.create_item(
         session=session, trip_id=access.trip.id, data=data, actor_id=access.user.id
     )
+    if created.replayed:
+        response.status_code = status.HTTP_200_OK
+    set_etag(response, created.value.version)
+    return created.value
 
 
-@router.get("/items/{item_id}", response_model=ItemPublic)
-def get_item(session: SessionDep, access: TripMember, item_id: uuid.UUID) -> ItemPublic:
-    return service.get_item(session=session, trip_id=access.trip.id, item_id=item_id)
+@router.get("/items/{item_id}", response_model=ItemPublic, responses=etag_responses())
+def get_item(
+    session: SessionDep, access: TripMember, item_id: uuid.UUID, response: Response
+) -> ItemPublic:
+    item = service.get_item(session=session, trip_id=access.trip.id, item_id=item_id)
+    set_etag(response, item.version)
+    return item
 
 
-@router.patch("/items/{item_id}", response_model=ItemPublic, responses=_writes)
+@router.patch(
+    "/items/{item_id}",
+    response_model=ItemPublic,
+    responses={**_writes, **conditional_write_responses()},
+)
 def update_item(
-    session: SessionDep, access: TripEditor, item_id: uuid.UUID, data: ItemUpdate
+    session: SessionDep,
+    access: TripEditor,
+    item_id: uuid.UUID,
+    expected: IfMatch,
+    data: ItemUpdate,
+    response: Response,
 ) -> ItemPublic:
-    return service.update_item(
+    item = service.update_item(
         session=session,
         trip_id=access.trip.id,
         item_id=item_id,
         data=data,
         actor_id=access.user.id,
+        expected=expected,
     )
+    set_etag(response, item.version)
+    return item
 
 
-@router.delete("/items/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_writes)
-def delete_item(session: SessionDep, access: TripEditor, item_id: uuid.UUID) -> None:
+@router.delete(
+    "/items/{item_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_writes, **conditional_write_responses(None)},
+)
+def delete_item(
+    session: SessionDep, access: TripEditor, item_id: uuid.UUID, expected: IfMatch
+) -> None:
     service.delete_item(
-        session=session, trip_id=access.trip.id, item_id=item_id, actor_id=access.user.id
+        session=session,
+        trip_id=access.trip.id,
+        item_id=item_id,
+        actor_id=access.user.id,
+        expected=expected,
     )
 
 
-@router.post("/items/{item_id}/move", response_model=ItemPublic, responses=_writes)
+@router.post(
+    "/items/{item_id}/move",
+    response_model=ItemPublic,
+    responses={**_writes, **conditional_write_responses(required=False)},
+)
 def move_item(
-    session: SessionDep, access: TripEditor, item_id: uuid.UUID, data: ItemMove
+    session: SessionDep,
+    access: TripEditor,
+    item_id: uuid.UUID,
+    expected: OptionalIfMatch,
+    data: ItemMove,
+    response: Response,
 ) -> ItemPublic:
-    """Put the item on a day (null: unscheduled) after or before a neighbour, or at the end."""
-    return service.move_item(
+    """Put the item on a day (null: unscheduled) after or before a neighbour, or at the end.
+
+    If-Match is optional here; when sent, the item must still be at that version.
+    """
+    item = service.move_item(
         session=session,
         trip_id=access.trip.id,
         item_id=item_id,
         data=data,
         actor_id=access.user.id,
+        expected=expected,
     )
+    set_etag(response, item.version)
+    return item

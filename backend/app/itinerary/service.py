@@ -20,6 +20,7 @@ from app.activity.service import record_activity
 from app.core.db import utcnow
 from app.core.errors import BadRequest, Conflict, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, split_page
+from app.core.preconditions import ExpectedVersion, ensure_version
 from app.itinerary.models import (
     DayPublic,
     ItemCreate,
@@ -32,6 +33,7 @@ from app.itinerary.models import (
 )
 from app.itinerary.order_keys import is_order_key, key_between
 from app.participants.service import require_participants_in_trip
+from app.sync.client_ids import Created, find_existing, replay
 from app.trips.models import Trip
 
 
@@ -265,17 +267,60 @@ def _get_item(
     return item
 
 
+def _item_public(session: Session, item: ItineraryItem) -> ItemPublic:
+    return _public(item, _participants_of(session, item.trip_id, [item.id])[item.id])
+
+
 def get_item(*, session: Session, trip_id: uuid.UUID, item_id: uuid.UUID) -> ItemPublic:
-    item = _get_item(session, trip_id, item_id)
-    return _public(item, _participants_of(session, trip_id, [item.id])[item.id])
+    return _item_public(session, _get_item(session, trip_id, item_id))
+
+
+def _locked_item(
+    session: Session, trip_id: uuid.UUID, item_id: uuid.UUID, expected: ExpectedVersion
+) -> ItineraryItem:
+    """The item, locked, if it is still at the version the caller expects."""
+    item = _get_item(session, trip_id, item_id, for_update=True)
+    ensure_version(item, expected, lambda: _item_public(session, item))
+    return item
+
+
+# What a create sets, compared to tell a replay from another item with the same id.
+_CREATED_FIELDS = (
+    "kind",
+    "title",
+    "notes",
+    "day",
+    "start_local",
+    "start_timezone",
+    "end_local",
+    "end_timezone",
+    "place_name",
+    "place_address",
+    "latitude",
+    "longitude",
+    "place_external_id",
+    "booking_reference",
+)
+
+
+def _replay_item(
+    session: Session, existing: ItineraryItem, draft: ItineraryItem, data: ItemCreate
+) -> Created[ItemPublic]:
+    public = _item_public(session, existing)
+    same = all(getattr(existing, name) == getattr(draft, name) for name in _CREATED_FIELDS) and set(
+        public.participant_ids
+    ) == set(data.participant_ids)
+    return replay(public, version=existing.version, same_content=same, current=lambda: public)
 
 
 def create_item(
     *, session: Session, trip_id: uuid.UUID, data: ItemCreate, actor_id: uuid.UUID
-) -> ItemPublic:
-    """Add an item at the end of its day (or of the unscheduled items)."""
+) -> Created[ItemPublic]:
+    """Add an item at the end of its day (or of the unscheduled items).
+
+    With a client-chosen id seen before: a replay if the content is the same, else 409.
+    """
     dates = _lock_trip_dates(session, trip_id)
-    _require_day_in_trip(dates, data.day)
     item = ItineraryItem(
         trip_id=trip_id,
         kind=data.kind,
@@ -295,6 +340,12 @@ def create_item(
         default_timezone=dates.timezone,
     )
     _apply_place(item, data.place)
+    if data.id is not None:
+        existing = find_existing(session, ItineraryItem, trip_id=trip_id, row_id=data.id)
+        if existing is not None:
+            return _replay_item(session, existing, item, data)
+        item.id = data.id
+    _require_day_in_trip(dates, data.day)
     _lock_day(session, trip_id, data.day)
     item.order_key = _checked(key_between(_last_key(session, trip_id, data.day), None))
     session.add(item)
@@ -310,7 +361,7 @@ def create_item(
         summary=item.title,
     )
     session.flush()
-    return _public(item, participant_ids)
+    return Created(_public(item, participant_ids))
 
 
 def update_item(
@@ -320,9 +371,10 @@ def update_item(
     item_id: uuid.UUID,
     data: ItemUpdate,
     actor_id: uuid.UUID,
+    expected: ExpectedVersion,
 ) -> ItemPublic:
     dates = _lock_trip_dates(session, trip_id)
-    item = _get_item(session, trip_id, item_id, for_update=True)
+    item = _locked_item(session, trip_id, item_id, expected)
     changes = data.model_dump(exclude_unset=True)
     for field in ("kind", "title", "notes", "booking_reference"):
         if field in changes:
@@ -365,9 +417,14 @@ def update_item(
 
 
 def delete_item(
-    *, session: Session, trip_id: uuid.UUID, item_id: uuid.UUID, actor_id: uuid.UUID
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    item_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    expected: ExpectedVersion,
 ) -> None:
-    item = _get_item(session, trip_id, item_id, for_update=True)
+    item = _locked_item(session, trip_id, item_id, expected)
     session.delete(item)  # participant links go with it (ON DELETE CASCADE)
     record_activity(
         session=session,
@@ -405,6 +462,7 @@ def move_item(
     item_id: uuid.UUID,
     data: ItemMove,
     actor_id: uuid.UUID,
+    expected: ExpectedVersion,
 ) -> ItemPublic:
     """Place the item in a day, next to a neighbour: one row changes, nothing is renumbered."""
     if item_id in (data.after_id, data.before_id) or (
@@ -413,7 +471,7 @@ def move_item(
         raise Unprocessable("An item cannot be placed next to itself.", code="invalid_anchor")
     dates = _lock_trip_dates(session, trip_id)
     _require_day_in_trip(dates, data.day)
-    item = _get_item(session, trip_id, item_id, for_update=True)
+    item = _locked_item(session, trip_id, item_id, expected)
     _lock_day(session, trip_id, data.day)
     low: str | None
     high: str | None

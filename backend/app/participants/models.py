@@ -7,7 +7,7 @@ from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column, uuid_primary_key, version_column
-from app.core.fields import REJECT_UNKNOWN_FIELDS, Name
+from app.core.fields import CLIENT_ID_DESCRIPTION, REJECT_UNKNOWN_FIELDS, Name
 
 
 class Participant(SQLModel, table=True):
@@ -20,6 +20,8 @@ class Participant(SQLModel, table=True):
     __tablename__ = "trip_participants"
     __table_args__ = (
         Index("ix_trip_participants_trip_id_version", "trip_id", "version"),
+        # Client-chosen ids are checked across trips (app.sync.client_ids).
+        Index("ix_trip_participants_id", "id"),
         UniqueConstraint("trip_id", "user_id"),
     )
 
@@ -35,6 +37,13 @@ class Participant(SQLModel, table=True):
 class GuestCreate(SQLModel):
     model_config = REJECT_UNKNOWN_FIELDS
 
+    id: uuid.UUID | None = Field(default=None, description=CLIENT_ID_DESCRIPTION)
+    name: Name = Field(max_length=200)
+
+
+class GuestUpdate(SQLModel):
+    model_config = REJECT_UNKNOWN_FIELDS
+
     name: Name = Field(max_length=200)
 
 
@@ -44,3 +53,18 @@ class ParticipantPublic(SQLModel):
     user_id: uuid.UUID | None
     is_guest: bool
     is_member: bool
+    version: int
+
+    @classmethod
+    def of(
+        cls, participant: Participant, *, account_name: str | None, is_member: bool
+    ) -> "ParticipantPublic":
+        """Members are shown with their account's name, guests with theirs."""
+        return cls(
+            id=participant.id,
+            name=account_name if account_name is not None else participant.name,
+            user_id=participant.user_id,
+            is_guest=participant.user_id is None,
+            is_member=is_member,
+            version=participant.version,
+        )

@@ -2,14 +2,15 @@
 
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
-from app.core.deps import SessionDep, TripEditor, TripMember
+from app.core.deps import IfMatch, OptionalIfMatch, SessionDep, TripEditor, TripMember
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
+from app.core.preconditions import conditional_write_responses, create_responses, set_etag
 from app.core.routing import AppRoute
 from app.participants import service
-from app.participants.models import GuestCreate, Participant, ParticipantPublic
+from app.participants.models import GuestCreate, GuestUpdate, ParticipantPublic
 
 router = APIRouter(
     prefix="/trips/{trip_id}",
@@ -18,16 +19,6 @@ router = APIRouter(
     route_class=AppRoute,
 )
 _writes = error_responses(403, 409)
-
-
-def _public(participant: Participant, *, name: str | None = None) -> ParticipantPublic:
-    return ParticipantPublic(
-        id=participant.id,
-        name=name or participant.name,
-        user_id=participant.user_id,
-        is_guest=participant.user_id is None,
-        is_member=participant.user_id is not None,
-    )
 
 
 @router.get("/participants", response_model=Page[ParticipantPublic], responses=error_responses(400))
@@ -42,18 +33,36 @@ def list_participants(
     "/guests",
     status_code=status.HTTP_201_CREATED,
     response_model=ParticipantPublic,
-    responses=_writes,
+    responses={**_writes, **create_responses(ParticipantPublic)},
 )
-def add_guest(session: SessionDep, access: TripEditor, data: GuestCreate) -> ParticipantPublic:
-    guest = service.add_guest(
-        session=session, trip_id=access.trip.id, name=data.name, actor_id=access.user.id
+def add_guest(
+    session: SessionDep, access: TripEditor, data: GuestCreate, response: Response
+) -> ParticipantPublic:
+    created = service.add_guest(
+        session=session,
+        trip_id=access.trip.id,
+        name=data.name,
+        actor_id=access.user.id,
+        guest_id=data.id,
     )
-    return _public(guest)
+    if created.replayed:
+        response.status_code = status.HTTP_200_OK
+    set_etag(response, created.value.version)
+    return created.value
 
 
-@router.patch("/guests/{participant_id}", response_model=ParticipantPublic, responses=_writes)
+@router.patch(
+    "/guests/{participant_id}",
+    response_model=ParticipantPublic,
+    responses={**_writes, **conditional_write_responses()},
+)
 def rename_guest(
-    session: SessionDep, access: TripEditor, participant_id: uuid.UUID, data: GuestCreate
+    session: SessionDep,
+    access: TripEditor,
+    participant_id: uuid.UUID,
+    expected: IfMatch,
+    data: GuestUpdate,
+    response: Response,
 ) -> ParticipantPublic:
     guest = service.rename_guest(
         session=session,
@@ -61,28 +70,51 @@ def rename_guest(
         participant_id=participant_id,
         name=data.name,
         actor_id=access.user.id,
+        expected=expected,
     )
-    return _public(guest)
+    set_etag(response, guest.version)
+    return guest
 
 
 @router.delete(
-    "/guests/{participant_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_writes
+    "/guests/{participant_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_writes, **conditional_write_responses(None)},
 )
-def delete_guest(session: SessionDep, access: TripEditor, participant_id: uuid.UUID) -> None:
+def delete_guest(
+    session: SessionDep, access: TripEditor, participant_id: uuid.UUID, expected: IfMatch
+) -> None:
     service.delete_guest(
         session=session,
         trip_id=access.trip.id,
         participant_id=participant_id,
         actor_id=access.user.id,
+        expected=expected,
     )
 
 
-@router.post("/guests/{participant_id}/claim", response_model=ParticipantPublic, responses=_writes)
+@router.post(
+    "/guests/{participant_id}/claim",
+    response_model=ParticipantPublic,
+    responses={**_writes, **conditional_write_responses(required=False)},
+)
 def claim_guest(
-    session: SessionDep, access: TripEditor, participant_id: uuid.UUID
+    session: SessionDep,
+    access: TripEditor,
+    participant_id: uuid.UUID,
+    expected: OptionalIfMatch,
+    response: Response,
 ) -> ParticipantPublic:
-    """The caller becomes this guest and inherits everything recorded for it."""
+    """The caller becomes this guest and inherits everything recorded for it.
+
+    If-Match is optional here; when sent, the guest must still be at that version.
+    """
     participant = service.claim_guest(
-        session=session, trip_id=access.trip.id, participant_id=participant_id, user=access.user
+        session=session,
+        trip_id=access.trip.id,
+        participant_id=participant_id,
+        user=access.user,
+        expected=expected,
     )
-    return _public(participant, name=access.user.full_name)
+    set_etag(response, participant.version)
+    return participant

@@ -9,7 +9,9 @@ from sqlmodel import Session, SQLModel, and_, col, select
 from app.activity.service import record_activity
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
+from app.core.preconditions import ExpectedVersion, ensure_version
 from app.participants.models import Participant, ParticipantPublic
+from app.sync.client_ids import Created, find_existing, replay
 from app.trips.models import TripMember
 from app.users.models import User
 
@@ -56,8 +58,28 @@ def require_participants_in_trip(
         )
 
 
-def _get_guest(session: Session, trip_id: uuid.UUID, participant_id: uuid.UUID) -> Participant:
+def participant_public(*, session: Session, participant: Participant) -> ParticipantPublic:
+    """One participant as listed: a member's under their account's name."""
+    if participant.user_id is None:
+        return ParticipantPublic.of(participant, account_name=None, is_member=False)
+    user = session.get_one(User, participant.user_id)
+    is_member = session.get(TripMember, (participant.trip_id, participant.user_id)) is not None
+    return ParticipantPublic.of(participant, account_name=user.full_name, is_member=is_member)
+
+
+def _get_guest(
+    session: Session,
+    trip_id: uuid.UUID,
+    participant_id: uuid.UUID,
+    expected: ExpectedVersion,
+) -> Participant:
+    """The guest, if it is still at the version the caller expects (checked before the kind)."""
     participant = get_participant(session=session, trip_id=trip_id, participant_id=participant_id)
+    ensure_version(
+        participant,
+        expected,
+        lambda: participant_public(session=session, participant=participant),
+    )
     if participant.user_id is not None:
         raise Conflict("This participant is a member, not a guest.", code="not_a_guest")
     return participant
@@ -105,21 +127,33 @@ def list_participants(
     rows = session.exec(statement).all()
     paged, last = split_page(rows, page.limit, lambda row: Position(row[0].created_at, row[0].id))
     return [
-        ParticipantPublic(
-            id=participant.id,
-            name=full_name if full_name is not None else participant.name,
-            user_id=participant.user_id,
-            is_guest=participant.user_id is None,
-            is_member=member_user_id is not None,
+        ParticipantPublic.of(
+            participant, account_name=full_name, is_member=member_user_id is not None
         )
         for participant, full_name, member_user_id in paged
     ], last
 
 
 def add_guest(
-    *, session: Session, trip_id: uuid.UUID, name: str, actor_id: uuid.UUID
-) -> Participant:
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    name: str,
+    actor_id: uuid.UUID,
+    guest_id: uuid.UUID | None = None,
+) -> Created[ParticipantPublic]:
+    """A new guest; with a client-chosen id seen before, a replay (or a conflict)."""
+    if guest_id is not None:
+        existing = find_existing(session, Participant, trip_id=trip_id, row_id=guest_id)
+        if existing is not None:
+            public = participant_public(session=session, participant=existing)
+            same = existing.user_id is None and existing.name == name
+            return replay(
+                public, version=existing.version, same_content=same, current=lambda: public
+            )
     guest = Participant(trip_id=trip_id, name=name)
+    if guest_id is not None:
+        guest.id = guest_id
     session.add(guest)
     session.flush()
     record_activity(
@@ -131,7 +165,7 @@ def add_guest(
         object_id=guest.id,
         summary=name,
     )
-    return guest
+    return Created(participant_public(session=session, participant=guest))
 
 
 def rename_guest(
@@ -141,8 +175,9 @@ def rename_guest(
     participant_id: uuid.UUID,
     name: str,
     actor_id: uuid.UUID,
-) -> Participant:
-    guest = _get_guest(session, trip_id, participant_id)
+    expected: ExpectedVersion,
+) -> ParticipantPublic:
+    guest = _get_guest(session, trip_id, participant_id, expected)
     guest.name = name
     session.add(guest)
     record_activity(
@@ -154,13 +189,19 @@ def rename_guest(
         object_id=guest.id,
         summary=name,
     )
-    return guest
+    session.flush()  # stamps the new version
+    return participant_public(session=session, participant=guest)
 
 
 def delete_guest(
-    *, session: Session, trip_id: uuid.UUID, participant_id: uuid.UUID, actor_id: uuid.UUID
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    participant_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    expected: ExpectedVersion,
 ) -> None:
-    guest = _get_guest(session, trip_id, participant_id)
+    guest = _get_guest(session, trip_id, participant_id, expected)
     if has_history(session=session, trip_id=trip_id, participant_id=guest.id):
         raise Conflict(
             "This guest appears in the trip's records and cannot be removed.",
@@ -179,11 +220,16 @@ def delete_guest(
 
 
 def claim_guest(
-    *, session: Session, trip_id: uuid.UUID, participant_id: uuid.UUID, user: User
-) -> Participant:
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    participant_id: uuid.UUID,
+    user: User,
+    expected: ExpectedVersion,
+) -> ParticipantPublic:
     """The member becomes this guest: everything recorded for the guest is now theirs."""
     session.exec(select(Participant.id).where(Participant.trip_id == trip_id).with_for_update())
-    guest = _get_guest(session, trip_id, participant_id)
+    guest = _get_guest(session, trip_id, participant_id, expected)
     own = session.exec(
         select(Participant).where(Participant.trip_id == trip_id, Participant.user_id == user.id)
     ).first()
@@ -207,4 +253,4 @@ def claim_guest(
         object_id=guest.id,
         summary=guest.name,
     )
-    return guest
+    return participant_public(session=session, participant=guest)

@@ -13,7 +13,11 @@ class Tombstone(SQLModel, table=True):
     """A deleted synced row. No foreign key to trips: a deleted trip keeps its tombstone."""
 
     __tablename__ = "sync_tombstones"
-    __table_args__ = (Index("ix_sync_tombstones_deleted_at", "deleted_at"),)
+    __table_args__ = (
+        Index("ix_sync_tombstones_deleted_at", "deleted_at"),
+        # Is this id deleted? (a create with a client-chosen id must not bring it back)
+        Index("ix_sync_tombstones_entity_entity_id", "entity", "entity_id"),
+    )
 
     trip_id: uuid.UUID = Field(primary_key=True)
     version: int = Field(sa_type=BigInteger, primary_key=True)

@@ -94,6 +94,7 @@ class SyncedChecklist(SQLModel):
     created_by: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
+    version: int
 
 
 def _trips(session: Session, viewer: Viewer, where: Any, out: ChangeSet) -> None:
@@ -108,14 +109,7 @@ def _members(session: Session, viewer: Viewer, where: Any, out: ChangeSet) -> No
         .where(TripMember.trip_id == viewer.trip.id, where)
     ).all()
     for member, user in rows:
-        data = MemberPublic(
-            user_id=user.id,
-            email=user.email,
-            full_name=user.full_name,
-            role=Role(member.role),
-            joined_at=member.created_at,
-        )
-        out.upsert("member", user.id, member.version, data)
+        out.upsert("member", user.id, member.version, MemberPublic.of(member, user))
 
 
 def _participants(session: Session, viewer: Viewer, where: Any, out: ChangeSet) -> None:
@@ -128,12 +122,8 @@ def _participants(session: Session, viewer: Viewer, where: Any, out: ChangeSet) 
         session.exec(select(TripMember.user_id).where(TripMember.trip_id == viewer.trip.id)).all()
     )
     for participant, full_name in rows:
-        data = ParticipantPublic(
-            id=participant.id,
-            name=full_name if full_name is not None else participant.name,
-            user_id=participant.user_id,
-            is_guest=participant.user_id is None,
-            is_member=participant.user_id in members,
+        data = ParticipantPublic.of(
+            participant, account_name=full_name, is_member=participant.user_id in members
         )
         out.upsert("participant", participant.id, participant.version, data)
 

@@ -60,6 +60,11 @@ ENTITIES = (
 _BY_MODEL = {entity.model: entity for entity in ENTITIES}
 
 
+def entity_of(model: type[SQLModel]) -> Entity:
+    """The synced kind of row this table holds."""
+    return _BY_MODEL[model]
+
+
 def claim_version(session: Session | OrmSession, trip_id: uuid.UUID) -> int:
     """The version of this transaction's writes to the trip; the first call locks the trip.
 

@@ -12,7 +12,8 @@ from sqlalchemy import CheckConstraint, Index, String, text
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column, uuid_primary_key, version_column
-from app.core.fields import REJECT_UNKNOWN_FIELDS, Currency, Name, Text
+from app.core.fields import CLIENT_ID_DESCRIPTION, REJECT_UNKNOWN_FIELDS, Currency, Name, Text
+from app.users.models import User
 
 MAX_TRIP_DAYS = 366
 
@@ -73,6 +74,8 @@ class TripBase(SQLModel):
 
 class TripCreate(TripBase):
     model_config = REJECT_UNKNOWN_FIELDS
+
+    id: uuid.UUID | None = Field(default=None, description=CLIENT_ID_DESCRIPTION)
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> Self:
@@ -183,6 +186,18 @@ class MemberPublic(SQLModel):
     full_name: str
     role: Role
     joined_at: datetime
+    version: int
+
+    @classmethod
+    def of(cls, member: TripMember, user: User) -> "MemberPublic":
+        return cls(
+            user_id=member.user_id,
+            email=user.email,
+            full_name=user.full_name,
+            role=Role(member.role),
+            joined_at=member.created_at,
+            version=member.version,
+        )
 
 
 class OwnershipTransfer(SQLModel):

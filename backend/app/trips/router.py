@@ -2,27 +2,28 @@
 
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
-from app.core.deps import CurrentUser, SessionDep, TripEditor, TripMember, TripOwner
+from app.core.deps import CurrentUser, IfMatch, SessionDep, TripEditor, TripMember, TripOwner
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
+from app.core.preconditions import (
+    conditional_write_responses,
+    create_responses,
+    etag_responses,
+    set_etag,
+)
 from app.core.routing import AppRoute
 from app.trips import service
 from app.trips.models import (
     MemberPublic,
     MemberUpdate,
     OwnershipTransfer,
-    Role,
     TripCreate,
     TripPublic,
     TripUpdate,
     TripUpdatedPublic,
 )
-from app.trips.models import (
-    TripMember as TripMemberRow,
-)
-from app.users.models import User
 
 router = APIRouter(
     prefix="/trips", tags=["trips"], responses=error_responses(401, 422), route_class=AppRoute
@@ -30,20 +31,21 @@ router = APIRouter(
 _in_trip = error_responses(404)
 
 
-def _member_public(member: TripMemberRow, user: User) -> MemberPublic:
-    return MemberPublic(
-        user_id=user.id,
-        email=user.email,
-        full_name=user.full_name,
-        role=Role(member.role),
-        joined_at=member.created_at,
-    )
-
-
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=TripPublic)
-def create_trip(session: SessionDep, user: CurrentUser, data: TripCreate) -> TripPublic:
-    trip = service.create_trip(session=session, owner=user, data=data)
-    return TripPublic.of(trip, Role.OWNER)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TripPublic,
+    responses=create_responses(TripPublic),
+)
+def create_trip(
+    session: SessionDep, user: CurrentUser, data: TripCreate, response: Response
+) -> TripPublic:
+    """Create a trip; the caller becomes its owner. A client-chosen `id` makes it replayable."""
+    created = service.create_trip(session=session, owner=user, data=data)
+    if created.replayed:
+        response.status_code = status.HTTP_200_OK
+    set_etag(response, created.value.version)
+    return created.value
 
 
 @router.get("", response_model=Page[TripPublic], responses=error_responses(400))
@@ -54,17 +56,34 @@ def list_my_trips(session: SessionDep, user: CurrentUser, page: PageParams) -> P
     )
 
 
-@router.get("/{trip_id}", response_model=TripPublic, responses=_in_trip)
-def get_trip(access: TripMember) -> TripPublic:
+@router.get("/{trip_id}", response_model=TripPublic, responses={**_in_trip, **etag_responses()})
+def get_trip(access: TripMember, response: Response) -> TripPublic:
+    set_etag(response, access.trip.version)
     return TripPublic.of(access.trip, access.role)
 
 
-@router.patch("/{trip_id}", response_model=TripUpdatedPublic, responses=error_responses(403, 404))
-def update_trip(session: SessionDep, access: TripEditor, data: TripUpdate) -> TripUpdatedPublic:
+@router.patch(
+    "/{trip_id}",
+    response_model=TripUpdatedPublic,
+    responses={**error_responses(403, 404), **conditional_write_responses()},
+)
+def update_trip(
+    session: SessionDep,
+    access: TripEditor,
+    expected: IfMatch,
+    data: TripUpdate,
+    response: Response,
+) -> TripUpdatedPublic:
     """Edit the trip. Items on days outside new dates become unscheduled and are listed."""
     updated = service.update_trip(
-        session=session, trip=access.trip, data=data, actor_id=access.user.id
+        session=session,
+        trip=access.trip,
+        role=access.role,
+        data=data,
+        actor_id=access.user.id,
+        expected=expected,
     )
+    set_etag(response, updated.trip.version)
     return TripUpdatedPublic.model_construct(
         **TripPublic.of(updated.trip, access.role).model_dump(),
         unscheduled_item_ids=updated.unscheduled_item_ids,
@@ -72,10 +91,12 @@ def update_trip(session: SessionDep, access: TripEditor, data: TripUpdate) -> Tr
 
 
 @router.delete(
-    "/{trip_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(403, 404)
+    "/{trip_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**error_responses(403, 404), **conditional_write_responses(None)},
 )
-def delete_trip(session: SessionDep, access: TripOwner) -> None:
-    service.delete_trip(session=session, trip=access.trip)
+def delete_trip(session: SessionDep, access: TripOwner, expected: IfMatch) -> None:
+    service.delete_trip(session=session, trip=access.trip, expected=expected)
 
 
 @router.get(
@@ -84,7 +105,7 @@ def delete_trip(session: SessionDep, access: TripOwner) -> None:
 def list_members(session: SessionDep, access: TripMember, page: PageParams) -> Page[MemberPublic]:
     rows, last = service.list_members(session=session, trip_id=access.trip.id, page=page)
     return Page(
-        items=[_member_public(member, user) for member, user in rows],
+        items=[MemberPublic.of(member, user) for member, user in rows],
         next_cursor=page.cursor_for(last),
     )
 
@@ -92,34 +113,48 @@ def list_members(session: SessionDep, access: TripMember, page: PageParams) -> P
 @router.patch(
     "/{trip_id}/members/{user_id}",
     response_model=MemberPublic,
-    responses=error_responses(403, 404, 409),
+    responses={**error_responses(403, 404, 409), **conditional_write_responses()},
 )
 def change_member_role(
-    session: SessionDep, access: TripOwner, user_id: uuid.UUID, data: MemberUpdate
+    session: SessionDep,
+    access: TripOwner,
+    user_id: uuid.UUID,
+    expected: IfMatch,
+    data: MemberUpdate,
+    response: Response,
 ) -> MemberPublic:
-    member, user = service.change_role(
+    """Change a member's role; If-Match is the ETag (`version`) of the membership."""
+    member = service.change_role(
         session=session,
         trip_id=access.trip.id,
         user_id=user_id,
         role=data.role,
         actor_id=access.user.id,
+        expected=expected,
     )
-    return _member_public(member, user)
+    set_etag(response, member.version)
+    return member
 
 
 @router.delete(
     "/{trip_id}/members/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(403, 404, 409),
+    responses={**error_responses(403, 404, 409), **conditional_write_responses(None)},
 )
-def remove_member(session: SessionDep, access: TripMember, user_id: uuid.UUID) -> None:
-    """An owner removes anyone; any member may remove themselves (leave the trip)."""
+def remove_member(
+    session: SessionDep, access: TripMember, user_id: uuid.UUID, expected: IfMatch
+) -> None:
+    """An owner removes anyone; any member may remove themselves (leave the trip).
+
+    If-Match is the ETag (`version`) of the membership.
+    """
     service.remove_member(
         session=session,
         trip_id=access.trip.id,
         user_id=user_id,
         actor_id=access.user.id,
         actor_role=access.role,
+        expected=expected,
     )
 
 

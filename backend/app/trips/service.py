@@ -11,11 +11,22 @@ from app.activity.service import record_activity
 from app.core.db import utcnow
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
+from app.core.preconditions import ExpectedVersion, ensure_version
 from app.expenses.service import ensure_base_currency_can_change
 from app.itinerary.service import unschedule_items_outside
 from app.participants.service import ensure_participant_for_member
+from app.sync.client_ids import Created, find_existing, id_taken, replay
 from app.sync.versions import claim_version
-from app.trips.models import Role, Trip, TripCreate, TripMember, TripUpdate
+from app.trips.models import (
+    MemberPublic,
+    Role,
+    Trip,
+    TripBase,
+    TripCreate,
+    TripMember,
+    TripPublic,
+    TripUpdate,
+)
 from app.users.models import User
 
 
@@ -23,8 +34,27 @@ def _trip_not_found() -> NotFound:
     return NotFound("Trip not found.", code="trip_not_found")
 
 
-def create_trip(*, session: Session, owner: User, data: TripCreate) -> Trip:
-    trip = Trip.model_validate(data, update={"created_by": owner.id})
+def _replay_trip(session: Session, trip: Trip, data: TripCreate, user: User) -> Created[TripPublic]:
+    role = session.exec(
+        select(TripMember.role).where(TripMember.trip_id == trip.id, TripMember.user_id == user.id)
+    ).first()
+    if role is None:
+        raise id_taken()  # someone else's trip: say nothing about it
+    public = TripPublic.of(trip, Role(role))
+    fields = set(TripBase.model_fields)
+    same = data.model_dump(include=fields) == trip.model_dump(include=fields)
+    return replay(public, version=trip.version, same_content=same, current=lambda: public)
+
+
+def create_trip(*, session: Session, owner: User, data: TripCreate) -> Created[TripPublic]:
+    """A new trip with the caller as owner, or, for a client id seen before, a replay."""
+    if data.id is not None:
+        existing = find_existing(session, Trip, trip_id=data.id, row_id=data.id)
+        if existing is not None:
+            return _replay_trip(session, existing, data, owner)
+    trip = Trip.model_validate(data.model_dump(exclude={"id"}), update={"created_by": owner.id})
+    if data.id is not None:
+        trip.id = data.id
     session.add(trip)
     session.flush()  # the membership row refers to the trip
     session.add(TripMember(trip_id=trip.id, user_id=owner.id, role=Role.OWNER))
@@ -39,7 +69,7 @@ def create_trip(*, session: Session, owner: User, data: TripCreate) -> Trip:
         summary=trip.name,
     )
     session.flush()
-    return trip
+    return Created(TripPublic.of(trip, Role.OWNER))
 
 
 def get_trip_for_member(
@@ -105,8 +135,16 @@ class TripUpdated:
 
 
 def update_trip(
-    *, session: Session, trip: Trip, data: TripUpdate, actor_id: uuid.UUID
+    *,
+    session: Session,
+    trip: Trip,
+    role: Role,
+    data: TripUpdate,
+    actor_id: uuid.UUID,
+    expected: ExpectedVersion,
 ) -> TripUpdated:
+    """Apply the changes to the trip (locked by the caller), if it is still at `expected`."""
+    ensure_version(trip, expected, lambda: TripPublic.of(trip, role))
     changes = data.model_dump(exclude_unset=True)
     if changes.get("base_currency", trip.base_currency) != trip.base_currency:
         lock_trip(session, trip.id)  # no ledger entry can be added until this commits
@@ -156,7 +194,8 @@ def update_trip(
     return TripUpdated(trip=trip, unscheduled_item_ids=unscheduled)
 
 
-def delete_trip(*, session: Session, trip: Trip) -> None:
+def delete_trip(*, session: Session, trip: Trip, expected: ExpectedVersion) -> None:
+    ensure_version(trip, expected, lambda: TripPublic.of(trip, Role.OWNER))
     session.delete(trip)
     session.flush()
 
@@ -236,11 +275,24 @@ def join_trip(
     return member
 
 
+def _ensure_member_version(session: Session, member: TripMember, expected: ExpectedVersion) -> None:
+    ensure_version(
+        member, expected, lambda: MemberPublic.of(member, session.get_one(User, member.user_id))
+    )
+
+
 def change_role(
-    *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID, role: Role, actor_id: uuid.UUID
-) -> tuple[TripMember, User]:
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    user_id: uuid.UUID,
+    role: Role,
+    actor_id: uuid.UUID,
+    expected: ExpectedVersion,
+) -> MemberPublic:
     lock_trip(session, trip_id)
     member = _member(session, trip_id, user_id)
+    _ensure_member_version(session, member, expected)
     if role != Role.OWNER:
         _ensure_owner_remains(session, member)
     member.role = role
@@ -255,8 +307,7 @@ def change_role(
         summary=str(role),
     )
     session.flush()
-    user = session.get_one(User, user_id)
-    return member, user
+    return MemberPublic.of(member, session.get_one(User, user_id))
 
 
 def remove_member(
@@ -266,12 +317,14 @@ def remove_member(
     user_id: uuid.UUID,
     actor_id: uuid.UUID,
     actor_role: Role,
+    expected: ExpectedVersion,
 ) -> None:
     """An owner removes anyone; any member may remove themselves (leave the trip)."""
     if actor_role != Role.OWNER and user_id != actor_id:
         raise Forbidden("Only an owner can remove other members.", code="owner_required")
     lock_trip(session, trip_id)
     member = _member(session, trip_id, user_id)
+    _ensure_member_version(session, member, expected)
     _ensure_owner_remains(session, member)
     session.delete(member)
     action = "member.left" if user_id == actor_id else "member.removed"

@@ -11,7 +11,7 @@ def test_changes_are_logged_with_their_actor(client: TestClient, session: Sessio
     owner, friend = support.make_user(session, full_name="Olga"), support.make_user(session)
     trip = create_trip(client, owner)
     base = f"/trips/{trip['id']}"
-    client.patch(base, headers=support.auth(owner), json={"name": "Renamed"})
+    client.patch(base, headers=support.auth(owner, if_match="*"), json={"name": "Renamed"})
     support.join(client, owner, trip["id"], friend, "viewer")
     client.post(f"{base}/guests", headers=support.auth(owner), json={"name": "Gus"})
 
@@ -36,7 +36,9 @@ def test_a_failed_change_leaves_no_entry(client: TestClient, session: Session) -
     owner = support.make_user(session)
     trip = create_trip(client, owner)
     client.patch(
-        f"/trips/{trip['id']}", headers=support.auth(owner), json={"end_date": "2000-01-01"}
+        f"/trips/{trip['id']}",
+        headers=support.auth(owner, if_match="*"),
+        json={"end_date": "2000-01-01"},
     )
     entries = client.get(f"/trips/{trip['id']}/activity", headers=support.auth(owner)).json()[
         "items"

@@ -77,12 +77,17 @@ def test_checklists_create_read_update_delete(client: TestClient, session: Sessi
     ).json()
     assert [c["id"] for c in only_todo["items"]] == [todo["id"]]
 
-    updated = client.patch(url, headers=headers, json={"title": "Packing", "kind": "todo"})
+    updated = client.patch(
+        url,
+        headers=support.auth(owner, if_match=packing["version"]),
+        json={"title": "Packing", "kind": "todo"},
+    )
     assert updated.status_code == 200, updated.text
     assert (updated.json()["title"], updated.json()["kind"]) == ("Packing", "todo")
 
-    _add(client, owner, url)
-    assert client.delete(url, headers=headers).status_code == 204
+    _add(client, owner, url)  # an item is not part of the list's version
+    deleted = client.delete(url, headers=support.auth(owner, if_match=updated.json()["version"]))
+    assert deleted.status_code == 204
     support.assert_problem(client.get(url, headers=headers), 404, "checklist_not_found")
     remaining = session.exec(
         select(func.count())
@@ -111,15 +116,20 @@ def test_items_create_list_update_delete_and_counts(
 
     item_url = f"{base}/items/{passport['id']}"
     checked = client.patch(
-        item_url, headers=support.auth(owner), json={"done": True, "assignee_id": None}
+        item_url,
+        headers=support.auth(owner, if_match=passport["version"]),
+        json={"done": True, "assignee_id": None},
     ).json()
     assert (checked["done"], checked["assignee_id"]) == (True, None)
     counts = client.get(base, headers=support.auth(owner)).json()
     assert (counts["item_count"], counts["done_count"]) == (2, 2)
 
-    assert client.delete(item_url, headers=support.auth(editor)).status_code == 204
+    deleted = client.delete(item_url, headers=support.auth(editor, if_match=checked["version"]))
+    assert deleted.status_code == 204
     support.assert_problem(
-        client.delete(item_url, headers=support.auth(editor)), 404, "checklist_item_not_found"
+        client.delete(item_url, headers=support.auth(editor, if_match="*")),
+        404,
+        "checklist_item_not_found",
     )
     assert _texts(client, owner, base) == ["Charger"]
     assert charger["id"] in client.get(f"{base}/items", headers=support.auth(owner)).text
@@ -138,7 +148,9 @@ def test_viewers_read_but_do_not_write(
         ("DELETE", f"{base}/items/{item['id']}", None),
         ("PATCH", base, {"title": "x"}),
     ):
-        response = client.request(method, url, headers=support.auth(viewer), json=body)
+        response = client.request(
+            method, url, headers=support.auth(viewer, if_match="*"), json=body
+        )
         support.assert_problem(response, 403, "read_only_member")
 
 
@@ -165,8 +177,9 @@ def test_private_items_exist_only_for_their_creator(
     secret_url = f"{base}/items/{secret['id']}"
     missing_url = f"{base}/items/{uuid.uuid4()}"
     for method, body in (("PATCH", {"done": True}), ("DELETE", None)):
-        hidden = client.request(method, secret_url, headers=support.auth(owner), json=body)
-        missing = client.request(method, missing_url, headers=support.auth(owner), json=body)
+        headers = support.auth(owner, if_match="*")
+        hidden = client.request(method, secret_url, headers=headers, json=body)
+        missing = client.request(method, missing_url, headers=headers, json=body)
         support.assert_problem(hidden, 404, "checklist_item_not_found")
         assert hidden.json() == missing.json()
     # Entries about the private item are in the log for its creator only.
@@ -180,7 +193,9 @@ def test_private_items_exist_only_for_their_creator(
     ]
 
     # Its creator can share it; then everyone sees it.
-    shared_now = client.patch(secret_url, headers=support.auth(editor), json={"private": False})
+    shared_now = client.patch(
+        secret_url, headers=support.auth(editor, if_match="*"), json={"private": False}
+    )
     assert shared_now.json()["private"] is False
     assert _texts(client, viewer, base) == ["Shared", "Surprise gift for Ana"]
 
@@ -190,15 +205,15 @@ def test_only_the_creator_makes_an_item_private(
 ) -> None:
     item = _add(client, shared["editor"], shared["base"], text="Towels")
     url = f"{shared['base']}/items/{item['id']}"
+    owner, editor = support.auth(shared["owner"], if_match="*"), support.auth(shared["editor"])
     support.assert_problem(
-        client.patch(url, headers=support.auth(shared["owner"]), json={"private": True}),
-        403,
-        "not_item_creator",
+        client.patch(url, headers=owner, json={"private": True}), 403, "not_item_creator"
     )
     # Sending the current value is not a change.
-    unchanged = client.patch(url, headers=support.auth(shared["owner"]), json={"private": False})
+    unchanged = client.patch(url, headers=owner, json={"private": False})
     assert unchanged.status_code == 200
-    hidden = client.patch(url, headers=support.auth(shared["editor"]), json={"private": True})
+    editor["If-Match"] = unchanged.headers["etag"]
+    hidden = client.patch(url, headers=editor, json={"private": True})
     assert hidden.json()["private"] is True
     assert _texts(client, shared["owner"], shared["base"]) == []
 
@@ -218,7 +233,7 @@ def test_assignees_must_be_participants_of_the_trip(
     support.assert_problem(
         client.patch(
             f"{base}/items/{item['id']}",
-            headers=support.auth(owner),
+            headers=support.auth(owner, if_match="*"),
             json={"assignee_id": stranger},
         ),
         422,
@@ -226,7 +241,9 @@ def test_assignees_must_be_participants_of_the_trip(
     )
     guest = add_guest(client, owner, shared["trip"]["id"])
     assigned = client.patch(
-        f"{base}/items/{item['id']}", headers=support.auth(owner), json={"assignee_id": guest}
+        f"{base}/items/{item['id']}",
+        headers=support.auth(owner, if_match="*"),
+        json={"assignee_id": guest},
     )
     assert assigned.json()["assignee_id"] == guest
 
@@ -264,7 +281,7 @@ def test_a_list_of_another_trip_is_not_found(client: TestClient, session: Sessio
     foreign = _create_list(client, owner, other["id"])
     item = _add(client, owner, f"/trips/{other['id']}/checklists/{foreign['id']}")
     base = f"/trips/{trip['id']}/checklists/{foreign['id']}"
-    headers = support.auth(owner)
+    headers = support.auth(owner, if_match="*")
     for method, url, body in (
         ("GET", base, None),
         ("PATCH", base, {"title": "x"}),
@@ -288,7 +305,10 @@ def test_a_list_of_another_trip_is_not_found(client: TestClient, session: Sessio
         ("", {"kind": "shopping", "title": "x"}),
         ("", {"kind": "todo", "title": "  "}),
         ("", {"kind": "todo"}),
-        ("", {"kind": "todo", "title": "x", "id": str(uuid.uuid4())}),
+        ("", {"kind": "todo", "title": "x", "id": "not-a-uuid"}),
+        ("", {"kind": "todo", "title": "x", "trip_id": str(uuid.uuid4())}),
+        ("", {"kind": "todo", "title": "x", "version": 7}),
+        ("/items", {"text": "ok", "updated_at": "2027-01-01T00:00:00Z"}),
         ("/items", {"text": ""}),
         ("/items", {"text": "x" * 501}),
         ("/items", {"text": "ok", "done": "maybe"}),
@@ -325,7 +345,7 @@ def test_invalid_edits_change_nothing(
 ) -> None:
     item = _add(client, shared["owner"], shared["base"])
     url = shared["base"] if target == "list" else f"{shared['base']}/items/{item['id']}"
-    headers = support.auth(shared["owner"])
+    headers = support.auth(shared["owner"], if_match="*")
 
     def state() -> tuple[object, list[str]]:
         checklist = client.get(shared["base"], headers=headers).json()
@@ -362,7 +382,9 @@ def test_a_guest_assigned_to_an_item_is_kept(
     guest = add_guest(client, owner, trip_id)
     _add(client, owner, shared["base"], assignee_id=guest)
     support.assert_problem(
-        client.delete(f"/trips/{trip_id}/guests/{guest}", headers=support.auth(owner)),
+        client.delete(
+            f"/trips/{trip_id}/guests/{guest}", headers=support.auth(owner, if_match="*")
+        ),
         409,
         "participant_has_history",
     )

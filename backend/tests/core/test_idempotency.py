@@ -82,12 +82,15 @@ def test_patch_and_delete_replay_without_running_again(
     client: TestClient, session: Session
 ) -> None:
     user = support.make_user(session)
-    trip_id = client.post("/trips", headers=support.auth(user), json=TRIP).json()["id"]
-    rename = _keyed(user)
+    trip = client.post("/trips", headers=support.auth(user), json=TRIP).json()
+    trip_id = trip["id"]
+    rename = {**_keyed(user), "If-Match": f'"{trip["version"]}"'}
     first = client.patch(f"/trips/{trip_id}", headers=rename, json={"name": "Porto"})
     assert first.status_code == 200, first.text
     # Someone renames it again; a retry of the first rename must not undo that.
-    client.patch(f"/trips/{trip_id}", headers=support.auth(user), json={"name": "Faro"})
+    client.patch(
+        f"/trips/{trip_id}", headers=support.auth(user, if_match="*"), json={"name": "Faro"}
+    )
     entries = _activity_count(session, trip_id)
 
     replay = client.patch(f"/trips/{trip_id}", headers=rename, json={"name": "Porto"})
@@ -98,7 +101,7 @@ def test_patch_and_delete_replay_without_running_again(
     assert client.get(f"/trips/{trip_id}", headers=support.auth(user)).json()["name"] == "Faro"
     assert _activity_count(session, trip_id) == entries
 
-    delete = _keyed(user)
+    delete = {**_keyed(user), "If-Match": "*"}
     deleted = client.delete(f"/trips/{trip_id}", headers=delete)
     again = client.delete(f"/trips/{trip_id}", headers=delete)
     assert deleted.status_code == again.status_code == 204
@@ -106,7 +109,9 @@ def test_patch_and_delete_replay_without_running_again(
     assert again.content == b""
     # Without the key, the retry would have been told the trip is gone.
     support.assert_problem(
-        client.delete(f"/trips/{trip_id}", headers=support.auth(user)), 404, "trip_not_found"
+        client.delete(f"/trips/{trip_id}", headers=support.auth(user, if_match="*")),
+        404,
+        "trip_not_found",
     )
 
 

@@ -131,9 +131,11 @@ def test_settlements_in_another_currency_and_their_deletion(
     assert listed == {"items": [created], "next_cursor": None}
 
     url = ledger.url(f"/settlements/{created['id']}")
-    assert client.delete(url, headers=support.auth(ledger.editor)).status_code == 204
+    assert client.delete(url, headers=support.auth(ledger.editor, if_match="*")).status_code == 204
     support.assert_problem(
-        client.delete(url, headers=support.auth(ledger.editor)), 404, "settlement_not_found"
+        client.delete(url, headers=support.auth(ledger.editor, if_match="*")),
+        404,
+        "settlement_not_found",
     )
     assert set(net(balances(client, ledger)).values()) == {0}
     assert (
@@ -175,7 +177,9 @@ def test_settlement_pages(client: TestClient, ledger: Ledger) -> None:
         ({"currency": "USD"}, "exchange_rate_required"),
         ({"exchange_rate": "2"}, "exchange_rate_not_applicable"),
         ({"currency": "usd", "exchange_rate": "2"}, "validation_error"),
-        ({"id": str(uuid.uuid4())}, "validation_error"),
+        ({"id": "not-a-uuid"}, "validation_error"),
+        ({"version": 1}, "validation_error"),
+        ({"created_at": "2027-05-01T10:00:00Z"}, "validation_error"),
     ],
 )
 def test_invalid_settlements_are_422_and_store_nothing(
@@ -228,7 +232,9 @@ def test_viewers_see_no_amounts_when_the_trip_hides_them(
     assert client.get(ledger.url("/balances"), headers=viewer).status_code == 200
 
     hide = client.patch(
-        ledger.url(), headers=support.auth(ledger.owner), json={"hide_amounts_from_viewers": True}
+        ledger.url(),
+        headers=support.auth(ledger.owner, if_match="*"),
+        json={"hide_amounts_from_viewers": True},
     )
     assert hide.status_code == 200, hide.text
 
@@ -266,7 +272,7 @@ def test_viewers_see_no_amounts_when_the_trip_hides_them(
 def test_base_currency_is_frozen_once_the_ledger_has_entries(
     client: TestClient, ledger: Ledger, session: Session
 ) -> None:
-    headers = support.auth(ledger.owner)
+    headers = support.auth(ledger.owner, if_match="*")
     changed = client.patch(ledger.url(), headers=headers, json={"base_currency": "USD"})
     assert changed.json()["base_currency"] == "USD"
     client.patch(ledger.url(), headers=headers, json={"base_currency": "EUR"})
@@ -293,7 +299,9 @@ def test_base_currency_is_frozen_once_the_ledger_has_entries(
 def test_a_settlement_alone_freezes_the_base_currency(client: TestClient, ledger: Ledger) -> None:
     post(client, ledger, "/settlements", settlement(ledger))
     response = client.patch(
-        ledger.url(), headers=support.auth(ledger.owner), json={"base_currency": "JPY"}
+        ledger.url(),
+        headers=support.auth(ledger.owner, if_match="*"),
+        json={"base_currency": "JPY"},
     )
     support.assert_problem(response, 409, "base_currency_locked")
 
@@ -315,7 +323,8 @@ def test_a_guests_expenses_follow_the_guest_when_a_member_claims_it(
     )
     support.assert_problem(
         client.delete(
-            ledger.url(f"/guests/{ledger.guest_pid}"), headers=support.auth(ledger.owner)
+            ledger.url(f"/guests/{ledger.guest_pid}"),
+            headers=support.auth(ledger.owner, if_match="*"),
         ),
         409,
         "participant_has_history",

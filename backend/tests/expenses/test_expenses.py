@@ -55,7 +55,7 @@ def test_create_read_and_list(client: TestClient, ledger: Ledger, session: Sessi
     assert created["payers"] == [
         {"participant_id": ledger.owner_pid, "amount_minor": 9000, "base_amount_minor": 9000}
     ]
-    headers = support.auth(ledger.editor)
+    headers = support.auth(ledger.editor, if_match="*")
     fetched = client.get(ledger.url(f"/expenses/{created['id']}"), headers=headers).json()
     assert fetched == created
     listed = client.get(ledger.url("/expenses"), headers=headers).json()
@@ -392,7 +392,7 @@ def test_fractional_and_non_finite_numbers_are_refused(
 def test_edits_create_revisions_and_keep_earlier_ones(client: TestClient, ledger: Ledger) -> None:
     created = post_expense(client, ledger)
     url = ledger.url(f"/expenses/{created['id']}")
-    headers = support.auth(ledger.editor)
+    headers = support.auth(ledger.editor, if_match="*")
 
     renamed = client.patch(url, headers=headers, json={"title": "Late dinner"}).json()
     assert (renamed["revision"], renamed["title"]) == (2, "Late dinner")
@@ -424,7 +424,7 @@ def test_edits_create_revisions_and_keep_earlier_ones(client: TestClient, ledger
 def test_an_edit_that_changes_nothing_records_nothing(client: TestClient, ledger: Ledger) -> None:
     created = post_expense(client, ledger)
     url = ledger.url(f"/expenses/{created['id']}")
-    headers = support.auth(ledger.owner)
+    headers = support.auth(ledger.owner, if_match="*")
     same = {
         "title": "Dinner",
         "currency": "EUR",
@@ -456,7 +456,7 @@ def test_invalid_edits_change_nothing(
 ) -> None:
     created = post_expense(client, ledger)
     url = ledger.url(f"/expenses/{created['id']}")
-    response = client.patch(url, headers=support.auth(ledger.owner), json=patch)
+    response = client.patch(url, headers=support.auth(ledger.owner, if_match="*"), json=patch)
     support.assert_problem(response, 422, code or "unknown_participant")
     assert client.get(url, headers=support.auth(ledger.owner)).json() == created
     revisions = client.get(f"{url}/revisions", headers=support.auth(ledger.owner)).json()
@@ -468,7 +468,7 @@ def test_changing_currency_takes_its_rate_and_back_to_base_drops_it(
 ) -> None:
     created = post_expense(client, ledger)
     url = ledger.url(f"/expenses/{created['id']}")
-    headers = support.auth(ledger.owner)
+    headers = support.auth(ledger.owner, if_match="*")
     in_usd = client.patch(
         url, headers=headers, json={"currency": "USD", "exchange_rate": "0.9"}
     ).json()
@@ -485,9 +485,10 @@ def test_changing_currency_takes_its_rate_and_back_to_base_drops_it(
 
 
 def test_an_edit_based_on_a_stale_revision_is_refused(client: TestClient, ledger: Ledger) -> None:
+    """The deprecated `expected_revision` still guards edits, next to If-Match."""
     created = post_expense(client, ledger)
     url = ledger.url(f"/expenses/{created['id']}")
-    headers = support.auth(ledger.owner)
+    headers = support.auth(ledger.owner, if_match="*")
     first = client.patch(url, headers=headers, json={"title": "A", "expected_revision": 1})
     assert first.status_code == 200, first.text
     stale = client.patch(url, headers=headers, json={"title": "B", "expected_revision": 1})
@@ -512,7 +513,7 @@ def test_deleting_hides_the_expense_but_keeps_its_history(
         payers=[{"participant_id": ledger.guest_pid, "amount_minor": 3000}],
     )
     url = ledger.url(f"/expenses/{gone['id']}")
-    headers = support.auth(ledger.editor)
+    headers = support.auth(ledger.editor, if_match="*")
     assert client.delete(url, headers=headers).status_code == 204
 
     support.assert_problem(client.get(url, headers=headers), 404, "expense_not_found")
@@ -548,7 +549,7 @@ def test_an_expense_of_another_trip_is_not_found(client: TestClient, ledger: Led
         response = client.request(
             method,
             f"/trips/{mine['id']}/expenses/{created['id']}",
-            headers=support.auth(ledger.owner),
+            headers=support.auth(ledger.owner, if_match="*"),
             json={"title": "x"} if method == "PATCH" else None,
         )
         support.assert_problem(response, 404, "expense_not_found")
@@ -578,7 +579,7 @@ def test_pages_cover_every_expense_once_latest_date_first(
 def test_revision_pages_and_cursors_of_other_lists(client: TestClient, ledger: Ledger) -> None:
     created = post_expense(client, ledger)
     url = ledger.url(f"/expenses/{created['id']}")
-    headers = support.auth(ledger.owner)
+    headers = support.auth(ledger.owner, if_match="*")
     for title in ("B", "C"):
         client.patch(url, headers=headers, json={"title": title})
     numbers, cursor = [], None
@@ -629,7 +630,7 @@ def test_deleting_the_trip_removes_its_ledger(
     created = post_expense(client, ledger)
     client.patch(
         ledger.url(f"/expenses/{created['id']}"),
-        headers=support.auth(ledger.owner),
+        headers=support.auth(ledger.owner, if_match="*"),
         json={"title": "x"},
     )
     settlement = {
@@ -640,7 +641,7 @@ def test_deleting_the_trip_removes_its_ledger(
         "settled_on": "2027-05-04",
     }
     client.post(ledger.url("/settlements"), headers=support.auth(ledger.owner), json=settlement)
-    response = client.delete(ledger.url(), headers=support.auth(ledger.owner))
+    response = client.delete(ledger.url(), headers=support.auth(ledger.owner, if_match="*"))
     assert response.status_code == 204, response.text
     for table in (Expense, ExpenseRevision, ExpensePayer, ExpenseSplit):
         assert count(session, table, ledger.trip_id) == 0

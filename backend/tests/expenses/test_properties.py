@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from sqlmodel import Session
 
 from app.core.pagination import MAX_PAGE_SIZE, PageRequest
+from app.core.preconditions import ANY_VERSION
 from app.expenses import service
 from app.expenses.models import ExpenseCreate, ExpenseUpdate, SettlementCreate
 from app.participants.service import add_guest
@@ -77,11 +78,11 @@ def test_stored_ledgers_balance_to_zero_and_settle(session: Session, scenario: t
                 end_date=date(2027, 5, 9),
                 base_currency=base,
             ),
-        )
+        ).value
         ids = {
             placeholder: add_guest(
                 session=session, trip_id=trip.id, name=f"Guest {n}", actor_id=owner.id
-            ).id
+            ).value.id
             for n, placeholder in enumerate(PEOPLE)
         }
         expense_ids = []
@@ -91,7 +92,7 @@ def test_stored_ledgers_balance_to_zero_and_settle(session: Session, scenario: t
                 trip_id=trip.id,
                 data=ExpenseCreate.model_validate(_real(ids, spec.as_body())),
                 actor_id=owner.id,
-            )
+            ).value
             expense_ids.append(record.expense.id)
         live: dict[uuid.UUID, ExpenseSpec] = dict(zip(expense_ids, spent, strict=True))
         for index, action, new_content in changes:
@@ -100,7 +101,11 @@ def test_stored_ledgers_balance_to_zero_and_settle(session: Session, scenario: t
                 continue
             if action == "delete":
                 service.delete_expense(
-                    session=session, trip_id=trip.id, expense_id=expense_id, actor_id=owner.id
+                    session=session,
+                    trip_id=trip.id,
+                    expense_id=expense_id,
+                    actor_id=owner.id,
+                    expected=ANY_VERSION,
                 )
                 del live[expense_id]
             else:
@@ -112,6 +117,7 @@ def test_stored_ledgers_balance_to_zero_and_settle(session: Session, scenario: t
                     expense_id=expense_id,
                     data=ExpenseUpdate.model_validate(body),
                     actor_id=owner.id,
+                    expected=ANY_VERSION,
                 )
                 live[expense_id] = new_content
         for settlement in paid_back:

@@ -35,14 +35,14 @@ def committed_trip(engine: Engine) -> Iterator[tuple[User, uuid.UUID, list[uuid.
             session=session,
             owner=user,
             data=TripCreate(name="Race", start_date=date(2027, 5, 1), end_date=date(2027, 5, 3)),
-        )
+        ).value
         item_ids = [
             itinerary_service.create_item(
                 session=session,
                 trip_id=trip.id,
                 data=ItemCreate(kind=ItemKind.ACTIVITY, title=f"#{index}", day=DAY),
                 actor_id=user.id,
-            ).id
+            ).value.id
             for index in range(ITEMS)
         ]
         session.commit()

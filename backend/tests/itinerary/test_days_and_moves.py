@@ -184,7 +184,7 @@ def test_changing_the_dates_unschedules_items_outside_them(
 
     response = client.patch(
         f"/trips/{trip['id']}",
-        headers=support.auth(owner),
+        headers=support.auth(owner, if_match="*"),
         json={"start_date": "2027-05-03", "end_date": "2027-05-05"},
     )
     assert response.status_code == 200, response.text
@@ -216,7 +216,9 @@ def test_changing_the_dates_unschedules_items_outside_them(
 
     # Other edits, and date changes that leave every item in range, move nothing.
     for patch in ({"name": "Renamed"}, {"end_date": "2027-05-10"}):
-        again = client.patch(f"/trips/{trip['id']}", headers=support.auth(owner), json=patch)
+        again = client.patch(
+            f"/trips/{trip['id']}", headers=support.auth(owner, if_match="*"), json=patch
+        )
         assert again.json()["unscheduled_item_ids"] == []
     # An item cannot be created on a day the trip no longer has.
     support.assert_problem(

@@ -75,7 +75,7 @@ def test_create_read_update_delete(client: TestClient, session: Session) -> None
 
     updated = client.patch(
         url,
-        headers=headers,
+        headers=support.auth(owner, if_match=item["version"]),
         json={"title": "Hotel Lisboa", "place": None, "participant_ids": [guest]},
     )
     assert updated.status_code == 200, updated.text
@@ -86,9 +86,12 @@ def test_create_read_update_delete(client: TestClient, session: Session) -> None
     assert body["start_utc"] == item["start_utc"]
     assert body["updated_at"] > item["updated_at"]
 
-    assert client.delete(url, headers=headers).status_code == 204
+    deleted = client.delete(url, headers=support.auth(owner, if_match=body["version"]))
+    assert deleted.status_code == 204
     support.assert_problem(client.get(url, headers=headers), 404, "item_not_found")
-    support.assert_problem(client.delete(url, headers=headers), 404, "item_not_found")
+    support.assert_problem(
+        client.delete(url, headers=support.auth(owner, if_match="*")), 404, "item_not_found"
+    )
     links = session.exec(
         select(ItemParticipant).where(ItemParticipant.item_id == uuid.UUID(item["id"]))
     ).all()
@@ -111,7 +114,7 @@ def test_an_editor_writes_and_a_viewer_reads(client: TestClient, session: Sessio
     path = f"/trips/{trip['id']}/items/{item['id']}"
     assert client.get(path, headers=support.auth(viewer)).status_code == 200
     support.assert_problem(
-        client.patch(path, headers=support.auth(viewer), json={"title": "x"}),
+        client.patch(path, headers=support.auth(viewer, if_match="*"), json={"title": "x"}),
         403,
         "read_only_member",
     )
@@ -142,7 +145,7 @@ def test_times_keep_wall_clock_zone_and_instant(client: TestClient, session: Ses
     # Changing only a zone re-reads the same wall-clock time in it.
     moved = client.patch(
         f"/trips/{trip['id']}/items/{flight['id']}",
-        headers=support.auth(owner),
+        headers=support.auth(owner, if_match="*"),
         json={"start_timezone": "UTC"},
     ).json()
     assert moved["start_local"] == "2027-05-03T10:00:00"
@@ -151,21 +154,23 @@ def test_times_keep_wall_clock_zone_and_instant(client: TestClient, session: Ses
     # Clearing the start while an end remains is refused; clearing both is fine.
     url = f"/trips/{trip['id']}/items/{flight['id']}"
     support.assert_problem(
-        client.patch(url, headers=support.auth(owner), json={"start_local": None}),
+        client.patch(url, headers=support.auth(owner, if_match="*"), json={"start_local": None}),
         422,
         "end_without_start",
     )
     support.assert_problem(
         client.patch(
             url,
-            headers=support.auth(owner),
+            headers=support.auth(owner, if_match="*"),
             json={"start_local": None, "end_local": None, "start_timezone": "UTC"},
         ),
         422,
         "timezone_without_time",
     )
     cleared = client.patch(
-        url, headers=support.auth(owner), json={"start_local": None, "end_local": None}
+        url,
+        headers=support.auth(owner, if_match="*"),
+        json={"start_local": None, "end_local": None},
     ).json()
     assert [cleared[k] for k in ("start_local", "start_timezone", "end_utc")] == [None] * 3
 
@@ -190,7 +195,7 @@ def test_an_end_before_the_start_in_utc_is_refused(client: TestClient, session: 
     support.assert_problem(
         client.patch(
             f"/trips/{trip['id']}/items/{item['id']}",
-            headers=support.auth(owner),
+            headers=support.auth(owner, if_match="*"),
             json={"end_local": "2027-05-03T09:59:59"},
         ),
         422,
@@ -237,8 +242,10 @@ def test_an_end_before_the_start_in_utc_is_refused(client: TestClient, session: 
         ({"participant_ids": ["not-a-uuid"]}, "validation_error"),
         ({"participant_ids": [str(uuid.uuid4())]}, "participant_not_in_trip"),
         ({"order_key": "V"}, "validation_error"),
-        ({"id": str(uuid.uuid4())}, "validation_error"),
+        ({"id": "not-a-uuid"}, "validation_error"),
         ({"trip_id": str(uuid.uuid4())}, "validation_error"),
+        ({"version": 3}, "validation_error"),
+        ({"created_at": "2027-05-01T10:00:00Z"}, "validation_error"),
     ],
 )
 def test_invalid_items_are_422_and_store_nothing(
@@ -286,7 +293,9 @@ def test_invalid_edits_change_nothing(
     trip = create_trip(client, owner)
     item = add_item(client, owner, trip["id"], day="2027-05-01", start_local="2027-05-01T09:00")
     url = f"/trips/{trip['id']}/items/{item['id']}"
-    support.assert_problem(client.patch(url, headers=support.auth(owner), json=patch), 422)
+    support.assert_problem(
+        client.patch(url, headers=support.auth(owner, if_match="*"), json=patch), 422
+    )
     assert client.get(url, headers=support.auth(owner)).json() == item
 
 
@@ -314,7 +323,7 @@ def test_a_participant_of_another_trip_is_refused(client: TestClient, session: S
     support.assert_problem(
         client.patch(
             f"/trips/{trip['id']}/items/{item['id']}",
-            headers=support.auth(owner),
+            headers=support.auth(owner, if_match="*"),
             json={"participant_ids": [stranger]},
         ),
         422,
@@ -403,7 +412,10 @@ def test_deleting_the_trip_removes_its_items(client: TestClient, session: Sessio
     trip = create_trip(client, owner)
     me = participant_ids(client, owner, trip["id"])[0]
     add_item(client, owner, trip["id"], day="2027-05-02", participant_ids=[me])
-    assert client.delete(f"/trips/{trip['id']}", headers=support.auth(owner)).status_code == 204
+    assert (
+        client.delete(f"/trips/{trip['id']}", headers=support.auth(owner, if_match="*")).status_code
+        == 204
+    )
     assert _stored_items(session, trip["id"]) == 0
     links = session.exec(
         select(ItemParticipant).where(ItemParticipant.trip_id == uuid.UUID(trip["id"]))
@@ -418,7 +430,9 @@ def test_a_guest_who_takes_part_in_an_item_is_kept(client: TestClient, session: 
     guest = add_guest(client, owner, trip["id"])
     add_item(client, owner, trip["id"], participant_ids=[guest])
     support.assert_problem(
-        client.delete(f"/trips/{trip['id']}/guests/{guest}", headers=support.auth(owner)),
+        client.delete(
+            f"/trips/{trip['id']}/guests/{guest}", headers=support.auth(owner, if_match="*")
+        ),
         409,
         "participant_has_history",
     )

@@ -31,10 +31,11 @@ def test_members_and_guests_are_participants(client: TestClient, session: Sessio
     ]
     renamed = client.patch(
         f"/trips/{trip['id']}/guests/{guest.json()['id']}",
-        headers=support.auth(owner),
+        headers=support.auth(owner, if_match=guest.json()["version"]),
         json={"name": "Gustav"},
     )
     assert renamed.json()["name"] == "Gustav"
+    assert renamed.headers["etag"] == f'"{renamed.json()["version"]}"'
     support.assert_problem(
         client.post(f"/trips/{trip['id']}/guests", headers=support.auth(owner), json={"name": ""}),
         422,
@@ -45,13 +46,14 @@ def test_members_are_not_guests(client: TestClient, session: Session) -> None:
     owner = support.make_user(session)
     trip = create_trip(client, owner)
     me = participants(client, owner, trip["id"])[0]
+    headers = support.auth(owner, if_match="*")
     support.assert_problem(
-        client.delete(f"/trips/{trip['id']}/guests/{me['id']}", headers=support.auth(owner)),
+        client.delete(f"/trips/{trip['id']}/guests/{me['id']}", headers=headers),
         409,
         "not_a_guest",
     )
     support.assert_problem(
-        client.delete(f"/trips/{trip['id']}/guests/{uuid.uuid4()}", headers=support.auth(owner)),
+        client.delete(f"/trips/{trip['id']}/guests/{uuid.uuid4()}", headers=headers),
         404,
         "participant_not_found",
     )
@@ -74,7 +76,9 @@ def test_a_member_claims_a_guest(client: TestClient, session: Session) -> None:
         "user_id": str(friend.id),
         "is_guest": False,
         "is_member": True,
+        "version": claimed.json()["version"],
     }
+    assert claimed.json()["version"] > guest["version"]
     # The friend's own (empty) participant was merged away: one participant per person.
     mine = [p for p in participants(client, owner, trip["id"]) if p["user_id"] == str(friend.id)]
     assert [p["id"] for p in mine] == [guest["id"]]
@@ -91,6 +95,9 @@ def test_participants_stay_when_a_member_leaves(client: TestClient, session: Ses
     session.add(TripMember(trip_id=uuid.UUID(trip["id"]), user_id=friend.id, role=Role.VIEWER))
     session.add(Participant(trip_id=uuid.UUID(trip["id"]), user_id=friend.id, name="Friend"))
     session.commit()
-    client.delete(f"/trips/{trip['id']}/members/{friend.id}", headers=support.auth(friend))
-    left = [p for p in participants(client, owner, trip["id"]) if p["user_id"] == str(friend.id)]
-    assert [(p["is_member"], p["is_guest"]) for p in left] == [(False, False)]
+    left = client.delete(
+        f"/trips/{trip['id']}/members/{friend.id}", headers=support.auth(friend, if_match="*")
+    )
+    assert left.status_code == 204, left.text
+    after = [p for p in participants(client, owner, trip["id"]) if p["user_id"] == str(friend.id)]
+    assert [(p["is_member"], p["is_guest"]) for p in after] == [(False, False)]

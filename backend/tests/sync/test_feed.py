@@ -77,7 +77,7 @@ def test_deletions_become_tombstones_in_the_feed(client: TestClient, session: Se
     since = changes(client, owner, trip["id"], 0)["version"]
     assert (
         client.delete(
-            f"/trips/{trip['id']}/items/{item['id']}", headers=support.auth(owner)
+            f"/trips/{trip['id']}/items/{item['id']}", headers=support.auth(owner, if_match="*")
         ).status_code
         == 204
     )
@@ -103,16 +103,18 @@ def test_snapshot_plus_changes_equals_a_fresh_snapshot(
     ]
     support.join(client, owner, trip["id"], friend, "editor")
     client.patch(
-        f"{base}/items/{items[0]['id']}", headers=support.auth(friend), json={"title": "Renamed"}
+        f"{base}/items/{items[0]['id']}",
+        headers=support.auth(friend, if_match="*"),
+        json={"title": "Renamed"},
     )
     client.post(
         f"{base}/items/{items[5]['id']}/move",
         headers=support.auth(friend),
         json={"day": "2027-05-02", "before_id": items[0]["id"]},
     )
-    client.delete(f"{base}/items/{items[3]['id']}", headers=support.auth(owner))
+    client.delete(f"{base}/items/{items[3]['id']}", headers=support.auth(owner, if_match="*"))
     client.post(f"{base}/guests", headers=support.auth(owner), json={"name": "Gus"})
-    client.patch(base, headers=support.auth(owner), json={"description": "Changed"})
+    client.patch(base, headers=support.auth(owner, if_match="*"), json={"description": "Changed"})
     checklist = client.post(
         f"{base}/checklists", headers=support.auth(owner), json={"kind": "packing", "title": "Bags"}
     ).json()
@@ -136,7 +138,9 @@ def test_a_page_never_splits_a_version(client: TestClient, session: Session) -> 
     since = changes(client, owner, trip["id"], 0)["version"]
     # Shortening the trip moves all three items in one transaction: one version.
     client.patch(
-        f"/trips/{trip['id']}", headers=support.auth(owner), json={"end_date": "2027-05-02"}
+        f"/trips/{trip['id']}",
+        headers=support.auth(owner, if_match="*"),
+        json={"end_date": "2027-05-02"},
     )
     page = changes(client, owner, trip["id"], since, limit=1)
     versions = {c["version"] for c in page["changes"]}
@@ -207,7 +211,7 @@ def test_clients_are_told_to_reset(client: TestClient, session: Session) -> None
     )
     client.patch(
         f"/trips/{trip['id']}/members/{friend.id}",
-        headers=support.auth(owner),
+        headers=support.auth(owner, if_match="*"),
         json={"role": "viewer"},
     )
     support.assert_problem(
@@ -243,8 +247,8 @@ def test_the_device_feed_lists_trips_and_what_was_lost(
     }
 
     add_item(client, owner, kept["id"], title="New")
-    client.delete(f"/trips/{left['id']}/members/{me.id}", headers=support.auth(owner))
-    client.delete(f"/trips/{deleted['id']}", headers=support.auth(owner))
+    client.delete(f"/trips/{left['id']}/members/{me.id}", headers=support.auth(owner, if_match="*"))
+    client.delete(f"/trips/{deleted['id']}", headers=support.auth(owner, if_match="*"))
     second = client.get(
         "/sync", headers=support.auth(me), params={"cursor": first["cursor"]}
     ).json()
@@ -279,7 +283,9 @@ def test_pruning_old_tombstones_makes_older_cursors_reset(
     before = snapshot(client, owner, trip["id"])["version"]
     old, recent = (add_item(client, owner, trip["id"], title=t) for t in ("old", "recent"))
     for item in (old, recent):
-        client.delete(f"/trips/{trip['id']}/items/{item['id']}", headers=support.auth(owner))
+        client.delete(
+            f"/trips/{trip['id']}/items/{item['id']}", headers=support.auth(owner, if_match="*")
+        )
     aged = session.exec(select(Tombstone).where(Tombstone.entity_id == uuid.UUID(old["id"]))).one()
     aged.deleted_at = utcnow() - timedelta(days=100)
     session.add(aged)
@@ -309,7 +315,9 @@ def test_a_member_leaving_updates_their_participant_in_the_feed(
     trip = create_trip(client, owner)
     support.join(client, owner, trip["id"], friend, "editor")
     since = snapshot(client, owner, trip["id"])["version"]
-    client.delete(f"/trips/{trip['id']}/members/{friend.id}", headers=support.auth(friend))
+    client.delete(
+        f"/trips/{trip['id']}/members/{friend.id}", headers=support.auth(friend, if_match="*")
+    )
     feed = changes(client, owner, trip["id"], since)["changes"]
     assert {(c["entity"], c["op"]) for c in feed} == {
         ("member", "delete"),

@@ -43,8 +43,18 @@ def test_a_batch_applies_in_order_and_reports_each_write(
             "path": f"{base}/items",
             "body": {"kind": "party", "title": "Bad"},
         },
-        {"id": "c", "method": "DELETE", "path": f"{base}/items/{existing['id']}"},
-        {"id": "d", "method": "DELETE", "path": f"{base}/items/{existing['id']}"},
+        {
+            "id": "c",
+            "method": "DELETE",
+            "path": f"{base}/items/{existing['id']}",
+            "headers": {"If-Match": f'"{existing["version"]}"'},
+        },
+        {
+            "id": "d",
+            "method": "DELETE",
+            "path": f"{base}/items/{existing['id']}",
+            "headers": {"If-Match": f'"{existing["version"]}"'},
+        },
         {"id": "e", "method": "PATCH", "path": "/users/me", "body": {"full_name": "Hijack"}},
         {"id": "f", "method": "POST", "path": f"{base}/mutations", "body": {"mutations": []}},
     )
@@ -122,3 +132,49 @@ def test_a_batch_is_never_replayed_from_its_own_key(client: TestClient, session:
         select(ItineraryItem.title).where(ItineraryItem.trip_id == uuid.UUID(trip["id"]))
     ).all()
     assert titles == ["Once"]
+
+
+def test_queued_writes_made_offline_meet_the_server_state(
+    client: TestClient, session: Session
+) -> None:
+    """Ids the device chose make its creates replayable; edits carry the version they were
+    based on, and one that another device overtook comes back as a conflict with the news."""
+    owner, friend = support.make_user(session), support.make_user(session)
+    trip = create_trip(client, owner)
+    support.join(client, owner, trip["id"], friend, "editor")
+    base = f"/trips/{trip['id']}"
+    item = add_item(client, owner, trip["id"], title="Lunch")
+    item_id = str(uuid.uuid4())
+    queue = [
+        {
+            "id": "new",
+            "method": "POST",
+            "path": f"{base}/items",
+            "body": {"id": item_id, "kind": "note", "title": "Made offline"},
+        },
+        {
+            "id": "edit",
+            "method": "PATCH",
+            "path": f"{base}/items/{item['id']}",
+            "headers": {"If-Match": f'"{item["version"]}"'},
+            "body": {"title": "Late lunch"},
+        },
+    ]
+    # Meanwhile another device renamed the item.
+    renamed = client.patch(
+        f"{base}/items/{item['id']}",
+        headers=support.auth(friend, if_match=item["version"]),
+        json={"title": "Brunch"},
+    )
+    first = batch(client, owner, trip["id"], *queue)
+    assert [(r["id"], r["result"], r["status"]) for r in first] == [
+        ("new", "applied", 201),
+        ("edit", "conflict", 412),
+    ]
+    assert first[0]["etag"] == f'"{first[0]["body"]["version"]}"'
+    assert first[1]["body"]["current"] == renamed.json()
+    assert first[1]["etag"] == renamed.headers["etag"]
+    # The same queue sent again (the answer was lost): the create is a replay, not a copy.
+    again = batch(client, owner, trip["id"], queue[0])
+    assert (again[0]["result"], again[0]["status"]) == ("applied", 200)
+    assert again[0]["body"] == first[0]["body"]

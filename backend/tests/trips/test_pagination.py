@@ -30,7 +30,7 @@ def committed_user(engine: Engine) -> Iterator[User]:
 def _add_trip(engine: Engine, user: User, name: str) -> uuid.UUID:
     with Session(engine, expire_on_commit=False) as session:
         data = TripCreate(name=name, start_date=date(2027, 1, 1), end_date=date(2027, 1, 3))
-        trip = service.create_trip(session=session, owner=user, data=data)
+        trip = service.create_trip(session=session, owner=user, data=data).value
         session.commit()
         return trip.id
 

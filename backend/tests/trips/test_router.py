@@ -42,13 +42,18 @@ def test_create_get_update_delete(client: TestClient, session: Session) -> None:
     assert fetched.json() == trip
 
     updated = client.patch(
-        f"/trips/{trip['id']}", headers=support.auth(owner), json={"name": "Porto"}
+        f"/trips/{trip['id']}",
+        headers=support.auth(owner, if_match=trip["version"]),
+        json={"name": "Porto"},
     ).json()
     assert updated["name"] == "Porto"
     assert updated["destination"] == "Portugal"
     assert updated["updated_at"] > trip["updated_at"]
 
-    assert client.delete(f"/trips/{trip['id']}", headers=support.auth(owner)).status_code == 204
+    deleted = client.delete(
+        f"/trips/{trip['id']}", headers=support.auth(owner, if_match=updated["version"])
+    )
+    assert deleted.status_code == 204
     support.assert_problem(
         client.get(f"/trips/{trip['id']}", headers=support.auth(owner)), 404, "trip_not_found"
     )
@@ -99,7 +104,9 @@ def test_invalid_updates_change_nothing(
 ) -> None:
     owner = support.make_user(session)
     trip = create_trip(client, owner)
-    response = client.patch(f"/trips/{trip['id']}", headers=support.auth(owner), json=patch)
+    response = client.patch(
+        f"/trips/{trip['id']}", headers=support.auth(owner, if_match="*"), json=patch
+    )
     support.assert_problem(response, 422)
     assert client.get(f"/trips/{trip['id']}", headers=support.auth(owner)).json() == trip
 
@@ -179,7 +186,7 @@ def test_editor_can_edit_but_not_delete_or_manage_members(
     owner, editor = support.make_user(session), support.make_user(session)
     trip = create_trip(client, owner)
     add_member(session, trip["id"], editor, Role.EDITOR)
-    headers = support.auth(editor)
+    headers = support.auth(editor, if_match="*")
     assert (
         client.patch(f"/trips/{trip['id']}", headers=headers, json={"name": "E"}).status_code == 200
     )
@@ -199,7 +206,7 @@ def test_owner_manages_members(client: TestClient, session: Session) -> None:
     owner, friend = support.make_user(session), support.make_user(session)
     trip = create_trip(client, owner)
     base = f"/trips/{trip['id']}/members"
-    headers = support.auth(owner)
+    headers = support.auth(owner, if_match="*")
     # Members join by accepting an invitation (tests/invitations); nobody is added unasked.
     assert client.post(base, headers=headers, json={"email": friend.email}).status_code == 405
     support.join(client, owner, trip["id"], friend, "editor")
@@ -222,18 +229,17 @@ def test_a_trip_always_keeps_an_owner(client: TestClient, session: Session) -> N
     owner, friend = support.make_user(session), support.make_user(session)
     trip = create_trip(client, owner)
     base = f"/trips/{trip['id']}/members"
+    headers = support.auth(owner, if_match="*")
     support.assert_problem(
-        client.patch(f"{base}/{owner.id}", headers=support.auth(owner), json={"role": "editor"}),
+        client.patch(f"{base}/{owner.id}", headers=headers, json={"role": "editor"}),
         409,
         "last_owner",
     )
-    support.assert_problem(
-        client.delete(f"{base}/{owner.id}", headers=support.auth(owner)), 409, "last_owner"
-    )
+    support.assert_problem(client.delete(f"{base}/{owner.id}", headers=headers), 409, "last_owner")
     # Hand over ownership, then the former owner may step down and leave.
     add_member(session, trip["id"], friend, Role.VIEWER)
-    client.patch(f"{base}/{friend.id}", headers=support.auth(owner), json={"role": "owner"})
-    assert client.delete(f"{base}/{owner.id}", headers=support.auth(owner)).status_code == 204
+    client.patch(f"{base}/{friend.id}", headers=headers, json={"role": "owner"})
+    assert client.delete(f"{base}/{owner.id}", headers=headers).status_code == 204
     assert (
         client.get(f"/trips/{trip['id']}", headers=support.auth(friend)).json()["role"] == "owner"
     )
@@ -246,9 +252,12 @@ def test_members_can_leave_but_not_remove_others(client: TestClient, session: Se
     add_member(session, trip["id"], editor, Role.EDITOR)
     base = f"/trips/{trip['id']}/members"
     support.assert_problem(
-        client.delete(f"{base}/{viewer.id}", headers=support.auth(editor)), 403, "owner_required"
+        client.delete(f"{base}/{viewer.id}", headers=support.auth(editor, if_match="*")),
+        403,
+        "owner_required",
     )
-    assert client.delete(f"{base}/{viewer.id}", headers=support.auth(viewer)).status_code == 204
+    leaving = client.delete(f"{base}/{viewer.id}", headers=support.auth(viewer, if_match="*"))
+    assert leaving.status_code == 204
     assert session.get(TripMember, (uuid.UUID(trip["id"]), viewer.id)) is None
 
 
