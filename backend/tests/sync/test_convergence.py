@@ -215,6 +215,8 @@ def test_devices_converge_and_no_write_is_applied_twice_or_lost_silently(
     assert not failures, f"seed {seed}: {failures[0]!r}"
 
     writes = [write for device in devices for write in device.writes]
+    outcomes = {r: sum(w.result == r for w in writes) for r in ("applied", "conflict", "rejected")}
+    print(f"seed {seed}: {len(writes)} writes {outcomes}")
     # Every intended write got an answer: applied, or the reason it was not.
     assert all(w.result in {"applied", "conflict", "rejected"} for w in writes), f"seed {seed}"
     assert all(w.code for w in writes if w.result != "applied"), f"seed {seed}"

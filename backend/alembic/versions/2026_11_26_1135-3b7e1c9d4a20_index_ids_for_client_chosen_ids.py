@@ -5,7 +5,7 @@ tombstones, which these indexes make a lookup rather than a scan.
 
 Revision ID: 3b7e1c9d4a20
 Revises: 9d19a7df392e
-Create Date: 2026-11-27 09:00:00.000000+00:00
+Create Date: 2026-11-26 11:35:00+00:00
 """
 
 from collections.abc import Sequence
