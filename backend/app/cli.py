@@ -8,6 +8,7 @@ from typing import Protocol
 
 from sqlmodel import Session
 
+from app.core import rate_limit
 from app.core.db import get_sessionmaker, utcnow
 from app.idempotency import service as idempotency_service
 from app.sync import service as sync_service
@@ -23,6 +24,7 @@ class BatchDelete(Protocol):
 CLEANUP_TASKS: dict[str, BatchDelete] = {
     "expired idempotency keys": idempotency_service.delete_expired_keys,
     "tombstones past the sync retention": sync_service.prune_tombstones,
+    "ended rate-limit windows": rate_limit.delete_expired_counters,
 }
 
 DEFAULT_BATCH_SIZE = 1000

@@ -13,9 +13,10 @@ from fastapi.staticfiles import StaticFiles
 from app import models as _models  # noqa: F401  (every table, and the sync version stamping)
 from app.activity.router import router as activity_router
 from app.checklists.router import router as checklists_router
-from app.core.config import Settings, get_settings
+from app.core.config import Environment, Settings, get_settings
 from app.core.db import REPO_DIR, get_engine
 from app.core.errors import install_error_handlers
+from app.core.headers import SecurityHeadersMiddleware
 from app.expenses.router import router as expenses_router
 from app.health.router import router as health_router
 from app.invitations.router import router as invitations_router
@@ -46,6 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(
+        SecurityHeadersMiddleware, hsts=settings.ENVIRONMENT is Environment.PRODUCTION
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.CORS_ORIGINS,

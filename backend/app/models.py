@@ -2,6 +2,7 @@
 
 from app.activity.models import Activity
 from app.checklists.models import Checklist, ChecklistItem
+from app.core.rate_limit import RateLimitCounter
 from app.expenses.models import Expense, ExpensePayer, ExpenseRevision, ExpenseSplit, Settlement
 from app.idempotency.models import IdempotencyKey
 from app.invitations.models import Invitation
@@ -25,6 +26,7 @@ __all__ = [
     "ItemParticipant",
     "ItineraryItem",
     "Participant",
+    "RateLimitCounter",
     "Settlement",
     "Tombstone",
     "Trip",

@@ -17,6 +17,11 @@ class EmailDelivery(StrEnum):
     MEMORY = "memory"  # tests: kept in the process
 
 
+class RateLimitStore(StrEnum):
+    POSTGRES = "postgres"  # the default: nothing more to run
+    REDIS = "redis"
+
+
 class Environment(StrEnum):
     LOCAL = "local"
     TEST = "test"
@@ -57,6 +62,14 @@ class Settings(BaseSettings):
     INVITATION_TTL_DAYS: int = Field(default=14, ge=1, le=365)
     # How long deletions are remembered for offline devices; a device that has not synced for
     # longer must take a new snapshot. Weeks: offline trips last weeks.
+    # Login and registration limits, per fixed window, shared by every worker and host.
+    RATE_LIMIT_STORE: RateLimitStore = RateLimitStore.POSTGRES
+    REDIS_URL: str = "redis://127.0.0.1:6379/0"
+    RATE_LIMIT_WINDOW_SECONDS: int = Field(default=900, ge=1, le=86_400)
+    LOGIN_ATTEMPTS_PER_ACCOUNT: int = Field(default=10, ge=1)
+    LOGIN_ATTEMPTS_PER_ADDRESS: int = Field(default=100, ge=1)
+    REGISTRATIONS_PER_ADDRESS: int = Field(default=20, ge=1)
+
     SYNC_RETENTION_DAYS: int = Field(default=56, ge=1, le=3650)
     EMAIL_VERIFICATION_TTL_HOURS: int = Field(default=48, ge=1, le=24 * 30)
     # Weeks, not hours: an offline client replays its queue when the trip ends.

@@ -172,6 +172,9 @@ async def _app_error(_: Request, error: Exception) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if error.current_version is not None:
         headers["ETag"] = entity_tag(error.current_version)
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     current = error.current.model_dump(mode="json") if error.current is not None else None
     return problem_response(
         error.status_code,

@@ -2,9 +2,11 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
+from app.core import rate_limit
+from app.core.config import get_settings
 from app.core.deps import CurrentUser, SessionDep
 from app.core.errors import error_responses
 from app.core.routing import AppRoute
@@ -25,14 +27,26 @@ users_router = APIRouter(
 )
 
 
+def _address(request: Request) -> str:
+    # Behind a proxy, run uvicorn with --proxy-headers so this is the client, not the proxy.
+    return request.client.host if request.client else "unknown"
+
+
 @auth_router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
-    responses=error_responses(409, 422),
+    responses=error_responses(409, 422, 429),
 )
-def register(session: SessionDep, data: UserCreate) -> UserPublic:
+def register(request: Request, session: SessionDep, data: UserCreate) -> UserPublic:
     """Create an account; a verification token is mailed to the address."""
+    settings = get_settings()
+    rate_limit.check(
+        "register:address",
+        _address(request),
+        settings.REGISTRATIONS_PER_ADDRESS,
+        what="registrations from this address",
+    )
     return UserPublic.of(service.register_user(session=session, data=data))
 
 
@@ -42,13 +56,30 @@ def verify_email(session: SessionDep, data: EmailVerification) -> UserPublic:
     return UserPublic.of(service.verify_email(session=session, token=data.token))
 
 
-@auth_router.post("/login", response_model=Token, responses=error_responses(401, 422))
+@auth_router.post("/login", response_model=Token, responses=error_responses(401, 422, 429))
 def login(
+    request: Request,
     session: SessionDep,
     response: Response,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
 ) -> Token:
-    """Exchange email and password for a bearer token (never stored for an Idempotency-Key)."""
+    """Exchange email and password for a bearer token (never stored for an Idempotency-Key).
+
+    Attempts are limited per account and per client address (429 with Retry-After).
+    """
+    settings = get_settings()
+    rate_limit.check(
+        "login:address",
+        _address(request),
+        settings.LOGIN_ATTEMPTS_PER_ADDRESS,
+        what="login attempts from this address",
+    )
+    rate_limit.check(
+        "login:account",
+        form.username.lower()[:320],
+        settings.LOGIN_ATTEMPTS_PER_ACCOUNT,
+        what="login attempts for this account",
+    )
     user = service.authenticate(session=session, email=form.username, password=form.password)
     # RFC 6749 section 5.1; it also keeps the token out of the idempotency records.
     response.headers["Cache-Control"] = "no-store"

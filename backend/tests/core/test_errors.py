@@ -41,3 +41,27 @@ def test_the_openapi_document_declares_problem_responses(client: TestClient) -> 
     spec = client.get("/openapi.json").json()
     responses = spec["paths"]["/trips/{trip_id}"]["get"]["responses"]
     assert "application/problem+json" in responses["404"]["content"]
+
+
+def test_security_headers_and_cors_policy(client: TestClient) -> None:
+    response = client.get("/health/live")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["content-security-policy"].startswith("default-src 'none'")
+    assert "strict-transport-security" not in response.headers  # production only
+    # Errors carry them too, and never a stack trace or SQL.
+    missing = client.get("/trips/not-a-uuid", headers={"Authorization": "Bearer x"})
+    assert missing.headers["x-content-type-options"] == "nosniff"
+    assert "Traceback" not in missing.text
+    assert "SELECT" not in missing.text
+    # CORS: allowed origins from settings are answered, others are not.
+    allowed = client.options(
+        "/trips",
+        headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST"},
+    )
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:5173"
+    refused = client.options(
+        "/trips",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in refused.headers

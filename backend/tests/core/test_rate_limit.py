@@ -1,0 +1,89 @@
+"""Login and registration are rate-limited per account and per client address (429)."""
+
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from app.core import rate_limit
+from app.core.config import get_settings
+from app.main import app
+from tests import support
+
+
+def _client(address: str) -> TestClient:
+    return TestClient(app, client=(address, 50000), raise_server_exceptions=False)
+
+
+@pytest.fixture(params=["postgres", "redis"])
+def limits(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Small limits on one of the two shared stores (Redis only when one answers)."""
+    if request.param == "redis":
+        try:
+            socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
+        except OSError:
+            pytest.skip("no Redis at 127.0.0.1:6379 (the default store is PostgreSQL)")
+    with support.environment(
+        RATE_LIMIT_STORE=request.param,
+        LOGIN_ATTEMPTS_PER_ACCOUNT="3",
+        LOGIN_ATTEMPTS_PER_ADDRESS="5",
+        REGISTRATIONS_PER_ADDRESS="2",
+        RATE_LIMIT_WINDOW_SECONDS="600",
+    ):
+        rate_limit._store.cache_clear()
+        try:
+            yield request.param
+        finally:
+            rate_limit._store.cache_clear()
+
+
+def _address() -> str:
+    return f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+
+
+def _login(client: TestClient, email: str, password: str = "wrong-password"):  # type: ignore[no-untyped-def]
+    return client.post("/auth/login", data={"username": email, "password": password})
+
+
+def test_login_attempts_per_account_are_limited(limits: str, connection, session: Session) -> None:  # type: ignore[no-untyped-def]
+    user = support.make_user(session)
+    for _ in range(3):  # from different addresses: the account limit still applies
+        support.assert_problem(_login(_client(_address()), user.email), 401)
+    refused = _login(_client(_address()), user.email, support.PASSWORD)
+    body = support.assert_problem(refused, 429, "rate_limited")
+    assert 1 <= int(refused.headers["retry-after"]) <= get_settings().RATE_LIMIT_WINDOW_SECONDS
+    assert "account" in body["detail"]
+    # Another account is not affected.
+    other = support.make_user(session)
+    assert _login(_client(_address()), other.email, support.PASSWORD).status_code == 200
+
+
+def test_login_attempts_per_address_are_limited(limits: str, connection) -> None:  # type: ignore[no-untyped-def]
+    client = _client(_address())
+    for n in range(5):
+        support.assert_problem(_login(client, f"nobody-{n}-{uuid.uuid4().hex}@example.com"), 401)
+    refused = _login(client, f"someone-{uuid.uuid4().hex}@example.com")
+    assert "address" in support.assert_problem(refused, 429, "rate_limited")["detail"]
+    assert _login(_client(_address()), "x@example.com").status_code == 401
+
+
+def test_registrations_per_address_are_limited(limits: str, connection) -> None:  # type: ignore[no-untyped-def]
+    client = _client(_address())
+
+    def register():  # type: ignore[no-untyped-def]
+        email = f"new-{uuid.uuid4().hex}@example.com"
+        body = {"email": email, "password": "password123", "full_name": "N"}
+        return client.post("/auth/register", json=body)
+
+    assert [register().status_code for _ in range(2)] == [201, 201]
+    support.assert_problem(register(), 429, "rate_limited")
+
+
+def test_the_postgres_store_counts_across_connections(connection) -> None:  # type: ignore[no-untyped-def]
+    store = rate_limit.PostgresStore()
+    key = f"test:{uuid.uuid4().hex}"
+    assert [store.hit(key, 1, 9_999_999_999) for _ in range(3)] == [1, 2, 3]
+    assert store.hit(key, 2, 9_999_999_999) == 1  # a new window starts again
