@@ -1,5 +1,8 @@
 """Every error a client can cause is problem+json with a stable code, never a stack trace."""
 
+import logging
+
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
@@ -65,3 +68,22 @@ def test_security_headers_and_cors_policy(client: TestClient) -> None:
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
     )
     assert "access-control-allow-origin" not in refused.headers
+
+
+def test_info_logs_carry_no_sql_or_stack_traces(
+    client: TestClient, session: Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = support.make_user(session)
+    with caplog.at_level(logging.INFO):
+        client.post(
+            "/auth/register", json={"email": user.email, "password": "x" * 10, "full_name": "D"}
+        )
+        client.get("/trips/00000000-0000-0000-0000-000000000000", headers=support.auth(user))
+        client.post("/trips", headers=support.auth(user), json={"name": 5})
+    text = "\n".join(
+        record.getMessage() + (str(record.exc_info) if record.exc_info else "")
+        for record in caplog.records
+        if record.levelno <= logging.INFO
+    )
+    for leak in ("Traceback", "SELECT", "INSERT", "psycopg2", user.email):
+        assert leak not in text
