@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test migrate cleanup lint fmt clean bench-sync
+.PHONY: install dev test test-e2e migrate cleanup lint fmt clean bench-sync
 
 $(STAMP): backend/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -26,6 +26,10 @@ dev: $(STAMP)
 test: $(STAMP)
 	cd backend && ../$(BIN)/pytest $(PYTEST_ARGS)
 
+## Drive the frontend stub in Chromium (/usr/bin/chromium) against a real API and PostgreSQL.
+test-e2e: $(STAMP)
+	cd backend && ../$(BIN)/pytest tests_e2e $(PYTEST_ARGS)
+
 ## Apply migrations to the configured database (production path: alembic upgrade head).
 migrate: $(STAMP)
 	$(BIN)/alembic upgrade head
@@ -37,7 +41,7 @@ cleanup: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check backend
 	$(BIN)/ruff format --check backend
-	cd backend && ../$(BIN)/mypy app tests alembic bench
+	cd backend && ../$(BIN)/mypy app tests tests_e2e alembic bench
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix backend

@@ -85,3 +85,16 @@ def test_one_session_dependency_and_create_all_only_in_init_db() -> None:
         p for p, s in sources.items() if "create_all(" in s and p.parts[-2:] != ("core", "db.py")
     ]
     assert create_all == []
+
+
+def test_nginx_proxies_every_api_path_to_the_backend() -> None:
+    """docker-compose serves the client with nginx, which must pass every API route on."""
+    from app.main import app
+
+    config = (REPO_DIR / "frontend-stub" / "nginx.conf").read_text()
+    match = re.search(r"location ~ \^/\(([^)]*)\)", config)
+    assert match, "nginx.conf has no proxied location"
+    proxied = {prefix.replace("\\.", ".") for prefix in match.group(1).split("|")}
+    paths = [str(getattr(route, "path", "")) for route in app.routes]
+    first_segments = {path.split("/")[1] for path in paths if path.startswith("/")}
+    assert first_segments - {"app"} <= proxied, first_segments - proxied

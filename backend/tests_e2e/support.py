@@ -1,0 +1,102 @@
+"""Helpers for the browser tests: the running stack, screenshots, and the steps a person takes."""
+
+import email
+import email.policy
+import json
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from app.core.db import REPO_DIR
+
+# Screenshots of the main screens, referenced from the README.
+SCREENSHOTS = Path(os.environ.get("E2E_SCREENSHOTS_DIR", REPO_DIR / "docs" / "screenshots"))
+PASSWORD = "correct horse battery"
+
+
+@dataclass(frozen=True)
+class Stack:
+    base_url: str  # the API, e.g. http://127.0.0.1:41234
+    outbox: Path
+
+    @property
+    def app_url(self) -> str:
+        return f"{self.base_url}/app/"
+
+    def mailed_token(self, address: str) -> str:
+        """The verification token of the newest message sent to `address`."""
+        messages = sorted(self.outbox.glob(f"*-{address}.eml"))
+        assert messages, f"no mail to {address} in {self.outbox}"
+        with messages[-1].open("rb") as file:
+            message = email.message_from_binary_file(file, policy=email.policy.default)
+        body = message.get_body()
+        assert body is not None
+        text: str = body.get_content()  # type: ignore[attr-defined]
+        return next(line[7:] for line in text.splitlines() if line.startswith("token: "))
+
+    def register(self, address: str, full_name: str) -> None:
+        """An account made through the API, for tests that are not about registering."""
+        request = urllib.request.Request(  # noqa: S310 (http://127.0.0.1 only)
+            f"{self.base_url}/auth/register",
+            data=json.dumps(
+                {"email": address, "password": PASSWORD, "full_name": full_name}
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            assert response.status == 201
+
+
+def screenshot(page: Page, name: str) -> None:
+    """A full-page picture once no request is running (no spinner in the picture). Fixed
+    addresses, dates and a fresh database make the pictures the same from run to run."""
+    expect(page.locator("#spinner")).to_be_hidden()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    # The footer shows the API's address, here on a random port. (Playwright's `style` option
+    # would not do: the page's Content-Security-Policy refuses injected style sheets.)
+    page.locator("footer").evaluate("footer => { footer.hidden = true; }")
+    page.evaluate("() => document.fonts.ready.then(() => new Promise(requestAnimationFrame))")
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True, animations="disabled")
+    page.locator("footer").evaluate("footer => { footer.hidden = false; }")
+
+
+# ---------------------------------------------------------------- steps, as a person takes them
+
+
+def register(page: Page, full_name: str, address: str) -> None:
+    form = page.locator("#register-form")
+    form.get_by_label("Full name").fill(full_name)
+    form.get_by_label("Email").fill(address)
+    form.get_by_label("Password").fill(PASSWORD)
+    form.get_by_role("button", name="Register").click()
+    expect(page.locator("#whoami")).to_have_text(f"{full_name} <{address}>")
+
+
+def log_in(page: Page, address: str, password: str = PASSWORD) -> None:
+    form = page.locator("#login-form")
+    form.get_by_label("Email").fill(address)
+    form.get_by_label("Password").fill(password)
+    form.get_by_role("button", name="Log in").click()
+
+
+def verify_email(page: Page, stack: Stack, address: str) -> None:
+    form = page.locator("#verify-form")
+    expect(form).to_be_visible()
+    form.get_by_label("Token").fill(stack.mailed_token(address))
+    form.get_by_role("button", name="Verify").click()
+    expect(form).to_be_hidden()
+
+
+def create_trip(
+    page: Page, name: str, destination: str, start: str, end: str, timezone: str = "UTC"
+) -> None:
+    form = page.locator("#trip-form")
+    form.get_by_label("Name").fill(name)
+    form.get_by_label("Destination").fill(destination)
+    form.get_by_label("Start").fill(start)
+    form.get_by_label("End").fill(end)
+    form.get_by_label("Time zone").fill(timezone)
+    form.get_by_role("button", name="Create trip").click()

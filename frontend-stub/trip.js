@@ -1,0 +1,197 @@
+// One trip: its days and items, new items and expenses, balances, and invitations (owners).
+
+import { allPages, api, ApiError, session, uuid } from "./api.js";
+import { $, element, onSubmit } from "./ui.js";
+import { formatMoney, toMinor } from "./money.js";
+
+// The trip on screen; loaders drop their answer if another trip was opened meanwhile.
+const view = { trip: null, opening: null };
+const at = (trip, suffix) => `/trips/${trip.id}${suffix}`;
+
+export async function showTrip(tripId) {
+  view.trip = null;
+  view.opening = tripId;
+  for (const list of ["#days", "#balances", "#settle-up", "#sent-invitations"]) $(list).replaceChildren();
+  $("#trip-title").textContent = "";
+  $("#trip-meta").textContent = "";
+  $("#balances-note").textContent = "";
+  for (const card of ["#item-form", "#expense-form", "#invite-card"]) $(card).hidden = true;
+  const trip = await api(`/trips/${tripId}`);
+  if (view.opening !== tripId) return; // another trip was opened meanwhile
+  view.trip = trip;
+  $("#trip-title").textContent = trip.name;
+  const where = trip.destination ? `${trip.destination} · ` : "";
+  $("#trip-meta").textContent = `${where}${trip.start_date} → ${trip.end_date} · ${trip.base_currency} · ${trip.role}`;
+  const canWrite = trip.role !== "viewer";
+  $("#item-form").hidden = !canWrite;
+  $("#expense-form").hidden = !canWrite;
+  $("#invite-card").hidden = trip.role !== "owner";
+  $("#expense-currency").textContent = trip.base_currency;
+  $("#expense-form").elements.spent_on.value = trip.start_date;
+  await Promise.all([
+    loadItinerary(),
+    loadParticipants(),
+    loadBalances(),
+    trip.role === "owner" ? loadSentInvitations() : null,
+  ]);
+}
+
+// Runs a loader for the trip on screen; returns null if the user has moved on meanwhile.
+async function forCurrentTrip(load) {
+  const trip = view.trip;
+  const result = await load(trip);
+  return view.trip === trip ? result : null;
+}
+
+// ---------------------------------------------------------------- days and items
+
+function formatDay(isoDate) {
+  const date = new Date(`${isoDate}T00:00:00Z`);
+  return date.toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short", timeZone: "UTC" });
+}
+
+function itemRow(item) {
+  const li = document.createElement("li");
+  li.dataset.testid = "item";
+  li.dataset.itemId = item.id;
+  const time = item.start_local ? item.start_local.slice(11, 16) : "";
+  li.append(element("span", time, "item-time"), element("span", item.title, "item-title"), element("span", item.kind, "badge"));
+  return li;
+}
+
+function dayGroup(title, dayValue, items) {
+  const li = document.createElement("li");
+  li.dataset.testid = "day";
+  li.dataset.day = dayValue;
+  const list = element("ul", "", "items");
+  list.append(...items.map(itemRow));
+  li.append(element("h4", title), items.length ? list : element("p", "Nothing planned yet.", "muted"));
+  return li;
+}
+
+async function loadItinerary() {
+  const result = await forCurrentTrip(async (trip) => {
+    const days = await allPages(at(trip, "/days"));
+    // Only days that have items are asked for them.
+    const [perDay, unscheduled] = await Promise.all([
+      Promise.all(days.map((day) => (day.item_count ? allPages(at(trip, `/items?day=${day.day}`)) : []))),
+      allPages(at(trip, "/items?unscheduled=true")),
+    ]);
+    return { days, perDay, unscheduled };
+  });
+  if (!result) return;
+  const { days, perDay, unscheduled } = result;
+  const groups = days.map((day, i) => dayGroup(`Day ${day.day_number} · ${formatDay(day.day)}`, day.day, perDay[i]));
+  if (unscheduled.length) groups.push(dayGroup("Unscheduled", "", unscheduled));
+  $("#days").replaceChildren(...groups);
+
+  const select = $("#item-form").elements.day;
+  const chosen = select.value;
+  select.replaceChildren(
+    ...days.map((day) => new Option(`Day ${day.day_number} · ${formatDay(day.day)}`, day.day)),
+    new Option("No day (unscheduled)", ""),
+  );
+  if ([...select.options].some((option) => option.value === chosen)) select.value = chosen;
+}
+
+onSubmit("#item-form", async (values, form) => {
+  const item = { id: uuid(), kind: values.kind, title: values.title, day: values.day || null };
+  if (values.time) {
+    if (!values.day) throw new Error("Pick a day to give the item a time.");
+    item.start_local = `${values.day}T${values.time.slice(0, 5)}:00`; // local wall-clock time
+  }
+  await api(at(view.trip, "/items"), { method: "POST", json: item });
+  form.reset();
+  form.elements.day.value = values.day; // keep adding to the same day
+  await loadItinerary();
+});
+
+// ---------------------------------------------------------------- expenses and balances
+
+// Who shares an expense: current members and guests (former members keep their history only).
+async function loadParticipants() {
+  const participants = await forCurrentTrip((trip) => allPages(at(trip, "/participants")));
+  if (!participants) return null;
+  const sharing = participants.filter((p) => p.is_member || p.is_guest);
+  const names = sharing.map((p) => (p.user_id === session.me.id ? "you" : p.name));
+  $("#expense-split").textContent = `Paid by you, split equally between ${names.join(", ")}.`;
+  return sharing;
+}
+
+onSubmit("#expense-form", async (values, form) => {
+  const currency = view.trip.base_currency;
+  const amountMinor = toMinor(values.amount, currency);
+  const sharing = await loadParticipants(); // fresh: someone may have joined since
+  const payer = sharing?.find((p) => p.user_id === session.me.id);
+  if (!payer) throw new Error("Only participants of this trip can add expenses.");
+  await api(at(view.trip, "/expenses"), {
+    method: "POST",
+    json: {
+      id: uuid(),
+      title: values.title,
+      amount_minor: amountMinor,
+      currency,
+      spent_on: values.spent_on,
+      payers: [{ participant_id: payer.id, amount_minor: amountMinor }],
+      split_mode: "equal",
+      splits: sharing.map((p) => ({ participant_id: p.id })),
+    },
+  });
+  form.reset();
+  form.elements.spent_on.value = values.spent_on;
+  await loadBalances();
+});
+
+async function loadBalances() {
+  let result;
+  try {
+    result = await forCurrentTrip((trip) => api(at(trip, "/balances")));
+  } catch (err) {
+    if (!(err instanceof ApiError && err.problem.code === "amounts_hidden")) throw err;
+    $("#balances-note").textContent = "This trip hides amounts from viewers.";
+    return;
+  }
+  if (!result) return;
+  const { currency, balances, settle_up: transfers } = result;
+  const money = (minor, signed) => formatMoney(minor, currency, { signed });
+  $("#balances").replaceChildren(
+    ...balances.map((b) => {
+      const row = document.createElement("tr");
+      row.dataset.testid = "balance";
+      row.dataset.participantId = b.participant_id;
+      const sign = b.balance_minor > 0 ? "positive" : b.balance_minor < 0 ? "negative" : "";
+      row.append(element("td", b.name), element("td", money(b.balance_minor, true), `amount ${sign}`));
+      return row;
+    }),
+  );
+  const name = new Map(balances.map((b) => [b.participant_id, b.name]));
+  $("#settle-up").replaceChildren(
+    ...transfers.map((t) => {
+      const li = element("li", `${name.get(t.from_participant_id)} pays ${name.get(t.to_participant_id)} ${money(t.amount_minor)}`);
+      li.dataset.testid = "transfer";
+      return li;
+    }),
+  );
+  $("#balances-note").textContent = transfers.length ? "To settle up:" : "All square.";
+}
+
+// ---------------------------------------------------------------- invitations (owners)
+
+async function loadSentInvitations() {
+  const invitations = await forCurrentTrip((trip) => allPages(at(trip, "/invitations")));
+  if (!invitations) return;
+  $("#sent-invitations").replaceChildren(
+    ...invitations.map((invitation) => {
+      const li = element("li", `${invitation.email} · ${invitation.role} · `);
+      li.dataset.testid = "sent-invitation";
+      li.append(element("span", invitation.status, `badge status-${invitation.status}`));
+      return li;
+    }),
+  );
+}
+
+onSubmit("#invite-form", async (values, form) => {
+  await api(at(view.trip, "/invitations"), { method: "POST", json: { email: values.email, role: values.role } });
+  form.reset();
+  await loadSentInvitations();
+});
