@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test test-e2e migrate cleanup lint fmt clean bench-sync
+.PHONY: install dev test test-e2e migrate cleanup lint fmt clean bench-sync bench
 
 $(STAMP): backend/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -53,3 +53,8 @@ clean:
 ## Sync feed figures on a 100,000-row trip (embedded PostgreSQL unless BENCH_DATABASE_URL).
 bench-sync: $(STAMP)
 	cd backend && ../$(BIN)/python -m bench.sync_pull
+
+## Load test (wrk): seeds BENCH_SCALE × (1,000 users, 10,000 trips, 1M items, 200k expenses),
+## runs TripSync with 1 and 2 workers and a raw ASGI baseline; see README "Benchmark".
+bench: $(STAMP)
+	cd backend && ../$(BIN)/python -m bench.run
