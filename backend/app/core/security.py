@@ -1,5 +1,6 @@
 """Password hashing (Argon2) and access tokens (signed JWT)."""
 
+import threading
 import uuid
 from datetime import timedelta
 from functools import cache
@@ -22,15 +23,24 @@ def _password_hasher() -> PasswordHasher:
     )
 
 
+@cache
+def _hashing_slots() -> threading.BoundedSemaphore:
+    # Each Argon2 hash holds ARGON2_MEMORY_COST_KIB of memory: without a bound, a burst of
+    # logins on every worker thread at once would multiply it by the thread count.
+    return threading.BoundedSemaphore(get_settings().PASSWORD_HASH_CONCURRENCY)
+
+
 def hash_password(password: str) -> str:
-    return _password_hasher().hash(password)
+    with _hashing_slots():
+        return _password_hasher().hash(password)
 
 
 def verify_password(password: str, password_hash: str) -> bool:
-    try:
-        return _password_hasher().verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+    with _hashing_slots():
+        try:
+            return _password_hasher().verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 # Verified against when the account does not exist, so both paths cost the same.

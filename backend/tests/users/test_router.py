@@ -218,3 +218,32 @@ def test_changing_the_address_needs_a_new_verification(
     assert resent.status_code == 202
     token = _token_mailed_to("new@example.com")
     assert client.post("/auth/verify-email", json={"token": token}).json()["email_verified"]
+
+
+def test_password_hashing_runs_a_bounded_number_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from app.core import security
+
+    running, most = 0, 0
+    guard = threading.Lock()
+
+    class SlowHasher:
+        def hash(self, password: str) -> str:
+            nonlocal running, most
+            with guard:
+                running += 1
+                most = max(most, running)
+            time.sleep(0.05)
+            with guard:
+                running -= 1
+            return "hashed"
+
+    monkeypatch.setattr(security, "_password_hasher", lambda: SlowHasher())
+    threads = [threading.Thread(target=security.hash_password, args=("pw",)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == get_settings().PASSWORD_HASH_CONCURRENCY
