@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from app import models as _models  # noqa: F401  (every table, and the sync version stamping)
 from app.activity.router import router as activity_router
 from app.checklists.router import router as checklists_router
+from app.core.body_limit import BodySizeLimit
 from app.core.config import Settings, get_settings
 from app.core.db import REPO_DIR, get_engine
 from app.core.errors import install_error_handlers
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Added first, so it runs inside CORS: a browser can read the 413 too.
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.MAX_REQUEST_BODY_BYTES)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.CORS_ORIGINS,

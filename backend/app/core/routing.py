@@ -221,6 +221,9 @@ class AppRoute(APIRoute):
                 kwargs.get("responses"), kwargs.get("status_code")
             )
         super().__init__(path, endpoint, **kwargs)
+        if self.body_field is not None:
+            # Any body past MAX_REQUEST_BODY_BYTES is refused (app.core.body_limit).
+            self.responses = {**error_responses(413), **self.responses}
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
