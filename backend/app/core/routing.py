@@ -44,8 +44,11 @@ from app.idempotency.models import ANONYMOUS_SCOPE, IdempotencyKey, user_scope
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# 1 to 255 printable ASCII characters; a UUID is the usual choice.
-_VALID_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+# 1 to 255 printable ASCII characters, not starting or ending with a space (HTTP would strip
+# it); a UUID is the usual choice. The OpenAPI document declares the same rule.
+_KEY_PATTERN = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$"
+_KEY_MAX_LENGTH = 255
+_VALID_KEY = re.compile(_KEY_PATTERN)
 # What a replay repeats besides status and body; everything else is computed afresh.
 _REPLAYED_HEADERS = ("content-type", "location", "etag")
 
@@ -81,9 +84,10 @@ def _keyed_write(request: Request, body: bytes) -> KeyedWrite | None:
     keys = request.headers.getlist(IDEMPOTENCY_HEADER)
     if not keys:
         return None
-    if len(keys) > 1 or not _VALID_KEY.fullmatch(keys[0]):
+    if len(keys) > 1 or len(keys[0]) > _KEY_MAX_LENGTH or not _VALID_KEY.fullmatch(keys[0]):
         raise BadRequest(
-            f"{IDEMPOTENCY_HEADER} must be one value of 1 to 255 printable ASCII characters.",
+            f"{IDEMPOTENCY_HEADER} must be one value of 1 to 255 printable ASCII characters "
+            "(no leading or trailing space).",
             code="invalid_idempotency_key",
         )
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -139,7 +143,13 @@ def idempotency_guard(
     session: SessionDep,
     # Declared for the OpenAPI document; AppRoute has already read and validated it.
     idempotency_key: Annotated[
-        str | None, Header(alias=IDEMPOTENCY_HEADER, description=_KEY_DESCRIPTION)
+        str | None,
+        Header(
+            alias=IDEMPOTENCY_HEADER,
+            description=_KEY_DESCRIPTION,
+            # Documented only: AppRoute checks it first and answers 400 invalid_idempotency_key.
+            json_schema_extra={"maxLength": _KEY_MAX_LENGTH, "pattern": _KEY_PATTERN},
+        ),
     ] = None,
 ) -> Iterator[None]:
     """First dependency of every write: lock and look up the key, then store the response."""
