@@ -46,9 +46,9 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # 1 to 255 printable ASCII characters, not starting or ending with a space (HTTP would strip
 # it); a UUID is the usual choice. The OpenAPI document declares the same rule.
-_KEY_PATTERN = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$"
 _KEY_MAX_LENGTH = 255
-_VALID_KEY = re.compile(_KEY_PATTERN)
+_VALID_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 # What a replay repeats besides status and body; everything else is computed afresh.
 _REPLAYED_HEADERS = ("content-type", "location", "etag")
 
@@ -148,7 +148,7 @@ def idempotency_guard(
             alias=IDEMPOTENCY_HEADER,
             description=_KEY_DESCRIPTION,
             # Documented only: AppRoute checks it first and answers 400 invalid_idempotency_key.
-            json_schema_extra={"maxLength": _KEY_MAX_LENGTH, "pattern": _KEY_PATTERN},
+            json_schema_extra={"maxLength": _KEY_MAX_LENGTH, "pattern": IDEMPOTENCY_KEY_PATTERN},
         ),
     ] = None,
 ) -> Iterator[None]:
