@@ -58,7 +58,15 @@ class AppRequest(Request):
         # `1.0837` becomes Decimal("1.0837"), never the binary float 1.08369999999999999...;
         # integers stay int, so an amount in minor units written as `12.0` is still refused.
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), parse_float=Decimal, parse_constant=Decimal)
+            body = await self.body()
+            try:
+                text = body.decode()  # RFC 8259: JSON between systems is UTF-8
+            except UnicodeDecodeError as error:
+                # A JSON syntax error like any other (422 json_invalid), not a failed read (400).
+                raise json.JSONDecodeError(
+                    "the body is not valid UTF-8", body.decode(errors="replace"), error.start
+                ) from None
+            self._json = json.loads(text, parse_float=Decimal, parse_constant=Decimal)
         return self._json
 
 
