@@ -189,18 +189,24 @@ async def _early_response(_: Request, error: Exception) -> Response:
     return error.response
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def _allowed_methods(request: Request) -> str:
     """Every method the path supports, whichever route serves it (RFC 9110 `Allow`).
 
     The router answers 405 from the first route whose path matches, so its own `Allow`
-    names only that route's methods (POST /trips, not GET /trips).
+    names only that route's methods (POST /trips, not GET /trips). Each method is asked of
+    the router as the request would be, so included routers and mounts answer too.
     """
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return ", ".join(sorted(methods))
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:

@@ -41,3 +41,10 @@ def test_the_openapi_document_declares_problem_responses(client: TestClient) -> 
     spec = client.get("/openapi.json").json()
     responses = spec["paths"]["/trips/{trip_id}"]["get"]["responses"]
     assert "application/problem+json" in responses["404"]["content"]
+
+
+def test_method_not_allowed_lists_every_method_of_the_path(client: TestClient) -> None:
+    # /trips is served by two routes (GET, POST); the first one alone would say "POST".
+    response = client.put("/trips")
+    support.assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET, POST"
