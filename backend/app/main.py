@@ -13,10 +13,12 @@ from fastapi.staticfiles import StaticFiles
 from app import models as _models  # noqa: F401  (every table, and the sync version stamping)
 from app.activity.router import router as activity_router
 from app.checklists.router import router as checklists_router
+from app.core.body_limit import BodySizeLimit
 from app.core.config import Environment, Settings, get_settings
 from app.core.db import REPO_DIR, get_engine
 from app.core.errors import install_error_handlers
 from app.core.headers import SecurityHeadersMiddleware
+from app.core.openapi import install_openapi
 from app.expenses.router import router as expenses_router
 from app.health.router import router as health_router
 from app.invitations.router import router as invitations_router
@@ -47,6 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app)
+    # Added first, so it runs inside CORS: a browser can read the 413 too.
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.MAX_REQUEST_BODY_BYTES)
     app.add_middleware(
         SecurityHeadersMiddleware, hsts=settings.ENVIRONMENT is Environment.PRODUCTION
     )

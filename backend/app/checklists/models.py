@@ -3,14 +3,13 @@
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Self
 
-from pydantic import model_validator
+from pydantic import StrictBool
 from sqlalchemy import CheckConstraint, ForeignKeyConstraint, Index, String
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column, uuid_primary_key, version_column
-from app.core.fields import CLIENT_ID_DESCRIPTION, REJECT_UNKNOWN_FIELDS, Name
+from app.core.fields import CLIENT_ID_DESCRIPTION, REJECT_UNKNOWN_FIELDS, Name, PartialUpdate
 
 
 class ChecklistKind(StrEnum):
@@ -70,8 +69,8 @@ class ChecklistItem(SQLModel, table=True):
     text: str = Field(max_length=500)
     # A participant of the same trip (the composite key makes any other impossible).
     assignee_id: uuid.UUID | None = None
-    done: bool = False
-    private: bool = False
+    done: StrictBool = False
+    private: StrictBool = False
     created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     created_at: datetime = timestamp_column()
     version: int = version_column()
@@ -89,18 +88,9 @@ class ChecklistCreate(SQLModel):
     title: Name = Field(max_length=200)
 
 
-class ChecklistUpdate(SQLModel):
-    model_config = REJECT_UNKNOWN_FIELDS
-
+class ChecklistUpdate(PartialUpdate):
     kind: ChecklistKind | None = None
     title: Name | None = Field(default=None, max_length=200)
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> Self:
-        for name in self.model_fields_set:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} may be omitted but not null")
-        return self
 
 
 class ChecklistPublic(SQLModel):
@@ -122,25 +112,17 @@ class ChecklistItemCreate(SQLModel):
     id: uuid.UUID | None = Field(default=None, description=CLIENT_ID_DESCRIPTION)
     text: Name = Field(max_length=500)
     assignee_id: uuid.UUID | None = None
-    done: bool = False
-    private: bool = False
+    done: StrictBool = False
+    private: StrictBool = False
 
 
-class ChecklistItemUpdate(SQLModel):
-    model_config = REJECT_UNKNOWN_FIELDS
+class ChecklistItemUpdate(PartialUpdate):
+    CLEARABLE = frozenset({"assignee_id"})  # null unassigns
 
     text: Name | None = Field(default=None, max_length=500)
-    # null unassigns.
     assignee_id: uuid.UUID | None = None
-    done: bool | None = None
-    private: bool | None = None
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> Self:
-        for name in self.model_fields_set - {"assignee_id"}:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} may be omitted but not null")
-        return self
+    done: StrictBool | None = None
+    private: StrictBool | None = None
 
 
 class ChecklistItemPublic(SQLModel):

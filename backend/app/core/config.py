@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     EMAIL_VERIFICATION_TTL_HOURS: int = Field(default=48, ge=1, le=24 * 30)
     # Weeks, not hours: an offline client replays its queue when the trip ends.
     IDEMPOTENCY_RETENTION_DAYS: int = Field(default=28, ge=1, le=366)
+    # Larger request bodies are refused with 413 before anything reads them.
+    MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
 
     # Verification emails. Invitations only reach addresses their owner has verified.
     EMAIL_DELIVERY: EmailDelivery = EmailDelivery.FILE

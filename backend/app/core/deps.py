@@ -2,7 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -10,7 +10,12 @@ from sqlmodel import Session
 
 from app.core.db import get_session
 from app.core.errors import Forbidden, Unauthorized
-from app.core.preconditions import ANY_VERSION, ExpectedVersion, parse_if_match
+from app.core.preconditions import (
+    ANY_VERSION,
+    IF_MATCH_PATTERN,
+    ExpectedVersion,
+    parse_if_match,
+)
 from app.core.security import decode_access_token
 from app.trips import service as trip_service
 from app.trips.models import Role, Trip
@@ -90,10 +95,18 @@ _IF_MATCH = (
     "Another version is refused with 412 and the current one."
 )
 
+# Documented only: parse_if_match checks it and answers 400 invalid_if_match.
+_IF_MATCH_SCHEMA: dict[str, Any] = {"pattern": IF_MATCH_PATTERN}
+
 
 def get_expected_version(
     if_match: Annotated[
-        str, Header(alias="If-Match", description=_IF_MATCH + " Required: 428 without it.")
+        str,
+        Header(
+            alias="If-Match",
+            description=_IF_MATCH + " Required: 428 without it.",
+            json_schema_extra=_IF_MATCH_SCHEMA,
+        ),
     ],
 ) -> ExpectedVersion:
     # Missing, it is a validation error that the error handler answers with 428.
@@ -102,7 +115,12 @@ def get_expected_version(
 
 def get_optional_expected_version(
     if_match: Annotated[
-        str | None, Header(alias="If-Match", description=_IF_MATCH + " Optional.")
+        str | None,
+        Header(
+            alias="If-Match",
+            description=_IF_MATCH + " Optional.",
+            json_schema_extra=_IF_MATCH_SCHEMA,
+        ),
     ] = None,
 ) -> ExpectedVersion:
     return ANY_VERSION if if_match is None else parse_if_match(if_match)

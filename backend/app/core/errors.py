@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 logger = logging.getLogger(__name__)
 
@@ -191,14 +192,35 @@ async def _early_response(_: Request, error: Exception) -> Response:
     return error.response
 
 
-async def _http_error(_: Request, error: Exception) -> JSONResponse:
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path supports, whichever route serves it (RFC 9110 `Allow`).
+
+    The router answers 405 from the first route whose path matches, so its own `Allow`
+    names only that route's methods (POST /trips, not GET /trips). Each method is asked of
+    the router as the request would be, so included routers and mounts answer too.
+    """
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     phrase = HTTPStatus(error.status_code).phrase
     code = _HTTP_CODES.get(error.status_code, phrase.lower().replace(" ", "_"))
     detail = error.detail if isinstance(error.detail, str) else phrase
-    return problem_response(
-        error.status_code, code, phrase, detail, headers=dict(error.headers or {}) or None
-    )
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return problem_response(error.status_code, code, phrase, detail, headers=headers or None)
 
 
 def _json_safe(value: Any) -> Any:

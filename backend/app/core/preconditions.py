@@ -43,37 +43,30 @@ class ExpectedVersion:
 
 ANY_VERSION = ExpectedVersion(tags=None)
 
-# One element of the If-Match list: an optional weak prefix and a quoted opaque tag.
-_ELEMENT = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
+# If-Match (RFC 9110 13.1.1): `*`, or a comma-separated list of entity tags, each strong
+# ("42") or weak (W/"42"), with empty list elements allowed. The OpenAPI document declares
+# this same pattern, so a value it allows is never refused as malformed.
+_OWS = r"[ \t]*"
+_OPAQUE = r"[\x21\x23-\x7e\x80-\xff]*"
+_TAG = rf'(?:W/)?"{_OPAQUE}"'
+IF_MATCH_PATTERN = rf"^{_OWS}(?:\*|(?:,{_OWS})*{_TAG}(?:{_OWS},(?:{_OWS}{_TAG})?)*){_OWS}$"
+_IF_MATCH = re.compile(IF_MATCH_PATTERN)
+_ELEMENT = re.compile(rf'(W/)?"({_OPAQUE})"')
 
 
 def parse_if_match(value: str) -> ExpectedVersion:
     """`*` or a comma-separated list of entity tags (RFC 9110); anything else is 400."""
-    if value.strip() == "*":
-        return ANY_VERSION
-    tags: set[str] = set()
-    elements = 0
-    position = 0
-    while position < len(value):
-        if value[position] in ", \t":  # list separators and empty elements
-            position += 1
-            continue
-        match = _ELEMENT.match(value, position)
-        if match is None:
-            break
-        elements += 1
-        weak, opaque = match.groups()
-        if not weak:
-            tags.add(opaque)
-        position = match.end()
-        if position < len(value) and value[position] != ",":
-            break
-    if elements == 0 or position < len(value):
+    if not _IF_MATCH.fullmatch(value):
         raise BadRequest(
             'If-Match must be * or entity tags as sent in ETag, e.g. If-Match: "42".',
             code="invalid_if_match",
         )
-    return ExpectedVersion(tags=frozenset(tags))
+    if value.strip(" \t") == "*":
+        return ANY_VERSION
+    # Weak tags never match a strong comparison, so only the strong ones are kept.
+    return ExpectedVersion(
+        tags=frozenset(opaque for weak, opaque in _ELEMENT.findall(value) if not weak)
+    )
 
 
 class Versioned(Protocol):

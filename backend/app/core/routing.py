@@ -44,8 +44,11 @@ from app.idempotency.models import ANONYMOUS_SCOPE, IdempotencyKey, user_scope
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# 1 to 255 printable ASCII characters; a UUID is the usual choice.
-_VALID_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+# 1 to 255 printable ASCII characters, not starting or ending with a space (HTTP would strip
+# it); a UUID is the usual choice. The OpenAPI document declares the same rule.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$"
+_KEY_MAX_LENGTH = 255
+_VALID_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 # What a replay repeats besides status and body; everything else is computed afresh.
 _REPLAYED_HEADERS = ("content-type", "location", "etag")
 
@@ -55,7 +58,15 @@ class AppRequest(Request):
         # `1.0837` becomes Decimal("1.0837"), never the binary float 1.08369999999999999...;
         # integers stay int, so an amount in minor units written as `12.0` is still refused.
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), parse_float=Decimal, parse_constant=Decimal)
+            body = await self.body()
+            try:
+                text = body.decode()  # RFC 8259: JSON between systems is UTF-8
+            except UnicodeDecodeError as error:
+                # A JSON syntax error like any other (422 json_invalid), not a failed read (400).
+                raise json.JSONDecodeError(
+                    "the body is not valid UTF-8", body.decode(errors="replace"), error.start
+                ) from None
+            self._json = json.loads(text, parse_float=Decimal, parse_constant=Decimal)
         return self._json
 
 
@@ -81,9 +92,10 @@ def _keyed_write(request: Request, body: bytes) -> KeyedWrite | None:
     keys = request.headers.getlist(IDEMPOTENCY_HEADER)
     if not keys:
         return None
-    if len(keys) > 1 or not _VALID_KEY.fullmatch(keys[0]):
+    if len(keys) > 1 or len(keys[0]) > _KEY_MAX_LENGTH or not _VALID_KEY.fullmatch(keys[0]):
         raise BadRequest(
-            f"{IDEMPOTENCY_HEADER} must be one value of 1 to 255 printable ASCII characters.",
+            f"{IDEMPOTENCY_HEADER} must be one value of 1 to 255 printable ASCII characters "
+            "(no leading or trailing space).",
             code="invalid_idempotency_key",
         )
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -139,7 +151,13 @@ def idempotency_guard(
     session: SessionDep,
     # Declared for the OpenAPI document; AppRoute has already read and validated it.
     idempotency_key: Annotated[
-        str | None, Header(alias=IDEMPOTENCY_HEADER, description=_KEY_DESCRIPTION)
+        str | None,
+        Header(
+            alias=IDEMPOTENCY_HEADER,
+            description=_KEY_DESCRIPTION,
+            # Documented only: AppRoute checks it first and answers 400 invalid_idempotency_key.
+            json_schema_extra={"maxLength": _KEY_MAX_LENGTH, "pattern": IDEMPOTENCY_KEY_PATTERN},
+        ),
     ] = None,
 ) -> Iterator[None]:
     """First dependency of every write: lock and look up the key, then store the response."""
@@ -221,6 +239,9 @@ class AppRoute(APIRoute):
                 kwargs.get("responses"), kwargs.get("status_code")
             )
         super().__init__(path, endpoint, **kwargs)
+        if self.body_field is not None:
+            # Any body past MAX_REQUEST_BODY_BYTES is refused (app.core.body_limit).
+            self.responses = {**error_responses(413), **self.responses}
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

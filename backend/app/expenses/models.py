@@ -10,7 +10,7 @@ from typing import Annotated, Any, Self
 
 import pydantic
 from annotated_types import Ge, Gt, Le
-from pydantic import PlainSerializer, Strict, model_validator
+from pydantic import PlainSerializer, Strict, StrictInt, model_validator
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -24,7 +24,16 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column, uuid_primary_key, version_column
-from app.core.fields import CLIENT_ID_DESCRIPTION, REJECT_UNKNOWN_FIELDS, Currency, Name, Text
+from app.core.fields import (
+    CLIENT_ID_DESCRIPTION,
+    REJECT_UNKNOWN_FIELDS,
+    Currency,
+    Day,
+    Name,
+    PartialUpdate,
+    Text,
+    exact_decimal_schema,
+)
 from app.expenses.ledger import MAX_AMOUNT_MINOR, SplitMode
 
 # Rates carry up to 12 integer and 12 fractional digits, stored exactly as NUMERIC(24, 12).
@@ -39,13 +48,17 @@ PositiveMinorAmount = Annotated[int, Strict(), Ge(1), Le(MAX_AMOUNT_MINOR)]
 Shares = Annotated[int, Strict(), Ge(0), Le(MAX_SHARES)]
 # Exact decimals (NaN and infinities are refused by Decimal's validation).
 ExchangeRate = Annotated[
-    Decimal, Gt(0), pydantic.Field(max_digits=RATE_DIGITS, decimal_places=RATE_PLACES)
+    Decimal,
+    Gt(0),
+    pydantic.Field(max_digits=RATE_DIGITS, decimal_places=RATE_PLACES),
+    exact_decimal_schema(RATE_DIGITS - RATE_PLACES, RATE_PLACES, positive=True),
 ]
 Percent = Annotated[
     Decimal,
     Ge(0),
     Le(100),
     pydantic.Field(max_digits=PERCENT_DIGITS, decimal_places=PERCENT_PLACES),
+    exact_decimal_schema(2, PERCENT_PLACES, positive=False, maximum=100),
 ]
 
 _CURRENCY_FORMAT = "~ '^[A-Z]{3}$'"
@@ -258,13 +271,13 @@ class ExpenseCreate(SQLModel):
     currency: Currency
     # Required when `currency` is not the trip's base currency: base units per 1 `currency`.
     exchange_rate: ExchangeRate | None = None
-    spent_on: date
+    spent_on: Day
     payers: list[PayerIn] = Field(min_length=1, max_length=MAX_PARTICIPANTS_PER_EXPENSE)
     split_mode: SplitMode
     splits: list[SplitIn] = Field(min_length=1, max_length=MAX_PARTICIPANTS_PER_EXPENSE)
 
 
-class ExpenseUpdate(SQLModel):
+class ExpenseUpdate(PartialUpdate):
     """Fields to change; the rest keep their values and the result is checked as a whole.
 
     `split_mode` and `splits` go together. A new `currency` takes the `exchange_rate` sent
@@ -273,7 +286,7 @@ class ExpenseUpdate(SQLModel):
     given, must also be the expense's current revision (else 409) but is deprecated.
     """
 
-    model_config = REJECT_UNKNOWN_FIELDS
+    CLEARABLE = frozenset({"exchange_rate", "expected_revision"})
 
     title: Name | None = Field(default=None, max_length=200)
     category: Text | None = Field(default=None, max_length=64)
@@ -281,7 +294,7 @@ class ExpenseUpdate(SQLModel):
     amount_minor: PositiveMinorAmount | None = None
     currency: Currency | None = None
     exchange_rate: ExchangeRate | None = None
-    spent_on: date | None = None
+    spent_on: Day | None = None
     payers: list[PayerIn] | None = Field(
         default=None, min_length=1, max_length=MAX_PARTICIPANTS_PER_EXPENSE
     )
@@ -289,7 +302,7 @@ class ExpenseUpdate(SQLModel):
     splits: list[SplitIn] | None = Field(
         default=None, min_length=1, max_length=MAX_PARTICIPANTS_PER_EXPENSE
     )
-    expected_revision: int | None = Field(
+    expected_revision: StrictInt | None = Field(
         default=None,
         ge=1,
         description="Deprecated: send If-Match instead.",
@@ -298,9 +311,6 @@ class ExpenseUpdate(SQLModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        for name in self.model_fields_set - {"exchange_rate", "expected_revision"}:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} may be omitted but not null")
         if ("split_mode" in self.model_fields_set) != ("splits" in self.model_fields_set):
             raise ValueError("split_mode and splits are changed together")
         return self
@@ -315,7 +325,7 @@ class SettlementCreate(SQLModel):
     amount_minor: PositiveMinorAmount
     currency: Currency
     exchange_rate: ExchangeRate | None = None
-    settled_on: date
+    settled_on: Day
     note: Text = Field(default="", max_length=500)
 
     @model_validator(mode="after")

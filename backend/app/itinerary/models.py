@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Annotated, Self
 
 from pydantic import Field as PydanticField
-from pydantic import NaiveDatetime, model_validator
+from pydantic import Strict, model_validator
 from sqlalchemy import (
     CheckConstraint,
     DateTime,
@@ -19,7 +19,15 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column, uuid_primary_key, version_column
-from app.core.fields import CLIENT_ID_DESCRIPTION, REJECT_UNKNOWN_FIELDS, Name, Text
+from app.core.fields import (
+    CLIENT_ID_DESCRIPTION,
+    REJECT_UNKNOWN_FIELDS,
+    Day,
+    LocalDateTime,
+    Name,
+    PartialUpdate,
+    Text,
+)
 from app.itinerary.order_keys import MAX_KEY_LENGTH
 from app.trips.models import TimeZoneName
 
@@ -34,8 +42,9 @@ class ItemKind(StrEnum):
     NOTE = "note"
 
 
-Latitude = Annotated[float, PydanticField(ge=-90, le=90, allow_inf_nan=False)]
-Longitude = Annotated[float, PydanticField(ge=-180, le=180, allow_inf_nan=False)]
+# JSON numbers only: "48.85" and true are refused rather than coerced.
+Latitude = Annotated[float, Strict(), PydanticField(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Strict(), PydanticField(ge=-180, le=180, allow_inf_nan=False)]
 
 
 class ItineraryItem(SQLModel, table=True):
@@ -158,10 +167,10 @@ class ItemCreate(SQLModel):
     kind: ItemKind
     title: Name = Field(max_length=200)
     notes: Text = Field(default="", max_length=5000)
-    day: date | None = None
-    start_local: NaiveDatetime | None = None
+    day: Day | None = None
+    start_local: LocalDateTime | None = None
     start_timezone: TimeZoneName | None = Field(default=None, max_length=64)
-    end_local: NaiveDatetime | None = None
+    end_local: LocalDateTime | None = None
     end_timezone: TimeZoneName | None = Field(default=None, max_length=64)
     place: Place | None = None
     booking_reference: Text = Field(default="", max_length=200)
@@ -170,32 +179,24 @@ class ItemCreate(SQLModel):
     )
 
 
-class ItemUpdate(SQLModel):
+class ItemUpdate(PartialUpdate):
     """What an edit may change; placement (day, order) changes through the move route."""
 
-    model_config = REJECT_UNKNOWN_FIELDS
+    # Times and the place may be cleared with null; everything else may only be omitted.
+    CLEARABLE = frozenset({"start_local", "end_local", "place"})
 
     kind: ItemKind | None = None
     title: Name | None = Field(default=None, max_length=200)
     notes: Text | None = Field(default=None, max_length=5000)
-    start_local: NaiveDatetime | None = None
+    start_local: LocalDateTime | None = None
     start_timezone: TimeZoneName | None = Field(default=None, max_length=64)
-    end_local: NaiveDatetime | None = None
+    end_local: LocalDateTime | None = None
     end_timezone: TimeZoneName | None = Field(default=None, max_length=64)
     place: Place | None = None
     booking_reference: Text | None = Field(default=None, max_length=200)
     participant_ids: list[uuid.UUID] | None = Field(
         default=None, max_length=MAX_PARTICIPANTS_PER_ITEM
     )
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> Self:
-        # Times and the place may be cleared with null; everything else may only be omitted.
-        clearable = {"start_local", "end_local", "place"}
-        for name in self.model_fields_set - clearable:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} may be omitted but not null")
-        return self
 
 
 class ItemMove(SQLModel):
@@ -207,7 +208,7 @@ class ItemMove(SQLModel):
 
     model_config = REJECT_UNKNOWN_FIELDS
 
-    day: date | None
+    day: Day | None
     after_id: uuid.UUID | None = None
     before_id: uuid.UUID | None = None
 

@@ -1,13 +1,13 @@
 """Routes for the itinerary: the trip's days, and items on them. Members read; editors write."""
 
 import uuid
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
 from app.core.deps import IfMatch, OptionalIfMatch, SessionDep, TripEditor, TripMember
 from app.core.errors import error_responses
+from app.core.fields import Day
 from app.core.pagination import Page, PageParams
 from app.core.preconditions import (
     conditional_write_responses,
@@ -40,7 +40,7 @@ def list_items(
     session: SessionDep,
     access: TripMember,
     page: PageParams,
-    day: Annotated[date | None, Query(description="Only the items of this day")] = None,
+    day: Annotated[Day | None, Query(description="Only the items of this day")] = None,
     unscheduled: Annotated[bool, Query(description="Only the items without a day")] = False,
 ) -> Page[ItemPublic]:
     """Items in plan order: by day, then by their place in the day; unscheduled ones last."""

@@ -7,12 +7,21 @@ from functools import cache
 from typing import Annotated, Any, Self
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator, StrictBool, model_validator
 from sqlalchemy import CheckConstraint, Index, String, text
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column, uuid_primary_key, version_column
-from app.core.fields import CLIENT_ID_DESCRIPTION, REJECT_UNKNOWN_FIELDS, Currency, Name, Text
+from app.core.fields import (
+    CLIENT_ID_DESCRIPTION,
+    REJECT_UNKNOWN_FIELDS,
+    Currency,
+    Day,
+    InSchema,
+    Name,
+    PartialUpdate,
+    Text,
+)
 from app.users.models import User
 
 MAX_TRIP_DAYS = 366
@@ -43,7 +52,11 @@ def _known_time_zone(value: str) -> str:
     return value
 
 
-TimeZoneName = Annotated[str, AfterValidator(_known_time_zone)]
+TimeZoneName = Annotated[
+    str,
+    AfterValidator(_known_time_zone),
+    InSchema({"enum": sorted(_time_zones())}, mode="validation"),
+]
 
 
 def _check_dates(start: date | None, end: date | None) -> None:
@@ -58,8 +71,8 @@ def _check_dates(start: date | None, end: date | None) -> None:
 class TripBase(SQLModel):
     name: Name = Field(max_length=200)
     destination: Text = Field(default="", max_length=200)
-    start_date: date
-    end_date: date
+    start_date: Day
+    end_date: Day
     timezone: TimeZoneName = Field(default="UTC", max_length=64)
     description: Text = Field(default="", max_length=5000)
     # Balances are computed in this currency; expenses in others store their rate to it.
@@ -67,7 +80,7 @@ class TripBase(SQLModel):
         default="EUR", max_length=3, sa_column_kwargs={"server_default": "EUR"}
     )
     # When set, viewers see expenses without their amounts.
-    hide_amounts_from_viewers: bool = Field(
+    hide_amounts_from_viewers: StrictBool = Field(
         default=False, sa_column_kwargs={"server_default": text("false")}
     )
 
@@ -83,25 +96,20 @@ class TripCreate(TripBase):
         return self
 
 
-class TripUpdate(SQLModel):
+class TripUpdate(PartialUpdate):
     """The fields a member with write access may change; unknown fields are rejected."""
-
-    model_config = REJECT_UNKNOWN_FIELDS
 
     name: Name | None = Field(default=None, max_length=200)
     destination: Text | None = Field(default=None, max_length=200)
-    start_date: date | None = None
-    end_date: date | None = None
+    start_date: Day | None = None
+    end_date: Day | None = None
     timezone: TimeZoneName | None = Field(default=None, max_length=64)
     description: Text | None = Field(default=None, max_length=5000)
     base_currency: Currency | None = Field(default=None, max_length=3)
-    hide_amounts_from_viewers: bool | None = None
+    hide_amounts_from_viewers: StrictBool | None = None
 
     @model_validator(mode="after")
-    def _no_nulls(self) -> Self:
-        for name in self.model_fields_set:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} may be omitted but not null")
+    def _dates_in_order(self) -> Self:
         _check_dates(self.start_date, self.end_date)
         return self
 

@@ -7,7 +7,7 @@ from sqlalchemy import DateTime
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column, uuid_primary_key
-from app.core.fields import REJECT_UNKNOWN_FIELDS, Email, Name
+from app.core.fields import REJECT_UNKNOWN_FIELDS, Email, Name, PartialUpdate
 
 EMAIL_MAX = 320
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -24,10 +24,8 @@ class UserCreate(UserBase):
     password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
 
 
-class UserUpdate(SQLModel):
+class UserUpdate(PartialUpdate):
     """What a user may change on their own profile; unknown fields are rejected."""
-
-    model_config = REJECT_UNKNOWN_FIELDS
 
     email: Email | None = Field(default=None, max_length=EMAIL_MAX)
     full_name: Name | None = Field(default=None, max_length=200)

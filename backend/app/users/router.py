@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.core import rate_limit
@@ -56,12 +56,35 @@ def verify_email(session: SessionDep, data: EmailVerification) -> UserPublic:
     return UserPublic.of(service.verify_email(session=session, token=data.token))
 
 
+class LoginForm(OAuth2PasswordRequestForm):
+    """The OAuth2 password form, saying what it needs: an empty form field counts as missing."""
+
+    def __init__(
+        self,
+        *,
+        username: Annotated[str, Form(min_length=1)],
+        password: Annotated[str, Form(min_length=1, json_schema_extra={"format": "password"})],
+        grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+        scope: Annotated[str, Form()] = "",
+        client_id: Annotated[str | None, Form()] = None,
+        client_secret: Annotated[str | None, Form(json_schema_extra={"format": "password"})] = None,
+    ) -> None:
+        super().__init__(
+            grant_type=grant_type,
+            username=username,
+            password=password,
+            scope=scope,
+            client_id=client_id,
+            client_secret=client_secret,
+        )
+
+
 @auth_router.post("/login", response_model=Token, responses=error_responses(401, 422, 429))
 def login(
     request: Request,
     session: SessionDep,
     response: Response,
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[LoginForm, Depends()],
 ) -> Token:
     """Exchange email and password for a bearer token (never stored for an Idempotency-Key).
 

@@ -87,3 +87,10 @@ def test_info_logs_carry_no_sql_or_stack_traces(
     )
     for leak in ("Traceback", "SELECT", "INSERT", "psycopg2", user.email):
         assert leak not in text
+
+
+def test_method_not_allowed_lists_every_method_of_the_path(client: TestClient) -> None:
+    # /trips is served by two routes (GET, POST); the first one alone would say "POST".
+    response = client.put("/trips")
+    support.assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET, POST"
