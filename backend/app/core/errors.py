@@ -26,6 +26,8 @@ class AppError(Exception):
     # The resource as it is now, for errors a client recovers from by reading it (412, 409).
     current: BaseModel | None = None
     current_version: int | None = None
+    # Seconds after which a retry may succeed (503): sent as Retry-After.
+    retry_after: int | None = None
 
     def __init__(self, detail: str, *, code: str | None = None) -> None:
         super().__init__(detail)
@@ -90,6 +92,13 @@ class Unprocessable(AppError):
 
 class ServiceUnavailable(AppError):
     status_code, code, title = 503, "service_unavailable", "Service Unavailable"
+    retry_after = 1
+
+
+class ServerBusy(ServiceUnavailable):
+    """Every database slot of this worker stayed taken for DB_POOL_TIMEOUT (app.core.admission)."""
+
+    code = "server_busy"
 
 
 class EarlyResponse(Exception):
@@ -172,6 +181,8 @@ async def _app_error(_: Request, error: Exception) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if error.current_version is not None:
         headers["ETag"] = entity_tag(error.current_version)
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
     current = error.current.model_dump(mode="json") if error.current is not None else None
     return problem_response(
         error.status_code,
