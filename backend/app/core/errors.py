@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg2.errors import QueryCanceled
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -249,13 +250,29 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
-    # Pool timeout, refused connection, restart in progress, statement timeout.
+    # Pool timeout, refused connection, restart in progress, connection lost or terminated.
+    if isinstance(getattr(error, "orig", None), QueryCanceled):
+        return _database_timeout()
     logger.warning("database unavailable: %s", type(error).__name__)
     return problem_response(
         503,
         "database_unavailable",
         "Service Unavailable",
         "The database is unavailable or busy; retry shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _database_timeout() -> JSONResponse:
+    # The server cancelled a statement that ran past DB_STATEMENT_TIMEOUT_MS (a long query, or
+    # a wait for a lock): the database is up, this request took too long. Nothing was written.
+    logger.warning("database statement timed out")
+    return problem_response(
+        504,
+        "database_timeout",
+        "Gateway Timeout",
+        "A database statement took longer than allowed and was cancelled; nothing was changed. "
+        "Retry later.",
         headers={"Retry-After": "1"},
     )
 
