@@ -9,12 +9,12 @@ from tests.faults.harness import ApiProcess, Database
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database.start(tmp_path)
+def database() -> Iterator[Database]:
+    database = Database.start()
     try:
         yield database
     finally:
-        database.server.stop()
+        database.remove()
 
 
 @pytest.fixture

@@ -9,10 +9,12 @@ in the test's temporary folder, and every load is bounded in count and time.
 import http.client
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -54,12 +56,22 @@ class Database:
     url: str
 
     @classmethod
-    def start(cls, folder: Path) -> "Database":
+    def start(cls) -> "Database":
+        # Not under pytest's tmp_path: another pytest run starting meanwhile resets that
+        # tree to mode 0700, and the server (its own system user under root) loses its data.
+        folder = Path(tempfile.mkdtemp(prefix="tripsync-faults-"))
         server = LocalPostgres(folder / "pg", durable=True)
         server.start()
         url = server.ensure_database("tripsync")
         command.upgrade(alembic_config(url), "head")
         return cls(server, url)
+
+    def remove(self) -> None:
+        """Stop the server and delete its data."""
+        try:
+            self.server.stop()
+        finally:
+            shutil.rmtree(self.server.data_dir.parent, ignore_errors=True)
 
     @contextmanager
     def connect(self) -> Iterator[psycopg2.extensions.connection]:
