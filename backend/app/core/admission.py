@@ -44,10 +44,6 @@ class DatabaseAdmission:
             self._semaphores.set(semaphore)
             return semaphore
 
-    def in_use(self) -> int:
-        """Slots taken now on this event loop."""
-        return self.limit - self.semaphore().value
-
 
 class DatabaseSlot:
     """One request's admission. Held from before its session opens until after it closes."""
