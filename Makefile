@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test test-e2e migrate cleanup lint fmt clean bench-sync bench
+.PHONY: install dev test test-e2e test-faults migrate cleanup lint fmt clean bench-sync bench
 
 $(STAMP): backend/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -23,8 +23,14 @@ dev: $(STAMP)
 	cd backend && ../$(BIN)/python -m app.dev
 
 ## Run the whole suite on a real PostgreSQL (TEST_DATABASE_URL, else an embedded server).
+## The fault-injection tests run apart, with `make test-faults`.
 test: $(STAMP)
-	cd backend && ../$(BIN)/pytest $(PYTEST_ARGS)
+	cd backend && ../$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
+
+## Fault injection (~1 min): database restarts, a killed API process, pool exhaustion and
+## timeouts, each against its own uvicorn and embedded PostgreSQL; prints the figures.
+test-faults: $(STAMP)
+	cd backend && ../$(BIN)/pytest -m faults -s tests/faults $(PYTEST_ARGS)
 
 ## Drive the frontend stub in Chromium (/usr/bin/chromium) against a real API and PostgreSQL.
 test-e2e: $(STAMP)

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url, text
 from sqlmodel import Session
 
-from app.core import config, db
+from app.core import admission, config, db
 from app.core.db import utcnow
 from app.core.security import create_access_token, hash_password
 from app.users.models import User
@@ -42,7 +42,12 @@ def drop_database(database_url: str) -> None:
 
 
 def reset_caches() -> None:
-    for cached in (config.get_settings, db.get_engine, db.get_sessionmaker):
+    for cached in (
+        config.get_settings,
+        db.get_engine,
+        db.get_sessionmaker,
+        admission.get_admission,
+    ):
         cached.cache_clear()
 
 

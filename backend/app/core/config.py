@@ -45,12 +45,15 @@ class Settings(BaseSettings):
     POSTGRES_PASSWORD: SecretStr = SecretStr("")
     POSTGRES_DB: str = "tripsync"
 
-    # Sync routes run in a thread pool of THREADPOOL_SIZE threads; each holds at most one
-    # connection, so the pool (size + overflow) must be at least that large: a request
-    # then never waits on the pool for longer than another request's transaction.
+    # Sync routes run in a thread pool of THREADPOOL_SIZE threads. At most
+    # DB_MAX_CONCURRENT_REQUESTS requests hold a database session at once (app.core.admission);
+    # the others wait up to DB_POOL_TIMEOUT for a slot, then get 503 server_busy. Each holds
+    # at most one connection, so that limit may not exceed the pool (size + overflow): an
+    # admitted request never waits on the pool. Unset, it is the smaller of the two.
     THREADPOOL_SIZE: int = Field(default=40, ge=1, le=1000)
     DB_POOL_SIZE: int = Field(default=20, ge=1, le=1000)
     DB_MAX_OVERFLOW: int = Field(default=20, ge=0, le=1000)
+    DB_MAX_CONCURRENT_REQUESTS: int | None = Field(default=None, ge=1, le=1000)
     DB_POOL_TIMEOUT: float = Field(default=5.0, gt=0, le=300)
     DB_POOL_RECYCLE: int = Field(default=1800, ge=-1)
     DB_CONNECT_TIMEOUT: int = Field(default=5, ge=1, le=300)
@@ -113,11 +116,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:
-        if self.DB_POOL_SIZE + self.DB_MAX_OVERFLOW < self.THREADPOOL_SIZE:
+        admitted = self.DB_MAX_CONCURRENT_REQUESTS
+        pool = self.DB_POOL_SIZE + self.DB_MAX_OVERFLOW
+        if admitted is not None and admitted > pool:
             raise ValueError(
-                "DB_POOL_SIZE + DB_MAX_OVERFLOW "
-                f"({self.DB_POOL_SIZE} + {self.DB_MAX_OVERFLOW}) must be at least "
-                f"THREADPOOL_SIZE ({self.THREADPOOL_SIZE}), or requests wait on the pool"
+                f"DB_MAX_CONCURRENT_REQUESTS ({admitted}) may not exceed DB_POOL_SIZE + "
+                f"DB_MAX_OVERFLOW ({self.DB_POOL_SIZE} + {self.DB_MAX_OVERFLOW}): an admitted "
+                "request must never wait for a connection"
+            )
+        if admitted is not None and admitted > self.THREADPOOL_SIZE:
+            raise ValueError(
+                f"DB_MAX_CONCURRENT_REQUESTS ({admitted}) may not exceed THREADPOOL_SIZE "
+                f"({self.THREADPOOL_SIZE}): an admitted request must not queue for a thread "
+                "while it holds a connection"
             )
         if self.ENVIRONMENT is Environment.PRODUCTION:
             key = self.SECRET_KEY.get_secret_value()
@@ -131,6 +142,13 @@ class Settings(BaseSettings):
             if "*" in self.CORS_ORIGINS:
                 raise ValueError("CORS_ORIGINS may not contain '*' when ENVIRONMENT=production")
         return self
+
+    @property
+    def database_admission_limit(self) -> int:
+        """Requests that may hold a database session at once (per worker process)."""
+        if self.DB_MAX_CONCURRENT_REQUESTS is not None:
+            return self.DB_MAX_CONCURRENT_REQUESTS
+        return min(self.THREADPOOL_SIZE, self.DB_POOL_SIZE + self.DB_MAX_OVERFLOW)
 
     @property
     def database_url(self) -> str:

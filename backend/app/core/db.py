@@ -16,6 +16,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Field, Session, SQLModel
 
 from alembic import command
+from app.core.admission import DatabaseSlotDep
 from app.core.config import Environment, Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -93,11 +94,12 @@ def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(), class_=Session, expire_on_commit=False)
 
 
-def get_session() -> Iterator[Session]:
+def get_session(_slot: DatabaseSlotDep) -> Iterator[Session]:
     """The request's session: committed when the route succeeds, rolled back otherwise, closed.
 
     Routes declare it through `SessionDep`, whose function scope makes the commit happen
-    before the response is sent, so a 2xx always means the write is durable.
+    before the response is sent, so a 2xx always means the write is durable. It opens only
+    once the request holds a database slot (app.core.admission), returned after it closes.
     """
     with get_sessionmaker()() as session:
         try:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg2.errors import QueryCanceled
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -27,6 +28,8 @@ class AppError(Exception):
     # The resource as it is now, for errors a client recovers from by reading it (412, 409).
     current: BaseModel | None = None
     current_version: int | None = None
+    # Seconds after which a retry may succeed (503): sent as Retry-After.
+    retry_after: int | None = None
 
     def __init__(self, detail: str, *, code: str | None = None) -> None:
         super().__init__(detail)
@@ -91,6 +94,13 @@ class Unprocessable(AppError):
 
 class ServiceUnavailable(AppError):
     status_code, code, title = 503, "service_unavailable", "Service Unavailable"
+    retry_after = 1
+
+
+class ServerBusy(ServiceUnavailable):
+    """Every database slot of this worker stayed taken for DB_POOL_TIMEOUT (app.core.admission)."""
+
+    code = "server_busy"
 
 
 class EarlyResponse(Exception):
@@ -173,9 +183,8 @@ async def _app_error(_: Request, error: Exception) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if error.current_version is not None:
         headers["ETag"] = entity_tag(error.current_version)
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
     current = error.current.model_dump(mode="json") if error.current is not None else None
     return problem_response(
         error.status_code,
@@ -263,13 +272,29 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
-    # Pool timeout, refused connection, restart in progress, statement timeout.
+    # Pool timeout, refused connection, restart in progress, connection lost or terminated.
+    if isinstance(getattr(error, "orig", None), QueryCanceled):
+        return _database_timeout()
     logger.warning("database unavailable: %s", type(error).__name__)
     return problem_response(
         503,
         "database_unavailable",
         "Service Unavailable",
         "The database is unavailable or busy; retry shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _database_timeout() -> JSONResponse:
+    # The server cancelled a statement that ran past DB_STATEMENT_TIMEOUT_MS (a long query, or
+    # a wait for a lock): the database is up, this request took too long. Nothing was written.
+    logger.warning("database statement timed out")
+    return problem_response(
+        504,
+        "database_timeout",
+        "Gateway Timeout",
+        "A database statement took longer than allowed and was cancelled; nothing was changed. "
+        "Retry later.",
         headers={"Retry-After": "1"},
     )
 

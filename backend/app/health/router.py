@@ -20,8 +20,12 @@ class Health(BaseModel):
 
 
 @router.get("/live", response_model=Health)
-def live() -> Health:
-    """The process is up; says nothing about the database."""
+async def live() -> Health:
+    """The process is up; says nothing about the database.
+
+    Async and without a session: it needs neither a worker thread nor a database slot, so it
+    answers while every thread or slot is taken by slow database work.
+    """
     return Health(status="ok")
 
 

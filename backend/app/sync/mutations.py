@@ -14,6 +14,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Scope
 
+from app.core.admission import carry_slot
+
 _FORWARDED_HEADERS = ("if-match", "idempotency-key")
 _UNAVAILABLE = frozenset({429, 503, 504})
 
@@ -77,6 +79,9 @@ def _scope(outer: Scope, method: str, path: str, headers: dict[str, str], has_bo
         "client": outer.get("client"),
         "server": outer.get("server"),
         "state": {},
+        # The batch's route holds no connection while its writes run one by one, so each
+        # runs on the batch's database slot instead of queueing behind it for another.
+        **carry_slot(outer),
     }
 
 

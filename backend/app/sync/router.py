@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from app.core.admission import DatabaseSlotDep
 from app.core.deps import CurrentUser, SessionDep, TripAccess, TripMember
 from app.core.errors import BadRequest, error_responses
 from app.core.pagination import seal, unseal
@@ -97,6 +98,7 @@ def get_snapshot(session: SessionDep, access: TripMember) -> SnapshotPublic:
 )
 async def get_changes(
     session: SessionDep,
+    slot: DatabaseSlotDep,
     access: TripMember,
     since: Annotated[int, Query(ge=0, description="The last version the client has applied")],
     limit: Annotated[int, Query(ge=1, le=MAX_CHANGES)] = 500,
@@ -111,8 +113,9 @@ async def get_changes(
     take a new snapshot.
     """
     if wait:
+        # Between polls the request holds no connection, so it gives its slot back too.
         await service.wait_for_change(
-            session=session, trip_id=access.trip.id, since=since, seconds=wait
+            session=session, trip_id=access.trip.id, since=since, seconds=wait, sleep=slot.sleep
         )
     version, more, changes = await run_in_threadpool(
         lambda: service.changes_since(

@@ -7,7 +7,7 @@ hides them, deleted expenses and settlements are deletions.
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -273,12 +273,18 @@ def _cutoff(session: Session, trip_id: uuid.UUID, since: int, limit: int) -> tup
 
 
 async def wait_for_change(
-    *, session: Session, trip_id: uuid.UUID, since: int, seconds: float
+    *,
+    session: Session,
+    trip_id: uuid.UUID,
+    since: int,
+    seconds: float,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
 ) -> None:
     """Return once the trip has moved past `since`, or after `seconds` (at most 30).
 
     Neither a worker thread nor a database connection is held while waiting: each poll is a
-    short transaction run on the thread pool, and the waiting itself is on the event loop.
+    short transaction run on the thread pool, and the waiting itself is on the event loop
+    (`sleep`, which the route passes to also give back its database slot meanwhile).
     """
     deadline = time.monotonic() + min(seconds, MAX_WAIT_SECONDS)
     while time.monotonic() < deadline:
@@ -286,7 +292,7 @@ async def wait_for_change(
         await run_in_threadpool(session.commit)  # releases the connection while we sleep
         if head > since:
             return
-        await anyio.sleep(_POLL_SECONDS)
+        await sleep(_POLL_SECONDS)
 
 
 def changes_since(

@@ -54,7 +54,12 @@ def test_settings_are_read_from_a_dotenv_file(tmp_path, monkeypatch: pytest.Monk
         ({"ENVIRONMENT": "staging"}, "ENVIRONMENT"),
         ({"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL"),
         ({"POSTGRES_PORT": 70000}, "POSTGRES_PORT"),
-        ({"THREADPOOL_SIZE": 50, "DB_POOL_SIZE": 10, "DB_MAX_OVERFLOW": 10}, "THREADPOOL_SIZE"),
+        ({"DB_MAX_CONCURRENT_REQUESTS": 0}, "DB_MAX_CONCURRENT_REQUESTS"),
+        (
+            {"DB_MAX_CONCURRENT_REQUESTS": 21, "DB_POOL_SIZE": 10, "DB_MAX_OVERFLOW": 10},
+            "DB_MAX_CONCURRENT_REQUESTS",
+        ),
+        ({"DB_MAX_CONCURRENT_REQUESTS": 11, "THREADPOOL_SIZE": 10}, "DB_MAX_CONCURRENT_REQUESTS"),
     ],
 )
 def test_invalid_settings_fail_naming_the_variable(values: dict[str, Any], named: str) -> None:
@@ -87,6 +92,23 @@ def test_production_accepts_a_strong_key() -> None:
     assert settings.ENVIRONMENT is Environment.PRODUCTION
 
 
-def test_default_pool_can_serve_every_thread_at_once() -> None:
+def test_default_admission_fits_the_pool_and_the_thread_pool() -> None:
     settings = make()
-    assert settings.DB_POOL_SIZE + settings.DB_MAX_OVERFLOW >= settings.THREADPOOL_SIZE
+    assert settings.database_admission_limit == 40
+    assert settings.database_admission_limit <= settings.DB_POOL_SIZE + settings.DB_MAX_OVERFLOW
+    assert settings.database_admission_limit <= settings.THREADPOOL_SIZE
+
+
+@pytest.mark.parametrize(
+    ("values", "limit"),
+    [
+        # More threads than connections is fine now: database work is admitted by slots.
+        ({"THREADPOOL_SIZE": 50, "DB_POOL_SIZE": 10, "DB_MAX_OVERFLOW": 10}, 20),
+        ({"THREADPOOL_SIZE": 8, "DB_POOL_SIZE": 10, "DB_MAX_OVERFLOW": 10}, 8),
+        ({"THREADPOOL_SIZE": 8, "DB_POOL_SIZE": 4, "DB_MAX_CONCURRENT_REQUESTS": 3}, 3),
+    ],
+)
+def test_admission_limit_defaults_to_the_smaller_of_threads_and_connections(
+    values: dict[str, Any], limit: int
+) -> None:
+    assert make(**values).database_admission_limit == limit

@@ -1,11 +1,15 @@
 """Every error a client can cause is problem+json with a stable code, never a stack trace."""
 
 import logging
+import time
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Connection, text
 from sqlmodel import Session
 
+from app.core.deps import SessionDep
+from app.main import create_app
 from tests import support
 
 
@@ -94,3 +98,21 @@ def test_method_not_allowed_lists_every_method_of_the_path(client: TestClient) -
     response = client.put("/trips")
     support.assert_problem(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "GET, POST"
+
+
+def test_a_statement_cut_off_by_the_statement_timeout_is_a_504_problem(
+    connection: Connection,
+) -> None:
+    app = create_app()
+
+    @app.get("/_test/runaway")
+    def runaway(session: SessionDep) -> None:
+        session.exec(text("SET LOCAL statement_timeout = 50"))  # type: ignore[call-overload]
+        session.exec(text("SELECT pg_sleep(2)"))  # type: ignore[call-overload]
+
+    client = TestClient(app, raise_server_exceptions=False)
+    started = time.monotonic()
+    response = client.get("/_test/runaway")
+    assert time.monotonic() - started < 1.5
+    support.assert_problem(response, 504, "database_timeout")
+    assert response.headers["retry-after"] == "1"

@@ -1,0 +1,114 @@
+"""Bounded admission of database work: how many requests of a worker may hold a session at once.
+
+Every request that uses the database takes a slot first: `get_session` depends on
+`hold_database_slot`, an async dependency, so the wait happens on the event loop and needs
+no worker thread. With all DB_MAX_CONCURRENT_REQUESTS slots taken, a request waits at most
+DB_POOL_TIMEOUT and is then answered 503 `server_busy` with `Retry-After`, instead of
+queueing without bound for a thread. The slot is given back only after the session has
+committed or rolled back and returned its connection, so connections in use never exceed
+slots taken; with DB_MAX_CONCURRENT_REQUESTS ≤ DB_POOL_SIZE + DB_MAX_OVERFLOW (checked at
+start-up) an admitted request never waits for a connection. Requests that use no database
+(`/health/live`, static files) take no slot.
+"""
+
+from collections.abc import AsyncIterator
+from functools import cache
+from typing import Annotated, Any
+
+import anyio
+from anyio.lowlevel import RunVar
+from fastapi import Depends, Request
+from starlette.types import Scope
+
+from app.core.config import get_settings
+from app.core.errors import ServerBusy
+
+# Where an admitted request keeps its slot, so an in-process sub-request can run on it.
+_SLOT_SCOPE_KEY = "tripsync.database_slot"
+
+
+class DatabaseAdmission:
+    """At most `limit` slots per event loop (one loop per worker process); waits are bounded."""
+
+    def __init__(self, limit: int, timeout: float) -> None:
+        self.limit = limit
+        self.timeout = timeout
+        # A semaphore belongs to one event loop; each loop gets its own on first use.
+        self._semaphores: RunVar[anyio.Semaphore] = RunVar("tripsync_database_admission")
+
+    def semaphore(self) -> anyio.Semaphore:
+        try:
+            return self._semaphores.get()
+        except LookupError:
+            semaphore = anyio.Semaphore(self.limit)
+            self._semaphores.set(semaphore)
+            return semaphore
+
+
+class DatabaseSlot:
+    """One request's admission. Held from before its session opens until after it closes."""
+
+    def __init__(self, admission: DatabaseAdmission) -> None:
+        self._admission = admission
+        self._semaphore = admission.semaphore()
+        self._held = False
+
+    async def acquire(self) -> None:
+        with anyio.move_on_after(self._admission.timeout):
+            await self._semaphore.acquire()  # FIFO; a cancelled wait takes no token
+            self._held = True
+        if not self._held:
+            raise ServerBusy(
+                "The service is busy: every database slot stayed taken; retry shortly."
+            )
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._semaphore.release()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait on the event loop without the slot, then take one again (bounded, or 503).
+
+        For long polls: the caller must hold no connection meanwhile (commit first).
+        """
+        self.release()
+        await anyio.sleep(seconds)
+        await self.acquire()
+
+
+@cache
+def get_admission() -> DatabaseAdmission:
+    """The process's admission, sized like its engine's pool (both come from settings)."""
+    settings = get_settings()
+    return DatabaseAdmission(settings.database_admission_limit, settings.DB_POOL_TIMEOUT)
+
+
+async def hold_database_slot(request: Request) -> AsyncIterator[DatabaseSlot]:
+    """Admit the request to the database, or answer 503 `server_busy` after DB_POOL_TIMEOUT."""
+    carried = request.scope.get(_SLOT_SCOPE_KEY)
+    if isinstance(carried, DatabaseSlot):
+        yield carried  # a sub-request of a batch runs on its caller's slot (see carry_slot)
+        return
+    slot = DatabaseSlot(get_admission())
+    await slot.acquire()
+    request.scope[_SLOT_SCOPE_KEY] = slot
+    try:
+        yield slot
+    finally:
+        del request.scope[_SLOT_SCOPE_KEY]
+        slot.release()
+
+
+def carry_slot(outer: Scope) -> dict[str, Any]:
+    """Scope entries that let an in-process sub-request run on its caller's slot.
+
+    Only for callers that hold no connection while their sub-requests run (they run one at
+    a time), so one slot still stands for at most one connection.
+    """
+    slot = outer.get(_SLOT_SCOPE_KEY)
+    return {_SLOT_SCOPE_KEY: slot} if slot is not None else {}
+
+
+# Function scope: the slot is returned right after the session (which depends on it) closes.
+DatabaseSlotDep = Annotated[DatabaseSlot, Depends(hold_database_slot, scope="function")]
