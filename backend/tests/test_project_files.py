@@ -78,7 +78,7 @@ def _python_sources() -> dict[Path, str]:
 
 def test_one_session_dependency_and_create_all_only_in_init_db() -> None:
     sources = _python_sources()
-    assert not [p for p, s in sources.items() if re.search(r"def get_db\b", s)]
+    assert not [p for p, s in sources.items() if re.search(r"def\s+get_db\b", s)]
     definitions = [p for p, s in sources.items() if re.search(r"^def get_session\b", s, re.M)]
     assert [p.name for p in definitions] == ["db.py"]
     create_all = [
