@@ -5,6 +5,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url, text
@@ -106,6 +107,69 @@ def join(client: TestClient, owner: User, trip_id: str, user: User, role: str) -
     assert sent.status_code == 201, sent.text
     accepted = client.post(f"/invitations/{sent.json()['id']}/accept", headers=auth(user))
     assert accepted.status_code == 200, accepted.text
+
+
+def seed_trip_with_everything(client: TestClient, owner: User) -> dict[str, Any]:
+    """A trip with one of each kind of row, made through the API as a client would.
+
+    Returns the created representations by name, plus `payer`, the owner's participant id.
+    """
+    headers = auth(owner)
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = client.post(path, headers=headers, json=body)
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    trip = post(
+        "/trips",
+        {
+            "name": "Lisbon",
+            "start_date": "2027-05-01",
+            "end_date": "2027-05-07",
+            "timezone": "Europe/Lisbon",
+            "base_currency": "EUR",
+        },
+    )
+    base = f"/trips/{trip['id']}"
+    guest = post(f"{base}/guests", {"name": "Carol"})
+    participants = client.get(f"{base}/participants", headers=headers).json()["items"]
+    payer = next(p["id"] for p in participants if p["user_id"] == str(owner.id))
+    item = post(f"{base}/items", {"kind": "activity", "title": "Tram 28", "day": "2027-05-02"})
+    checklist = post(f"{base}/checklists", {"kind": "packing", "title": "Bags"})
+    checklist_item = post(f"{base}/checklists/{checklist['id']}/items", {"text": "Socks"})
+    expense = post(
+        f"{base}/expenses",
+        {
+            "title": "Dinner",
+            "amount_minor": 9000,
+            "currency": "EUR",
+            "spent_on": "2027-05-02",
+            "payers": [{"participant_id": payer, "amount_minor": 9000}],
+            "split_mode": "equal",
+            "splits": [{"participant_id": payer}, {"participant_id": guest["id"]}],
+        },
+    )
+    settlement = post(
+        f"{base}/settlements",
+        {
+            "from_participant_id": guest["id"],
+            "to_participant_id": payer,
+            "amount_minor": 4500,
+            "currency": "EUR",
+            "settled_on": "2027-05-03",
+        },
+    )
+    return {
+        "trip": trip,
+        "guest": guest,
+        "payer": payer,
+        "item": item,
+        "checklist": checklist,
+        "checklist_item": checklist_item,
+        "expense": expense,
+        "settlement": settlement,
+    }
 
 
 def assert_problem(response, status: int, code: str | None = None) -> dict:  # type: ignore[no-untyped-def]

@@ -52,42 +52,11 @@ class World:
 def world(client: TestClient, session: Session) -> World:
     owner = support.make_user(session)
     headers = support.auth(owner)
-
-    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = client.post(path, headers=headers, json=body)
-        assert response.status_code == 201, response.text
-        return response.json()  # type: ignore[no-any-return]
-
-    trip = post("/trips", {"name": "Lisbon", "start_date": "2027-05-01", "end_date": "2027-05-07"})
+    seeded = support.seed_trip_with_everything(client, owner)
+    trip, item, checklist = seeded["trip"], seeded["item"], seeded["checklist"]
+    checklist_item, expense = seeded["checklist_item"], seeded["expense"]
+    settlement = seeded["settlement"]
     base = f"/trips/{trip['id']}"
-    guest = post(f"{base}/guests", {"name": "Carol"})
-    participants = client.get(f"{base}/participants", headers=headers).json()["items"]
-    payer = next(p["id"] for p in participants if p["user_id"] == str(owner.id))
-    item = post(f"{base}/items", {"kind": "activity", "title": "Tram 28", "day": "2027-05-02"})
-    checklist = post(f"{base}/checklists", {"kind": "packing", "title": "Bags"})
-    checklist_item = post(f"{base}/checklists/{checklist['id']}/items", {"text": "Socks"})
-    expense = post(
-        f"{base}/expenses",
-        {
-            "title": "Dinner",
-            "amount_minor": 9000,
-            "currency": "EUR",
-            "spent_on": "2027-05-02",
-            "payers": [{"participant_id": payer, "amount_minor": 9000}],
-            "split_mode": "equal",
-            "splits": [{"participant_id": payer}, {"participant_id": guest["id"]}],
-        },
-    )
-    settlement = post(
-        f"{base}/settlements",
-        {
-            "from_participant_id": guest["id"],
-            "to_participant_id": payer,
-            "amount_minor": 4500,
-            "currency": "EUR",
-            "settled_on": "2027-05-03",
-        },
-    )
     trip_now = client.get(base, headers=headers).json()
     return World(
         owner=owner,

@@ -273,57 +273,19 @@ def remember_ids(response: schemathesis.Response) -> None:
 
 def _seed(client: TestClient, owner: User, editor: User) -> dict[str, list[str]]:
     """A trip with one of everything, made through the API as a client would."""
-    headers = support.auth(owner)
-
-    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = client.post(path, headers=headers, json=body)
-        assert response.status_code == 201, response.text
-        return response.json()  # type: ignore[no-any-return]
-
-    trip = post(
-        "/trips",
-        {
-            "name": "Lisbon",
-            "start_date": "2027-05-01",
-            "end_date": "2027-05-07",
-            "timezone": "Europe/Lisbon",
-            "base_currency": "EUR",
-        },
-    )
+    seeded = support.seed_trip_with_everything(client, owner)
+    trip, guest, payer = seeded["trip"], seeded["guest"], seeded["payer"]
+    item, checklist, checklist_item = seeded["item"], seeded["checklist"], seeded["checklist_item"]
+    expense, settlement = seeded["expense"], seeded["settlement"]
     trip_path = f"/trips/{trip['id']}"
     support.join(client, owner, trip["id"], editor, "editor")
-    guest = post(f"{trip_path}/guests", {"name": "Carol"})
-    participants = client.get(f"{trip_path}/participants", headers=headers).json()["items"]
-    payer = next(p["id"] for p in participants if p.get("user_id") == str(owner.id))
-    item = post(
-        f"{trip_path}/items",
-        {"kind": "activity", "title": "Tram 28", "day": "2027-05-02"},
+    sent = client.post(
+        f"{trip_path}/invitations",
+        headers=support.auth(owner),
+        json={"email": "dave@example.com", "role": "viewer"},
     )
-    checklist = post(f"{trip_path}/checklists", {"kind": "packing", "title": "Bags"})
-    checklist_item = post(f"{trip_path}/checklists/{checklist['id']}/items", {"text": "Socks"})
-    expense = post(
-        f"{trip_path}/expenses",
-        {
-            "title": "Dinner",
-            "amount_minor": 9000,
-            "currency": "EUR",
-            "spent_on": "2027-05-02",
-            "payers": [{"participant_id": payer, "amount_minor": 9000}],
-            "split_mode": "equal",
-            "splits": [{"participant_id": payer}, {"participant_id": guest["id"]}],
-        },
-    )
-    settlement = post(
-        f"{trip_path}/settlements",
-        {
-            "from_participant_id": guest["id"],
-            "to_participant_id": payer,
-            "amount_minor": 4500,
-            "currency": "EUR",
-            "settled_on": "2027-05-03",
-        },
-    )
-    invitation = post(f"{trip_path}/invitations", {"email": "dave@example.com", "role": "viewer"})
+    assert sent.status_code == 201, sent.text
+    invitation = sent.json()
     return {
         "trip_id": [trip["id"]],
         "user_id": [str(editor.id)],
