@@ -79,7 +79,9 @@ def _python_sources() -> dict[Path, str]:
 def test_one_session_dependency_and_create_all_only_in_init_db() -> None:
     sources = _python_sources()
     assert not [p for p, s in sources.items() if re.search(r"def\s+get_db\b", s)]
-    definitions = [p for p, s in sources.items() if re.search(r"^def get_session\b", s, re.M)]
+    definitions = [
+        p for p, s in sources.items() if re.search(r"^(?:async )?def get_session\b", s, re.M)
+    ]
     assert [p.name for p in definitions] == ["db.py"]
     create_all = [
         p for p, s in sources.items() if "create_all(" in s and p.parts[-2:] != ("core", "db.py")

@@ -2,15 +2,17 @@
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import anyio
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from anyio import CapacityLimiter, to_thread
 from sqlalchemy import BigInteger, Connection, DateTime, Engine, create_engine, func, inspect, text
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Field, Session, SQLModel
@@ -94,20 +96,45 @@ def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(), class_=Session, expire_on_commit=False)
 
 
-def get_session(_slot: DatabaseSlotDep) -> Iterator[Session]:
+async def get_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:
     """The request's session: committed when the route succeeds, rolled back otherwise, closed.
 
     Routes declare it through `SessionDep`, whose function scope makes the commit happen
     before the response is sent, so a 2xx always means the write is durable. It opens only
     once the request holds a database slot (app.core.admission), returned after it closes.
+
+    Async on purpose: making a session does no I/O (it takes a connection on first use), so
+    it is made on the event loop instead of costing a trip through the thread pool. Commit
+    (or rollback) and close do I/O, so they run on a worker thread with a limiter of their
+    own, as FastAPI does for a sync dependency's exit: giving a connection back never waits
+    for a thread of the request pool, which could all be waiting for connections.
     """
-    with get_sessionmaker()() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    session = get_sessionmaker()()
+    try:
+        yield session
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await to_thread.run_sync(_rollback_and_close, session, limiter=CapacityLimiter(1))
+        raise
+    with anyio.CancelScope(shield=True):
+        await to_thread.run_sync(_commit_and_close, session, limiter=CapacityLimiter(1))
+
+
+def _commit_and_close(session: Session) -> None:
+    try:
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _rollback_and_close(session: Session) -> None:
+    try:
+        session.rollback()
+    finally:
+        session.close()
 
 
 def alembic_config(database_url: str | None = None) -> Config:

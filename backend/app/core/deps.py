@@ -28,17 +28,32 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 _bearer = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
 
 
-def get_current_user(session: SessionDep, token: Annotated[str | None, Depends(_bearer)]) -> User:
+BearerToken = Annotated[str | None, Depends(_bearer)]
+
+
+def _token_claims(token: str | None) -> tuple[uuid.UUID, int]:
     if not token:
         raise Unauthorized("Authentication required: send 'Authorization: Bearer <token>'.")
     claims = decode_access_token(token)
     if claims is None:
         raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
-    user_id, token_version = claims
+    return claims
+
+
+def _revoked() -> Unauthorized:
+    return Unauthorized("The access token is no longer valid.", code="invalid_token")
+
+
+def _authenticate(session: Session, user_id: uuid.UUID, token_version: int) -> User:
     user = user_service.get_active_user(session=session, user_id=user_id)
     if user is None or user.token_version != token_version:
-        raise Unauthorized("The access token is no longer valid.", code="invalid_token")
+        raise _revoked()
     return user
+
+
+def get_current_user(session: SessionDep, token: BearerToken) -> User:
+    user_id, token_version = _token_claims(token)
+    return _authenticate(session, user_id, token_version)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
@@ -57,19 +72,29 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def get_trip_member(
     request: Request,
     session: SessionDep,
-    user: CurrentUser,
+    token: BearerToken,
     trip_id: Annotated[uuid.UUID, Path(description="The trip's id")],
 ) -> TripAccess:
-    """The caller's access to the trip; 404 for non-members. Writes lock the trip first, so
-    the role checked here cannot change before the write commits."""
-    if request.method in _READ_METHODS:
-        trip, role = trip_service.get_trip_for_member(
-            session=session, trip_id=trip_id, user_id=user.id
-        )
-    else:
-        trip, role = trip_service.lock_trip_for_member(
-            session=session, trip_id=trip_id, user_id=user.id
-        )
+    """The caller and their access to the trip: 401 for a bad token, 404 for non-members.
+
+    One query finds the trip, the role and the user together (the common case costs one
+    round trip); only a miss looks further, to tell a revoked token (401) from a trip the
+    caller is not in (404). Writes lock the trip first, so the role checked here cannot
+    change before the write commits.
+    """
+    user_id, token_version = _token_claims(token)
+    found = trip_service.find_member_access(
+        session=session,
+        trip_id=trip_id,
+        user_id=user_id,
+        lock=request.method not in _READ_METHODS,
+    )
+    if found is None:
+        _authenticate(session, user_id, token_version)
+        raise trip_service.trip_not_found()
+    trip, role, user = found
+    if not user.is_active or user.token_version != token_version:
+        raise _revoked()
     return TripAccess(trip=trip, role=role, user=user)
 
 

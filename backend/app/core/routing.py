@@ -15,8 +15,10 @@ Error responses are not stored (their transaction rolled back, so a retry runs a
 are responses marked `Cache-Control: no-store` (the login's bearer token).
 """
 
+import functools
 import hashlib
 import hmac
+import inspect
 import json
 import re
 from collections.abc import Callable, Coroutine, Iterator
@@ -25,6 +27,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
 
@@ -227,6 +230,26 @@ def _idempotency_responses(
     return responses
 
 
+def _on_worker_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """A plain `def` route as a coroutine that runs it on the thread pool.
+
+    The same one trip to a worker thread FastAPI makes for a sync route, but FastAPI then
+    also validates a sync route's return value on the thread pool: a second trip, for work
+    that is pure CPU (pydantic's core, holding the GIL either way). As a coroutine, the
+    route's result is validated and serialised straight on the event loop.
+    """
+    if inspect.iscoroutinefunction(endpoint) or not inspect.isfunction(endpoint):
+        return endpoint
+    if inspect.isgeneratorfunction(endpoint):
+        return endpoint
+
+    @functools.wraps(endpoint)  # FastAPI reads the signature through __wrapped__
+    async def on_worker_thread(*args: Any, **kwargs: Any) -> Any:
+        return await run_in_threadpool(endpoint, *args, **kwargs)
+
+    return on_worker_thread
+
+
 class AppRoute(APIRoute):
     """Use as `APIRouter(route_class=AppRoute)` for every router (see the module docstring)."""
 
@@ -238,7 +261,7 @@ class AppRoute(APIRoute):
             kwargs["responses"] = _idempotency_responses(
                 kwargs.get("responses"), kwargs.get("status_code")
             )
-        super().__init__(path, endpoint, **kwargs)
+        super().__init__(path, _on_worker_thread(endpoint), **kwargs)
         if self.body_field is not None:
             # Any body past MAX_REQUEST_BODY_BYTES is refused (app.core.body_limit).
             self.responses = {**error_responses(413), **self.responses}

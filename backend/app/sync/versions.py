@@ -70,17 +70,38 @@ def claim_version(session: Session | OrmSession, trip_id: uuid.UUID) -> int:
 
     Call it before taking any other lock in the trip, so writers queue on one row in one order.
     """
+    claimed = _claim(session, trip_id, member_id=None)
+    if claimed is None:
+        raise LookupError(f"trip {trip_id} does not exist")
+    return claimed
+
+
+def claim_version_as_member(
+    session: Session | OrmSession, trip_id: uuid.UUID, member_id: uuid.UUID
+) -> int | None:
+    """As `claim_version`, only if `member_id` is a member of the trip: else None, no lock."""
+    return _claim(session, trip_id, member_id=member_id)
+
+
+def _claim(
+    session: Session | OrmSession, trip_id: uuid.UUID, member_id: uuid.UUID | None
+) -> int | None:
     claimed: dict[uuid.UUID, int] = session.info.setdefault(_CLAIMED, {})
     if trip_id not in claimed:
+        statement = update(Trip).where(col(Trip.id) == trip_id)
+        if member_id is not None:
+            statement = statement.where(
+                select(TripMember.user_id)
+                .where(TripMember.trip_id == trip_id, TripMember.user_id == member_id)
+                .exists()
+            )
         bumped = session.execute(
-            update(Trip)
-            .where(col(Trip.id) == trip_id)
-            .values(head_version=col(Trip.head_version) + 1)
+            statement.values(head_version=col(Trip.head_version) + 1)
             .returning(col(Trip.head_version))
             .execution_options(synchronize_session=False)
         ).scalar_one_or_none()
         if bumped is None:
-            raise LookupError(f"trip {trip_id} does not exist")
+            return None
         claimed[trip_id] = bumped
     return claimed[trip_id]
 

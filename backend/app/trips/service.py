@@ -16,7 +16,7 @@ from app.expenses.service import ensure_base_currency_can_change
 from app.itinerary.service import unschedule_items_outside
 from app.participants.service import ensure_participant_for_member
 from app.sync.client_ids import Created, find_existing, id_taken, replay
-from app.sync.versions import claim_version
+from app.sync.versions import claim_version, claim_version_as_member
 from app.trips.models import (
     MemberPublic,
     Role,
@@ -30,7 +30,7 @@ from app.trips.models import (
 from app.users.models import User
 
 
-def _trip_not_found() -> NotFound:
+def trip_not_found() -> NotFound:
     return NotFound("Trip not found.", code="trip_not_found")
 
 
@@ -82,31 +82,36 @@ def get_trip_for_member(
         .where(Trip.id == trip_id, TripMember.user_id == user_id)
     ).first()
     if row is None:
-        raise _trip_not_found()
+        raise trip_not_found()
     trip, role = row
     return trip, Role(role)
 
 
-def lock_trip_for_member(
-    *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID
-) -> tuple[Trip, Role]:
-    """For writes: lock the trip row, then read the trip and the caller's role afresh.
+def find_member_access(
+    *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID, lock: bool
+) -> tuple[Trip, Role, User] | None:
+    """The trip, the caller's role and the caller, in one query; None for a non-member.
 
-    Every change to a trip's members takes this lock first, so the role read here holds
-    until the caller's transaction ends: an owner demoted meanwhile is no longer one.
-    Non-members are refused before anything is locked.
+    With `lock` (writes), the trip row is locked first by claiming its next version, and
+    only when the caller is a member at that moment; the trip and the role are then read
+    afresh, after the lock: an owner demoted by a write that held the lock is no longer
+    one. Non-members lock nothing.
     """
-    get_trip_for_member(session=session, trip_id=trip_id, user_id=user_id)
-    lock_trip(session, trip_id)
-    trip = session.exec(
-        select(Trip).where(Trip.id == trip_id).execution_options(populate_existing=True)
-    ).first()
-    role = session.exec(
-        select(TripMember.role).where(TripMember.trip_id == trip_id, TripMember.user_id == user_id)
-    ).first()
-    if trip is None or role is None:
-        raise _trip_not_found()
-    return trip, Role(role)
+    if lock and claim_version_as_member(session, trip_id, user_id) is None:
+        return None
+    statement = (
+        select(Trip, TripMember.role, User)
+        .join(TripMember, col(TripMember.trip_id) == Trip.id)
+        .join(User, col(User.id) == TripMember.user_id)
+        .where(Trip.id == trip_id, TripMember.user_id == user_id)
+    )
+    if lock:
+        statement = statement.execution_options(populate_existing=True)
+    row = session.exec(statement).first()
+    if row is None:
+        return None
+    trip, role, user = row
+    return trip, Role(role), user
 
 
 def list_trips_for_user(

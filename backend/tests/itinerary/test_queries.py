@@ -70,6 +70,7 @@ def test_reads_do_not_grow_with_the_number_of_items(
     assert all(item["participant_ids"] for item in listed.json()["items"])
     for name in urls:
         assert len(many[name]) == len(few[name]), (name, many[name])
-    # The user, the trip with the caller's role, the items, their participants (and savepoints).
+    # The trip with the caller's role and the caller (one query), the items, their
+    # participants (and savepoints).
     queries = [s for s in many["items"] if s.lstrip().upper().startswith("SELECT")]
-    assert len(queries) == 4, queries
+    assert len(queries) == 3, queries

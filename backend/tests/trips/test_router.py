@@ -310,3 +310,39 @@ def test_a_cursor_only_works_for_the_list_that_issued_it(
         f"/trips/{trips[0]['id']}/members", headers=support.auth(me), params={"cursor": cursor}
     )
     support.assert_problem(response, 400, "invalid_cursor")
+
+
+@pytest.mark.parametrize("revoke", ["password_changed", "deactivated"])
+def test_a_member_with_a_revoked_token_is_401_on_trip_routes_and_locks_nothing(
+    client: TestClient, session: Session, revoke: str
+) -> None:
+    # The trip routes find the trip, the role and the user in one query: a member's token
+    # that is no longer valid must still be 401 (not the trip), for reads and for writes.
+    owner = support.make_user(session)
+    trip = create_trip(client, owner)
+    headers = support.auth(owner)
+    if revoke == "password_changed":
+        owner.token_version += 1
+    else:
+        owner.is_active = False
+    session.add(owner)
+    session.commit()
+    head = session.get(Trip, uuid.UUID(trip["id"]))
+    assert head is not None
+    before = head.head_version
+    support.assert_problem(
+        client.get(f"/trips/{trip['id']}", headers=headers), 401, "invalid_token"
+    )
+    response = client.patch(
+        f"/trips/{trip['id']}",
+        headers={**headers, "If-Match": "*"},
+        json={"name": "Taken over"},
+    )
+    support.assert_problem(response, 401, "invalid_token")
+    session.refresh(head)
+    assert (head.name, head.head_version) == (trip["name"], before)
+    # A stranger's valid token on the same trip is still the same 404 as a missing trip.
+    stranger = support.make_user(session)
+    support.assert_problem(
+        client.get(f"/trips/{trip['id']}", headers=support.auth(stranger)), 404, "trip_not_found"
+    )
