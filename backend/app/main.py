@@ -18,6 +18,7 @@ from app.core.config import Environment, Settings, get_settings
 from app.core.db import REPO_DIR, get_engine
 from app.core.errors import install_error_handlers
 from app.core.headers import SecurityHeadersMiddleware
+from app.core.memory import tune_malloc
 from app.core.openapi import install_openapi
 from app.expenses.router import router as expenses_router
 from app.health.router import router as health_router
@@ -34,6 +35,7 @@ logger = logging.getLogger("app")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    tune_malloc()  # before the first password hash (app.core.memory says why)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
