@@ -48,6 +48,7 @@ def reset_caches() -> None:
         db.get_engine,
         db.get_sessionmaker,
         admission.get_admission,
+        admission.get_hashing_admission,
     ):
         cached.cache_clear()
 

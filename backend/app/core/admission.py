@@ -30,11 +30,18 @@ _SLOT_SCOPE_KEY = "tripsync.database_slot"
 class DatabaseAdmission:
     """At most `limit` slots per event loop (one loop per worker process); waits are bounded."""
 
-    def __init__(self, limit: int, timeout: float) -> None:
+    def __init__(
+        self,
+        limit: int,
+        timeout: float,
+        name: str = "database",
+        busy: str = "The service is busy: every database slot stayed taken; retry shortly.",
+    ) -> None:
         self.limit = limit
         self.timeout = timeout
+        self.busy = busy
         # A semaphore belongs to one event loop; each loop gets its own on first use.
-        self._semaphores: RunVar[anyio.Semaphore] = RunVar("tripsync_database_admission")
+        self._semaphores: RunVar[anyio.Semaphore] = RunVar(f"tripsync_{name}_admission")
 
     def semaphore(self) -> anyio.Semaphore:
         try:
@@ -58,9 +65,7 @@ class DatabaseSlot:
             await self._semaphore.acquire()  # FIFO; a cancelled wait takes no token
             self._held = True
         if not self._held:
-            raise ServerBusy(
-                "The service is busy: every database slot stayed taken; retry shortly."
-            )
+            raise ServerBusy(self._admission.busy)
 
     def release(self) -> None:
         if self._held:
@@ -112,3 +117,35 @@ def carry_slot(outer: Scope) -> dict[str, Any]:
 
 # Function scope: the slot is returned right after the session (which depends on it) closes.
 DatabaseSlotDep = Annotated[DatabaseSlot, Depends(hold_database_slot, scope="function")]
+
+
+@cache
+def get_hashing_admission() -> DatabaseAdmission:
+    """Turns at an Argon2 hash: PASSWORD_HASH_CONCURRENCY per worker, like app.core.security."""
+    settings = get_settings()
+    return DatabaseAdmission(
+        settings.PASSWORD_HASH_CONCURRENCY,
+        settings.DB_POOL_TIMEOUT,
+        name="password_hashing",
+        busy="The service is busy checking passwords; retry shortly.",
+    )
+
+
+async def take_hashing_turn() -> AsyncIterator[None]:
+    """For routes that hash a password: wait for a turn before taking a database slot.
+
+    Hashing is deliberately slow (Argon2id) and runs PASSWORD_HASH_CONCURRENCY at a time; a
+    login burst that took database slots first would hold them, idle, while queueing for
+    the hasher, and starve every other request of the worker. Declared before the session,
+    the wait happens on the event loop holding nothing, bounded by DB_POOL_TIMEOUT (503).
+    """
+    turn = DatabaseSlot(get_hashing_admission())
+    await turn.acquire()
+    try:
+        yield
+    finally:
+        turn.release()
+
+
+# For a route's `dependencies=[...]`: AppRoute solves it before anything that opens a session.
+HASHING_TURN = Depends(take_hashing_turn, scope="function")

@@ -31,6 +31,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
 
+from app.core.admission import take_hashing_turn
 from app.core.config import get_settings
 from app.core.deps import SessionDep, get_current_user
 from app.core.errors import (
@@ -256,8 +257,12 @@ class AppRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         methods = {method.upper() for method in kwargs.get("methods") or ()}
         if methods & WRITE_METHODS:
-            # First, so the key is locked before any other dependency locks or writes.
-            kwargs["dependencies"] = [_IDEMPOTENCY_GUARD, *(kwargs.get("dependencies") or ())]
+            # First, so the key is locked before any other dependency locks or writes; only
+            # waits that hold nothing (a turn at the password hasher) come before it.
+            declared = list(kwargs.get("dependencies") or ())
+            waits = [d for d in declared if d.dependency is take_hashing_turn]
+            rest = [d for d in declared if d.dependency is not take_hashing_turn]
+            kwargs["dependencies"] = [*waits, _IDEMPOTENCY_GUARD, *rest]
             kwargs["responses"] = _idempotency_responses(
                 kwargs.get("responses"), kwargs.get("status_code")
             )

@@ -24,19 +24,19 @@ def _password_hasher() -> PasswordHasher:
 
 
 @cache
-def _hashing_slots() -> threading.BoundedSemaphore:
+def hashing_slots() -> threading.BoundedSemaphore:
     # Each Argon2 hash holds ARGON2_MEMORY_COST_KIB of memory: without a bound, a burst of
     # logins on every worker thread at once would multiply it by the thread count.
     return threading.BoundedSemaphore(get_settings().PASSWORD_HASH_CONCURRENCY)
 
 
 def hash_password(password: str) -> str:
-    with _hashing_slots():
+    with hashing_slots():
         return _password_hasher().hash(password)
 
 
 def verify_password(password: str, password_hash: str) -> bool:
-    with _hashing_slots():
+    with hashing_slots():
         try:
             return _password_hasher().verify(password_hash, password)
         except (VerificationError, InvalidHashError):

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.core import rate_limit
+from app.core.admission import HASHING_TURN
 from app.core.config import get_settings
 from app.core.deps import CurrentUser, SessionDep
 from app.core.errors import error_responses
@@ -37,6 +38,7 @@ def _address(request: Request) -> str:
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
     responses=error_responses(409, 422, 429),
+    dependencies=[HASHING_TURN],
 )
 def register(request: Request, session: SessionDep, data: UserCreate) -> UserPublic:
     """Create an account; a verification token is mailed to the address."""
@@ -79,7 +81,12 @@ class LoginForm(OAuth2PasswordRequestForm):
         )
 
 
-@auth_router.post("/login", response_model=Token, responses=error_responses(401, 422, 429))
+@auth_router.post(
+    "/login",
+    response_model=Token,
+    responses=error_responses(401, 422, 429),
+    dependencies=[HASHING_TURN],
+)
 def login(
     request: Request,
     session: SessionDep,
@@ -127,7 +134,10 @@ def resend_verification_email(user: CurrentUser) -> None:
 
 
 @users_router.put(
-    "/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(400, 422)
+    "/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(400, 422),
+    dependencies=[HASHING_TURN],
 )
 def change_my_password(session: SessionDep, user: CurrentUser, data: PasswordChange) -> None:
     service.change_password(session=session, user=user, data=data)

@@ -15,6 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
+from app.core import security
+from app.core.admission import HASHING_TURN
 from app.core.db import get_engine
 from app.core.deps import SessionDep
 from app.main import create_app
@@ -99,6 +101,7 @@ def one_slot(engine: Engine) -> Iterator[tuple[FastAPI, User]]:
         THREADPOOL_SIZE="4",
         DB_MAX_CONCURRENT_REQUESTS="1",
         DB_POOL_TIMEOUT="1",
+        PASSWORD_HASH_CONCURRENCY="1",
     ):
         with Session(get_engine(), expire_on_commit=False) as session:
             user = support.make_user(session)
@@ -174,3 +177,41 @@ def test_a_batch_of_mutations_runs_its_writes_on_its_own_slot(
         assert time.monotonic() - started < 1  # no write waited for a slot of its own
         listed = client.get(items, headers=support.auth(user)).json()
         assert len(listed["items"]) == 3
+
+
+def test_a_login_waiting_for_the_password_hasher_holds_no_database_slot(
+    one_slot: tuple[FastAPI, User],
+) -> None:
+    app, user = one_slot
+    entered, release = threading.Event(), threading.Event()
+
+    @app.get("/_test/hashing", dependencies=[HASHING_TURN])
+    def hashing() -> int:
+        # Takes the worker's hashing turn (PASSWORD_HASH_CONCURRENCY=1) and the hasher.
+        with security.hashing_slots():
+            entered.set()
+            release.wait(10)
+        return 1
+
+    with TestClient(app) as client:
+        answers: list[int] = []
+        busy = threading.Thread(
+            target=lambda: answers.append(client.get("/_test/hashing").status_code)
+        )
+        busy.start()
+        try:
+            assert entered.wait(5)
+            form = {"username": user.email, "password": support.PASSWORD}
+            login = threading.Thread(
+                target=lambda: answers.append(client.post("/auth/login", data=form).status_code)
+            )
+            login.start()
+            time.sleep(0.3)
+            # The waiting login holds no slot: the only one is free for this (else 503 after 1 s).
+            response = client.get("/users/me", headers=support.auth(user))
+            assert response.status_code == 200, response.text
+        finally:
+            release.set()
+            busy.join(10)
+            login.join(10)
+        assert sorted(answers) == [200, 200]
