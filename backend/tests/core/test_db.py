@@ -61,7 +61,7 @@ def test_without_startup_options_the_servers_timeouts_apply_and_the_check_report
     bare = build_engine(settings)
     try:
         with bare.connect() as connection:
-            on_server = dict(
+            on_server: dict[str, int] = dict(
                 connection.execute(
                     text(
                         "SELECT name, setting::int FROM pg_settings WHERE name IN"
