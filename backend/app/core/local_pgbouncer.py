@@ -38,8 +38,8 @@ class LocalPgBouncer:
         connect_query: str | None = None,
         query_wait_timeout: int = 120,
     ) -> None:
-        """`server_url`: the database behind it (no password: trust); `pool_size`: at most
-        this many server connections to it; `connect_query`: run on each new one."""
+        """`server_url`: the database behind it; `pool_size`: at most this many server
+        connections to it; `connect_query`: run on each new one. Clients need no password."""
         self.server = make_url(server_url)
         self.pool_size = pool_size
         self.max_client_conn = max_client_conn
@@ -63,6 +63,8 @@ class LocalPgBouncer:
             f"host={self.server.host} port={self.server.port} dbname={self.database}"
             f" user={self.server.username} pool_size={self.pool_size}"
         )
+        if self.server.password:
+            target += f" password={self.server.password}"
         if self.connect_query is not None:
             if "'" in self.connect_query:
                 raise ValueError("connect_query may not contain a single quote")
