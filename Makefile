@@ -27,8 +27,9 @@ dev: $(STAMP)
 test: $(STAMP)
 	cd backend && ../$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
 
-## Fault injection (~1 min): database restarts, a killed API process, pool exhaustion and
-## timeouts, each against its own uvicorn and embedded PostgreSQL; prints the figures.
+## Fault injection (~1 min): database restarts, a killed API process, pool exhaustion,
+## timeouts, and PgBouncer in transaction mode (needs /usr/sbin/pgbouncer, else skipped),
+## each against its own uvicorn and embedded PostgreSQL; prints the figures.
 test-faults: $(STAMP)
 	cd backend && ../$(BIN)/pytest -m faults -s tests/faults $(PYTEST_ARGS)
 

@@ -15,7 +15,7 @@ from app.activity.router import router as activity_router
 from app.checklists.router import router as checklists_router
 from app.core.body_limit import BodySizeLimit
 from app.core.config import Environment, Settings, get_settings
-from app.core.db import REPO_DIR, get_engine
+from app.core.db import REPO_DIR, check_server_timeouts, get_engine
 from app.core.errors import install_error_handlers
 from app.core.headers import SecurityHeadersMiddleware
 from app.core.memory import tune_malloc
@@ -41,6 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Sync routes run on AnyIO's thread pool; its size is matched to the connection pool.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.THREADPOOL_SIZE
+        if not settings.DB_STARTUP_OPTIONS:
+            await anyio.to_thread.run_sync(check_server_timeouts, settings)
         yield
         get_engine().dispose()
 

@@ -7,7 +7,10 @@ Environment: BENCH_SCALE (1), BENCH_DURATION (30s), BENCH_CONNECTIONS (32,256),
 BENCH_WORKERS (1,2), BENCH_THREADS (wrk threads, 2), BENCH_TIMEOUT (10s), BENCH_WARMUP
 (unmeasured wrk run before each measured one, 2s),
 BENCH_SCENARIOS (comma-separated names, default all), BENCH_DATABASE_URL (else an embedded
-PostgreSQL under .data/bench-postgres, one database per scale).
+PostgreSQL under .data/bench-postgres, one database per scale), BENCH_PGBOUNCER (1: after the
+direct runs, one more with the largest BENCH_WORKERS through a PgBouncer in transaction mode
+that the bench starts and stops; 0: not; only: that run alone), BENCH_PGBOUNCER_POOL (its
+server connections, 20).
 
 The service runs as in production (ENVIRONMENT=production, LOG_LEVEL=WARNING, no access
 log); only the login limits are raised, so the login scenario measures logins, not 429s.
@@ -33,6 +36,7 @@ import psycopg2
 
 from alembic import command
 from app.core.db import REPO_DIR, alembic_config
+from app.core.local_pgbouncer import LocalPgBouncer, pgbouncer_binary
 from app.core.local_postgres import LocalPostgres, free_port
 from bench.seed import PASSWORD, Seeded, ensure_seeded
 
@@ -280,7 +284,9 @@ def _call(base: str, request: Request) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def _start(app: str, workers: int, url: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start(
+    app: str, workers: int, url: str, **settings: str
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
@@ -292,6 +298,7 @@ def _start(app: str, workers: int, url: str) -> tuple[subprocess.Popen[bytes], s
         "FRONTEND_DIR": "",
         "LOGIN_ATTEMPTS_PER_ACCOUNT": "100000000",
         "LOGIN_ATTEMPTS_PER_ADDRESS": "100000000",
+        **settings,
     }
     command_line = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1"]
     command_line += ["--port", str(port), "--workers", str(workers)]
@@ -377,12 +384,59 @@ def _measure(
         peak_rss_mb=figures["rss"],
     )
     print(
-        f"{server:8} w={workers} c={connections:<4} {scenario.name:16} {result.rps:9.1f} req/s"
+        f"{server:18} w={workers} c={connections:<4} {scenario.name:16} {result.rps:9.1f} req/s"
         f"  p50 {result.p50_ms:8.1f}  p99 {result.p99_ms:8.1f} ms  errors {result.errors}"
         f"  rss {result.peak_rss_mb} MB",
         flush=True,
     )
     return result
+
+
+def _run_tripsync(
+    label: str,
+    workers: int,
+    url: str,
+    scenarios: list[Scenario],
+    connections: list[int],
+    reference: dict[str, bytes],
+    **settings: str,
+) -> list[Result]:
+    """Every scenario at every connection count against `workers` uvicorn workers on `url`."""
+    results = []
+    server, base = _start("app.main:app", workers, url, **settings)
+    try:
+        for scenario in scenarios:
+            status, body = _call(base, scenario.requests[0])
+            if status != scenario.expected:
+                raise SystemExit(f"{label} {scenario.name}: {status} {body[:300]!r}")
+            reference.setdefault(scenario.name, body)
+            for count in connections:
+                results.append(_measure(label, workers, base, server.pid, scenario, count))
+    finally:
+        _stop(server)
+    return results
+
+
+def _pgbouncer_sizes(workers: int) -> dict[str, Any]:
+    """PgBouncer's pools for `workers` uvicorn workers with the app's default pools.
+
+    Clients: each worker opens at most DB_POOL_SIZE + DB_MAX_OVERFLOW connections (40), so
+    max_client_conn covers workers x 40 plus a few for checks. Servers: BENCH_PGBOUNCER_POOL
+    (20, one worker's DB_POOL_SIZE), a quarter of the 80 backends two workers may open
+    directly: a 2-core PostgreSQL runs only a few statements at once, and a transaction holds
+    its server connection only while it runs, not while the request waits for a slot or
+    serialises its response.
+    """
+    from app.core.config import get_settings
+
+    settings = get_settings()
+    per_worker = settings.DB_POOL_SIZE + settings.DB_MAX_OVERFLOW
+    return {
+        "workers": workers,
+        "client_connections_per_worker": per_worker,
+        "max_client_conn": workers * per_worker + 10,
+        "pool_size": int(os.environ.get("BENCH_PGBOUNCER_POOL", "20")),
+    }
 
 
 def run(url: str) -> dict[str, Any]:
@@ -401,18 +455,36 @@ def run(url: str) -> dict[str, Any]:
     results: list[Result] = []
     reference: dict[str, bytes] = {}
     mismatches: list[str] = []
-    for workers in (int(w) for w in _env_list("BENCH_WORKERS", "1,2")):
-        server, base = _start("app.main:app", workers, url)
-        try:
-            for scenario in scenarios:
-                status, body = _call(base, scenario.requests[0])
-                if status != scenario.expected:
-                    raise SystemExit(f"{scenario.name}: {status} {body[:300]!r}")
-                reference.setdefault(scenario.name, body)
-                for count in connections:
-                    results.append(_measure("tripsync", workers, base, server.pid, scenario, count))
-        finally:
-            _stop(server)
+    workers_list = [int(w) for w in _env_list("BENCH_WORKERS", "1,2")]
+    pgbouncer = os.environ.get("BENCH_PGBOUNCER", "1")
+    if pgbouncer != "only":
+        for workers in workers_list:
+            results += _run_tripsync("tripsync", workers, url, scenarios, connections, reference)
+    pooled: dict[str, Any] | None = None
+    if pgbouncer != "0":
+        pooled = _pgbouncer_sizes(max(workers_list))
+        # The timeouts the app would have sent, set by PgBouncer on each server connection.
+        settings = get_settings()
+        timeouts = (
+            f"SET statement_timeout = {settings.DB_STATEMENT_TIMEOUT_MS}; "
+            f"SET idle_in_transaction_session_timeout = "
+            f"{settings.DB_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+        )
+        with LocalPgBouncer(
+            _psycopg_url(url),
+            pool_size=pooled["pool_size"],
+            max_client_conn=pooled["max_client_conn"],
+            connect_query=timeouts,
+        ) as bouncer:
+            results += _run_tripsync(
+                "tripsync+pgbouncer",
+                pooled["workers"],
+                bouncer.url,
+                scenarios,
+                connections,
+                reference,
+                DB_STARTUP_OPTIONS="false",
+            )
     raw = [s for s in scenarios if s.name in READ_SCENARIOS]
     if raw:
         server, base = _start("bench.raw_app:app", 1, url)
@@ -434,6 +506,7 @@ def run(url: str) -> dict[str, Any]:
         "data": {"sizes": data.sizes, "rows": data.counts, "seed_seconds": data.seconds},
         "scenarios": {s.name: s.title for s in scenarios},
         "raw_body_mismatches": mismatches,
+        "pgbouncer": pooled,
         "results": [asdict(result) for result in results],
     }
 
@@ -483,6 +556,15 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", "TripSync (1 worker) throughput relative to the raw ASGI + psycopg2 app:", ""]
         lines += ["| scenario | conns | TripSync / raw |", "|---|---|---|"]
         lines += [f"| {name} | {conns} | {ratio:.2f} |" for name, conns, ratio, _ in ratios]
+    pooled = report.get("pgbouncer")
+    if pooled:
+        lines += [
+            "",
+            f"tripsync+pgbouncer: {pooled['workers']} workers, each with at most"
+            f" {pooled['client_connections_per_worker']} connections to a PgBouncer in transaction"
+            f" mode (max_client_conn {pooled['max_client_conn']}) holding"
+            f" {pooled['pool_size']} server connections to PostgreSQL (default_pool_size).",
+        ]
     if report["raw_body_mismatches"]:
         lines += ["", f"Raw bodies differ from TripSync's for: {report['raw_body_mismatches']}"]
     return "\n".join(lines) + "\n"
@@ -523,6 +605,10 @@ def chart(report: dict[str, Any], path: Path) -> None:
 def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    if os.environ.get("BENCH_PGBOUNCER", "1") != "0" and pgbouncer_binary() is None:
+        raise SystemExit(
+            "pgbouncer is not installed: apt-get install -y pgbouncer, or BENCH_PGBOUNCER=0"
+        )
     url = os.environ.get("BENCH_DATABASE_URL")
     embedded = None
     if not url:

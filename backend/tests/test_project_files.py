@@ -89,6 +89,69 @@ def test_one_session_dependency_and_create_all_only_in_init_db() -> None:
     assert create_all == []
 
 
+# What would outlive a transaction on a server connection, and so break (or leak to another
+# client) behind PgBouncer in transaction mode. README "Scaling out" lists the audit.
+SESSION_STATE = {
+    "session-level advisory lock (use pg_advisory_xact_lock)": r"pg_(try_)?advisory_(un)?lock",
+    "SET without LOCAL": r"""["'(]\s*SET\s+(?!LOCAL\b|NULL\b|DEFAULT\b)\w+""",
+    "set_config (is_local must be true; use SET LOCAL)": r"\bset_config\s*\(",
+    "LISTEN": r"\bLISTEN\s+\w",
+    "temporary table": r"\bCREATE\s+(TEMP|TEMPORARY)\b",
+    "cursor WITH HOLD": r"\bWITH\s+HOLD\b",
+    "server-side prepared statement": r"\bPREPARE\s+\w|\bDEALLOCATE\b",
+}
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind"),
+    [
+        (
+            'text("SELECT pg_advisory_lock(1)")',
+            "session-level advisory lock (use pg_advisory_xact_lock)",
+        ),
+        (
+            "func.pg_try_advisory_lock(key)",
+            "session-level advisory lock (use pg_advisory_xact_lock)",
+        ),
+        ('text("SET statement_timeout = 0")', "SET without LOCAL"),
+        ('text("SET SESSION search_path TO x")', "SET without LOCAL"),
+        ("text('LISTEN trip_changes')", "LISTEN"),
+        ('"CREATE TEMP TABLE t (id int)"', "temporary table"),
+        ('"DECLARE c CURSOR WITH HOLD FOR SELECT 1"', "cursor WITH HOLD"),
+        ('"PREPARE q AS SELECT 1"', "server-side prepared statement"),
+    ],
+)
+def test_the_session_state_patterns_catch_what_they_name(sql: str, kind: str) -> None:
+    assert [k for k, pattern in SESSION_STATE.items() if re.search(pattern, sql)] == [kind]
+
+
+def test_nothing_in_the_app_keeps_session_state_between_transactions() -> None:
+    """Runs behind PgBouncer in transaction mode: each transaction may get another server."""
+    allowed = [
+        'text("SET LOCAL statement_timeout = 50")',
+        "func.pg_advisory_xact_lock(x)",
+        "func.pg_try_advisory_xact_lock(x)",
+        '" DO UPDATE SET hits = rate_limit_counters.hits + 1"',
+        '"UPDATE trips SET pruned_version = 1"',
+        'event.listen(OrmSession, "before_flush", _stamp)',
+        'Field(foreign_key="users.id", ondelete="SET NULL")',
+    ]
+    for sql in allowed:
+        assert not [k for k, pattern in SESSION_STATE.items() if re.search(pattern, sql)], sql
+    app_sources = {
+        path: source
+        for path, source in _python_sources().items()
+        if path.is_relative_to(REPO_DIR / "backend" / "app")
+    }
+    found = [
+        f"{path.relative_to(REPO_DIR)}:{source.count(chr(10), 0, match.start()) + 1}: {kind}"
+        for path, source in app_sources.items()
+        for kind, pattern in SESSION_STATE.items()
+        for match in re.finditer(pattern, source)
+    ]
+    assert found == []
+
+
 def test_nginx_proxies_every_api_path_to_the_backend() -> None:
     """docker-compose serves the client with nginx, which must pass every API route on."""
     from app.main import app

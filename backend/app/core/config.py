@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     DB_CONNECT_TIMEOUT: int = Field(default=5, ge=1, le=300)
     DB_STATEMENT_TIMEOUT_MS: int = Field(default=15_000, ge=0)
     DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: int = Field(default=60_000, ge=0)
+    # Send the two timeouts above as libpq startup `options` on every new connection. Behind
+    # PgBouncer set it false (PgBouncer refuses the `options` parameter) and set the timeouts
+    # on the server (ALTER ROLE ... SET); the app then only checks them at start-up.
+    DB_STARTUP_OPTIONS: bool = True
 
     SECRET_KEY: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60 * 24, ge=1, le=60 * 24 * 30)

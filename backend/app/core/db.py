@@ -14,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from anyio import CapacityLimiter, to_thread
 from sqlalchemy import BigInteger, Connection, DateTime, Engine, create_engine, func, inspect, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Field, Session, SQLModel
 
@@ -65,10 +66,17 @@ def version_column() -> Any:
 
 def build_engine(settings: Settings) -> Engine:
     """One engine per process: pooled, pre-pinged, with server-side timeouts from settings."""
-    server_options = (
-        f"-c statement_timeout={settings.DB_STATEMENT_TIMEOUT_MS} "
-        f"-c idle_in_transaction_session_timeout={settings.DB_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
-    )
+    connect_args: dict[str, Any] = {
+        "connect_timeout": settings.DB_CONNECT_TIMEOUT,
+        "application_name": "tripsync-api",
+    }
+    if settings.DB_STARTUP_OPTIONS:
+        # Sent once per connection at start-up: no round trip per transaction. PgBouncer
+        # refuses them; there the server sets the timeouts (check_server_timeouts says so).
+        connect_args["options"] = (
+            f"-c statement_timeout={settings.DB_STATEMENT_TIMEOUT_MS} "
+            f"-c idle_in_transaction_session_timeout={settings.DB_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+        )
     return create_engine(
         settings.database_url,
         echo=False,
@@ -77,12 +85,31 @@ def build_engine(settings: Settings) -> Engine:
         max_overflow=settings.DB_MAX_OVERFLOW,
         pool_timeout=settings.DB_POOL_TIMEOUT,
         pool_recycle=settings.DB_POOL_RECYCLE,
-        connect_args={
-            "connect_timeout": settings.DB_CONNECT_TIMEOUT,
-            "application_name": "tripsync-api",
-            "options": server_options,
-        },
+        connect_args=connect_args,
     )
+
+
+# The server's timeouts (in milliseconds in pg_settings) and the settings they should match.
+SERVER_TIMEOUTS = {
+    "statement_timeout": "DB_STATEMENT_TIMEOUT_MS",
+    "idle_in_transaction_session_timeout": "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+}
+
+
+def server_timeout_mismatches(connection: Connection, settings: Settings) -> list[str]:
+    """Each server-side timeout this connection runs with that differs from its setting."""
+    rows = connection.execute(
+        text("SELECT name, setting FROM pg_settings WHERE name = ANY(:names)"),
+        {"names": list(SERVER_TIMEOUTS)},
+    ).all()
+    mismatches = []
+    for name, value in sorted(rows):
+        wanted = getattr(settings, SERVER_TIMEOUTS[name])
+        if int(value) != wanted:
+            mismatches.append(
+                f"{name} is {value} ms on the server but {SERVER_TIMEOUTS[name]} is {wanted}"
+            )
+    return mismatches
 
 
 @cache
@@ -94,6 +121,28 @@ def get_engine() -> Engine:
 def get_sessionmaker() -> sessionmaker[Session]:
     # Objects stay readable after commit: responses are serialised from them.
     return sessionmaker(bind=get_engine(), class_=Session, expire_on_commit=False)
+
+
+def check_server_timeouts(settings: Settings) -> None:
+    """At start-up with DB_STARTUP_OPTIONS=false: warn when the server's timeouts differ.
+
+    The app no longer sets them itself then (behind PgBouncer), so a database whose role
+    was never given them would run without a statement timeout, and never answer 504.
+    """
+    try:
+        with get_engine().connect() as connection:
+            mismatches = server_timeout_mismatches(connection, settings)
+    except SQLAlchemyError as error:
+        logger.warning(
+            "could not check the server's timeouts at start-up: %s", type(error).__name__
+        )
+        return
+    for mismatch in mismatches:
+        logger.warning(
+            "%s; with DB_STARTUP_OPTIONS=false set it on the server "
+            '(ALTER ROLE ... IN DATABASE ... SET, see the README\'s "Scaling out")',
+            mismatch,
+        )
 
 
 async def get_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:

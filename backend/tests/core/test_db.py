@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect, text
 from sqlmodel import Session, select
 
-from app.core.config import Settings
-from app.core.db import build_engine, get_sessionmaker, init_db
+from app.core.config import Settings, get_settings
+from app.core.db import build_engine, get_sessionmaker, init_db, server_timeout_mismatches
 from app.core.deps import SessionDep
 from app.core.errors import Conflict
 from app.main import create_app
@@ -43,7 +43,45 @@ def test_pool_settings_reach_the_engine() -> None:
 def test_statement_timeout_reaches_the_server(engine: Engine) -> None:
     with engine.connect() as connection:
         value = connection.execute(text("SHOW statement_timeout")).scalar_one()
+        assert server_timeout_mismatches(connection, get_settings()) == []
     assert value == "15s"
+
+
+def test_without_startup_options_the_servers_timeouts_apply_and_the_check_reports_them(
+    engine: Engine,
+) -> None:
+    """Behind PgBouncer nothing is sent at connect time, and the start-up check compares."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        DATABASE_URL=engine.url.render_as_string(False),
+        DB_STARTUP_OPTIONS=False,
+        DB_STATEMENT_TIMEOUT_MS=123_456,
+        DB_IDLE_IN_TRANSACTION_TIMEOUT_MS=654_321,
+    )
+    bare = build_engine(settings)
+    try:
+        with bare.connect() as connection:
+            on_server: dict[str, int] = dict(
+                connection.execute(
+                    text(
+                        "SELECT name, setting::int FROM pg_settings WHERE name IN"
+                        " ('statement_timeout', 'idle_in_transaction_session_timeout')"
+                    )
+                ).all()
+            )
+            mismatches = server_timeout_mismatches(connection, settings)
+    finally:
+        bare.dispose()
+    # The server's own values (this run never sets these two), not the settings'.
+    assert on_server["statement_timeout"] != 123_456
+    assert on_server["idle_in_transaction_session_timeout"] != 654_321
+    assert mismatches == [
+        f"idle_in_transaction_session_timeout is "
+        f"{on_server['idle_in_transaction_session_timeout']} ms on the server but "
+        "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS is 654321",
+        f"statement_timeout is {on_server['statement_timeout']} ms on the server but "
+        "DB_STATEMENT_TIMEOUT_MS is 123456",
+    ]
 
 
 @pytest.fixture
