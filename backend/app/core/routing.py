@@ -231,6 +231,20 @@ def _idempotency_responses(
     return responses
 
 
+# Route dependencies that use no session: solved before the idempotency guard opens one.
+_BEFORE_SESSION: set[Callable[..., Any]] = {take_hashing_turn}
+
+
+def before_session(dependency: Callable[..., Any]) -> Any:
+    """A route dependency (for `dependencies=[...]`) that AppRoute solves before the session.
+
+    For checks that must not run while the request holds a connection: a rate limit counted
+    on a connection of its own would otherwise make one request hold two.
+    """
+    _BEFORE_SESSION.add(dependency)
+    return Depends(dependency, scope="function")
+
+
 def _on_worker_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """A plain `def` route as a coroutine that runs it on the thread pool.
 
@@ -260,9 +274,9 @@ class AppRoute(APIRoute):
             # First, so the key is locked before any other dependency locks or writes; only
             # waits that hold nothing (a turn at the password hasher) come before it.
             declared = list(kwargs.get("dependencies") or ())
-            waits = [d for d in declared if d.dependency is take_hashing_turn]
-            rest = [d for d in declared if d.dependency is not take_hashing_turn]
-            kwargs["dependencies"] = [*waits, _IDEMPOTENCY_GUARD, *rest]
+            early = [d for d in declared if d.dependency in _BEFORE_SESSION]
+            rest = [d for d in declared if d.dependency not in _BEFORE_SESSION]
+            kwargs["dependencies"] = [*early, _IDEMPOTENCY_GUARD, *rest]
             kwargs["responses"] = _idempotency_responses(
                 kwargs.get("responses"), kwargs.get("status_code")
             )

@@ -10,7 +10,7 @@ from app.core.admission import HASHING_TURN
 from app.core.config import get_settings
 from app.core.deps import CurrentUser, SessionDep
 from app.core.errors import error_responses
-from app.core.routing import AppRoute
+from app.core.routing import AppRoute, before_session
 from app.core.security import create_access_token
 from app.users import service
 from app.users.models import (
@@ -33,22 +33,24 @@ def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def limit_registrations(request: Request) -> None:
+    rate_limit.check(
+        "register:address",
+        _address(request),
+        get_settings().REGISTRATIONS_PER_ADDRESS,
+        what="registrations from this address",
+    )
+
+
 @auth_router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
     responses=error_responses(409, 422, 429),
-    dependencies=[HASHING_TURN],
+    dependencies=[before_session(limit_registrations), HASHING_TURN],
 )
-def register(request: Request, session: SessionDep, data: UserCreate) -> UserPublic:
+def register(session: SessionDep, data: UserCreate) -> UserPublic:
     """Create an account; a verification token is mailed to the address."""
-    settings = get_settings()
-    rate_limit.check(
-        "register:address",
-        _address(request),
-        settings.REGISTRATIONS_PER_ADDRESS,
-        what="registrations from this address",
-    )
     return UserPublic.of(service.register_user(session=session, data=data))
 
 
@@ -81,22 +83,11 @@ class LoginForm(OAuth2PasswordRequestForm):
         )
 
 
-@auth_router.post(
-    "/login",
-    response_model=Token,
-    responses=error_responses(401, 422, 429),
-    dependencies=[HASHING_TURN],
-)
-def login(
-    request: Request,
-    session: SessionDep,
-    response: Response,
-    form: Annotated[LoginForm, Depends()],
-) -> Token:
-    """Exchange email and password for a bearer token (never stored for an Idempotency-Key).
+LoginFormDep = Annotated[LoginForm, Depends()]
 
-    Attempts are limited per account and per client address (429 with Retry-After).
-    """
+
+def limit_logins(request: Request, form: LoginFormDep) -> None:
+    """Count the attempt per client address and per account (429 once over the limit)."""
     settings = get_settings()
     rate_limit.check(
         "login:address",
@@ -110,6 +101,19 @@ def login(
         settings.LOGIN_ATTEMPTS_PER_ACCOUNT,
         what="login attempts for this account",
     )
+
+
+@auth_router.post(
+    "/login",
+    response_model=Token,
+    responses=error_responses(401, 422, 429),
+    dependencies=[before_session(limit_logins), HASHING_TURN],
+)
+def login(session: SessionDep, response: Response, form: LoginFormDep) -> Token:
+    """Exchange email and password for a bearer token (never stored for an Idempotency-Key).
+
+    Attempts are limited per account and per client address (429 with Retry-After).
+    """
     user = service.authenticate(session=session, email=form.username, password=form.password)
     # RFC 6749 section 5.1; it also keeps the token out of the idempotency records.
     response.headers["Cache-Control"] = "no-store"
