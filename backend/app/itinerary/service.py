@@ -13,8 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, or_, tuple_
-from sqlmodel import Session, and_, col, select
+from sqlalchemy import ColumnElement, delete, func, or_, tuple_, union_all
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
 
 from app.activity.service import record_activity
 from app.core.db import utcnow
@@ -532,6 +533,33 @@ def _parse_item_position(position: Position) -> tuple[date | None, str]:
         raise invalid from None
 
 
+def _ranges_after(
+    page: PageRequest, day: date | None, unscheduled: bool
+) -> list[list[ColumnElement[bool]]]:
+    """The conditions of what follows the page's position, as at most two ranges of the
+    unique (trip_id, day, order_key) index, each read in the list's order from its start.
+
+    (day, order_key) is unique in a trip, so it alone orders the list: no id tie-break.
+    After a position on a day, the row comparison (day, order_key) > (its day, its key) is
+    where the index scan starts; it is never true of unscheduled items (NULL day), which
+    follow as a second range. Written as one OR, it was a filter over the whole trip.
+    """
+    item_day, order_key = col(ItineraryItem.day), col(ItineraryItem.order_key)
+    if page.after is None:
+        if day is not None:
+            return [[item_day == day]]
+        return [[item_day.is_(None)]] if unscheduled else [[]]
+    after_day, after_key = _parse_item_position(page.after)
+    if day is not None:  # one day's items: the position is before them, in them or past them
+        if after_day is None or after_day > day:
+            return []
+        return [[item_day == day, *([order_key > after_key] if after_day == day else [])]]
+    if after_day is None:  # among the unscheduled items, which only unscheduled ones follow
+        return [[item_day.is_(None), order_key > after_key]]
+    scheduled_later = [tuple_(item_day, order_key) > tuple_(after_day, after_key)]
+    return [[item_day.is_(None)]] if unscheduled else [scheduled_later, [item_day.is_(None)]]
+
+
 def list_items(
     *,
     session: Session,
@@ -540,36 +568,33 @@ def list_items(
     day: date | None = None,
     unscheduled: bool = False,
 ) -> tuple[list[ItemPublic], Position | None]:
-    """The trip's items in plan order, optionally of one day or only the unscheduled ones."""
+    """The trip's items in plan order, optionally of one day or only the unscheduled ones.
+
+    A page reads about `limit` index entries wherever it starts: page 5,000 costs what
+    page 1 does (tests/test_query_plans.py checks the plans).
+    """
     if day is not None and unscheduled:
         raise Unprocessable(
             "Filter by day or by unscheduled, not both.", code="conflicting_filters"
         )
-    item_day, order_key = col(ItineraryItem.day), col(ItineraryItem.order_key)
-    statement = (
-        select(ItineraryItem)
-        .where(ItineraryItem.trip_id == trip_id)
-        .order_by(item_day.asc().nulls_last(), order_key, col(ItineraryItem.id))
-        .limit(page.limit + 1)
-    )
-    if day is not None:
-        statement = statement.where(item_day == day)
-    elif unscheduled:
-        statement = statement.where(item_day.is_(None))
-    if page.after is not None:
-        after_day, after_key = _parse_item_position(page.after)
-        later_in_day = tuple_(order_key, ItineraryItem.id) > tuple_(after_key, page.after.id)
-        if after_day is None:
-            statement = statement.where(item_day.is_(None), later_in_day)
-        else:
-            statement = statement.where(
-                or_(
-                    item_day > after_day,
-                    and_(item_day == after_day, later_in_day),
-                    item_day.is_(None),
-                )
-            )
-    rows = session.exec(statement).all()
+
+    def first_rows(statement: Any, item: Any) -> Any:
+        order = (col(item.day).asc().nulls_last(), col(item.order_key))
+        return statement.order_by(*order).limit(page.limit + 1)
+
+    ranges = [
+        first_rows(
+            select(ItineraryItem).where(ItineraryItem.trip_id == trip_id, *where), ItineraryItem
+        )
+        for where in _ranges_after(page, day, unscheduled)
+    ]
+    rows: Sequence[ItineraryItem] = []
+    if len(ranges) == 1:
+        rows = session.exec(ranges[0]).all()
+    elif ranges:
+        # Each range in index order, merged (a Merge Append): nothing sorts the trip's items.
+        merged = aliased(ItineraryItem, union_all(*ranges).subquery())
+        rows = session.exec(first_rows(select(merged), merged)).all()
     paged, last = split_page(rows, page.limit, _item_position)
     participants = _participants_of(session, trip_id, [item.id for item in paged])
     return [_public(item, participants[item.id]) for item in paged], last
