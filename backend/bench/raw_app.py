@@ -1,8 +1,8 @@
 """The raw baseline for `make bench`: a bare ASGI app, no framework and no ORM.
 
 It answers the read scenarios (one trip, a day's items, page 1 of a trip's items) with the
-same SQL TripSync runs — the user by id, the trip joined to the caller's membership, the
-items, their participants — through psycopg2 and a small pool, and the same JSON bytes
+same SQL TripSync runs — the trip joined to the caller's membership and user, the items,
+their participants — through psycopg2 and a small pool, and the same JSON bytes
 (`pydantic_core.to_json`, the serialiser FastAPI ends in). The harness checks the bytes.
 
     uvicorn bench.raw_app:app   # DATABASE_URL and SECRET_KEY from the environment
@@ -32,17 +32,16 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 POOL_SIZE = int(os.environ.get("RAW_POOL_SIZE", "40"))
 _pool: ThreadedConnectionPool | None = None
 
-USER_SQL = (
-    "SELECT users.full_name, users.id, users.email, users.password_hash, users.is_active,"
-    " users.token_version, users.created_at, users.updated_at, users.email_verified_at"
-    " FROM users WHERE users.id = %s"
-)
-TRIP_SQL = (
+# TripSync's access query: the trip, the caller's role and the caller, in one round trip.
+ACCESS_SQL = (
     "SELECT trips.name, trips.destination, trips.start_date, trips.end_date, trips.timezone,"
     " trips.description, trips.base_currency, trips.hide_amounts_from_viewers, trips.id,"
     " trips.created_by, trips.created_at, trips.updated_at, trips.version,"
-    " trips.head_version, trips.access_version, trips.pruned_version, trip_members.role"
+    " trips.head_version, trips.access_version, trips.pruned_version, trip_members.role,"
+    " users.full_name, users.id, users.email, users.password_hash, users.is_active,"
+    " users.token_version, users.created_at, users.updated_at, users.email_verified_at"
     " FROM trips JOIN trip_members ON trip_members.trip_id = trips.id"
+    " JOIN users ON users.id = trip_members.user_id"
     " WHERE trips.id = %s AND trip_members.user_id = %s LIMIT 1"
 )
 ITEM_COLUMNS = (
@@ -52,7 +51,7 @@ ITEM_COLUMNS = (
 )
 ITEMS_SQL = (
     f"SELECT {ITEM_COLUMNS} FROM itinerary_items WHERE trip_id = %s{{day}}"  # noqa: S608 (constants)
-    " ORDER BY day ASC NULLS LAST, order_key, id LIMIT %s"
+    " ORDER BY day ASC NULLS LAST, order_key LIMIT %s"
 )
 PARTICIPANTS_SQL = (
     "SELECT item_id, participant_id FROM itinerary_item_participants"
@@ -85,13 +84,12 @@ def _trip_of(cursor: extensions.cursor, token: str, trip_id: str) -> tuple[Any, 
         user_id = str(uuid.UUID(claims["sub"]))
     except (jwt.PyJWTError, KeyError, ValueError):
         raise HttpError(401) from None
-    users = _query(cursor, USER_SQL, user_id)
-    if not users or not users[0][4] or users[0][5] != claims.get("ver"):
+    rows = _query(cursor, ACCESS_SQL, trip_id, user_id)
+    if not rows:
+        raise HttpError(404)  # TripSync looks further to tell 401 from 404; not timed here
+    if not rows[0][21] or rows[0][22] != claims.get("ver"):
         raise HttpError(401)
-    trips = _query(cursor, TRIP_SQL, trip_id, user_id)
-    if not trips:
-        raise HttpError(404)
-    return trips[0]
+    return rows[0]
 
 
 def _trip_json(row: tuple[Any, ...]) -> dict[str, Any]:
