@@ -35,6 +35,7 @@ from app.itinerary.models import (
 from app.itinerary.order_keys import is_order_key, key_between
 from app.participants.service import require_participants_in_trip
 from app.sync.client_ids import Created, find_existing, replay
+from app.sync.versions import claim_version, holds_trip_lock
 from app.trips.models import Trip
 
 
@@ -56,7 +57,15 @@ class TripDates:
 
 
 def _lock_trip_dates(session: Session, trip_id: uuid.UUID) -> TripDates:
-    """The trip's current dates, share-locked until commit so they cannot change under us."""
+    """The trip's current dates, locked until commit so they cannot change under us.
+
+    Every write route has already locked the trip row (claiming its version, see
+    app.core.deps) and read the trip afresh after the lock: the dates come from that object,
+    with no round trip. Otherwise the row is share-locked here.
+    """
+    trip = session.get(Trip, trip_id) if holds_trip_lock(session, trip_id) else None
+    if trip is not None:
+        return TripDates(trip.start_date, trip.end_date, trip.timezone)
     row = session.exec(
         select(col(Trip.start_date), col(Trip.end_date), col(Trip.timezone))
         .where(Trip.id == trip_id)
@@ -73,10 +82,16 @@ def _require_day_in_trip(dates: TripDates, day: date | None) -> None:
         )
 
 
-def _lock_day(session: Session, trip_id: uuid.UUID, day: date | None) -> None:
-    """Queue writers that order items within one day of one trip (released at commit)."""
-    name = f"itinerary:{trip_id}:{day.isoformat() if day else 'unscheduled'}"
-    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(name, 0))))
+def _lock_item_order(session: Session, trip_id: uuid.UUID) -> None:
+    """Queue writers that order items within a day: they all hold the trip's row lock.
+
+    Claiming the trip's version locks its row until commit (free when this transaction
+    already holds it, as every write route does): two writers can never both read a day's
+    last key and pick the same next one. The unique (trip_id, day, order_key) stays the
+    backstop. A per-day advisory lock used to do this; under the trip lock it only cost a
+    round trip.
+    """
+    claim_version(session, trip_id)
 
 
 def _in_day(day: date | None) -> Any:
@@ -245,15 +260,21 @@ def items_public(
 
 
 def _set_participants(
-    session: Session, item: ItineraryItem, participant_ids: Sequence[uuid.UUID]
+    session: Session,
+    item: ItineraryItem,
+    participant_ids: Sequence[uuid.UUID],
+    *,
+    new: bool = False,
 ) -> list[uuid.UUID]:
     wanted = list(dict.fromkeys(participant_ids))
     require_participants_in_trip(session=session, trip_id=item.trip_id, participant_ids=wanted)
-    session.execute(
-        delete(ItemParticipant).where(
-            col(ItemParticipant.trip_id) == item.trip_id, col(ItemParticipant.item_id) == item.id
+    if not new:  # a new item has nobody yet: no round trip to delete nothing
+        session.execute(
+            delete(ItemParticipant).where(
+                col(ItemParticipant.trip_id) == item.trip_id,
+                col(ItemParticipant.item_id) == item.id,
+            )
         )
-    )
     session.add_all(
         ItemParticipant(trip_id=item.trip_id, item_id=item.id, participant_id=participant_id)
         for participant_id in wanted
@@ -355,11 +376,11 @@ def create_item(
             return _replay_item(session, existing, item, data)
         item.id = data.id
     _require_day_in_trip(dates, data.day)
-    _lock_day(session, trip_id, data.day)
+    _lock_item_order(session, trip_id)
     item.order_key = _checked(key_between(_last_key(session, trip_id, data.day), None))
     session.add(item)
     session.flush()  # the participant links refer to the item
-    participant_ids = _set_participants(session, item, data.participant_ids)
+    participant_ids = _set_participants(session, item, data.participant_ids, new=True)
     record_activity(
         session=session,
         trip_id=trip_id,
@@ -384,6 +405,8 @@ def update_item(
 ) -> ItemPublic:
     dates = _lock_trip_dates(session, trip_id)
     item = _locked_item(session, trip_id, item_id, expected)
+    # Before any query below flushes the item: one UPDATE carries every change.
+    item.updated_at = utcnow()
     changes = data.model_dump(exclude_unset=True)
     for field in ("kind", "title", "notes", "booking_reference"):
         if field in changes:
@@ -410,7 +433,6 @@ def update_item(
         participant_ids = _set_participants(session, item, data.participant_ids)
     else:
         participant_ids = _participants_of(session, trip_id, [item.id])[item.id]
-    item.updated_at = utcnow()
     session.add(item)
     record_activity(
         session=session,
@@ -481,7 +503,7 @@ def move_item(
     dates = _lock_trip_dates(session, trip_id)
     _require_day_in_trip(dates, data.day)
     item = _locked_item(session, trip_id, item_id, expected)
-    _lock_day(session, trip_id, data.day)
+    _lock_item_order(session, trip_id)
     low: str | None
     high: str | None
     if data.after_id is not None:
@@ -616,7 +638,7 @@ def unschedule_items_outside(
     Called when a trip's dates change: nothing is deleted. Returns the moved items' ids, in
     the order they now have.
     """
-    _lock_day(session, trip_id, None)
+    _lock_item_order(session, trip_id)
     outside = session.exec(
         select(ItineraryItem)
         .where(

@@ -76,6 +76,11 @@ def claim_version(session: Session | OrmSession, trip_id: uuid.UUID) -> int:
     return claimed
 
 
+def holds_trip_lock(session: Session | OrmSession, trip_id: uuid.UUID) -> bool:
+    """Whether this transaction has claimed the trip's version, so holds its row lock."""
+    return trip_id in session.info.get(_CLAIMED, {})
+
+
 def claim_version_as_member(
     session: Session | OrmSession, trip_id: uuid.UUID, member_id: uuid.UUID
 ) -> int | None:
