@@ -13,7 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, delete, func, or_, tuple_, union_all
+from sqlalchemy import ColumnElement, any_, bindparam, delete, func, or_, tuple_, union_all
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -241,9 +242,11 @@ def _participants_of(
     found: dict[uuid.UUID, list[uuid.UUID]] = {item_id: [] for item_id in item_ids}
     if not item_ids:
         return found
+    # `= ANY(array)`: one bound value, where IN (...) renders one parameter per id each time.
+    wanted = bindparam("item_ids", value=list(item_ids), type_=ARRAY(UUID(as_uuid=True)))
     rows = session.exec(
         select(ItemParticipant.item_id, ItemParticipant.participant_id).where(
-            ItemParticipant.trip_id == trip_id, col(ItemParticipant.item_id).in_(item_ids)
+            ItemParticipant.trip_id == trip_id, col(ItemParticipant.item_id) == any_(wanted)
         )
     ).all()
     for item_id, participant_id in rows:
