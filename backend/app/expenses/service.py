@@ -8,7 +8,17 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, SelectBase, and_, exists, func, literal, true, union_all
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    and_,
+    cast,
+    exists,
+    func,
+    literal,
+    true,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
@@ -791,7 +801,9 @@ def _update_totals(
     )
 
 
-def recomputed_totals(trip_id: uuid.UUID | None = None) -> SelectBase:
+def recomputed_totals(
+    trip_id: uuid.UUID | None = None,
+) -> Select[uuid.UUID, uuid.UUID, int, int, int, int]:
     """Per trip and participant, the sums of the live entries, from scratch (every trip's if
     `trip_id` is None): the reference the running totals must equal, and their backfill.
 
@@ -843,9 +855,11 @@ def recomputed_totals(trip_id: uuid.UUID | None = None) -> SelectBase:
         entries.c.trip_id,
         entries.c.participant_id,
         *(
-            func.coalesce(func.sum(entries.c.amount).filter(entries.c.kind == column), 0).label(
-                column
-            )
+            # SUM of BIGINT is NUMERIC: back to the column's type (the old aggregate's int()).
+            cast(
+                func.coalesce(func.sum(entries.c.amount).filter(entries.c.kind == column), 0),
+                BigInteger,
+            ).label(column)
             for column in _TOTAL_COLUMNS
         ),
     ).group_by(entries.c.trip_id, entries.c.participant_id)
