@@ -16,7 +16,6 @@ from sqlalchemy import (
     exists,
     func,
     literal,
-    true,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import Insert, insert
@@ -817,10 +816,10 @@ def recomputed_totals(
             col(Expense.deleted_at).is_(None),
         )
 
-    def in_trip(column: Any) -> ColumnElement[bool]:
-        return true() if trip_id is None else column == trip_id
+    def in_trip(column: Any) -> list[ColumnElement[bool]]:
+        return [] if trip_id is None else [column == trip_id]
 
-    live_settlement = and_(in_trip(Settlement.trip_id), col(Settlement.deleted_at).is_(None))
+    live_settlement = and_(*in_trip(Settlement.trip_id), col(Settlement.deleted_at).is_(None))
     entries = union_all(
         select(
             col(ExpensePayer.trip_id).label("trip_id"),
@@ -829,7 +828,7 @@ def recomputed_totals(
             col(ExpensePayer.base_amount_minor).label("amount"),
         )
         .join(Expense, live_expense(ExpensePayer))
-        .where(in_trip(ExpensePayer.trip_id)),
+        .where(*in_trip(ExpensePayer.trip_id)),
         select(
             col(ExpenseSplit.trip_id),
             col(ExpenseSplit.participant_id),
@@ -837,7 +836,7 @@ def recomputed_totals(
             col(ExpenseSplit.base_amount_minor),
         )
         .join(Expense, live_expense(ExpenseSplit))
-        .where(in_trip(ExpenseSplit.trip_id)),
+        .where(*in_trip(ExpenseSplit.trip_id)),
         select(
             col(Settlement.trip_id),
             col(Settlement.from_participant_id),
