@@ -1,19 +1,32 @@
 """The running totals balances read stay equal to the ledger summed from scratch, whatever
 sequence of API writes built it: creates, edits, deletes, replays, settlements (also through
-the sync batch route), their deletion and the claim of a guest with history."""
+the sync batch route), their deletion and the claim of a guest with history; and when
+several devices write to one trip at once."""
 
+import random
+import threading
 import uuid
+from collections.abc import Iterator
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Engine, text
 from sqlmodel import Session, col, select
 
 from app.expenses.ledger import Payment, SplitEntry, SplitMode
 from app.expenses.models import ParticipantTotals
 from app.expenses.service import recomputed_totals
+from app.main import create_app
+from app.participants.models import Participant
+from app.participants.service import add_guest
+from app.trips import service as trip_service
+from app.trips.models import TripCreate
+from app.users.models import User
 from tests import support
 from tests.expenses.conftest import add_member, create_trip, participants
 from tests.expenses.strategies import (
@@ -159,26 +172,8 @@ class Example:
 
     def check(self) -> None:
         """Stored totals == the ledger summed from scratch == what GET /balances reports."""
-        trip_id = uuid.UUID(self.trip_id)
-        stored: dict[uuid.UUID, Totals] = {
-            row.participant_id: (
-                row.paid_minor,
-                row.owed_minor,
-                row.settlements_paid_minor,
-                row.settlements_received_minor,
-            )
-            for row in self.session.exec(
-                select(ParticipantTotals)
-                .where(col(ParticipantTotals.trip_id) == trip_id)
-                .execution_options(populate_existing=True)
-            )
-        }
-        reference: dict[uuid.UUID, Totals] = {
-            participant_id: (paid, owed, paid_back, paid_to)
-            for _, participant_id, paid, owed, paid_back, paid_to in self.session.exec(
-                recomputed_totals(trip_id)
-            )
-        }
+        stored = stored_totals(self.session, uuid.UUID(self.trip_id))
+        reference = reference_totals(self.session, uuid.UUID(self.trip_id))
         assert _non_zero(stored) == _non_zero(reference)
 
         response = self.client.get(self.url("/balances"), headers=support.auth(self.owner))
@@ -193,6 +188,34 @@ class Example:
                 balance["settlements_received_minor"],
             ) == reference.get(uuid.UUID(balance["participant_id"]), (0, 0, 0, 0))
         assert {uuid.UUID(b["participant_id"]) for b in reported} >= set(_non_zero(reference))
+
+
+def stored_totals(session: Session, trip_id: uuid.UUID) -> dict[uuid.UUID, Totals]:
+    """The running totals as stored (read afresh: upserts bypass the session's copies)."""
+    rows = session.exec(
+        select(ParticipantTotals)
+        .where(col(ParticipantTotals.trip_id) == trip_id)
+        .execution_options(populate_existing=True)
+    )
+    return {
+        row.participant_id: (
+            row.paid_minor,
+            row.owed_minor,
+            row.settlements_paid_minor,
+            row.settlements_received_minor,
+        )
+        for row in rows
+    }
+
+
+def reference_totals(session: Session, trip_id: uuid.UUID) -> dict[uuid.UUID, Totals]:
+    """The same sums computed from every live entry, from scratch."""
+    return {
+        participant_id: (paid, owed, paid_back, paid_to)
+        for _, participant_id, paid, owed, paid_back, paid_to in session.exec(
+            recomputed_totals(trip_id)
+        )
+    }
 
 
 def _non_zero(totals: dict[uuid.UUID, Totals]) -> dict[uuid.UUID, Totals]:
@@ -273,3 +296,112 @@ def test_a_claimed_guest_keeps_its_totals(client: TestClient, session: Session) 
     example.check()
     totals = session.get_one(ParticipantTotals, (uuid.UUID(example.trip_id), uuid.UUID(guest)))
     assert (totals.paid_minor, totals.owed_minor) == (9000, 3000)
+
+
+# --- concurrent writers, on committed data ----------------------------------------------------
+
+DEVICES = 3
+WRITES_PER_DEVICE = 12
+
+
+@pytest.fixture
+def committed_trip(engine: Engine) -> Iterator[tuple[User, uuid.UUID, list[str]]]:
+    """A committed owner and trip with two guests; all removed afterwards."""
+    with Session(engine, expire_on_commit=False) as session:
+        owner = support.make_user(session)
+        trip = trip_service.create_trip(
+            session=session,
+            owner=owner,
+            data=TripCreate(name="Race", start_date=date(2027, 5, 1), end_date=date(2027, 5, 3)),
+        ).value
+        guests = [
+            add_guest(session=session, trip_id=trip.id, name=name, actor_id=owner.id).value.id
+            for name in ("Ann", "Bob")
+        ]
+        own = session.exec(
+            select(Participant.id).where(
+                Participant.trip_id == trip.id, Participant.user_id == owner.id
+            )
+        ).one()
+        session.commit()
+    try:
+        yield owner, trip.id, [str(own), *map(str, guests)]
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM trips WHERE id = :t"), {"t": trip.id})
+            connection.execute(text("DELETE FROM users WHERE id = :u"), {"u": owner.id})
+
+
+def test_concurrent_ledger_writes_lose_no_update(
+    engine: Engine, committed_trip: tuple[User, uuid.UUID, list[str]]
+) -> None:
+    """Devices writing to one trip at once: each write's upsert sees the previous one's."""
+    owner, trip_id, people = committed_trip
+    base = f"/trips/{trip_id}"
+    start = threading.Barrier(DEVICES, timeout=30)
+    errors: list[BaseException] = []
+
+    def expense(rng: random.Random) -> dict[str, Any]:
+        amount = rng.randint(1, 100_000)
+        return {
+            "title": "Race",
+            "amount_minor": amount,
+            "currency": "EUR",
+            "spent_on": "2027-05-02",
+            "payers": [{"participant_id": rng.choice(people), "amount_minor": amount}],
+            "split_mode": "equal",
+            "splits": [{"participant_id": pid} for pid in rng.sample(people, rng.randint(1, 3))],
+        }
+
+    def device(client: TestClient, seed: int) -> None:
+        rng = random.Random(seed)
+        headers, if_match = support.auth(owner), support.auth(owner, if_match="*")
+        try:
+            start.wait()
+            for _ in range(WRITES_PER_DEVICE):
+                created = client.post(f"{base}/expenses", headers=headers, json=expense(rng))
+                assert created.status_code == 201, created.text
+                url = f"{base}/expenses/{created.json()['id']}"
+                action = rng.choice(["keep", "edit", "delete"])
+                if action == "edit":
+                    response = client.patch(url, headers=if_match, json=expense(rng))
+                    assert response.status_code == 200, response.text
+                elif action == "delete":
+                    assert client.delete(url, headers=if_match).status_code == 204
+                payer, payee = rng.sample(people, 2)
+                settled = client.post(
+                    f"{base}/settlements",
+                    headers=headers,
+                    json={
+                        "from_participant_id": payer,
+                        "to_participant_id": payee,
+                        "amount_minor": rng.randint(1, 50_000),
+                        "currency": "EUR",
+                        "settled_on": "2027-05-02",
+                    },
+                )
+                assert settled.status_code == 201, settled.text
+        except BaseException as error:  # surfaced below, not lost in the thread
+            errors.append(error)
+
+    clients = [TestClient(create_app(), raise_server_exceptions=False) for _ in range(DEVICES)]
+    for client in clients:  # routes build some validators lazily: not from two threads at once
+        headers, missing = support.auth(owner, if_match="*"), f"{base}/expenses/{uuid.uuid4()}"
+        assert client.get(f"{base}/balances", headers=headers).status_code == 200
+        assert client.post(f"{base}/expenses", headers=headers, json={}).status_code == 422
+        assert client.post(f"{base}/settlements", headers=headers, json={}).status_code == 422
+        assert client.patch(missing, headers=headers, json={"title": "x"}).status_code == 404
+        assert client.delete(missing, headers=headers).status_code == 404
+    threads = [threading.Thread(target=device, args=(c, n)) for n, c in enumerate(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+
+    with Session(engine) as session:
+        assert _non_zero(stored_totals(session, trip_id)) == _non_zero(
+            reference_totals(session, trip_id)
+        )
+    report = clients[0].get(f"{base}/balances", headers=support.auth(owner)).json()
+    assert sum(b["balance_minor"] for b in report["balances"]) == 0
