@@ -3,7 +3,14 @@
 from app.activity.models import Activity
 from app.checklists.models import Checklist, ChecklistItem
 from app.core.rate_limit import RateLimitCounter
-from app.expenses.models import Expense, ExpensePayer, ExpenseRevision, ExpenseSplit, Settlement
+from app.expenses.models import (
+    Expense,
+    ExpensePayer,
+    ExpenseRevision,
+    ExpenseSplit,
+    ParticipantTotals,
+    Settlement,
+)
 from app.idempotency.models import IdempotencyKey
 from app.invitations.models import Invitation
 from app.itinerary.models import ItemParticipant, ItineraryItem
@@ -26,6 +33,7 @@ __all__ = [
     "ItemParticipant",
     "ItineraryItem",
     "Participant",
+    "ParticipantTotals",
     "RateLimitCounter",
     "Settlement",
     "Tombstone",

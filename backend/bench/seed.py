@@ -3,10 +3,11 @@
 At BENCH_SCALE=1: 1,000 users, 10,000 trips of 14 days, 1,000,000 itinerary items (two trips
 with 50,000 each, the rest spread evenly), 200,000 expenses (one trip with 10,000) with ~20 %
 edited once (two revisions), one payer and equal splits between every participant of the
-trip, 10 % of them in USD at a frozen rate. Sizes scale linearly with BENCH_SCALE, with small
-floors so a tiny scale still has every shape. Ids are deterministic; a `bench_marker` row
-records the scale and what the harness needs (the bench user, its trips), so a second run
-reuses the data.
+trip, 10 % of them in USD at a frozen rate; the participants' running totals are then filled
+from that ledger, as the API's writes would have kept them. Sizes scale linearly with
+BENCH_SCALE, with small floors so a tiny scale still has every shape. Ids are deterministic;
+a `bench_marker` row records the scale and what the harness needs (the bench user, its
+trips), so a second run reuses the data.
 """
 
 import io
@@ -22,6 +23,10 @@ from zoneinfo import ZoneInfo
 
 import psycopg2
 from psycopg2 import extensions
+from sqlalchemy import ClauseElement
+from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+
+from app.expenses.service import backfill_totals
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 PASSWORD = "bench-password-1"  # noqa: S105 (every seeded user's, on a throwaway database)
@@ -113,6 +118,15 @@ def _copy(cursor: extensions.cursor, table: str, columns: str, rows: Iterable[st
         cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", buffer)
         total += count
     return total
+
+
+def _sql(statement: ClauseElement) -> str:
+    """A SQLAlchemy statement as PostgreSQL text, values inlined, for a psycopg2 cursor."""
+    compiled = statement.compile(
+        dialect=PGDialect_psycopg2(),  # type: ignore[no-untyped-call]
+        compile_kwargs={"literal_binds": True},
+    )
+    return str(compiled)
 
 
 def _split_equal(amount: int, participant_ids: list[uuid.UUID]) -> list[int]:
@@ -374,6 +388,9 @@ def _seed(cursor: extensions.cursor, sizes: Sizes, password_hash: str) -> dict[s
         "UPDATE trip_expenses e SET current_revision_id = c.revision_id FROM bench_current c"
         " WHERE e.trip_id = c.trip_id AND e.id = c.expense_id"
     )
+    # What the API's writes would have kept: the running totals balances read.
+    cursor.execute(_sql(backfill_totals()))
+    counts["trip_participant_totals"] = cursor.rowcount
     # Every row's version is at most the trip's head: the sync feed sees a consistent clock.
     cursor.execute("CREATE TEMP TABLE bench_heads (id uuid, head bigint) ON COMMIT DROP")
     _copy(

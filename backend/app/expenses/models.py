@@ -1,5 +1,5 @@
-"""The shared expenses ledger: expenses and their immutable revisions, payers, splits and
-settlements (tables), and their API shapes."""
+"""The shared expenses ledger: expenses and their immutable revisions, payers, splits,
+settlements and each participant's running totals (tables), and their API shapes."""
 
 import uuid
 from dataclasses import dataclass
@@ -237,6 +237,27 @@ class Settlement(SQLModel, table=True):
     created_at: datetime = timestamp_column()
     version: int = version_column()
     deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class ParticipantTotals(SQLModel, table=True):
+    """One participant's sums over the trip's live ledger entries, in base minor units.
+
+    Internal (neither an API resource nor synced): every ledger write adds its difference in
+    the same transaction, so balances read one row per participant instead of summing the
+    whole ledger. No row means all zeros. `net_balance` of the four is the balance.
+    """
+
+    __tablename__ = "trip_participant_totals"
+    # No CHECK (amounts >= 0): writes add negative differences through INSERT ... ON CONFLICT,
+    # and PostgreSQL checks the proposed row (the difference) before it sees the conflict.
+    __table_args__ = (_participant_key("participant_id"),)
+
+    trip_id: uuid.UUID = Field(foreign_key="trips.id", primary_key=True, ondelete="CASCADE")
+    participant_id: uuid.UUID = Field(primary_key=True)
+    paid_minor: int = Field(default=0, sa_type=BigInteger)
+    owed_minor: int = Field(default=0, sa_type=BigInteger)
+    settlements_paid_minor: int = Field(default=0, sa_type=BigInteger)
+    settlements_received_minor: int = Field(default=0, sa_type=BigInteger)
 
 
 # --- input shapes ----------------------------------------------------------------------------

@@ -2,12 +2,23 @@
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, literal, union_all
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    and_,
+    cast,
+    exists,
+    func,
+    literal,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
@@ -36,6 +47,7 @@ from app.expenses.models import (
     ExpenseSplit,
     ExpenseUpdate,
     ParticipantBalance,
+    ParticipantTotals,
     RevisionAction,
     RevisionRecord,
     Settlement,
@@ -323,6 +335,7 @@ def create_expense(
         priced=priced,
         actor_id=actor_id,
     )
+    _update_totals(session, trip_id, added=_expense_entries(current))
     record_activity(
         session=session,
         trip_id=trip_id,
@@ -507,6 +520,9 @@ def update_expense(
         priced=priced,
         actor_id=actor_id,
     )
+    _update_totals(
+        session, trip_id, added=_expense_entries(record), removed=_expense_entries(current)
+    )
     record_activity(
         session=session,
         trip_id=trip_id,
@@ -549,6 +565,7 @@ def delete_expense(
         priced=_as_stored(current),
         actor_id=actor_id,
     )
+    _update_totals(session, trip_id, removed=_expense_entries(current))
     record_activity(
         session=session,
         trip_id=trip_id,
@@ -660,6 +677,7 @@ def create_settlement(
         object_id=settlement.id,
     )
     session.flush()
+    _update_totals(session, trip_id, added=_settlement_entries(settlement))
     return Created(settlement)
 
 
@@ -710,21 +728,86 @@ def delete_settlement(
         object_id=settlement.id,
     )
     session.flush()
+    _update_totals(session, trip_id, removed=_settlement_entries(settlement))
 
 
 # --- balances --------------------------------------------------------------------------------
+#
+# Balances read each participant's running totals (trip_participant_totals), which every
+# ledger write adjusts in its own transaction: O(participants) per read, whatever the ledger's
+# size. `recomputed_totals` is the same figures summed from the entries, the reference.
+
+_Entry = tuple[uuid.UUID, str, int]  # participant, totals column, base amount
 
 
-@dataclass(frozen=True)
-class _Totals:
-    paid: int = 0
-    owed: int = 0
-    settlements_paid: int = 0
-    settlements_received: int = 0
+def _expense_entries(record: RevisionRecord) -> Iterator[_Entry]:
+    for payer in record.payers:
+        yield payer.participant_id, "paid_minor", payer.base_amount_minor
+    for split in record.splits:
+        yield split.participant_id, "owed_minor", split.base_amount_minor
 
 
-def _ledger_totals(session: Session, trip_id: uuid.UUID) -> dict[uuid.UUID, _Totals]:
-    """Per participant and kind of entry, the sum of base amounts, computed by the database."""
+def _settlement_entries(settlement: Settlement) -> Iterator[_Entry]:
+    yield settlement.from_participant_id, "settlements_paid_minor", settlement.base_amount_minor
+    yield settlement.to_participant_id, "settlements_received_minor", settlement.base_amount_minor
+
+
+_TOTAL_COLUMNS = (
+    "paid_minor",
+    "owed_minor",
+    "settlements_paid_minor",
+    "settlements_received_minor",
+)
+
+
+def _update_totals(
+    session: Session,
+    trip_id: uuid.UUID,
+    *,
+    added: Iterable[_Entry] = (),
+    removed: Iterable[_Entry] = (),
+) -> None:
+    """Add the entries a write brings into the live ledger, take away those it takes out.
+
+    One upsert of the participants whose totals change, none if nothing does. Every ledger
+    write holds the trip's row lock (claim_version), so a trip's updates apply one at a time.
+    """
+    changes: dict[uuid.UUID, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_TOTAL_COLUMNS, 0))
+    for participant_id, column, amount in added:
+        changes[participant_id][column] += amount
+    for participant_id, column, amount in removed:
+        changes[participant_id][column] -= amount
+    rows = [
+        {"trip_id": trip_id, "participant_id": participant_id, **amounts}
+        for participant_id, amounts in sorted(changes.items())  # one lock order for the rows
+        if any(amounts.values())
+    ]
+    if not rows:
+        return
+    upsert = insert(ParticipantTotals).values(rows)
+    session.exec(
+        upsert.on_conflict_do_update(
+            index_elements=[col(ParticipantTotals.trip_id), col(ParticipantTotals.participant_id)],
+            set_={
+                "paid_minor": col(ParticipantTotals.paid_minor) + upsert.excluded.paid_minor,
+                "owed_minor": col(ParticipantTotals.owed_minor) + upsert.excluded.owed_minor,
+                "settlements_paid_minor": col(ParticipantTotals.settlements_paid_minor)
+                + upsert.excluded.settlements_paid_minor,
+                "settlements_received_minor": col(ParticipantTotals.settlements_received_minor)
+                + upsert.excluded.settlements_received_minor,
+            },
+        )
+    )
+
+
+def recomputed_totals(
+    trip_id: uuid.UUID | None = None,
+) -> Select[uuid.UUID, uuid.UUID, int, int, int, int]:
+    """Per trip and participant, the sums of the live entries, from scratch (every trip's if
+    `trip_id` is None): the reference the running totals must equal, and their backfill.
+
+    Rows: trip_id, participant_id and the four totals columns, for participants with entries.
+    """
 
     def live_expense(table: type[ExpensePayer] | type[ExpenseSplit]) -> ColumnElement[bool]:
         return and_(
@@ -733,68 +816,96 @@ def _ledger_totals(session: Session, trip_id: uuid.UUID) -> dict[uuid.UUID, _Tot
             col(Expense.deleted_at).is_(None),
         )
 
-    live_settlement = and_(col(Settlement.trip_id) == trip_id, col(Settlement.deleted_at).is_(None))
+    def in_trip(column: Any) -> list[ColumnElement[bool]]:
+        return [] if trip_id is None else [column == trip_id]
+
+    live_settlement = and_(*in_trip(Settlement.trip_id), col(Settlement.deleted_at).is_(None))
     entries = union_all(
         select(
+            col(ExpensePayer.trip_id).label("trip_id"),
             col(ExpensePayer.participant_id).label("participant_id"),
-            literal("paid").label("kind"),
+            literal("paid_minor").label("kind"),
             col(ExpensePayer.base_amount_minor).label("amount"),
         )
         .join(Expense, live_expense(ExpensePayer))
-        .where(ExpensePayer.trip_id == trip_id),
+        .where(*in_trip(ExpensePayer.trip_id)),
         select(
-            col(ExpenseSplit.participant_id), literal("owed"), col(ExpenseSplit.base_amount_minor)
+            col(ExpenseSplit.trip_id),
+            col(ExpenseSplit.participant_id),
+            literal("owed_minor"),
+            col(ExpenseSplit.base_amount_minor),
         )
         .join(Expense, live_expense(ExpenseSplit))
-        .where(ExpenseSplit.trip_id == trip_id),
+        .where(*in_trip(ExpenseSplit.trip_id)),
         select(
+            col(Settlement.trip_id),
             col(Settlement.from_participant_id),
-            literal("settlements_paid"),
+            literal("settlements_paid_minor"),
             col(Settlement.base_amount_minor),
         ).where(live_settlement),
         select(
+            col(Settlement.trip_id),
             col(Settlement.to_participant_id),
-            literal("settlements_received"),
+            literal("settlements_received_minor"),
             col(Settlement.base_amount_minor),
         ).where(live_settlement),
     ).subquery()
-    sums = session.exec(
-        select(entries.c.participant_id, entries.c.kind, func.sum(entries.c.amount)).group_by(
-            entries.c.participant_id, entries.c.kind
-        )
-    ).all()
-    totals: dict[uuid.UUID, _Totals] = defaultdict(_Totals)
-    for participant_id, kind, amount in sums:
-        totals[participant_id] = replace(totals[participant_id], **{kind: int(amount)})
-    return totals
+    return select(
+        entries.c.trip_id,
+        entries.c.participant_id,
+        *(
+            # SUM of BIGINT is NUMERIC: back to the column's type (the old aggregate's int()).
+            cast(
+                func.coalesce(func.sum(entries.c.amount).filter(entries.c.kind == column), 0),
+                BigInteger,
+            ).label(column)
+            for column in _TOTAL_COLUMNS
+        ),
+    ).group_by(entries.c.trip_id, entries.c.participant_id)
+
+
+def backfill_totals() -> Insert:
+    """Fill an empty totals table from the ledger of every trip (for data loaded with COPY)."""
+    return insert(ParticipantTotals).from_select(
+        ["trip_id", "participant_id", *_TOTAL_COLUMNS], recomputed_totals()
+    )
 
 
 def compute_balances(*, session: Session, trip_id: uuid.UUID) -> BalancesPublic:
     """Everyone's balance in the base currency (they sum to zero) and a settle-up plan."""
     base_currency = session.exec(select(Trip.base_currency).where(Trip.id == trip_id)).one()
-    totals = _ledger_totals(session, trip_id)
     participants = session.exec(
-        select(Participant.id, Participant.name, User.full_name)
+        select(Participant.id, Participant.name, User.full_name, ParticipantTotals)
         .outerjoin(User, col(User.id) == Participant.user_id)
+        .outerjoin(
+            ParticipantTotals,
+            and_(
+                col(ParticipantTotals.trip_id) == Participant.trip_id,
+                col(ParticipantTotals.participant_id) == Participant.id,
+            ),
+        )
         .where(Participant.trip_id == trip_id)
         .order_by(col(Participant.created_at), col(Participant.id))
+        # Upserts change the totals behind the session's back: never serve a stale copy.
+        .execution_options(populate_existing=True)
     ).all()
     balances = []
-    for participant_id, guest_name, member_name in participants:
-        entry = totals.get(participant_id, _Totals())
+    for participant_id, guest_name, member_name, totals in participants:
+        if totals is None:  # nothing recorded for them yet
+            totals = ParticipantTotals(trip_id=trip_id, participant_id=participant_id)
         balances.append(
             ParticipantBalance(
                 participant_id=participant_id,
                 name=member_name if member_name is not None else guest_name,
-                paid_minor=entry.paid,
-                owed_minor=entry.owed,
-                settlements_paid_minor=entry.settlements_paid,
-                settlements_received_minor=entry.settlements_received,
+                paid_minor=totals.paid_minor,
+                owed_minor=totals.owed_minor,
+                settlements_paid_minor=totals.settlements_paid_minor,
+                settlements_received_minor=totals.settlements_received_minor,
                 balance_minor=ledger.net_balance(
-                    paid=entry.paid,
-                    owed=entry.owed,
-                    settlements_paid=entry.settlements_paid,
-                    settlements_received=entry.settlements_received,
+                    paid=totals.paid_minor,
+                    owed=totals.owed_minor,
+                    settlements_paid=totals.settlements_paid_minor,
+                    settlements_received=totals.settlements_received_minor,
                 ),
             )
         )

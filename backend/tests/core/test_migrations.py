@@ -1,18 +1,29 @@
-"""Models and migrations describe the same schema, and migrations run both ways."""
+"""Models and migrations describe the same schema, migrations run both ways, and data
+migrations compute what the application would have."""
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import date
+from decimal import Decimal
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, inspect
-from sqlmodel import SQLModel
+from sqlmodel import Session, SQLModel, select
 
 import app.models  # noqa: F401
 from alembic import command
 from app.core.config import with_psycopg2
 from app.core.db import alembic_config
+from app.core.preconditions import ANY_VERSION
+from app.expenses import service as expenses
+from app.expenses.models import ExpenseCreate, ExpenseUpdate, ParticipantTotals, SettlementCreate
+from app.participants.service import add_guest
+from app.trips import service as trips
+from app.trips.models import TripCreate
+from app.users.models import User
 from tests import support
 
 
@@ -66,3 +77,127 @@ def test_models_match_migrations_and_migrations_run_both_ways(
 
     command.upgrade(config, "head")
     assert _schema_differences(engine) == []
+
+
+# The revision before trip_participant_totals: downgrading to it drops the table.
+BEFORE_PARTICIPANT_TOTALS = "c4a6bc327ec9"
+
+
+def _write_ledger(session: Session, name: str) -> None:
+    """A trip whose ledger has live, edited and deleted expenses and settlements."""
+    owner = User(email=f"{uuid.uuid4().hex}@example.com", full_name=name, password_hash="x")
+    session.add(owner)
+    session.flush()
+    trip = trips.create_trip(
+        session=session,
+        owner=owner,
+        data=TripCreate(name=name, start_date=date(2027, 5, 1), end_date=date(2027, 5, 9)),
+    ).value
+    ann, bob, cy = (
+        add_guest(session=session, trip_id=trip.id, name=guest, actor_id=owner.id).value.id
+        for guest in ("Ann", "Bob", "Cy")
+    )
+
+    def spend(amount: int, payer: uuid.UUID, currency: str = "EUR") -> uuid.UUID:
+        data = ExpenseCreate.model_validate(
+            {
+                "title": "Spent",
+                "amount_minor": amount,
+                "currency": currency,
+                "exchange_rate": None if currency == "EUR" else Decimal("0.9"),
+                "spent_on": "2027-05-02",
+                "payers": [{"participant_id": payer, "amount_minor": amount}],
+                "split_mode": "equal",
+                "splits": [{"participant_id": who} for who in (ann, bob, cy)],
+            }
+        )
+        created = expenses.create_expense(
+            session=session, trip_id=trip.id, data=data, actor_id=owner.id
+        )
+        return created.value.expense.id
+
+    def settle(amount: int) -> uuid.UUID:
+        data = SettlementCreate(
+            from_participant_id=bob,
+            to_participant_id=ann,
+            amount_minor=amount,
+            currency="EUR",
+            settled_on=date(2027, 5, 8),
+        )
+        created = expenses.create_settlement(
+            session=session, trip_id=trip.id, data=data, actor_id=owner.id
+        )
+        return created.value.id
+
+    spend(9000, ann)
+    edited = spend(1001, bob, "USD")
+    expenses.update_expense(
+        session=session,
+        trip_id=trip.id,
+        expense_id=edited,
+        data=ExpenseUpdate.model_validate(
+            {"amount_minor": 2003, "payers": [{"participant_id": cy, "amount_minor": 2003}]}
+        ),
+        actor_id=owner.id,
+        expected=ANY_VERSION,
+    )
+    expenses.delete_expense(
+        session=session,
+        trip_id=trip.id,
+        expense_id=spend(500, cy),
+        actor_id=owner.id,
+        expected=ANY_VERSION,
+    )
+    settle(3000)
+    expenses.delete_settlement(
+        session=session,
+        trip_id=trip.id,
+        settlement_id=settle(700),
+        actor_id=owner.id,
+        expected=ANY_VERSION,
+    )
+
+
+Totals = tuple[uuid.UUID, uuid.UUID, int, int, int, int]  # trip, participant, four sums
+
+
+def _non_zero(rows: Iterable[Totals]) -> set[Totals]:
+    """A row taken back to zero is the same as no row."""
+    return {row for row in rows if any(row[2:])}
+
+
+def _totals(engine: Engine) -> set[Totals]:
+    with Session(engine) as session:
+        return _non_zero(
+            (
+                row.trip_id,
+                row.participant_id,
+                row.paid_minor,
+                row.owed_minor,
+                row.settlements_paid_minor,
+                row.settlements_received_minor,
+            )
+            for row in session.exec(select(ParticipantTotals))
+        )
+
+
+def test_participant_totals_are_backfilled_as_the_writes_keep_them(
+    empty_database: tuple[str, Engine],
+) -> None:
+    url, engine = empty_database
+    config = alembic_config(url)
+    command.upgrade(config, "head")
+    with Session(engine) as session:
+        for name in ("Lisbon", "Porto"):
+            _write_ledger(session, name)
+        session.commit()
+    kept = _totals(engine)
+    with Session(engine) as session:
+        reference = _non_zero(session.exec(expenses.recomputed_totals()))
+    assert kept == reference
+    assert len({trip_id for trip_id, *_ in kept}) == 2
+
+    command.downgrade(config, BEFORE_PARTICIPANT_TOTALS)
+    assert "trip_participant_totals" not in _tables(engine)
+    command.upgrade(config, "head")
+    assert _totals(engine) == kept
