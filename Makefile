@@ -64,4 +64,11 @@ bench-sync: $(STAMP)
 ## Load test (wrk): seeds BENCH_SCALE × (1,000 users, 10,000 trips, 1M items, 200k expenses),
 ## runs TripSync with 1 and 2 workers and a raw ASGI baseline; see README "Benchmark".
 bench: $(STAMP)
+	@for tool in wrk pgbouncer; do \
+		command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || { \
+			if [ "$$(id -u)" -eq 0 ]; then \
+				echo "--- installing $$tool (Debian)"; apt-get update -qq && \
+				DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$tool >/dev/null; \
+			else echo "$$tool is missing: sudo apt-get install $$tool"; exit 1; fi; }; \
+	done
 	cd backend && ../$(BIN)/python -m bench.run

@@ -1,9 +1,10 @@
 """`make bench`: seed a realistic data set, run TripSync under wrk, compare with a raw baseline.
 
-    make bench                                   # full size (BENCH_SCALE=1), 30 s per run
+    make bench                                   # full size (BENCH_SCALE=1), 8 s per run: ~15 min
     BENCH_SCALE=0.01 BENCH_DURATION=3s make bench  # a quick look
 
-Environment: BENCH_SCALE (1), BENCH_DURATION (30s), BENCH_CONNECTIONS (32,256),
+Environment: BENCH_SCALE (1), BENCH_DURATION (8s; with the 2 s warm-up, 3 servers x 11 scenarios x 2 connection counts fit
+in 20 minutes), BENCH_CONNECTIONS (32,256),
 BENCH_WORKERS (1,2), BENCH_THREADS (wrk threads, 2), BENCH_TIMEOUT (10s), BENCH_WARMUP
 (unmeasured wrk run before each measured one, 2s),
 BENCH_SCENARIOS (comma-separated names, default all), BENCH_DATABASE_URL (else an embedded
@@ -42,6 +43,7 @@ from bench.seed import PASSWORD, Seeded, ensure_seeded
 
 SECRET = "bench-secret-bench-secret-bench-secret-0123"  # noqa: S105 (a throwaway server's)
 OUT = REPO_DIR / "bench-results"
+DURATION = "8s"  # per measured run
 PAGE_LIMIT = 10  # 50,000 items in pages of 10: page 5,000 is the last one
 READ_SCENARIOS = ("get_trip", "list_day_items", "items_page_1")
 
@@ -342,7 +344,7 @@ def _wrk(base: str, scenario: Scenario, connections: int, server_pid: int) -> di
             wrk,
             f"-t{threads}",
             f"-c{connections}",
-            f"-d{os.environ.get('BENCH_DURATION', '30s')}",
+            f"-d{os.environ.get('BENCH_DURATION', DURATION)}",
             f"--timeout={os.environ.get('BENCH_TIMEOUT', '10s')}",
             "-s",
             str(script),
@@ -510,7 +512,7 @@ def run(url: str) -> dict[str, Any]:
         "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "cores": os.cpu_count(),
         "scale": scale,
-        "duration": os.environ.get("BENCH_DURATION", "30s"),
+        "duration": os.environ.get("BENCH_DURATION", DURATION),
         "data": {"sizes": data.sizes, "rows": data.counts, "seed_seconds": data.seconds},
         "scenarios": {s.name: s.title for s in scenarios},
         "raw_body_mismatches": mismatches,
