@@ -3,8 +3,8 @@
     make bench                                   # full size (BENCH_SCALE=1), 8 s per run: ~15 min
     BENCH_SCALE=0.01 BENCH_DURATION=3s make bench  # a quick look
 
-Environment: BENCH_SCALE (1), BENCH_DURATION (8s; with the 2 s warm-up, 3 servers x 11 scenarios x 2 connection counts fit
-in 20 minutes), BENCH_CONNECTIONS (32,256),
+Environment: BENCH_SCALE (1), BENCH_DURATION (8s: with the 2 s warm-up, 3 servers x 11
+scenarios x 2 connection counts fit in 20 minutes), BENCH_CONNECTIONS (32,256),
 BENCH_WORKERS (1,2), BENCH_THREADS (wrk threads, 2), BENCH_TIMEOUT (10s), BENCH_WARMUP
 (unmeasured wrk run before each measured one, 2s),
 BENCH_SCENARIOS (comma-separated names, default all), BENCH_DATABASE_URL (else an embedded
