@@ -17,6 +17,7 @@ from app.core.errors import BadRequest, error_responses
 from app.core.pagination import seal, unseal
 from app.core.routing import AppRoute
 from app.sync import mutations, service
+from app.sync.models import ChangePublic, ChangesPublic, SnapshotPublic
 from app.trips import service as trip_service
 from app.trips.models import Role
 
@@ -25,28 +26,6 @@ router = APIRouter(tags=["sync"], route_class=AppRoute, responses=error_response
 MAX_CHANGES = 1000
 MAX_MUTATIONS = 100
 _FEED_SCOPE = "sync-feed"
-
-
-class ChangePublic(BaseModel):
-    entity: str
-    id: uuid.UUID
-    version: int
-    op: str
-    data: dict[str, Any] | None
-
-
-class SnapshotPublic(BaseModel):
-    trip_id: uuid.UUID
-    version: int
-    role: Role
-    rows: list[ChangePublic]
-
-
-class ChangesPublic(BaseModel):
-    since: int
-    version: int
-    has_more: bool
-    changes: list[ChangePublic]
 
 
 class TripStatePublic(BaseModel):
