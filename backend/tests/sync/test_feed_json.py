@@ -2,7 +2,7 @@
 
 The reference below builds the feed one model per row (`Model.model_validate(row)` and
 friends) and serialises it as FastAPI does: however the service writes the feed, a client
-must receive exactly this.
+must receive exactly this. (The service has PostgreSQL write it: app.core.json_sql.)
 """
 
 import uuid
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlmodel import Session, col, select
 
 from app.checklists.models import Checklist, ChecklistItem, ChecklistItemPublic
@@ -352,3 +352,13 @@ def test_small_pages_are_what_the_models_write(
     # From the version that hid amounts: a viewer's older cursor must reset.
     since = _viewer(session, trip["id"], trip[reader]).trip.access_version
     assert len(_pages(client, session, trip, trip[reader], since=since, limit=2)) > 4
+
+
+def test_the_feed_is_written_in_utc_whatever_the_session_time_zone(
+    client: TestClient, session: Session, trip: dict[str, Any]
+) -> None:
+    url, headers = f"/trips/{trip['id']}/changes", support.auth(trip["owner"])
+    in_utc = client.get(url, headers=headers, params={"since": 0}).content
+    assert b'"2027-01-02T03:04:05Z"' in in_utc
+    session.execute(text("SET TIME ZONE 'America/New_York'"))
+    assert client.get(url, headers=headers, params={"since": 0}).content == in_utc
