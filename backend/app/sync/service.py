@@ -458,18 +458,24 @@ def _ensure_cursor_usable(session: Session, viewer: Viewer, since: int, head: in
         )
 
 
-def _versions_after(trip_id: uuid.UUID, since: int) -> Any:
-    """Every version after `since` that some row or tombstone of the trip carries."""
+def _versions_after(trip_id: uuid.UUID, since: int, limit: int) -> Any:
+    """The first `limit` versions after `since` of each kind of row and of the tombstones.
+
+    Each is read from its (trip_id, version) index and stops at `limit`: the first versions of
+    the trip are among them, found without reading the rest of a large trip.
+    """
+
+    def first(version: Any, trip: Any) -> Any:
+        return (
+            select(version.label("version"))
+            .where(trip == trip_id, version > since)
+            .order_by(version)
+            .limit(limit)
+        )
+
     return union_all(
-        *(
-            select(_version_column(entity).label("version")).where(
-                _trip_column(entity) == trip_id, _version_column(entity) > since
-            )
-            for entity in ENTITIES
-        ),
-        select(col(Tombstone.version).label("version")).where(
-            Tombstone.trip_id == trip_id, col(Tombstone.version) > since
-        ),
+        *(first(_version_column(entity), _trip_column(entity)) for entity in ENTITIES),
+        first(col(Tombstone.version), col(Tombstone.trip_id)),
     ).subquery()
 
 
@@ -478,7 +484,7 @@ def _cutoff(session: Session, trip_id: uuid.UUID, since: int, limit: int) -> tup
 
     A page never splits a version: a transaction's changes arrive together.
     """
-    versions = _versions_after(trip_id, since)
+    versions = _versions_after(trip_id, since, limit + 1)
     first = session.exec(
         select(versions.c.version).order_by(versions.c.version).limit(limit + 1)
     ).all()
@@ -487,8 +493,8 @@ def _cutoff(session: Session, trip_id: uuid.UUID, since: int, limit: int) -> tup
     last = first[limit - 1]
     if first[limit] > last:
         return last, True
-    beyond = session.exec(select(versions.c.version).where(versions.c.version > last).limit(1))
-    return last, beyond.first() is not None
+    beyond = _versions_after(trip_id, last, 1)
+    return last, session.exec(select(beyond.c.version).limit(1)).first() is not None
 
 
 async def wait_for_change(
