@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlmodel import Session
 
 from app.core import admission, config, db
@@ -69,6 +69,21 @@ def environment(**values: str) -> Iterator[None]:
             else:
                 os.environ[key] = old
         reset_caches()
+
+
+@contextmanager
+def counted_statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements sent through `engine` while in the block."""
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])  # (connection, cursor, statement, parameters, ...)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
 
 
 @cache

@@ -1,12 +1,16 @@
-"""Tombstones: what was deleted from a trip, at which version, so clients can be told."""
+"""Tombstones (what was deleted from a trip, at which version, so clients can be told) and
+the shapes of the feed."""
 
 import uuid
 from datetime import datetime
+from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import BigInteger, Index
 from sqlmodel import Field, SQLModel
 
 from app.core.db import timestamp_column
+from app.trips.models import Role
 
 
 class Tombstone(SQLModel, table=True):
@@ -24,3 +28,25 @@ class Tombstone(SQLModel, table=True):
     entity: str = Field(max_length=32, primary_key=True)
     entity_id: uuid.UUID = Field(primary_key=True)
     deleted_at: datetime = timestamp_column()
+
+
+class ChangePublic(BaseModel):
+    entity: str
+    id: uuid.UUID
+    version: int
+    op: str
+    data: dict[str, Any] | None
+
+
+class SnapshotPublic(BaseModel):
+    trip_id: uuid.UUID
+    version: int
+    role: Role
+    rows: list[ChangePublic]
+
+
+class ChangesPublic(BaseModel):
+    since: int
+    version: int
+    has_more: bool
+    changes: list[ChangePublic]

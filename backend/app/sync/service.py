@@ -3,31 +3,57 @@
 Rows are read the way the caller may see them: private checklist items of others are sent as
 deletions (so a copy that had one drops it), amounts are masked for viewers when the trip
 hides them, deleted expenses and settlements are deletions.
+
+The snapshot and the changes are written as JSON by PostgreSQL (app.core.json_sql), exactly
+as their models would write them: a page is one statement, and no row becomes a Python
+object on the way.
 """
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import anyio
-from sqlalchemy import literal, text, union_all
-from sqlmodel import Session, SQLModel, col, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Select,
+    Text,
+    Uuid,
+    bindparam,
+    case,
+    literal,
+    text,
+    true,
+    union_all,
+)
+from sqlalchemy import select as select_columns  # any number of them (sqlmodel's: four)
+from sqlmodel import Session, SQLModel, col, func, select
 from starlette.concurrency import run_in_threadpool
 
-from app.checklists.models import Checklist, ChecklistItem
-from app.checklists.service import item_public
+from app.checklists.models import Checklist, ChecklistItem, ChecklistItemPublic
 from app.core.config import get_settings
 from app.core.db import utcnow
 from app.core.errors import AppError, BadRequest
-from app.expenses.models import Expense, ExpensePublic, Settlement, SettlementPublic
-from app.expenses.service import expense_records
-from app.itinerary.models import ItineraryItem
-from app.itinerary.service import items_public
+from app.core.json_sql import json_array, json_object, json_value
+from app.expenses.models import (
+    Expense,
+    ExpensePayer,
+    ExpensePublic,
+    ExpenseRevision,
+    ExpenseSplit,
+    PayerPublic,
+    Settlement,
+    SettlementPublic,
+    SplitPublic,
+)
+from app.itinerary.models import ItemParticipant, ItemPublic, ItineraryItem, Place
 from app.participants.models import Participant, ParticipantPublic
-from app.sync.models import Tombstone
+from app.sync.models import ChangePublic, ChangesPublic, SnapshotPublic, Tombstone
 from app.sync.versions import ENTITIES, Entity
 from app.trips.models import MemberPublic, Role, Trip, TripMember, TripPublic
 from app.users.models import User
@@ -55,34 +81,23 @@ class Viewer:
         return self.role == Role.VIEWER and self.trip.hide_amounts_from_viewers
 
 
-@dataclass
-class Change:
-    entity: str
-    id: uuid.UUID
-    version: int
-    op: str  # "upsert" or "delete"
-    data: dict[str, Any] | None = None
+# --- the feed, as JSON ----------------------------------------------------------------------
+#
+# Each kind of row is one SELECT of (version, position, id, source, change): `change` is the
+# row's entry in the feed (a ChangePublic) as JSON text, `position` its kind's place in
+# ENTITIES, and `source` puts a row before a tombstone of the same version, kind and id.
+# A page aggregates them all in that order, in one statement. The statements are built once
+# (they are large) and take the reader's values as parameters:
+#   trip_id, user_id, role, base_currency; since and upto (changes) or version (snapshot).
+
+Versions = Callable[[Any], Any]  # a version column → the condition its rows must meet
+Reader = Callable[[Versions, bool, bool], Select[Any]]  # (versions, hidden, deletions)
+_POSITION = {entity.name: position for position, entity in enumerate(ENTITIES)}
+_ROW, _TOMBSTONE = 0, 1
 
 
-@dataclass
-class ChangeSet:
-    changes: list[Change] = field(default_factory=list)
-
-    def upsert(self, entity: str, row_id: uuid.UUID, version: int, data: Any) -> None:
-        self.changes.append(Change(entity, row_id, version, "upsert", data.model_dump(mode="json")))
-
-    def delete(self, entity: str, row_id: uuid.UUID, version: int) -> None:
-        self.changes.append(Change(entity, row_id, version, "delete"))
-
-
-# --- reading one kind of row ----------------------------------------------------------------
-
-Loader = Callable[[Session, Viewer, Any, ChangeSet], None]
-
-
-def _rows(session: Session, model: Any, trip_id: uuid.UUID, where: Any) -> Sequence[Any]:
-    trip_column = model.id if model is Trip else model.trip_id
-    return session.exec(select(model).where(trip_column == trip_id, where)).all()
+def _trip_id() -> Any:
+    return bindparam("trip_id", type_=Uuid)
 
 
 class SyncedChecklist(SQLModel):
@@ -97,82 +112,241 @@ class SyncedChecklist(SQLModel):
     version: int
 
 
-def _trips(session: Session, viewer: Viewer, where: Any, out: ChangeSet) -> None:
-    for trip in _rows(session, Trip, viewer.trip.id, where):
-        out.upsert("trip", trip.id, trip.version, TripPublic.of(trip, viewer.role))
-
-
-def _members(session: Session, viewer: Viewer, where: Any, out: ChangeSet) -> None:
-    rows = session.exec(
-        select(TripMember, User)
-        .join(User, col(User.id) == TripMember.user_id)
-        .where(TripMember.trip_id == viewer.trip.id, where)
-    ).all()
-    for member, user in rows:
-        out.upsert("member", user.id, member.version, MemberPublic.of(member, user))
-
-
-def _participants(session: Session, viewer: Viewer, where: Any, out: ChangeSet) -> None:
-    rows = session.exec(
-        select(Participant, User.full_name)
-        .outerjoin(User, col(User.id) == Participant.user_id)
-        .where(Participant.trip_id == viewer.trip.id, where)
-    ).all()
-    members = set(
-        session.exec(select(TripMember.user_id).where(TripMember.trip_id == viewer.trip.id)).all()
+def _upsert(entity: str, row_id: Any, version: Any, data: Any) -> Any:
+    return json_object(
+        ChangePublic, entity=entity, id=row_id, version=version, op="upsert", data=data
     )
-    for participant, full_name in rows:
-        data = ParticipantPublic.of(
-            participant, account_name=full_name, is_member=participant.user_id in members
+
+
+def _delete(entity: Any, row_id: Any, version: Any) -> Any:
+    return json_object(
+        ChangePublic, entity=entity, id=row_id, version=version, op="delete", data=None
+    )
+
+
+def _feed_rows(entity: str, row_id: Any, version: Any, change: Any) -> Select[Any]:
+    return select_columns(
+        col(version).label("version"),
+        literal(_POSITION[entity]).label("position"),
+        col(row_id).label("id"),
+        literal(_ROW).label("source"),
+        change.label("change"),
+    )
+
+
+def _amount(hidden: bool, column: Any) -> Any:
+    """Amounts are null for viewers of a trip that hides them."""
+    return None if hidden else column
+
+
+def _trips(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
+    data = json_object(TripPublic, Trip, role=bindparam("role", type_=Text))
+    change = _upsert("trip", Trip.id, Trip.version, data)
+    return _feed_rows("trip", Trip.id, Trip.version, change).where(
+        col(Trip.id) == _trip_id(), versions(Trip.version)
+    )
+
+
+def _members(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
+    data = json_object(
+        MemberPublic,
+        user_id=TripMember.user_id,
+        email=User.email,
+        full_name=User.full_name,
+        role=TripMember.role,
+        joined_at=TripMember.created_at,
+        version=TripMember.version,
+    )
+    change = _upsert("member", TripMember.user_id, TripMember.version, data)
+    return (
+        _feed_rows("member", TripMember.user_id, TripMember.version, change)
+        .join(User, col(User.id) == TripMember.user_id)
+        .where(col(TripMember.trip_id) == _trip_id(), versions(TripMember.version))
+    )
+
+
+def _participants(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
+    is_member = (
+        select(TripMember.user_id)
+        .where(
+            col(TripMember.trip_id) == Participant.trip_id,
+            col(TripMember.user_id) == Participant.user_id,
         )
-        out.upsert("participant", participant.id, participant.version, data)
+        .exists()
+    )
+    data = json_object(
+        ParticipantPublic,
+        Participant,
+        # Members are shown with their account's name, guests with theirs.
+        name=func.coalesce(User.full_name, Participant.name),
+        is_guest=col(Participant.user_id).is_(None),
+        is_member=is_member,
+    )
+    change = _upsert("participant", Participant.id, Participant.version, data)
+    return (
+        _feed_rows("participant", Participant.id, Participant.version, change)
+        .outerjoin(User, col(User.id) == Participant.user_id)
+        .where(col(Participant.trip_id) == _trip_id(), versions(Participant.version))
+    )
 
 
-def _items(session: Session, viewer: Viewer, where: Any, out: ChangeSet) -> None:
-    items = _rows(session, ItineraryItem, viewer.trip.id, where)
-    for item, public in zip(
-        items, items_public(session=session, trip_id=viewer.trip.id, items=items), strict=True
-    ):
-        out.upsert("item", item.id, item.version, public)
+def _items(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
+    item = ItineraryItem
+    place = json_object(
+        Place,
+        name=item.place_name,
+        address=func.coalesce(item.place_address, ""),
+        latitude=item.latitude,
+        longitude=item.longitude,
+        external_id=item.place_external_id,
+    )
+    participant_ids = (
+        select(
+            json_array(
+                json_value(ItemParticipant.participant_id),
+                order_by=[ItemParticipant.participant_id],
+            )
+        )
+        .where(
+            col(ItemParticipant.trip_id) == item.trip_id,
+            col(ItemParticipant.item_id) == item.id,
+        )
+        .scalar_subquery()
+    )
+    data = json_object(
+        ItemPublic,
+        item,
+        place=case((col(item.place_name).is_not(None), place)),
+        participant_ids=participant_ids,
+    )
+    change = _upsert("item", item.id, item.version, data)
+    return _feed_rows("item", item.id, item.version, change).where(
+        col(item.trip_id) == _trip_id(), versions(item.version)
+    )
 
 
-def _checklists(session: Session, viewer: Viewer, where: Any, out: ChangeSet) -> None:
-    for checklist in _rows(session, Checklist, viewer.trip.id, where):
-        data = SyncedChecklist.model_validate(checklist, from_attributes=True)
-        out.upsert("checklist", checklist.id, checklist.version, data)
+def _checklists(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
+    data = json_object(SyncedChecklist, Checklist)
+    change = _upsert("checklist", Checklist.id, Checklist.version, data)
+    return _feed_rows("checklist", Checklist.id, Checklist.version, change).where(
+        col(Checklist.trip_id) == _trip_id(), versions(Checklist.version)
+    )
 
 
-def _checklist_items(session: Session, viewer: Viewer, where: Any, out: ChangeSet) -> None:
-    for item in _rows(session, ChecklistItem, viewer.trip.id, where):
-        if item.private and item.created_by != viewer.user_id:
-            out.delete("checklist_item", item.id, item.version)  # not theirs to see
-        else:
-            out.upsert("checklist_item", item.id, item.version, item_public(item))
+def _checklist_items(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
+    item = ChecklistItem
+    # Others' private items: sent as deletions, so a copy that had one drops it.
+    private = col(item.private) & col(item.created_by).is_distinct_from(
+        bindparam("user_id", type_=Uuid)
+    )
+    data = json_object(ChecklistItemPublic, item)
+    change = case(
+        (private, _delete("checklist_item", item.id, item.version)),
+        else_=_upsert("checklist_item", item.id, item.version, data),
+    )
+    rows = _feed_rows("checklist_item", item.id, item.version, change).where(
+        col(item.trip_id) == _trip_id(), versions(item.version)
+    )
+    return rows if deletions else rows.where(~private)
 
 
-def _expenses(session: Session, viewer: Viewer, where: Any, out: ChangeSet) -> None:
-    expenses = _rows(session, Expense, viewer.trip.id, where)
-    live = [expense for expense in expenses if expense.deleted_at is None]
-    for expense in expenses:
-        if expense.deleted_at is not None:
-            out.delete("expense", expense.id, expense.version)
-    base = viewer.trip.base_currency
-    for record in expense_records(session=session, trip_id=viewer.trip.id, expenses=live):
-        data = ExpensePublic.of(record, base_currency=base, hidden=viewer.amounts_hidden)
-        out.upsert("expense", record.expense.id, record.expense.version, data)
+def _expenses(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
+    expense, revision = Expense, ExpenseRevision
+    payer = json_object(
+        PayerPublic,
+        ExpensePayer,
+        amount_minor=_amount(hidden, ExpensePayer.amount_minor),
+        base_amount_minor=_amount(hidden, ExpensePayer.base_amount_minor),
+    )
+    payers = (
+        select(json_array(payer, order_by=[ExpensePayer.participant_id]))
+        .where(
+            col(ExpensePayer.trip_id) == revision.trip_id,
+            col(ExpensePayer.revision_id) == revision.id,
+        )
+        .scalar_subquery()
+    )
+    split = json_object(
+        SplitPublic,
+        ExpenseSplit,
+        amount_minor=_amount(hidden, ExpenseSplit.amount_minor),
+        base_amount_minor=_amount(hidden, ExpenseSplit.base_amount_minor),
+    )
+    splits = (
+        select(json_array(split, order_by=[ExpenseSplit.participant_id]))
+        .where(
+            col(ExpenseSplit.trip_id) == revision.trip_id,
+            col(ExpenseSplit.revision_id) == revision.id,
+        )
+        .scalar_subquery()
+    )
+    data = json_object(
+        ExpensePublic,
+        revision,
+        amount_minor=_amount(hidden, revision.amount_minor),
+        base_currency=bindparam("base_currency", type_=Text),
+        base_amount_minor=_amount(hidden, revision.base_amount_minor),
+        payers=payers,
+        splits=splits,
+        id=expense.id,
+        revision=revision.number,
+        created_by=expense.created_by,
+        created_at=expense.created_at,
+        updated_at=expense.updated_at,
+        version=expense.version,
+    )
+    deleted = col(expense.deleted_at).is_not(None)
+    change = case(
+        (deleted, _delete("expense", expense.id, expense.version)),
+        else_=_upsert("expense", expense.id, expense.version, data),
+    )
+    current = (col(revision.trip_id) == expense.trip_id) & (
+        col(revision.id) == expense.current_revision_id
+    )
+    # A live expense whose revision is missing (never so once committed) is left out, as ever.
+    rows = (
+        _feed_rows("expense", expense.id, expense.version, change)
+        .outerjoin(revision, current)
+        .where(
+            col(expense.trip_id) == _trip_id(),
+            versions(expense.version),
+            deleted | col(revision.id).is_not(None),
+        )
+    )
+    return rows if deletions else rows.where(~deleted)
 
 
-def _settlements(session: Session, viewer: Viewer, where: Any, out: ChangeSet) -> None:
-    base = viewer.trip.base_currency
-    for settlement in _rows(session, Settlement, viewer.trip.id, where):
-        if settlement.deleted_at is not None:
-            out.delete("settlement", settlement.id, settlement.version)
-        else:
-            data = SettlementPublic.of(settlement, base_currency=base, hidden=viewer.amounts_hidden)
-            out.upsert("settlement", settlement.id, settlement.version, data)
+def _settlements(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
+    settlement = Settlement
+    data = json_object(
+        SettlementPublic,
+        settlement,
+        amount_minor=_amount(hidden, settlement.amount_minor),
+        base_currency=bindparam("base_currency", type_=Text),
+        base_amount_minor=_amount(hidden, settlement.base_amount_minor),
+    )
+    deleted = col(settlement.deleted_at).is_not(None)
+    change = case(
+        (deleted, _delete("settlement", settlement.id, settlement.version)),
+        else_=_upsert("settlement", settlement.id, settlement.version, data),
+    )
+    rows = _feed_rows("settlement", settlement.id, settlement.version, change).where(
+        col(settlement.trip_id) == _trip_id(), versions(settlement.version)
+    )
+    return rows if deletions else rows.where(~deleted)
 
 
-_LOADERS: dict[str, Loader] = {
+def _tombstones(versions: Versions) -> Select[Any]:
+    return select_columns(
+        col(Tombstone.version).label("version"),
+        case(_POSITION, value=Tombstone.entity).label("position"),
+        col(Tombstone.entity_id).label("id"),
+        literal(_TOMBSTONE).label("source"),
+        _delete(Tombstone.entity, Tombstone.entity_id, Tombstone.version).label("change"),
+    ).where(col(Tombstone.trip_id) == _trip_id(), versions(Tombstone.version))
+
+
+_READERS: dict[str, Reader] = {
     "trip": _trips,
     "member": _members,
     "participant": _participants,
@@ -182,7 +356,55 @@ _LOADERS: dict[str, Loader] = {
     "expense": _expenses,
     "settlement": _settlements,
 }
-_ORDER = {entity.name: position for position, entity in enumerate(ENTITIES)}
+
+
+def _feed(versions: Versions, *, hidden: bool, deletions: bool) -> Any:
+    """The rows (and, with `deletions`, tombstones) whose version meets `versions`, as a JSON
+    array of changes in feed order: version, kind, id."""
+    statements = [_READERS[entity.name](versions, hidden, deletions) for entity in ENTITIES]
+    if deletions:
+        statements.append(_tombstones(versions))
+    rows = union_all(*statements).subquery("feed")
+    order = (rows.c.version, rows.c.position, rows.c.id, rows.c.source)
+    return select(json_array(rows.c.change, order_by=order)).scalar_subquery()
+
+
+@cache
+def _snapshot_document(hidden: bool) -> Select[Any]:
+    document = json_object(
+        SnapshotPublic,
+        trip_id=_trip_id(),
+        version=bindparam("version", type_=BigInteger),
+        role=bindparam("role", type_=Text),
+        rows=_feed(lambda _version: true(), hidden=hidden, deletions=False),
+    )
+    return select_columns(document)
+
+
+@cache
+def _changes_document(hidden: bool) -> Select[Any]:
+    since, upto = bindparam("since", type_=BigInteger), bindparam("upto", type_=BigInteger)
+    document = json_object(
+        ChangesPublic,
+        since=since,
+        version=bindparam("version", type_=BigInteger),
+        has_more=bindparam("has_more", type_=Boolean),
+        changes=_feed(
+            lambda version: (version > since) & (version <= upto), hidden=hidden, deletions=True
+        ),
+    )
+    return select_columns(document)
+
+
+def _document(session: Session, statement: Select[Any], viewer: Viewer, **values: Any) -> str:
+    """Run one of the statements above for this reader: its one value is the document."""
+    reader = {
+        "trip_id": viewer.trip.id,
+        "user_id": viewer.user_id,
+        "role": viewer.role.value,
+        "base_currency": viewer.trip.base_currency,
+    }
+    return str(session.execute(statement, {**reader, **values}).scalar_one())
 
 
 # --- snapshot and changes -------------------------------------------------------------------
@@ -201,18 +423,15 @@ def _head(session: Session, trip_id: uuid.UUID) -> int:
     return int(head)
 
 
-def snapshot(*, session: Session, viewer: Viewer) -> tuple[int, list[Change]]:
-    """Everything the viewer may see, and the version it is complete up to.
+def snapshot(*, session: Session, viewer: Viewer) -> str:
+    """Everything the viewer may see, and the version it is complete up to: a SnapshotPublic,
+    as JSON.
 
     The head is read first: each row is then at least as new as that version, and anything
     newer comes again through the changes feed, where applying it twice is harmless.
     """
     head = _head(session, viewer.trip.id)
-    out = ChangeSet()
-    for entity in ENTITIES:
-        _LOADERS[entity.name](session, viewer, literal(True), out)
-    live = [change for change in out.changes if change.op == "upsert"]
-    return head, sorted(live, key=lambda c: (c.version, _ORDER[c.entity], c.id))
+    return _document(session, _snapshot_document(viewer.amounts_hidden), viewer, version=head)
 
 
 def _ensure_cursor_usable(session: Session, viewer: Viewer, since: int, head: int) -> None:
@@ -239,18 +458,24 @@ def _ensure_cursor_usable(session: Session, viewer: Viewer, since: int, head: in
         )
 
 
-def _versions_after(trip_id: uuid.UUID, since: int) -> Any:
-    """Every version after `since` that some row or tombstone of the trip carries."""
+def _versions_after(trip_id: uuid.UUID, since: int, limit: int) -> Any:
+    """The first `limit` versions after `since` of each kind of row and of the tombstones.
+
+    Each is read from its (trip_id, version) index and stops at `limit`: the first versions of
+    the trip are among them, found without reading the rest of a large trip.
+    """
+
+    def first(version: Any, trip: Any) -> Any:
+        return (
+            select(version.label("version"))
+            .where(trip == trip_id, version > since)
+            .order_by(version)
+            .limit(limit)
+        )
+
     return union_all(
-        *(
-            select(_version_column(entity).label("version")).where(
-                _trip_column(entity) == trip_id, _version_column(entity) > since
-            )
-            for entity in ENTITIES
-        ),
-        select(col(Tombstone.version).label("version")).where(
-            Tombstone.trip_id == trip_id, col(Tombstone.version) > since
-        ),
+        *(first(_version_column(entity), _trip_column(entity)) for entity in ENTITIES),
+        first(col(Tombstone.version), col(Tombstone.trip_id)),
     ).subquery()
 
 
@@ -259,7 +484,7 @@ def _cutoff(session: Session, trip_id: uuid.UUID, since: int, limit: int) -> tup
 
     A page never splits a version: a transaction's changes arrive together.
     """
-    versions = _versions_after(trip_id, since)
+    versions = _versions_after(trip_id, since, limit + 1)
     first = session.exec(
         select(versions.c.version).order_by(versions.c.version).limit(limit + 1)
     ).all()
@@ -268,8 +493,8 @@ def _cutoff(session: Session, trip_id: uuid.UUID, since: int, limit: int) -> tup
     last = first[limit - 1]
     if first[limit] > last:
         return last, True
-    beyond = session.exec(select(versions.c.version).where(versions.c.version > last).limit(1))
-    return last, beyond.first() is not None
+    beyond = _versions_after(trip_id, last, 1)
+    return last, session.exec(select(beyond.c.version).limit(1)).first() is not None
 
 
 async def wait_for_change(
@@ -295,27 +520,21 @@ async def wait_for_change(
         await sleep(_POLL_SECONDS)
 
 
-def changes_since(
-    *, session: Session, viewer: Viewer, since: int, limit: int
-) -> tuple[int, bool, list[Change]]:
-    """Changes after `since` in version order, the version they reach, and whether more remain."""
+def changes_since(*, session: Session, viewer: Viewer, since: int, limit: int) -> str:
+    """Changes after `since` in version order, the version they reach, and whether more remain:
+    a ChangesPublic, as JSON."""
     head = _head(session, viewer.trip.id)
     _ensure_cursor_usable(session, viewer, since, head)
     upto, more = _cutoff(session, viewer.trip.id, since, limit)
-    out = ChangeSet()
-    for entity in ENTITIES:
-        version = _version_column(entity)
-        _LOADERS[entity.name](session, viewer, (version > since) & (version <= upto), out)
-    for tombstone in session.exec(
-        select(Tombstone).where(
-            Tombstone.trip_id == viewer.trip.id,
-            col(Tombstone.version) > since,
-            col(Tombstone.version) <= upto,
-        )
-    ):
-        out.delete(tombstone.entity, tombstone.entity_id, tombstone.version)
-    changes = sorted(out.changes, key=lambda c: (c.version, _ORDER[c.entity], c.id))
-    return (upto if more else max(upto, head)), more, changes
+    return _document(
+        session,
+        _changes_document(viewer.amounts_hidden),
+        viewer,
+        since=since,
+        upto=upto,
+        version=upto if more else max(upto, head),
+        has_more=more,
+    )
 
 
 # --- the device's list of trips -------------------------------------------------------------

@@ -1,11 +1,7 @@
 """No N+1: the number of SQL statements a read makes does not grow with the rows it returns."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from app.users.models import User
@@ -13,22 +9,8 @@ from tests import support
 from tests.itinerary.factory import add_guest, add_item, create_trip, participant_ids
 
 
-@contextmanager
-def counted_statements(engine: Engine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(*args: Any) -> None:
-        statements.append(args[2])  # (connection, cursor, statement, parameters, ...)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 def _statements_for(client: TestClient, engine: Engine, user: User, url: str) -> list[str]:
-    with counted_statements(engine) as statements:
+    with support.counted_statements(engine) as statements:
         response = client.get(url, headers=support.auth(user), params={"limit": 100})
     assert response.status_code == 200, response.text
     return statements
