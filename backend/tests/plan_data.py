@@ -14,6 +14,7 @@ from datetime import date
 
 from sqlalchemy import Connection, text
 
+from app.expenses.service import backfill_totals
 from bench.seed import (
     ALPHABET,
     EXPENSE,
@@ -226,6 +227,7 @@ TABLES = (
     "trip_expense_payers",
     "trip_expense_splits",
     "trip_settlements",
+    "trip_participant_totals",
     "checklists",
     "checklist_items",
     "sync_tombstones",
@@ -272,6 +274,8 @@ def seed(connection: Connection, *, me: uuid.UUID, password_hash: str) -> Seeded
         connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
     for statement in _STATEMENTS:
         connection.execute(text(statement), parameters)
+    # The running totals balances read, filled from the ledger as `make bench` seeds them.
+    connection.execute(backfill_totals())
     if superuser:
         connection.exec_driver_sql("SET LOCAL session_replication_role = origin")
     connection.execute(

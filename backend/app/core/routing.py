@@ -232,7 +232,7 @@ def _idempotency_responses(
 
 
 # Route dependencies that use no session: solved before the idempotency guard opens one.
-_BEFORE_SESSION: set[Callable[..., Any]] = {take_hashing_turn}
+BEFORE_SESSION: set[Callable[..., Any]] = {take_hashing_turn}
 
 
 def before_session(dependency: Callable[..., Any]) -> Any:
@@ -241,7 +241,7 @@ def before_session(dependency: Callable[..., Any]) -> Any:
     For checks that must not run while the request holds a connection: a rate limit counted
     on a connection of its own would otherwise make one request hold two.
     """
-    _BEFORE_SESSION.add(dependency)
+    BEFORE_SESSION.add(dependency)
     return Depends(dependency, scope="function")
 
 
@@ -274,8 +274,8 @@ class AppRoute(APIRoute):
             # First, so the key is locked before any other dependency locks or writes; only
             # waits that hold nothing (a turn at the password hasher) come before it.
             declared = list(kwargs.get("dependencies") or ())
-            early = [d for d in declared if d.dependency in _BEFORE_SESSION]
-            rest = [d for d in declared if d.dependency not in _BEFORE_SESSION]
+            early = [d for d in declared if d.dependency in BEFORE_SESSION]
+            rest = [d for d in declared if d.dependency not in BEFORE_SESSION]
             kwargs["dependencies"] = [*early, _IDEMPOTENCY_GUARD, *rest]
             kwargs["responses"] = _idempotency_responses(
                 kwargs.get("responses"), kwargs.get("status_code")

@@ -161,7 +161,7 @@ def remove_member(
 @router.post(
     "/{trip_id}/transfer-ownership",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(403, 404, 409),
+    responses=error_responses(403, 404, 409, 422),
 )
 def transfer_ownership(session: SessionDep, access: TripOwner, data: OwnershipTransfer) -> None:
     """Make another member the owner; the caller stays on as an editor."""

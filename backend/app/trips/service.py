@@ -351,7 +351,10 @@ def transfer_ownership(
     if from_user_id == to_user_id:
         raise Conflict("You already own this trip.", code="already_owner")
     lock_trip(session, trip_id)
-    target = _member(session, trip_id, to_user_id)
+    target = session.get(TripMember, (trip_id, to_user_id))
+    if target is None:
+        # The trip (the URL) exists; what the body names does not: 422, not 404.
+        raise Unprocessable("The new owner must be a member of the trip.", code="member_not_found")
     target.role = Role.OWNER
     current = _member(session, trip_id, from_user_id)
     current.role = Role.EDITOR

@@ -273,7 +273,7 @@ def test_ownership_transfer_keeps_exactly_the_new_owner(
             headers=support.auth(owner),
             json={"user_id": str(friend.id)},
         ),
-        404,
+        422,
         "member_not_found",
     )
     add_member(session, trip["id"], friend, Role.VIEWER)
