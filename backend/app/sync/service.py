@@ -250,36 +250,30 @@ def _checklist_items(versions: Versions, hidden: bool, deletions: bool) -> Selec
     return rows if deletions else rows.where(~private)
 
 
+def _shares(
+    shape: type[PayerPublic] | type[SplitPublic],
+    table: type[ExpensePayer] | type[ExpenseSplit],
+    revision: type[ExpenseRevision],
+    hidden: bool,
+) -> Any:
+    """A revision's payers or splits as one JSON array, in participant order."""
+    share = json_object(
+        shape,
+        table,
+        amount_minor=_amount(hidden, table.amount_minor),
+        base_amount_minor=_amount(hidden, table.base_amount_minor),
+    )
+    return (
+        select(json_array(share, order_by=[table.participant_id]))
+        .where(col(table.trip_id) == revision.trip_id, col(table.revision_id) == revision.id)
+        .scalar_subquery()
+    )
+
+
 def _expenses(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
     expense, revision = Expense, ExpenseRevision
-    payer = json_object(
-        PayerPublic,
-        ExpensePayer,
-        amount_minor=_amount(hidden, ExpensePayer.amount_minor),
-        base_amount_minor=_amount(hidden, ExpensePayer.base_amount_minor),
-    )
-    payers = (
-        select(json_array(payer, order_by=[ExpensePayer.participant_id]))
-        .where(
-            col(ExpensePayer.trip_id) == revision.trip_id,
-            col(ExpensePayer.revision_id) == revision.id,
-        )
-        .scalar_subquery()
-    )
-    split = json_object(
-        SplitPublic,
-        ExpenseSplit,
-        amount_minor=_amount(hidden, ExpenseSplit.amount_minor),
-        base_amount_minor=_amount(hidden, ExpenseSplit.base_amount_minor),
-    )
-    splits = (
-        select(json_array(split, order_by=[ExpenseSplit.participant_id]))
-        .where(
-            col(ExpenseSplit.trip_id) == revision.trip_id,
-            col(ExpenseSplit.revision_id) == revision.id,
-        )
-        .scalar_subquery()
-    )
+    payers = _shares(PayerPublic, ExpensePayer, revision, hidden)
+    splits = _shares(SplitPublic, ExpenseSplit, revision, hidden)
     data = json_object(
         ExpensePublic,
         revision,
