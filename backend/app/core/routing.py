@@ -253,9 +253,8 @@ def _on_worker_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     that is pure CPU (pydantic's core, holding the GIL either way). As a coroutine, the
     route's result is validated and serialised straight on the event loop.
     """
-    if inspect.iscoroutinefunction(endpoint) or not inspect.isfunction(endpoint):
-        return endpoint
-    if inspect.isgeneratorfunction(endpoint):
+    plain = inspect.isfunction(endpoint) and not inspect.isgeneratorfunction(endpoint)
+    if not plain or inspect.iscoroutinefunction(endpoint):
         return endpoint
 
     @functools.wraps(endpoint)  # FastAPI reads the signature through __wrapped__
