@@ -79,24 +79,13 @@ def engine() -> Engine:
 @pytest.fixture
 def connection(engine: Engine) -> Iterator[Connection]:
     """Everything a test and its requests write happens in this transaction, then is undone."""
-    from app.core.db import get_sessionmaker
-
-    factory = get_sessionmaker()
-    with engine.connect() as connection:
-        transaction = connection.begin()
-        factory.configure(bind=connection, join_transaction_mode="create_savepoint")
-        try:
-            yield connection
-        finally:
-            factory.configure(bind=engine, join_transaction_mode="conditional_savepoint")
-            transaction.rollback()
+    with support.rolled_back(engine) as connection:
+        yield connection
 
 
 @pytest.fixture
 def session(connection: Connection) -> Iterator[Session]:
-    with Session(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-    ) as session:
+    with support.session_on(connection) as session:
         yield session
 
 

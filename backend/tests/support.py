@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlmodel import Session
 
 from app.core import admission, config, db
@@ -51,6 +51,28 @@ def reset_caches() -> None:
         admission.get_hashing_admission,
     ):
         cached.cache_clear()
+
+
+@contextmanager
+def rolled_back(engine: Engine) -> Iterator[Connection]:
+    """One connection in a transaction that the app's sessions join (as savepoints) and that
+    is rolled back at the end: everything a test and its requests write is undone."""
+    factory = db.get_sessionmaker()
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        factory.configure(bind=connection, join_transaction_mode="create_savepoint")
+        try:
+            yield connection
+        finally:
+            factory.configure(bind=engine, join_transaction_mode="conditional_savepoint")
+            transaction.rollback()
+
+
+def session_on(connection: Connection) -> Session:
+    """A test's own session on that transaction (commits are savepoints)."""
+    return Session(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
 
 
 @contextmanager

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, event
-from sqlmodel import Session
 
 from app.core.pagination import Position, encode_cursor
 from app.users.models import User
@@ -51,23 +50,13 @@ class World:
 @pytest.fixture(scope="module")
 def world(engine: Engine) -> Iterator[World]:
     """Like the `connection` and `client` fixtures, for the whole module: seeding is slow."""
-    from app.core.db import get_sessionmaker
     from app.main import app
 
-    factory = get_sessionmaker()
-    with engine.connect() as connection:
-        transaction = connection.begin()
-        factory.configure(bind=connection, join_transaction_mode="create_savepoint")
-        try:
-            with Session(
-                bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-            ) as session:
-                user = support.make_user(session)
-            seeded = plan_data.seed(connection, me=user.id, password_hash=support.password_hash())
-            yield World(connection, TestClient(app, raise_server_exceptions=False), user, seeded)
-        finally:
-            factory.configure(bind=engine, join_transaction_mode="conditional_savepoint")
-            transaction.rollback()
+    with support.rolled_back(engine) as connection:
+        with support.session_on(connection) as session:
+            user = support.make_user(session)
+        seeded = plan_data.seed(connection, me=user.id, password_hash=support.password_hash())
+        yield World(connection, TestClient(app, raise_server_exceptions=False), user, seeded)
     # The rolled-back rows stay behind as dead ones, and ANALYZE's row counts outlive the
     # rollback: vacuum, so that the rest of the run finds the tables as they were.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:

@@ -31,7 +31,6 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.python.asgi import ASGIClient
 from sqlalchemy import Connection, Engine
-from sqlmodel import Session
 
 from app.core.routing import IDEMPOTENCY_HEADER as IDEMPOTENCY_KEY
 from app.core.routing import IDEMPOTENCY_KEY_PATTERN
@@ -301,26 +300,17 @@ def _seed(client: TestClient, owner: User, editor: User) -> dict[str, list[str]]
 @pytest.fixture(scope="module")
 def world_connection(engine: Engine) -> Iterator[Connection]:
     """The whole run in one transaction, rolled back at the end (as the `connection` fixture)."""
-    from app.core.db import get_sessionmaker
-
-    factory = get_sessionmaker()
-    with engine.connect() as connection:
-        transaction = connection.begin()
-        factory.configure(bind=connection, join_transaction_mode="create_savepoint")
-        try:
-            with Session(
-                bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-            ) as session:
+    try:
+        with support.rolled_back(engine) as connection:
+            with support.session_on(connection) as session:
                 owner = support.make_user(session, full_name="Schemathesis")
                 editor = support.make_user(session, full_name="Editor")
             WORLD.token = support.auth(owner)["Authorization"].removeprefix("Bearer ")
             WORLD.seeded = _seed(TestClient(app), owner, editor)
             WORLD.connection = connection
             yield connection
-        finally:
-            factory.configure(bind=engine, join_transaction_mode="conditional_savepoint")
-            transaction.rollback()
-            print(summary())
+    finally:
+        print(summary())
 
 
 STATEFUL = "stateful "
