@@ -20,7 +20,7 @@ install: $(STAMP)
 
 ## Run the API with reload on 127.0.0.1:8000 (embedded PostgreSQL unless DATABASE_URL is set).
 dev: $(STAMP)
-	cd backend && ../$(BIN)/python -m app.dev
+	cd backend && ../$(BIN)/python -m devtools.dev
 
 ## Run the whole suite on a real PostgreSQL (TEST_DATABASE_URL, else an embedded server).
 ## The fault-injection tests run apart, with `make test-faults`.
@@ -45,10 +45,12 @@ migrate: $(STAMP)
 cleanup: $(STAMP)
 	$(BIN)/python -m app.cli cleanup
 
+## ruff, the import rules of backend/.importlinter (layers, feature edges, no circles), mypy strict.
 lint: $(STAMP)
 	$(BIN)/ruff check backend
 	$(BIN)/ruff format --check backend
-	cd backend && ../$(BIN)/mypy app tests tests_e2e alembic bench
+	cd backend && ../$(BIN)/lint-imports --no-cache
+	cd backend && ../$(BIN)/mypy app devtools tests tests_e2e alembic bench
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix backend

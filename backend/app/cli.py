@@ -8,10 +8,11 @@ from typing import Protocol
 
 from sqlmodel import Session
 
-from app.core import rate_limit
-from app.core.db import get_sessionmaker, utcnow
+from app.core.columns import utcnow
+from app.core.db import get_sessionmaker
+from app.feed import service as sync_service
 from app.idempotency import service as idempotency_service
-from app.sync import service as sync_service
+from app.ratelimit import service as rate_limit
 
 
 class BatchDelete(Protocol):

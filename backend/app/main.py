@@ -12,21 +12,23 @@ from fastapi.staticfiles import StaticFiles
 
 from app import models as _models  # noqa: F401  (every table, and the sync version stamping)
 from app.activity.router import router as activity_router
+from app.api.body_limit import BodySizeLimit
+from app.api.headers import SecurityHeadersMiddleware
+from app.api.memory import tune_malloc
+from app.api.openapi import install_openapi
+from app.api.routing import include_routers
 from app.checklists.router import router as checklists_router
-from app.core.body_limit import BodySizeLimit
 from app.core.config import Environment, Settings, get_settings
 from app.core.db import REPO_DIR, check_server_timeouts, get_engine
 from app.core.errors import install_error_handlers
-from app.core.headers import SecurityHeadersMiddleware
-from app.core.memory import tune_malloc
-from app.core.openapi import install_openapi
 from app.expenses.router import router as expenses_router
+from app.feed.router import router as sync_router
 from app.health.router import router as health_router
 from app.invitations.router import router as invitations_router
 from app.invitations.router import trip_router as trip_invitations_router
 from app.itinerary.router import router as itinerary_router
 from app.participants.router import router as participants_router
-from app.sync.router import router as sync_router
+from app.trips import hooks as trip_hooks
 from app.trips.router import router as trips_router
 from app.users.router import auth_router, users_router
 
@@ -35,7 +37,9 @@ logger = logging.getLogger("app")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    tune_malloc()  # before the first password hash (app.core.memory says why)
+    if missing := trip_hooks.unsubscribed():
+        raise RuntimeError(f"trip hooks without a subscriber: {', '.join(missing)}")
+    tune_malloc()  # before the first password hash (app.api.memory says why)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -66,21 +70,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key"],
         expose_headers=["ETag", "Retry-After", "Idempotent-Replayed"],
     )
-    for router in (
-        health_router,
-        auth_router,
-        users_router,
-        trips_router,
-        participants_router,
-        trip_invitations_router,
-        invitations_router,
-        activity_router,
-        sync_router,
-        itinerary_router,
-        checklists_router,
-        expenses_router,
-    ):
-        app.include_router(router)
+    include_routers(
+        app,
+        (
+            health_router,
+            auth_router,
+            users_router,
+            trips_router,
+            participants_router,
+            trip_invitations_router,
+            invitations_router,
+            activity_router,
+            sync_router,
+            itinerary_router,
+            checklists_router,
+            expenses_router,
+        ),
+    )
 
     frontend = (REPO_DIR / settings.FRONTEND_DIR).resolve() if settings.FRONTEND_DIR else None
     if frontend is not None and Path(frontend, "index.html").is_file():

@@ -37,9 +37,9 @@ import psycopg2
 
 from alembic import command
 from app.core.db import REPO_DIR, alembic_config
-from app.core.local_pgbouncer import LocalPgBouncer, pgbouncer_binary
-from app.core.local_postgres import LocalPostgres, free_port
 from bench.seed import PASSWORD, Seeded, ensure_seeded
+from devtools.local_pgbouncer import LocalPgBouncer, pgbouncer_binary
+from devtools.local_postgres import LocalPostgres, free_port
 
 SECRET = "bench-secret-bench-secret-bench-secret-0123"  # noqa: S105 (a throwaway server's)
 OUT = REPO_DIR / "bench-results"

@@ -24,7 +24,7 @@ import psycopg2
 from alembic import command
 from app.core.config import with_psycopg2
 from app.core.db import REPO_DIR, alembic_config
-from app.core.local_postgres import LocalPostgres, free_port
+from devtools.local_postgres import LocalPostgres, free_port
 
 ROWS = 100_000
 TRIP_ID = uuid.UUID("00000000-0000-4000-8000-00000000b001")

@@ -21,7 +21,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Start (or pick) the server and point the app at a fresh database before app imports."""
     server_url = os.environ.get("TEST_DATABASE_URL")
     if not server_url:
-        from app.core.local_postgres import LocalPostgres
+        from devtools.local_postgres import LocalPostgres
 
         server = LocalPostgres(
             Path(tempfile.mkdtemp(prefix="tripsync-pg-")) / "data", durable=False

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlmodel import Session
 
 from app.core import admission, config, db
-from app.core.db import utcnow
+from app.core.columns import utcnow
 from app.core.security import create_access_token, hash_password
 from app.users.models import User
 

@@ -32,8 +32,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.python.asgi import ASGIClient
 from sqlalchemy import Connection, Engine
 
-from app.core.routing import IDEMPOTENCY_HEADER as IDEMPOTENCY_KEY
-from app.core.routing import IDEMPOTENCY_KEY_PATTERN
+from app.api.routing import IDEMPOTENCY_HEADER as IDEMPOTENCY_KEY
+from app.api.routing import IDEMPOTENCY_KEY_PATTERN
 from app.main import app
 from app.trips.models import MAX_TRIP_DAYS
 from app.users.models import User

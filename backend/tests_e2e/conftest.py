@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from alembic import command
 from app.core.db import REPO_DIR, alembic_config
-from app.core.local_postgres import LocalPostgres, free_port
+from devtools.local_postgres import LocalPostgres, free_port
 from tests_e2e.support import Stack
 
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")

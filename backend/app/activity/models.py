@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
-from app.core.db import timestamp_column, uuid_primary_key
+from app.core.columns import timestamp_column, uuid_primary_key
 
 
 class Activity(SQLModel, table=True):

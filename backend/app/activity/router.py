@@ -4,17 +4,12 @@ from fastapi import APIRouter
 
 from app.activity import service
 from app.activity.models import ActivityPublic
-from app.core.deps import SessionDep, TripMember
+from app.core.deps import SessionDep
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
-from app.core.routing import AppRoute
+from app.trips.deps import TripMember
 
-router = APIRouter(
-    prefix="/trips",
-    tags=["activity"],
-    responses=error_responses(401, 404, 422),
-    route_class=AppRoute,
-)
+router = APIRouter(prefix="/trips", tags=["activity"], responses=error_responses(401, 404, 422))
 
 
 @router.get(

@@ -6,6 +6,7 @@ from sqlmodel import Session, col, or_, select
 
 from app.activity.models import Activity, ActivityPublic
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
+from app.trips import hooks as trip_hooks
 from app.users.models import User
 
 
@@ -53,3 +54,6 @@ def list_activity(
         for activity, actor_name in rows
     ]
     return split_page(entries, page.limit, lambda entry: Position(entry.created_at, entry.id))
+
+
+trip_hooks.happened.subscribe(record_activity)

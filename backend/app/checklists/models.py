@@ -3,12 +3,13 @@
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import StrictBool
 from sqlalchemy import CheckConstraint, ForeignKeyConstraint, Index, String
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col, or_
 
-from app.core.db import timestamp_column, uuid_primary_key, version_column
+from app.core.columns import timestamp_column, uuid_primary_key, version_column
 from app.core.fields import CLIENT_ID_DESCRIPTION, REJECT_UNKNOWN_FIELDS, Name, PartialUpdate
 
 
@@ -78,6 +79,16 @@ class ChecklistItem(SQLModel, table=True):
 
 
 # --- API shapes ----------------------------------------------------------------------------
+
+
+def visible_to(user_id: Any) -> Any:
+    """The one visibility rule for checklist items: a private item is its creator's alone.
+
+    The REST reads filter with it; the sync feed sends what it excludes as deletions.
+    """
+    return or_(
+        ~col(ChecklistItem.private), col(ChecklistItem.created_by).is_not_distinct_from(user_id)
+    )
 
 
 class ChecklistCreate(SQLModel):

@@ -15,7 +15,7 @@ from app.checklists.models import (
     ChecklistPublic,
     ChecklistUpdate,
 )
-from app.core.deps import IfMatch, SessionDep, TripEditor, TripMember
+from app.core.deps import IfMatch, SessionDep
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
 from app.core.preconditions import (
@@ -24,13 +24,12 @@ from app.core.preconditions import (
     etag_responses,
     set_etag,
 )
-from app.core.routing import AppRoute
+from app.trips.deps import TripEditor, TripMember
 
 router = APIRouter(
     prefix="/trips/{trip_id}/checklists",
     tags=["checklists"],
     responses=error_responses(401, 404, 422),
-    route_class=AppRoute,
 )
 _writes = error_responses(403, 409)
 

@@ -5,7 +5,7 @@ uncounted)."""
 import uuid
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.activity.service import record_activity
@@ -19,17 +19,14 @@ from app.checklists.models import (
     ChecklistKind,
     ChecklistPublic,
     ChecklistUpdate,
+    visible_to,
 )
-from app.core.db import utcnow
+from app.core.columns import utcnow
 from app.core.errors import Forbidden, NotFound
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.core.preconditions import ExpectedVersion, ensure_version
 from app.participants.service import require_participants_in_trip
 from app.sync.client_ids import Created, find_existing, id_taken, replay
-
-
-def _visible_to(user_id: uuid.UUID) -> Any:
-    return or_(~col(ChecklistItem.private), col(ChecklistItem.created_by) == user_id)
 
 
 def _checklist_not_found() -> NotFound:
@@ -51,7 +48,7 @@ def _with_counts(trip_id: uuid.UUID, user_id: uuid.UUID) -> Any:
             func.count().label("items"),
             func.count().filter(col(ChecklistItem.done)).label("done"),
         )
-        .where(ChecklistItem.trip_id == trip_id, _visible_to(user_id))
+        .where(ChecklistItem.trip_id == trip_id, visible_to(user_id))
         .group_by(col(ChecklistItem.checklist_id))
         .subquery()
     )
@@ -238,7 +235,7 @@ def _get_item(
             ChecklistItem.trip_id == trip_id,
             ChecklistItem.checklist_id == checklist_id,
             ChecklistItem.id == item_id,
-            _visible_to(user_id),
+            visible_to(user_id),
         )
         .with_for_update()
     ).first()
@@ -261,7 +258,7 @@ def list_items(
     statement = select(ChecklistItem).where(
         ChecklistItem.trip_id == trip_id,
         ChecklistItem.checklist_id == checklist_id,
-        _visible_to(user_id),
+        visible_to(user_id),
     )
     statement = keyset_page(statement, page, ChecklistItem.created_at, ChecklistItem.id)
     rows = session.exec(statement).all()

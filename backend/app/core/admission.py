@@ -147,5 +147,5 @@ async def take_hashing_turn() -> AsyncIterator[None]:
         turn.release()
 
 
-# For a route's `dependencies=[...]`: AppRoute solves it before anything that opens a session.
+# For a route's `dependencies=[...]`: solved before anything that opens a session (BEFORE_SESSION).
 HASHING_TURN = Depends(take_hashing_turn, scope="function")

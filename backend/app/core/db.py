@@ -1,9 +1,7 @@
 """The engine, the session factory, the request's session and the dev-only `init_db`."""
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,10 +11,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from anyio import CapacityLimiter, to_thread
-from sqlalchemy import BigInteger, Connection, DateTime, Engine, create_engine, func, inspect, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Session
 
 from alembic import command
 from app.core.admission import DatabaseSlotDep
@@ -24,44 +22,9 @@ from app.core.config import Environment, Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
-# Constraint names are deterministic, so migrations can drop and alter them by name.
-SQLModel.metadata.naming_convention = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
 BACKEND_DIR = Path(__file__).resolve().parents[2]
 REPO_DIR = BACKEND_DIR.parent
 ALEMBIC_INI = REPO_DIR / "alembic.ini"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def uuid_primary_key() -> Any:
-    return Field(default_factory=uuid.uuid4, primary_key=True)
-
-
-def timestamp_column() -> Any:
-    """A timezone-aware timestamp set by the application, with the database's clock as default."""
-    return Field(
-        default_factory=utcnow,
-        sa_type=DateTime(timezone=True),
-        sa_column_kwargs={"server_default": func.now(), "nullable": False},
-    )
-
-
-def version_column() -> Any:
-    """A row's sync version: the trip version of the transaction that last wrote it."""
-    return Field(
-        default=0,
-        sa_type=BigInteger,
-        sa_column_kwargs={"server_default": text("0"), "nullable": False},
-    )
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -209,12 +172,15 @@ def current_revision(engine: Engine) -> str | None:
         return current_revision_of(connection)
 
 
-def init_db(engine: Engine | None = None, settings: Settings | None = None) -> None:
+def init_db(
+    metadata: MetaData, engine: Engine | None = None, settings: Settings | None = None
+) -> None:
     """Dev convenience: bring the database to the current schema. Refuses in production.
 
     A fresh database gets every table from the models (`create_all`) and is stamped at the
     Alembic head, which the models match (a test proves it); a database that already has
-    a revision is upgraded through the migrations, exactly as production is.
+    a revision is upgraded through the migrations, exactly as production is. `metadata` holds
+    every table (app.models.metadata): core imports no feature, so the caller brings them.
     """
     settings = settings or get_settings()
     if settings.ENVIRONMENT is Environment.PRODUCTION:
@@ -222,8 +188,6 @@ def init_db(engine: Engine | None = None, settings: Settings | None = None) -> N
             "init_db() is a dev convenience and refuses to run with ENVIRONMENT=production; "
             "apply migrations with `make migrate` (alembic upgrade head)."
         )
-    import app.models  # noqa: F401  (registers every table on the metadata)
-
     engine = engine or get_engine()
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     if current_revision(engine) is not None:
@@ -231,6 +195,6 @@ def init_db(engine: Engine | None = None, settings: Settings | None = None) -> N
         return
     if inspect(engine).get_table_names():
         raise RuntimeError("the database has tables but no Alembic revision; refusing to guess")
-    SQLModel.metadata.create_all(engine)
+    metadata.create_all(engine)
     command.stamp(config, "head")
     logger.info("created all tables and stamped the Alembic head")

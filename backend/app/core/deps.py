@@ -1,118 +1,40 @@
-"""Request dependencies, each defined once as an `Annotated` alias: session, user, trip access."""
+"""Request dependencies that need no feature, each an `Annotated` alias: session, If-Match.
 
-import uuid
-from dataclasses import dataclass
+The caller (`CurrentUser`) lives in app.users.deps, trip access (`TripMember`...) in
+app.trips.deps.
+"""
+
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Path, Request
-from fastapi.security import OAuth2PasswordBearer
+from fastapi import Depends, Header
 from sqlmodel import Session
 
+from app.core.admission import take_hashing_turn
 from app.core.db import get_session
-from app.core.errors import Forbidden, Unauthorized
 from app.core.preconditions import (
     ANY_VERSION,
     IF_MATCH_PATTERN,
     ExpectedVersion,
     parse_if_match,
 )
-from app.core.security import decode_access_token
-from app.trips import service as trip_service
-from app.trips.models import Role, Trip
-from app.users import service as user_service
-from app.users.models import User
 
 # Function scope: commit and close happen before the response is sent (see get_session).
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
-_bearer = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
+# Route dependencies that use no session: solved before the idempotency guard opens one.
+BEFORE_SESSION: set[Callable[..., Any]] = {take_hashing_turn}
 
 
-BearerToken = Annotated[str | None, Depends(_bearer)]
+def before_session(dependency: Callable[..., Any]) -> Any:
+    """A route dependency (for `dependencies=[...]`) solved before the session.
 
-
-def _token_claims(token: str | None) -> tuple[uuid.UUID, int]:
-    if not token:
-        raise Unauthorized("Authentication required: send 'Authorization: Bearer <token>'.")
-    claims = decode_access_token(token)
-    if claims is None:
-        raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
-    return claims
-
-
-def _revoked() -> Unauthorized:
-    return Unauthorized("The access token is no longer valid.", code="invalid_token")
-
-
-def _authenticate(session: Session, user_id: uuid.UUID, token_version: int) -> User:
-    user = user_service.get_active_user(session=session, user_id=user_id)
-    if user is None or user.token_version != token_version:
-        raise _revoked()
-    return user
-
-
-def get_current_user(session: SessionDep, token: BearerToken) -> User:
-    user_id, token_version = _token_claims(token)
-    return _authenticate(session, user_id, token_version)
-
-
-CurrentUser = Annotated[User, Depends(get_current_user)]
-
-
-@dataclass(frozen=True)
-class TripAccess:
-    trip: Trip
-    role: Role
-    user: User
-
-
-_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def get_trip_member(
-    request: Request,
-    session: SessionDep,
-    token: BearerToken,
-    trip_id: Annotated[uuid.UUID, Path(description="The trip's id")],
-) -> TripAccess:
-    """The caller and their access to the trip: 401 for a bad token, 404 for non-members.
-
-    One query finds the trip, the role and the user together (the common case costs one
-    round trip); only a miss looks further, to tell a revoked token (401) from a trip the
-    caller is not in (404). Writes lock the trip first, so the role checked here cannot
-    change before the write commits.
+    For checks that must not run while the request holds a connection: a rate limit counted
+    on a connection of its own would otherwise make one request hold two. The route class
+    (app.api.routing) puts these first.
     """
-    user_id, token_version = _token_claims(token)
-    found = trip_service.find_member_access(
-        session=session,
-        trip_id=trip_id,
-        user_id=user_id,
-        lock=request.method not in _READ_METHODS,
-    )
-    if found is None:
-        _authenticate(session, user_id, token_version)
-        raise trip_service.trip_not_found()
-    trip, role, user = found
-    if not user.is_active or user.token_version != token_version:
-        raise _revoked()
-    return TripAccess(trip=trip, role=role, user=user)
-
-
-def get_trip_editor(access: Annotated[TripAccess, Depends(get_trip_member)]) -> TripAccess:
-    if not access.role.can_write:
-        raise Forbidden("Viewers cannot change this trip.", code="read_only_member")
-    return access
-
-
-def get_trip_owner(access: Annotated[TripAccess, Depends(get_trip_member)]) -> TripAccess:
-    if access.role is not Role.OWNER:
-        raise Forbidden("Only an owner of the trip can do this.", code="owner_required")
-    return access
-
-
-TripMember = Annotated[TripAccess, Depends(get_trip_member)]
-TripEditor = Annotated[TripAccess, Depends(get_trip_editor)]
-TripOwner = Annotated[TripAccess, Depends(get_trip_owner)]
+    BEFORE_SESSION.add(dependency)
+    return Depends(dependency, scope="function")
 
 
 _IF_MATCH = (

@@ -5,8 +5,9 @@ import smtplib
 from email.message import EmailMessage
 from pathlib import Path
 
+from app.core.columns import utcnow
 from app.core.config import EmailDelivery, get_settings
-from app.core.db import REPO_DIR, utcnow
+from app.core.db import REPO_DIR
 
 logger = logging.getLogger(__name__)
 

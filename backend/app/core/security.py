@@ -9,8 +9,8 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from app.core.columns import utcnow
 from app.core.config import get_settings
-from app.core.db import utcnow
 
 ALGORITHM = "HS256"
 

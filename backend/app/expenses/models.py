@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from app.core.db import timestamp_column, uuid_primary_key, version_column
+from app.core.columns import timestamp_column, uuid_primary_key, version_column
 from app.core.fields import (
     CLIENT_ID_DESCRIPTION,
     REJECT_UNKNOWN_FIELDS,

@@ -19,7 +19,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.core.deps import IfMatch, SessionDep, TripAccess, TripEditor, TripMember
+from app.core.deps import IfMatch, SessionDep
 from app.core.errors import Forbidden, error_responses
 from app.core.pagination import Page, PageParams
 from app.core.preconditions import (
@@ -28,7 +28,6 @@ from app.core.preconditions import (
     etag_responses,
     set_etag,
 )
-from app.core.routing import AppRoute
 from app.expenses import service
 from app.expenses.models import (
     BalancesPublic,
@@ -40,19 +39,16 @@ from app.expenses.models import (
     SettlementCreate,
     SettlementPublic,
 )
-from app.trips.models import Role
+from app.trips.deps import TripAccess, TripEditor, TripMember
 
 router = APIRouter(
-    prefix="/trips/{trip_id}",
-    tags=["expenses"],
-    responses=error_responses(401, 404, 422),
-    route_class=AppRoute,
+    prefix="/trips/{trip_id}", tags=["expenses"], responses=error_responses(401, 404, 422)
 )
 _writes = error_responses(403, 409)
 
 
 def _amounts_hidden(access: TripAccess) -> bool:
-    return access.role is Role.VIEWER and access.trip.hide_amounts_from_viewers
+    return access.trip.hides_amounts_from(access.role)
 
 
 def _public(record: ExpenseRecord, access: TripAccess) -> ExpensePublic:

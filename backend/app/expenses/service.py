@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
 from app.activity.service import record_activity
-from app.core.db import utcnow
+from app.core.columns import utcnow
 from app.core.errors import BadRequest, Conflict, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.core.preconditions import ExpectedVersion, ensure_version
@@ -57,6 +57,7 @@ from app.expenses.models import (
 )
 from app.participants.models import Participant
 from app.sync.client_ids import Created, find_existing, replay
+from app.trips import hooks as trip_hooks
 from app.trips.models import Trip
 from app.users.models import User
 
@@ -922,3 +923,6 @@ def compute_balances(*, session: Session, trip_id: uuid.UUID) -> BalancesPublic:
             for transfer in plan
         ],
     )
+
+
+trip_hooks.base_currency_changing.subscribe(ensure_base_currency_can_change)

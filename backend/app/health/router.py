@@ -9,9 +9,8 @@ from sqlalchemy import text
 from app.core.db import alembic_head, current_revision_of
 from app.core.deps import SessionDep
 from app.core.errors import error_responses, problem_response
-from app.core.routing import AppRoute
 
-router = APIRouter(prefix="/health", tags=["health"], route_class=AppRoute)
+router = APIRouter(prefix="/health", tags=["health"])
 
 
 class Health(BaseModel):

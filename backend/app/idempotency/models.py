@@ -7,7 +7,7 @@ from sqlalchemy import CheckConstraint, DateTime, LargeBinary, SmallInteger
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from app.core.db import timestamp_column
+from app.core.columns import timestamp_column
 
 # The scope of requests sent without a valid bearer token (register, verify-email).
 ANONYMOUS_SCOPE = "anonymous"

@@ -1,6 +1,6 @@
 """Idempotency keys in the database: the per-key lock, the stored response, expiry.
 
-Knows nothing of HTTP: the route class (app.core.routing) decides what to store and replay.
+Knows nothing of HTTP: the route class (app.api.routing) decides what to store and replay.
 """
 
 from datetime import datetime, timedelta
@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, tuple_
 from sqlmodel import Session, col, select
 
+from app.core.columns import utcnow
 from app.core.config import get_settings
-from app.core.db import utcnow
 from app.idempotency.models import IdempotencyKey
 
 

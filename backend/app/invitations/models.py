@@ -7,7 +7,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, DateTime, Index, String, text
 from sqlmodel import Field, SQLModel
 
-from app.core.db import timestamp_column, utcnow, uuid_primary_key
+from app.core.columns import timestamp_column, utcnow, uuid_primary_key
 from app.core.fields import REJECT_UNKNOWN_FIELDS, Email
 from app.trips.models import Role
 

@@ -4,25 +4,22 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from app.core.deps import CurrentUser, SessionDep, TripOwner
+from app.core.deps import SessionDep
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
-from app.core.routing import AppRoute
 from app.invitations import service
 from app.invitations.models import InvitationCreate, InvitationPublic, ReceivedInvitation
+from app.trips.deps import TripOwner
 from app.trips.models import TripPublic
+from app.users.deps import CurrentUser
 
 trip_router = APIRouter(
     prefix="/trips/{trip_id}/invitations",
     tags=["invitations"],
     responses=error_responses(401, 403, 404, 422),
-    route_class=AppRoute,
 )
 router = APIRouter(
-    prefix="/invitations",
-    tags=["invitations"],
-    responses=error_responses(401, 403, 422),
-    route_class=AppRoute,
+    prefix="/invitations", tags=["invitations"], responses=error_responses(401, 403, 422)
 )
 
 

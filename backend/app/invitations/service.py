@@ -7,8 +7,8 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from app.activity.service import record_activity
+from app.core.columns import utcnow
 from app.core.config import get_settings
-from app.core.db import utcnow
 from app.core.errors import Conflict, Forbidden, NotFound
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.invitations.models import (

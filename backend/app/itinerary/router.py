@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.core.deps import IfMatch, OptionalIfMatch, SessionDep, TripEditor, TripMember
+from app.core.deps import IfMatch, OptionalIfMatch, SessionDep
 from app.core.errors import error_responses
 from app.core.fields import Day
 from app.core.pagination import Page, PageParams
@@ -15,15 +15,12 @@ from app.core.preconditions import (
     etag_responses,
     set_etag,
 )
-from app.core.routing import AppRoute
 from app.itinerary import service
 from app.itinerary.models import DayPublic, ItemCreate, ItemMove, ItemPublic, ItemUpdate
+from app.trips.deps import TripEditor, TripMember
 
 router = APIRouter(
-    prefix="/trips/{trip_id}",
-    tags=["itinerary"],
-    responses=error_responses(401, 404, 422),
-    route_class=AppRoute,
+    prefix="/trips/{trip_id}", tags=["itinerary"], responses=error_responses(401, 404, 422)
 )
 _writes = error_responses(403, 409)
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from app.activity.service import record_activity
-from app.core.db import utcnow
+from app.core.columns import utcnow
 from app.core.errors import BadRequest, Conflict, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, split_page
 from app.core.preconditions import ExpectedVersion, ensure_version
@@ -37,6 +37,7 @@ from app.itinerary.order_keys import is_order_key, key_between
 from app.participants.service import require_participants_in_trip
 from app.sync.client_ids import Created, find_existing, replay
 from app.sync.versions import claim_version, holds_trip_lock
+from app.trips import hooks as trip_hooks
 from app.trips.models import Trip
 
 
@@ -693,3 +694,6 @@ def list_days(
         for number, day in zip(numbers, days, strict=True)
     ]
     return split_page(rows, page.limit, lambda row: Position(row.day_number, trip.id))
+
+
+trip_hooks.dates_changed.subscribe(unschedule_items_outside)

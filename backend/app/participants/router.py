@@ -4,19 +4,16 @@ import uuid
 
 from fastapi import APIRouter, Response, status
 
-from app.core.deps import IfMatch, OptionalIfMatch, SessionDep, TripEditor, TripMember
+from app.core.deps import IfMatch, OptionalIfMatch, SessionDep
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
 from app.core.preconditions import conditional_write_responses, create_responses, set_etag
-from app.core.routing import AppRoute
 from app.participants import service
 from app.participants.models import GuestCreate, GuestUpdate, ParticipantPublic
+from app.trips.deps import TripEditor, TripMember
 
 router = APIRouter(
-    prefix="/trips/{trip_id}",
-    tags=["participants"],
-    responses=error_responses(401, 404, 422),
-    route_class=AppRoute,
+    prefix="/trips/{trip_id}", tags=["participants"], responses=error_responses(401, 404, 422)
 )
 _writes = error_responses(403, 409)
 

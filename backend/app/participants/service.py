@@ -12,6 +12,7 @@ from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.core.preconditions import ExpectedVersion, ensure_version
 from app.participants.models import Participant, ParticipantPublic
 from app.sync.client_ids import Created, find_existing, replay
+from app.trips import hooks as trip_hooks
 from app.trips.models import TripMember
 from app.users.models import User
 
@@ -254,3 +255,6 @@ def claim_guest(
         summary=guest.name,
     )
     return participant_public(session=session, participant=guest)
+
+
+trip_hooks.member_joined.subscribe(ensure_participant_for_member)

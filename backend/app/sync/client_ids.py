@@ -18,7 +18,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from app.core.errors import Gone, IdConflict
 from app.sync.models import Tombstone
-from app.sync.versions import entity_of
+from app.sync.registry import entity_of
 
 T = TypeVar("T")
 Row = TypeVar("Row", bound=SQLModel)

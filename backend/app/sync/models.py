@@ -1,5 +1,5 @@
 """Tombstones (what was deleted from a trip, at which version, so clients can be told) and
-the shapes of the feed."""
+the shape of one change in the feed."""
 
 import uuid
 from datetime import datetime
@@ -9,8 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy import BigInteger, Index
 from sqlmodel import Field, SQLModel
 
-from app.core.db import timestamp_column
-from app.trips.models import Role
+from app.core.columns import timestamp_column
 
 
 class Tombstone(SQLModel, table=True):
@@ -36,17 +35,3 @@ class ChangePublic(BaseModel):
     version: int
     op: str
     data: dict[str, Any] | None
-
-
-class SnapshotPublic(BaseModel):
-    trip_id: uuid.UUID
-    version: int
-    role: Role
-    rows: list[ChangePublic]
-
-
-class ChangesPublic(BaseModel):
-    since: int
-    version: int
-    has_more: bool
-    changes: list[ChangePublic]

@@ -15,54 +15,17 @@ writers never notices; different trips never wait for each other.
 """
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, update
+from sqlalchemy import ColumnElement, event, update
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, col
 
-from app.checklists.models import Checklist, ChecklistItem
-from app.expenses.models import Expense, Settlement
-from app.itinerary.models import ItemParticipant, ItineraryItem
-from app.participants.models import Participant
+from app.sync import registry
 from app.sync.models import Tombstone
-from app.trips.models import Trip, TripMember
 
 _CLAIMED = "sync_versions"
-
-
-@dataclass(frozen=True)
-class Entity:
-    """A kind of synced row: its name in the feed and how to find its trip and its id."""
-
-    name: str
-    model: type[SQLModel]
-
-    def trip_id(self, row: Any) -> uuid.UUID:
-        return row.id if self.model is Trip else row.trip_id  # type: ignore[no-any-return]
-
-    def row_id(self, row: Any) -> uuid.UUID:
-        return row.user_id if self.model is TripMember else row.id  # type: ignore[no-any-return]
-
-
-ENTITIES = (
-    Entity("trip", Trip),
-    Entity("member", TripMember),
-    Entity("participant", Participant),
-    Entity("item", ItineraryItem),
-    Entity("checklist", Checklist),
-    Entity("checklist_item", ChecklistItem),
-    Entity("expense", Expense),
-    Entity("settlement", Settlement),
-)
-_BY_MODEL = {entity.model: entity for entity in ENTITIES}
-
-
-def entity_of(model: type[SQLModel]) -> Entity:
-    """The synced kind of row this table holds."""
-    return _BY_MODEL[model]
 
 
 def claim_version(session: Session | OrmSession, trip_id: uuid.UUID) -> int:
@@ -70,7 +33,7 @@ def claim_version(session: Session | OrmSession, trip_id: uuid.UUID) -> int:
 
     Call it before taking any other lock in the trip, so writers queue on one row in one order.
     """
-    claimed = _claim(session, trip_id, member_id=None)
+    claimed = _claim(session, trip_id, only_if=None)
     if claimed is None:
         raise LookupError(f"trip {trip_id} does not exist")
     return claimed
@@ -81,28 +44,26 @@ def holds_trip_lock(session: Session | OrmSession, trip_id: uuid.UUID) -> bool:
     return trip_id in session.info.get(_CLAIMED, {})
 
 
-def claim_version_as_member(
-    session: Session | OrmSession, trip_id: uuid.UUID, member_id: uuid.UUID
+def claim_version_if(
+    session: Session | OrmSession, trip_id: uuid.UUID, condition: ColumnElement[bool]
 ) -> int | None:
-    """As `claim_version`, only if `member_id` is a member of the trip: else None, no lock."""
-    return _claim(session, trip_id, member_id=member_id)
+    """As `claim_version`, only if `condition` holds (e.g. the caller is a member): else None,
+    and no lock. Once claimed in this transaction, the claim is returned as it is."""
+    return _claim(session, trip_id, only_if=condition)
 
 
 def _claim(
-    session: Session | OrmSession, trip_id: uuid.UUID, member_id: uuid.UUID | None
+    session: Session | OrmSession, trip_id: uuid.UUID, only_if: ColumnElement[bool] | None
 ) -> int | None:
     claimed: dict[uuid.UUID, int] = session.info.setdefault(_CLAIMED, {})
     if trip_id not in claimed:
-        statement = update(Trip).where(col(Trip.id) == trip_id)
-        if member_id is not None:
-            statement = statement.where(
-                select(TripMember.user_id)
-                .where(TripMember.trip_id == trip_id, TripMember.user_id == member_id)
-                .exists()
-            )
+        trips: Any = registry.clock().model
+        statement = update(trips).where(col(trips.id) == trip_id)
+        if only_if is not None:
+            statement = statement.where(only_if)
         bumped = session.execute(
-            statement.values(head_version=col(Trip.head_version) + 1)
-            .returning(col(Trip.head_version))
+            statement.values(head_version=col(trips.head_version) + 1)
+            .returning(col(trips.head_version))
             .execution_options(synchronize_session=False)
         ).scalar_one_or_none()
         if bumped is None:
@@ -120,22 +81,20 @@ def _stamp(session: OrmSession, _context: Any, _instances: Any) -> None:
 def _stamp_rows(session: OrmSession) -> None:
     claimed: dict[uuid.UUID, int] = session.info.setdefault(_CLAIMED, {})
     for row in session.new:
-        if isinstance(row, Trip):  # a new trip starts its own clock at 1
-            claimed.setdefault(row.id, 1)
+        entity = registry.find_entity(type(row))
+        if entity is not None and entity.clock:  # a new trip starts its own clock at 1
+            claimed.setdefault(entity.row_id(row), 1)
             row.head_version = row.version = 1
-    for row in list(session.new) + list(session.deleted):
-        if isinstance(row, TripMember):
-            _touch_participant(session, row)  # its `is_member` changes
+    for touch in registry.touches():
+        _touch_parents(session, touch)
     for row in list(session.new) + list(session.dirty):
-        entity = _BY_MODEL.get(type(row))
+        entity = _synced(row)
         if entity is not None and (row in session.new or session.is_modified(row)):
-            if isinstance(row, Trip) and row in session.new:
+            if entity.clock and row in session.new:
                 continue
             row.version = claim_version(session, entity.trip_id(row))
-        elif isinstance(row, ItemParticipant):
-            _touch_item(session, row)
     for row in session.deleted:
-        entity = _BY_MODEL.get(type(row))
+        entity = _synced(row)
         if entity is not None:
             trip_id = entity.trip_id(row)
             session.add(
@@ -146,25 +105,29 @@ def _stamp_rows(session: OrmSession) -> None:
                     entity_id=entity.row_id(row),
                 )
             )
-        elif isinstance(row, ItemParticipant):
-            _touch_item(session, row)
 
 
-def _touch_item(session: OrmSession, link: ItemParticipant) -> None:
-    """Who takes part is part of an item: a changed link re-versions its item."""
-    item = session.get(ItineraryItem, (link.trip_id, link.item_id))
-    if item is not None and item not in session.deleted:
-        item.version = claim_version(session, link.trip_id)
+def _synced(row: Any) -> registry.SyncedEntity | None:
+    entity = registry.find_entity(type(row))
+    if entity is None and type(row) is not Tombstone and hasattr(type(row), "version"):
+        # A versioned table the registry does not know would never reach a device.
+        raise RuntimeError(f"{type(row).__name__} has a version but is not a synced entity")
+    return entity
 
 
-def _touch_participant(session: OrmSession, member: TripMember) -> None:
-    found = session.execute(
-        select(Participant).where(
-            col(Participant.trip_id) == member.trip_id, col(Participant.user_id) == member.user_id
-        )
-    ).scalar_one_or_none()
-    if found is not None and found not in session.deleted:
-        found.version = claim_version(session, member.trip_id)
+def _touch_parents(session: OrmSession, touch: registry.Touch) -> None:
+    rows = [
+        *(session.new if "new" in touch.on else ()),
+        *(session.dirty if "dirty" in touch.on else ()),
+        *(session.deleted if "deleted" in touch.on else ()),
+    ]
+    for row in rows:
+        if not isinstance(row, touch.model):
+            continue
+        parent = touch.parent(session, row)  # type: ignore[arg-type]
+        if parent is not None and parent not in session.deleted:
+            entity = registry.entity_of(type(parent))
+            parent.version = claim_version(session, entity.trip_id(parent))
 
 
 def _forget_claims(session: OrmSession, transaction: SessionTransaction) -> None:

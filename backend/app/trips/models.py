@@ -11,7 +11,7 @@ from pydantic import AfterValidator, StrictBool, model_validator
 from sqlalchemy import CheckConstraint, Index, String, text
 from sqlmodel import Field, SQLModel
 
-from app.core.db import timestamp_column, uuid_primary_key, version_column
+from app.core.columns import timestamp_column, uuid_primary_key, version_column
 from app.core.fields import (
     CLIENT_ID_DESCRIPTION,
     REJECT_UNKNOWN_FIELDS,
@@ -143,6 +143,13 @@ class Trip(TripBase, table=True):
         except ValueError:
             return False
         return True
+
+    def hides_amounts_from(self, role: Role) -> bool:
+        """The one rule for money: viewers see no amounts when the trip hides them.
+
+        The REST reads, the balances and the sync feed all ask this.
+        """
+        return role == Role.VIEWER and self.hide_amounts_from_viewers
 
 
 class TripPublic(TripBase):

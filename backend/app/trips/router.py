@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter, Response, status
 
-from app.core.deps import CurrentUser, IfMatch, SessionDep, TripEditor, TripMember, TripOwner
+from app.core.deps import IfMatch, SessionDep
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
 from app.core.preconditions import (
@@ -13,8 +13,8 @@ from app.core.preconditions import (
     etag_responses,
     set_etag,
 )
-from app.core.routing import AppRoute
 from app.trips import service
+from app.trips.deps import TripEditor, TripMember, TripOwner
 from app.trips.models import (
     MemberPublic,
     MemberUpdate,
@@ -24,10 +24,9 @@ from app.trips.models import (
     TripUpdate,
     TripUpdatedPublic,
 )
+from app.users.deps import CurrentUser
 
-router = APIRouter(
-    prefix="/trips", tags=["trips"], responses=error_responses(401, 422), route_class=AppRoute
-)
+router = APIRouter(prefix="/trips", tags=["trips"], responses=error_responses(401, 422))
 _in_trip = error_responses(404)
 
 

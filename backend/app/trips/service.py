@@ -3,20 +3,18 @@
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from app.activity.service import record_activity
-from app.core.db import utcnow
+from app.core.columns import utcnow
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.core.preconditions import ExpectedVersion, ensure_version
-from app.expenses.service import ensure_base_currency_can_change
-from app.itinerary.service import unschedule_items_outside
-from app.participants.service import ensure_participant_for_member
 from app.sync.client_ids import Created, find_existing, id_taken, replay
-from app.sync.versions import claim_version, claim_version_as_member
+from app.sync.versions import claim_version, claim_version_if
+from app.trips import hooks
 from app.trips.models import (
     MemberPublic,
     Role,
@@ -58,8 +56,8 @@ def create_trip(*, session: Session, owner: User, data: TripCreate) -> Created[T
     session.add(trip)
     session.flush()  # the membership row refers to the trip
     session.add(TripMember(trip_id=trip.id, user_id=owner.id, role=Role.OWNER))
-    ensure_participant_for_member(session=session, trip_id=trip.id, user=owner)
-    record_activity(
+    hooks.member_joined(session=session, trip_id=trip.id, user=owner)
+    hooks.happened(
         session=session,
         trip_id=trip.id,
         actor_id=owner.id,
@@ -87,6 +85,14 @@ def get_trip_for_member(
     return trip, Role(role)
 
 
+def _is_member(trip_id: uuid.UUID, user_id: uuid.UUID) -> Any:
+    return (
+        select(TripMember.user_id)
+        .where(TripMember.trip_id == trip_id, TripMember.user_id == user_id)
+        .exists()
+    )
+
+
 def find_member_access(
     *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID, lock: bool
 ) -> tuple[Trip, Role, User] | None:
@@ -97,7 +103,7 @@ def find_member_access(
     afresh, after the lock: an owner demoted by a write that held the lock is no longer
     one. Non-members lock nothing.
     """
-    if lock and claim_version_as_member(session, trip_id, user_id) is None:
+    if lock and claim_version_if(session, trip_id, _is_member(trip_id, user_id)) is None:
         return None
     statement = (
         select(Trip, TripMember.role, User)
@@ -153,7 +159,7 @@ def update_trip(
     changes = data.model_dump(exclude_unset=True)
     if changes.get("base_currency", trip.base_currency) != trip.base_currency:
         lock_trip(session, trip.id)  # no ledger entry can be added until this commits
-        ensure_base_currency_can_change(session=session, trip_id=trip.id)
+        hooks.base_currency_changing(session=session, trip_id=trip.id)
     hides_amounts = trip.hide_amounts_from_viewers
     for field, value in changes.items():
         setattr(trip, field, value)
@@ -168,7 +174,7 @@ def update_trip(
     trip.updated_at = utcnow()
     session.add(trip)
     if changes:
-        record_activity(
+        hooks.happened(
             session=session,
             trip_id=trip.id,
             actor_id=actor_id,
@@ -182,11 +188,12 @@ def update_trip(
     session.flush()
     unscheduled: list[uuid.UUID] = []
     if {"start_date", "end_date"} & changes.keys():
-        unscheduled = unschedule_items_outside(
+        moved = hooks.dates_changed(
             session=session, trip_id=trip.id, start_date=trip.start_date, end_date=trip.end_date
         )
+        unscheduled = [item_id for item_ids in moved for item_id in item_ids]
     if unscheduled:
-        record_activity(
+        hooks.happened(
             session=session,
             trip_id=trip.id,
             actor_id=actor_id,
@@ -266,8 +273,8 @@ def join_trip(
     """Make `user` a member (the caller holds the trip lock and checked they are not one)."""
     member = TripMember(trip_id=trip_id, user_id=user.id, role=role)
     session.add(member)
-    ensure_participant_for_member(session=session, trip_id=trip_id, user=user)
-    record_activity(
+    hooks.member_joined(session=session, trip_id=trip_id, user=user)
+    hooks.happened(
         session=session,
         trip_id=trip_id,
         actor_id=actor_id,
@@ -302,7 +309,7 @@ def change_role(
         _ensure_owner_remains(session, member)
     member.role = role
     session.add(member)
-    record_activity(
+    hooks.happened(
         session=session,
         trip_id=trip_id,
         actor_id=actor_id,
@@ -333,7 +340,7 @@ def remove_member(
     _ensure_owner_remains(session, member)
     session.delete(member)
     action = "member.left" if user_id == actor_id else "member.removed"
-    record_activity(
+    hooks.happened(
         session=session,
         trip_id=trip_id,
         actor_id=actor_id,
@@ -359,7 +366,7 @@ def transfer_ownership(
     current = _member(session, trip_id, from_user_id)
     current.role = Role.EDITOR
     session.add_all([target, current])
-    record_activity(
+    hooks.happened(
         session=session,
         trip_id=trip_id,
         actor_id=from_user_id,

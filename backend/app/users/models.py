@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import DateTime
 from sqlmodel import Field, SQLModel
 
-from app.core.db import timestamp_column, uuid_primary_key
+from app.core.columns import timestamp_column, uuid_primary_key
 from app.core.fields import REJECT_UNKNOWN_FIELDS, Email, Name, PartialUpdate
 
 EMAIL_MAX = 320

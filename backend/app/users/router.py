@@ -5,14 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.core import rate_limit
 from app.core.admission import HASHING_TURN
 from app.core.config import get_settings
-from app.core.deps import CurrentUser, SessionDep
+from app.core.deps import SessionDep, before_session
 from app.core.errors import error_responses
-from app.core.routing import AppRoute, before_session
 from app.core.security import create_access_token
+from app.ratelimit import service as rate_limit
 from app.users import service
+from app.users.deps import CurrentUser
 from app.users.models import (
     EmailVerification,
     PasswordChange,
@@ -22,10 +22,8 @@ from app.users.models import (
     UserUpdate,
 )
 
-auth_router = APIRouter(prefix="/auth", tags=["auth"], route_class=AppRoute)
-users_router = APIRouter(
-    prefix="/users", tags=["users"], responses=error_responses(401), route_class=AppRoute
-)
+auth_router = APIRouter(prefix="/auth", tags=["auth"])
+users_router = APIRouter(prefix="/users", tags=["users"], responses=error_responses(401))
 
 
 def _address(request: Request) -> str:

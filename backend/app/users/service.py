@@ -5,7 +5,7 @@ import uuid
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from app.core.db import utcnow
+from app.core.columns import utcnow
 from app.core.email import send_email
 from app.core.errors import BadRequest, Conflict, Unauthorized
 from app.core.security import (

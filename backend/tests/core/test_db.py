@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect, text
 from sqlmodel import Session, select
 
+from app import models
 from app.core.config import Settings, get_settings
 from app.core.db import build_engine, get_sessionmaker, init_db, server_timeout_mismatches
 from app.core.deps import SessionDep
@@ -190,7 +191,7 @@ def test_init_db_refuses_in_production(server_url: str) -> None:
         )
         engine = build_engine(settings)
         with pytest.raises(RuntimeError, match="production"):
-            init_db(engine, settings)
+            init_db(models.metadata, engine, settings)
         assert inspect(engine).get_table_names() == []
         engine.dispose()
     finally:
@@ -202,8 +203,10 @@ def test_init_db_bootstraps_a_dev_database_at_the_head(server_url: str) -> None:
     try:
         settings = Settings(_env_file=None, DATABASE_URL=url, ENVIRONMENT="local")  # type: ignore[call-arg]
         engine = build_engine(settings)
-        init_db(engine, settings)
-        init_db(engine, settings)  # idempotent: the second run upgrades (nothing to do)
+        init_db(models.metadata, engine, settings)
+        init_db(
+            models.metadata, engine, settings
+        )  # idempotent: the second run upgrades (nothing to do)
         assert {"users", "trips", "trip_members", "alembic_version"} <= set(
             inspect(engine).get_table_names()
         )

@@ -14,15 +14,15 @@ from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select, update
 
 from app import cli
-from app.core.db import utcnow
-from app.core.routing import (
-    BEFORE_SESSION,
+from app.api.routing import (
     IDEMPOTENCY_HEADER,
     REPLAYED_HEADER,
     WRITE_METHODS,
     AppRoute,
     idempotency_guard,
 )
+from app.core.columns import utcnow
+from app.core.deps import BEFORE_SESSION
 from app.idempotency import service as idempotency_service
 from app.idempotency.models import ANONYMOUS_SCOPE, IdempotencyKey, user_scope
 from app.idempotency.service import lock_name
@@ -462,7 +462,7 @@ def test_every_route_uses_the_app_route_class_and_every_write_is_guarded_first()
         assert isinstance(route.original_route, AppRoute), route.path
         assert route.methods is not None
         if route.methods & WRITE_METHODS:
-            # First, or right after the waits that hold no session (app.core.routing).
+            # First, or right after the waits that hold no session (app.api.routing).
             calls = [d.call for d in route.dependant.dependencies]
             while calls and calls[0] in BEFORE_SESSION:
                 calls.pop(0)

@@ -4,14 +4,14 @@ import sys
 
 import pytest
 
-from app.core.memory import tune_malloc
+from app.api.memory import tune_malloc
 
 # 40 threads, 2 at a time, each allocating, touching and freeing a 19 MiB block three times
 # (an Argon2 hash's memory): prints how much the process's RSS grew and kept.
 _PROBE = """
 import ctypes, sys, threading
 if sys.argv[1] == "tuned":
-    from app.core.memory import tune_malloc
+    from app.api.memory import tune_malloc
     assert tune_malloc()
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p

@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from app.core import rate_limit
 from app.core.config import get_settings
 from app.main import app
+from app.ratelimit import service as rate_limit
 from tests import support
 
 

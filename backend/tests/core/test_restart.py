@@ -9,8 +9,8 @@ from sqlalchemy import Engine
 from alembic import command
 from app.core.config import Settings
 from app.core.db import alembic_config, build_engine, get_sessionmaker
-from app.core.local_postgres import LocalPostgres
 from app.main import create_app
+from devtools.local_postgres import LocalPostgres
 from tests import support
 
 

@@ -30,7 +30,7 @@ import psycopg2.extensions
 
 from alembic import command
 from app.core.db import BACKEND_DIR, alembic_config
-from app.core.local_postgres import LocalPostgres, free_port
+from devtools.local_postgres import LocalPostgres, free_port
 
 PASSWORD = "correct horse battery"
 TRIP_DATES = {"start_date": "2027-05-01", "end_date": "2027-05-04"}

@@ -18,7 +18,7 @@ from sqlalchemy import exc, text
 
 from app.core.config import Settings
 from app.core.db import build_engine, server_timeout_mismatches
-from app.core.local_pgbouncer import LocalPgBouncer, pgbouncer_binary
+from devtools.local_pgbouncer import LocalPgBouncer, pgbouncer_binary
 from tests.faults.harness import (
     TRIP_DATES,
     Answer,

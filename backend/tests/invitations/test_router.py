@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.core import email
-from app.core.db import utcnow
+from app.core.columns import utcnow
 from app.core.security import create_email_token
 from app.invitations.models import Invitation
 from app.trips.models import TripMember

@@ -275,8 +275,8 @@ def test_pruning_old_tombstones_makes_older_cursors_reset(
 ) -> None:
     from datetime import timedelta
 
-    from app.core.db import utcnow
-    from app.sync.service import prune_tombstones
+    from app.core.columns import utcnow
+    from app.feed.service import prune_tombstones
 
     owner = support.make_user(session)
     trip = create_trip(client, owner)

@@ -16,14 +16,16 @@ from sqlalchemy import text, update
 from sqlmodel import Session, col, select
 
 from app.checklists.models import Checklist, ChecklistItem, ChecklistItemPublic
+from app.checklists.synced import SyncedChecklist
 from app.expenses.models import Expense, ExpensePublic, Settlement, SettlementPublic
 from app.expenses.service import expense_records
+from app.feed.models import ChangesPublic, SnapshotPublic
+from app.feed.service import Viewer
 from app.itinerary.models import ItineraryItem
 from app.itinerary.service import items_public
 from app.participants.models import Participant, ParticipantPublic
-from app.sync.models import ChangePublic, ChangesPublic, SnapshotPublic, Tombstone
-from app.sync.service import SyncedChecklist, Viewer
-from app.sync.versions import ENTITIES
+from app.sync import registry
+from app.sync.models import ChangePublic, Tombstone
 from app.trips.models import MemberPublic, Role, Trip, TripMember, TripPublic
 from app.users.models import User
 from tests import support
@@ -104,7 +106,7 @@ def reference_changes(session: Session, viewer: Viewer, where: Where) -> list[Ch
         select(Tombstone).where(Tombstone.trip_id == trip_id, where(Tombstone.version))
     ):
         out.append(_delete(tombstone.entity, tombstone.entity_id, tombstone.version))
-    order = {entity.name: position for position, entity in enumerate(ENTITIES)}
+    order = {entity.name: entity.position for entity in registry.entities()}
     return sorted(out, key=lambda change: (change.version, order[change.entity], change.id))
 
 
@@ -301,7 +303,7 @@ def test_snapshot_is_what_the_models_write(
     )
     _same(response.content, expected.model_dump_json().encode())
     entities = {row.entity for row in rows}
-    assert entities == {entity.name for entity in ENTITIES}, entities
+    assert entities == {entity.name for entity in registry.entities()}, entities
 
 
 def _pages(
@@ -339,7 +341,9 @@ def test_changes_are_what_the_models_write(
     client: TestClient, session: Session, trip: dict[str, Any], reader: str
 ) -> None:
     seen = _pages(client, session, trip, trip[reader], since=0, limit=1000)
-    assert {entity for entity, op in seen if op == "upsert"} == {e.name for e in ENTITIES}
+    assert {entity for entity, op in seen if op == "upsert"} == {
+        e.name for e in registry.entities()
+    }
     deleted = {"item", "member", "expense", "settlement"}
     hidden = {"checklist_item"} if reader == "viewer" else set()
     assert {entity for entity, op in seen if op == "delete"} == deleted | hidden

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.core import email
+from app.core.columns import utcnow
 from app.core.config import get_settings
-from app.core.db import utcnow
 from app.core.security import ALGORITHM, create_access_token
 from app.users.models import User
 from tests import support

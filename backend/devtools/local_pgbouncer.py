@@ -20,7 +20,7 @@ import psycopg2
 import psycopg2.extras
 from sqlalchemy.engine import make_url
 
-from app.core.local_postgres import SERVER_USER, free_port
+from devtools.local_postgres import SERVER_USER, free_port
 
 
 def pgbouncer_binary() -> str | None:

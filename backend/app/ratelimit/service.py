@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Protocol
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, text
-from sqlmodel import Field, Session, SQLModel
+from sqlalchemy import text
+from sqlmodel import Session
 
 from app.core.config import RateLimitStore, get_settings
 from app.core.db import get_engine
@@ -28,18 +28,6 @@ class TooManyRequests(AppError):
     def __init__(self, detail: str, *, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
-
-
-class RateLimitCounter(SQLModel, table=True):
-    """Hits of one key in one window (the PostgreSQL store)."""
-
-    __tablename__ = "rate_limit_counters"
-    __table_args__ = (Index("ix_rate_limit_counters_expires_at", "expires_at"),)
-
-    key: str = Field(sa_type=String(200), primary_key=True)
-    window_number: int = Field(sa_type=BigInteger, primary_key=True)
-    hits: int = Field(sa_type=Integer)
-    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
 class Store(Protocol):

@@ -8,11 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
+from app import models
 from app.core.config import get_settings
 from app.core.db import REPO_DIR, init_db
-from app.core.local_postgres import LocalPostgres
+from devtools.local_postgres import LocalPostgres
 
 HOST, PORT = "127.0.0.1", 8000
 
@@ -27,7 +27,7 @@ def main() -> int:
         os.environ["DATABASE_URL"] = server.ensure_database(settings.POSTGRES_DB)
         get_settings.cache_clear()
     try:
-        init_db()
+        init_db(models.metadata)
         print(
             f"\nTripSync API on http://{HOST}:{PORT}\n"
             f"  API docs:      http://{HOST}:{PORT}/docs\n"
@@ -47,7 +47,7 @@ def main() -> int:
                 "--port",
                 str(PORT),
                 "--reload-dir",
-                str(Path(__file__).resolve().parent),
+                str(REPO_DIR / "backend" / "app"),
             ],
             cwd=REPO_DIR / "backend",
         )

@@ -1,6 +1,7 @@
 """The app's one route class: exact decimals in JSON bodies, and `Idempotency-Key` on writes.
 
-Every router is `APIRouter(route_class=AppRoute)` (a test checks every write route). A write
+Every route of the app is an AppRoute: `include_routers` makes it so (a test checks every
+write route). A write
 (POST, PUT, PATCH, DELETE) sent with an `Idempotency-Key` header is carried out once per key:
 
 - before anything else, the route's first dependency takes a transaction-scoped advisory
@@ -21,19 +22,18 @@ import hmac
 import inspect
 import json
 import re
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
 
-from app.core.admission import take_hashing_turn
 from app.core.config import get_settings
-from app.core.deps import SessionDep, get_current_user
+from app.core.deps import BEFORE_SESSION, SessionDep
 from app.core.errors import (
     BadRequest,
     Conflict,
@@ -44,6 +44,7 @@ from app.core.errors import (
 )
 from app.idempotency import service as idempotency_service
 from app.idempotency.models import ANONYMOUS_SCOPE, IdempotencyKey, user_scope
+from app.users.deps import get_current_user
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -231,20 +232,6 @@ def _idempotency_responses(
     return responses
 
 
-# Route dependencies that use no session: solved before the idempotency guard opens one.
-BEFORE_SESSION: set[Callable[..., Any]] = {take_hashing_turn}
-
-
-def before_session(dependency: Callable[..., Any]) -> Any:
-    """A route dependency (for `dependencies=[...]`) that AppRoute solves before the session.
-
-    For checks that must not run while the request holds a connection: a rate limit counted
-    on a connection of its own would otherwise make one request hold two.
-    """
-    BEFORE_SESSION.add(dependency)
-    return Depends(dependency, scope="function")
-
-
 def _on_worker_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """A plain `def` route as a coroutine that runs it on the thread pool.
 
@@ -265,7 +252,7 @@ def _on_worker_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class AppRoute(APIRoute):
-    """Use as `APIRouter(route_class=AppRoute)` for every router (see the module docstring)."""
+    """The route class of every route: `include_routers` makes each feature's routes one."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         methods = {method.upper() for method in kwargs.get("methods") or ()}
@@ -281,7 +268,7 @@ class AppRoute(APIRoute):
             )
         super().__init__(path, _on_worker_thread(endpoint), **kwargs)
         if self.body_field is not None:
-            # Any body past MAX_REQUEST_BODY_BYTES is refused (app.core.body_limit).
+            # Any body past MAX_REQUEST_BODY_BYTES is refused (app.api.body_limit).
             self.responses = {**error_responses(413), **self.responses}
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -301,3 +288,32 @@ class AppRoute(APIRoute):
             return response
 
         return app_handler
+
+
+# What a route was declared with, read back from the route to declare it again as an AppRoute.
+_ROUTE_OPTIONS = tuple(
+    name
+    for name in inspect.signature(APIRoute.__init__).parameters
+    if name not in {"self", "path", "endpoint"}
+)
+
+
+def as_app_route(route: APIRoute) -> AppRoute:
+    """The same route, declared with the same options, as an AppRoute."""
+    if isinstance(route, AppRoute):
+        return route
+    options = {name: getattr(route, name) for name in _ROUTE_OPTIONS if hasattr(route, name)}
+    return AppRoute(route.path, route.endpoint, **options)
+
+
+def include_routers(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+    """Add the features' routers to the app, each of their routes made an AppRoute.
+
+    Features declare plain `APIRouter`s, as FastAPI documents them: the route class belongs
+    to this layer, which they do not import. Converting a router is done once, in place.
+    """
+    for router in routers:
+        router.routes[:] = [
+            as_app_route(route) if isinstance(route, APIRoute) else route for route in router.routes
+        ]
+        app.include_router(router)

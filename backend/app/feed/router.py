@@ -12,16 +12,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.core.admission import DatabaseSlotDep
-from app.core.deps import CurrentUser, SessionDep, TripAccess, TripMember
+from app.core.deps import SessionDep
 from app.core.errors import BadRequest, error_responses
 from app.core.pagination import seal, unseal
-from app.core.routing import AppRoute
-from app.sync import mutations, service
-from app.sync.models import ChangesPublic, SnapshotPublic
+from app.feed import mutations, service
+from app.feed.models import ChangesPublic, SnapshotPublic
 from app.trips import service as trip_service
+from app.trips.deps import TripAccess, TripMember
 from app.trips.models import Role
+from app.users.deps import CurrentUser
 
-router = APIRouter(tags=["sync"], route_class=AppRoute, responses=error_responses(401, 422))
+router = APIRouter(tags=["sync"], responses=error_responses(401, 422))
 
 MAX_CHANGES = 1000
 MAX_MUTATIONS = 100

@@ -18,45 +18,21 @@ from functools import cache
 from typing import Any
 
 import anyio
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Select,
-    Text,
-    Uuid,
-    bindparam,
-    case,
-    literal,
-    text,
-    true,
-    union_all,
-)
+from sqlalchemy import BigInteger, Boolean, Select, bindparam, case, literal, text, true, union_all
 from sqlalchemy import select as select_columns  # any number of them (sqlmodel's: four)
-from sqlmodel import Session, SQLModel, col, func, select
+from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from app.checklists.models import Checklist, ChecklistItem, ChecklistItemPublic
+from app.core.columns import utcnow
 from app.core.config import get_settings
-from app.core.db import utcnow
 from app.core.errors import AppError, BadRequest
-from app.core.json_sql import json_array, json_object, json_value
-from app.expenses.models import (
-    Expense,
-    ExpensePayer,
-    ExpensePublic,
-    ExpenseRevision,
-    ExpenseSplit,
-    PayerPublic,
-    Settlement,
-    SettlementPublic,
-    SplitPublic,
-)
-from app.itinerary.models import ItemParticipant, ItemPublic, ItineraryItem, Place
-from app.participants.models import Participant, ParticipantPublic
-from app.sync.models import ChangePublic, ChangesPublic, SnapshotPublic, Tombstone
-from app.sync.versions import ENTITIES, Entity
-from app.trips.models import MemberPublic, Role, Trip, TripMember, TripPublic
-from app.users.models import User
+from app.core.json_sql import json_array, json_object
+from app.feed.models import ChangesPublic, SnapshotPublic
+from app.sync import registry
+from app.sync.feed_sql import TOMBSTONE, delete, role_param, trip_id_param
+from app.sync.models import Tombstone
+from app.sync.registry import Versions
+from app.trips.models import Role, Trip, TripMember
 
 MAX_WAIT_SECONDS = 30
 _POLL_SECONDS = 0.5
@@ -78,284 +54,33 @@ class Viewer:
 
     @property
     def amounts_hidden(self) -> bool:
-        return self.role == Role.VIEWER and self.trip.hide_amounts_from_viewers
+        return self.trip.hides_amounts_from(self.role)
 
 
 # --- the feed, as JSON ----------------------------------------------------------------------
 #
-# Each kind of row is one SELECT of (version, position, id, source, change): `change` is the
-# row's entry in the feed (a ChangePublic) as JSON text, `position` its kind's place in
-# ENTITIES, and `source` puts a row before a tombstone of the same version, kind and id.
-# A page aggregates them all in that order, in one statement. The statements are built once
-# (they are large) and take the reader's values as parameters:
-#   trip_id, user_id, role, base_currency; since and upto (changes) or version (snapshot).
-
-Versions = Callable[[Any], Any]  # a version column → the condition its rows must meet
-Reader = Callable[[Versions, bool, bool], Select[Any]]  # (versions, hidden, deletions)
-_POSITION = {entity.name: position for position, entity in enumerate(ENTITIES)}
-_ROW, _TOMBSTONE = 0, 1
-
-
-def _trip_id() -> Any:
-    return bindparam("trip_id", type_=Uuid)
-
-
-class SyncedChecklist(SQLModel):
-    """A checklist as synced: no counts, which the client derives from its items."""
-
-    id: uuid.UUID
-    kind: str
-    title: str
-    created_by: uuid.UUID | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-def _upsert(entity: str, row_id: Any, version: Any, data: Any) -> Any:
-    return json_object(
-        ChangePublic, entity=entity, id=row_id, version=version, op="upsert", data=data
-    )
-
-
-def _delete(entity: Any, row_id: Any, version: Any) -> Any:
-    return json_object(
-        ChangePublic, entity=entity, id=row_id, version=version, op="delete", data=None
-    )
-
-
-def _feed_rows(entity: str, row_id: Any, version: Any, change: Any) -> Select[Any]:
-    return select_columns(
-        col(version).label("version"),
-        literal(_POSITION[entity]).label("position"),
-        col(row_id).label("id"),
-        literal(_ROW).label("source"),
-        change.label("change"),
-    )
-
-
-def _amount(hidden: bool, column: Any) -> Any:
-    """Amounts are null for viewers of a trip that hides them."""
-    return None if hidden else column
-
-
-def _trips(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
-    data = json_object(TripPublic, Trip, role=bindparam("role", type_=Text))
-    change = _upsert("trip", Trip.id, Trip.version, data)
-    return _feed_rows("trip", Trip.id, Trip.version, change).where(
-        col(Trip.id) == _trip_id(), versions(Trip.version)
-    )
-
-
-def _members(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
-    data = json_object(
-        MemberPublic,
-        user_id=TripMember.user_id,
-        email=User.email,
-        full_name=User.full_name,
-        role=TripMember.role,
-        joined_at=TripMember.created_at,
-        version=TripMember.version,
-    )
-    change = _upsert("member", TripMember.user_id, TripMember.version, data)
-    return (
-        _feed_rows("member", TripMember.user_id, TripMember.version, change)
-        .join(User, col(User.id) == TripMember.user_id)
-        .where(col(TripMember.trip_id) == _trip_id(), versions(TripMember.version))
-    )
-
-
-def _participants(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
-    is_member = (
-        select(TripMember.user_id)
-        .where(
-            col(TripMember.trip_id) == Participant.trip_id,
-            col(TripMember.user_id) == Participant.user_id,
-        )
-        .exists()
-    )
-    data = json_object(
-        ParticipantPublic,
-        Participant,
-        # Members are shown with their account's name, guests with theirs.
-        name=func.coalesce(User.full_name, Participant.name),
-        is_guest=col(Participant.user_id).is_(None),
-        is_member=is_member,
-    )
-    change = _upsert("participant", Participant.id, Participant.version, data)
-    return (
-        _feed_rows("participant", Participant.id, Participant.version, change)
-        .outerjoin(User, col(User.id) == Participant.user_id)
-        .where(col(Participant.trip_id) == _trip_id(), versions(Participant.version))
-    )
-
-
-def _items(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
-    item = ItineraryItem
-    place = json_object(
-        Place,
-        name=item.place_name,
-        address=func.coalesce(item.place_address, ""),
-        latitude=item.latitude,
-        longitude=item.longitude,
-        external_id=item.place_external_id,
-    )
-    participant_ids = (
-        select(
-            json_array(
-                json_value(ItemParticipant.participant_id),
-                order_by=[ItemParticipant.participant_id],
-            )
-        )
-        .where(
-            col(ItemParticipant.trip_id) == item.trip_id,
-            col(ItemParticipant.item_id) == item.id,
-        )
-        .scalar_subquery()
-    )
-    data = json_object(
-        ItemPublic,
-        item,
-        place=case((col(item.place_name).is_not(None), place)),
-        participant_ids=participant_ids,
-    )
-    change = _upsert("item", item.id, item.version, data)
-    return _feed_rows("item", item.id, item.version, change).where(
-        col(item.trip_id) == _trip_id(), versions(item.version)
-    )
-
-
-def _checklists(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
-    data = json_object(SyncedChecklist, Checklist)
-    change = _upsert("checklist", Checklist.id, Checklist.version, data)
-    return _feed_rows("checklist", Checklist.id, Checklist.version, change).where(
-        col(Checklist.trip_id) == _trip_id(), versions(Checklist.version)
-    )
-
-
-def _checklist_items(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
-    item = ChecklistItem
-    # Others' private items: sent as deletions, so a copy that had one drops it.
-    private = col(item.private) & col(item.created_by).is_distinct_from(
-        bindparam("user_id", type_=Uuid)
-    )
-    data = json_object(ChecklistItemPublic, item)
-    change = case(
-        (private, _delete("checklist_item", item.id, item.version)),
-        else_=_upsert("checklist_item", item.id, item.version, data),
-    )
-    rows = _feed_rows("checklist_item", item.id, item.version, change).where(
-        col(item.trip_id) == _trip_id(), versions(item.version)
-    )
-    return rows if deletions else rows.where(~private)
-
-
-def _shares(
-    shape: type[PayerPublic] | type[SplitPublic],
-    table: type[ExpensePayer] | type[ExpenseSplit],
-    revision: type[ExpenseRevision],
-    hidden: bool,
-) -> Any:
-    """A revision's payers or splits as one JSON array, in participant order."""
-    share = json_object(
-        shape,
-        table,
-        amount_minor=_amount(hidden, table.amount_minor),
-        base_amount_minor=_amount(hidden, table.base_amount_minor),
-    )
-    return (
-        select(json_array(share, order_by=[table.participant_id]))
-        .where(col(table.trip_id) == revision.trip_id, col(table.revision_id) == revision.id)
-        .scalar_subquery()
-    )
-
-
-def _expenses(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
-    expense, revision = Expense, ExpenseRevision
-    payers = _shares(PayerPublic, ExpensePayer, revision, hidden)
-    splits = _shares(SplitPublic, ExpenseSplit, revision, hidden)
-    data = json_object(
-        ExpensePublic,
-        revision,
-        amount_minor=_amount(hidden, revision.amount_minor),
-        base_currency=bindparam("base_currency", type_=Text),
-        base_amount_minor=_amount(hidden, revision.base_amount_minor),
-        payers=payers,
-        splits=splits,
-        id=expense.id,
-        revision=revision.number,
-        created_by=expense.created_by,
-        created_at=expense.created_at,
-        updated_at=expense.updated_at,
-        version=expense.version,
-    )
-    deleted = col(expense.deleted_at).is_not(None)
-    change = case(
-        (deleted, _delete("expense", expense.id, expense.version)),
-        else_=_upsert("expense", expense.id, expense.version, data),
-    )
-    current = (col(revision.trip_id) == expense.trip_id) & (
-        col(revision.id) == expense.current_revision_id
-    )
-    # A live expense whose revision is missing (never so once committed) is left out, as ever.
-    rows = (
-        _feed_rows("expense", expense.id, expense.version, change)
-        .outerjoin(revision, current)
-        .where(
-            col(expense.trip_id) == _trip_id(),
-            versions(expense.version),
-            deleted | col(revision.id).is_not(None),
-        )
-    )
-    return rows if deletions else rows.where(~deleted)
-
-
-def _settlements(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
-    settlement = Settlement
-    data = json_object(
-        SettlementPublic,
-        settlement,
-        amount_minor=_amount(hidden, settlement.amount_minor),
-        base_currency=bindparam("base_currency", type_=Text),
-        base_amount_minor=_amount(hidden, settlement.base_amount_minor),
-    )
-    deleted = col(settlement.deleted_at).is_not(None)
-    change = case(
-        (deleted, _delete("settlement", settlement.id, settlement.version)),
-        else_=_upsert("settlement", settlement.id, settlement.version, data),
-    )
-    rows = _feed_rows("settlement", settlement.id, settlement.version, change).where(
-        col(settlement.trip_id) == _trip_id(), versions(settlement.version)
-    )
-    return rows if deletions else rows.where(~deleted)
+# Each synced entity's reader (app.sync.registry, app.sync.feed_sql) is one SELECT of
+# (version, position, id, source, change). A page aggregates them all in that order, in one
+# statement. The statements are built once (they are large) and take the reader's values as
+# parameters: trip_id, user_id, role, base_currency; since and upto (changes) or version
+# (snapshot).
 
 
 def _tombstones(versions: Versions) -> Select[Any]:
+    positions = {entity.name: entity.position for entity in registry.entities()}
     return select_columns(
         col(Tombstone.version).label("version"),
-        case(_POSITION, value=Tombstone.entity).label("position"),
+        case(positions, value=Tombstone.entity).label("position"),
         col(Tombstone.entity_id).label("id"),
-        literal(_TOMBSTONE).label("source"),
-        _delete(Tombstone.entity, Tombstone.entity_id, Tombstone.version).label("change"),
-    ).where(col(Tombstone.trip_id) == _trip_id(), versions(Tombstone.version))
-
-
-_READERS: dict[str, Reader] = {
-    "trip": _trips,
-    "member": _members,
-    "participant": _participants,
-    "item": _items,
-    "checklist": _checklists,
-    "checklist_item": _checklist_items,
-    "expense": _expenses,
-    "settlement": _settlements,
-}
+        literal(TOMBSTONE).label("source"),
+        delete(Tombstone.entity, Tombstone.entity_id, Tombstone.version).label("change"),
+    ).where(col(Tombstone.trip_id) == trip_id_param(), versions(Tombstone.version))
 
 
 def _feed(versions: Versions, *, hidden: bool, deletions: bool) -> Any:
     """The rows (and, with `deletions`, tombstones) whose version meets `versions`, as a JSON
     array of changes in feed order: version, kind, id."""
-    statements = [_READERS[entity.name](versions, hidden, deletions) for entity in ENTITIES]
+    statements = [entity.reader(versions, hidden, deletions) for entity in registry.entities()]
     if deletions:
         statements.append(_tombstones(versions))
     rows = union_all(*statements).subquery("feed")
@@ -367,9 +92,9 @@ def _feed(versions: Versions, *, hidden: bool, deletions: bool) -> Any:
 def _snapshot_document(hidden: bool) -> Select[Any]:
     document = json_object(
         SnapshotPublic,
-        trip_id=_trip_id(),
+        trip_id=trip_id_param(),
         version=bindparam("version", type_=BigInteger),
-        role=bindparam("role", type_=Text),
+        role=role_param(),
         rows=_feed(lambda _version: true(), hidden=hidden, deletions=False),
     )
     return select_columns(document)
@@ -402,14 +127,6 @@ def _document(session: Session, statement: Select[Any], viewer: Viewer, **values
 
 
 # --- snapshot and changes -------------------------------------------------------------------
-
-
-def _version_column(entity: Entity) -> Any:
-    return col(entity.model.version)  # type: ignore[attr-defined]
-
-
-def _trip_column(entity: Entity) -> Any:
-    return col(entity.model.id if entity.model is Trip else entity.model.trip_id)  # type: ignore[attr-defined]
 
 
 def _head(session: Session, trip_id: uuid.UUID) -> int:
@@ -468,7 +185,7 @@ def _versions_after(trip_id: uuid.UUID, since: int, limit: int) -> Any:
         )
 
     return union_all(
-        *(first(_version_column(entity), _trip_column(entity)) for entity in ENTITIES),
+        *(first(entity.version_column, entity.trip_id_column) for entity in registry.entities()),
         first(col(Tombstone.version), col(Tombstone.trip_id)),
     ).subquery()
 
