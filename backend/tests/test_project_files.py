@@ -90,7 +90,8 @@ def test_one_session_dependency_and_create_all_only_in_init_db() -> None:
 
 
 # What would outlive a transaction on a server connection, and so break (or leak to another
-# client) behind PgBouncer in transaction mode. README "Scaling out" lists the audit.
+# client) behind PgBouncer in transaction mode. docs/operations.md lists the audit ("PgBouncer,
+# transaction pooling").
 SESSION_STATE = {
     "session-level advisory lock (use pg_advisory_xact_lock)": r"pg_(try_)?advisory_(un)?lock",
     "SET without LOCAL": r"""["'(]\s*SET\s+(?!LOCAL\b|NULL\b|DEFAULT\b)\w+""",

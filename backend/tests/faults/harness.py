@@ -1,6 +1,6 @@
 """What the fault tests share: a durable PostgreSQL of their own, a real uvicorn process on a
 free 127.0.0.1 port, an HTTP client that records every answer and never raises, seeding
-through the API, and one way to print the figures the README quotes.
+through the API, and one way to print the figures docs/reliability.md quotes.
 
 Nothing here touches the machine's own PostgreSQL server: every database is a LocalPostgres
 in the test's temporary folder, and every load is bounded in count and time.
