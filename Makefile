@@ -41,7 +41,7 @@ test-e2e: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/alembic upgrade head
 
-## Delete what has outlived its retention (expired idempotency keys); run it daily (cron or a scheduled job).
+## Delete what has outlived its retention (idempotency keys, tombstones, rate-limit windows); run it daily.
 cleanup: $(STAMP)
 	$(BIN)/python -m app.cli cleanup
 
@@ -64,7 +64,7 @@ bench-sync: $(STAMP)
 	cd backend && ../$(BIN)/python -m bench.sync_pull
 
 ## Load test (wrk): seeds BENCH_SCALE × (1,000 users, 10,000 trips, 1M items, 200k expenses),
-## runs TripSync with 1 and 2 workers and a raw ASGI baseline; see README "Benchmark".
+## runs TripSync with 1 and 2 workers and a raw ASGI baseline; see docs/benchmark.md.
 bench: $(STAMP)
 	@for tool in wrk pgbouncer; do \
 		command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || { \

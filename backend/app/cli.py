@@ -56,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     cleanup_parser = commands.add_parser(
-        "cleanup", help="delete what has outlived its retention (idempotency keys, tombstones)"
+        "cleanup",
+        help="delete what has outlived its retention "
+        "(idempotency keys, tombstones, rate-limit windows)",
     )
     cleanup_parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="rows per transaction"

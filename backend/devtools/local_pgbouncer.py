@@ -3,8 +3,8 @@ tests and the benchmark: the system's `pgbouncer` (Debian's package), a folder o
 a free 127.0.0.1 port, stopped and removed by `stop()`.
 
 Authentication is `trust` with a one-line userlist: the servers behind it are the embedded
-ones of tests and benchmarks, which trust 127.0.0.1 too. Production settings: README
-"Scaling out".
+ones of tests and benchmarks, which trust 127.0.0.1 too. Production settings: docs/operations.md,
+"PgBouncer, transaction pooling".
 """
 
 import os

@@ -102,8 +102,8 @@ def check_server_timeouts(settings: Settings) -> None:
         return
     for mismatch in mismatches:
         logger.warning(
-            "%s; with DB_STARTUP_OPTIONS=false set it on the server "
-            '(ALTER ROLE ... IN DATABASE ... SET, see the README\'s "Scaling out")',
+            "%s; with DB_STARTUP_OPTIONS=false set it on the server (ALTER ROLE ... IN "
+            'DATABASE ... SET, see docs/operations.md, "PgBouncer, transaction pooling")',
             mismatch,
         )
 

@@ -1,6 +1,6 @@
 """Routes of the sync protocol: snapshot, changes after a version, and a device's trip list.
 
-The algorithm a client follows is in the README ("Writing a sync client").
+The algorithm a client follows is in docs/sync-protocol.md ("Writing a sync client").
 """
 
 import uuid
