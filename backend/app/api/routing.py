@@ -302,7 +302,8 @@ def as_app_route(route: APIRoute) -> AppRoute:
     """The same route, declared with the same options, as an AppRoute."""
     if isinstance(route, AppRoute):
         return route
-    options = {name: getattr(route, name) for name in _ROUTE_OPTIONS if hasattr(route, name)}
+    # Every option is read back: a FastAPI that stopped keeping one fails here, at start-up.
+    options = {name: getattr(route, name) for name in _ROUTE_OPTIONS}
     return AppRoute(route.path, route.endpoint, **options)
 
 

@@ -3,9 +3,8 @@
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import Exists, func
 from sqlmodel import Session, col, select
 
 from app.core.columns import utcnow
@@ -85,7 +84,7 @@ def get_trip_for_member(
     return trip, Role(role)
 
 
-def _is_member(trip_id: uuid.UUID, user_id: uuid.UUID) -> Any:
+def _is_member(trip_id: uuid.UUID, user_id: uuid.UUID) -> Exists:
     return (
         select(TripMember.user_id)
         .where(TripMember.trip_id == trip_id, TripMember.user_id == user_id)
