@@ -28,6 +28,7 @@ from app.invitations.router import router as invitations_router
 from app.invitations.router import trip_router as trip_invitations_router
 from app.itinerary.router import router as itinerary_router
 from app.participants.router import router as participants_router
+from app.sync.live import listening
 from app.trips import hooks as trip_hooks
 from app.trips.router import router as trips_router
 from app.users.router import auth_router, users_router
@@ -47,7 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.THREADPOOL_SIZE
         if not settings.DB_STARTUP_OPTIONS:
             await anyio.to_thread.run_sync(check_server_timeouts, settings)
-        yield
+        async with listening(settings) as listener:
+            app.state.listener = listener  # long polls wait on it (app.feed.router)
+            yield
         get_engine().dispose()
 
     app = FastAPI(

@@ -11,9 +11,9 @@ start-up) an admitted request never waits for a connection. Requests that use no
 (`/health/live`, static files) take no slot.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from anyio.lowlevel import RunVar
@@ -22,6 +22,8 @@ from starlette.types import Scope
 
 from app.core.config import get_settings
 from app.core.errors import ServerBusy
+
+T = TypeVar("T")
 
 # Where an admitted request keeps its slot, so an in-process sub-request can run on it.
 _SLOT_SCOPE_KEY = "tripsync.database_slot"
@@ -72,14 +74,16 @@ class DatabaseSlot:
             self._held = False
             self._semaphore.release()
 
-    async def sleep(self, seconds: float) -> None:
-        """Wait on the event loop without the slot, then take one again (bounded, or 503).
+    async def released(self, wait: Callable[[], Awaitable[T]]) -> T:
+        """Await `wait()` without the slot, then take one again (bounded, or 503).
 
         For long polls: the caller must hold no connection meanwhile (commit first).
         """
         self.release()
-        await anyio.sleep(seconds)
-        await self.acquire()
+        try:
+            return await wait()
+        finally:
+            await self.acquire()
 
 
 @cache

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # PgBouncer set it false (PgBouncer refuses the `options` parameter) and set the timeouts
     # on the server (ALTER ROLE ... SET); the app then only checks them at start-up.
     DB_STARTUP_OPTIONS: bool = True
+    # The connection each worker LISTENs on for committed trip versions (app.sync.live). Unset:
+    # DATABASE_URL. Behind PgBouncer in transaction mode, point it at PostgreSQL directly.
+    DB_LISTEN_URL: PostgresDsn | None = None
 
     SECRET_KEY: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60 * 24, ge=1, le=60 * 24 * 30)
@@ -153,6 +156,13 @@ class Settings(BaseSettings):
         if self.DB_MAX_CONCURRENT_REQUESTS is not None:
             return self.DB_MAX_CONCURRENT_REQUESTS
         return min(self.THREADPOOL_SIZE, self.DB_POOL_SIZE + self.DB_MAX_OVERFLOW)
+
+    @property
+    def database_listen_url(self) -> str:
+        """Where the worker's listener connects: DB_LISTEN_URL, else the database URL."""
+        if self.DB_LISTEN_URL is not None:
+            return with_psycopg2(str(self.DB_LISTEN_URL))
+        return self.database_url
 
     @property
     def database_url(self) -> str:

@@ -3,20 +3,24 @@
 The algorithm a client follows is in docs/sync-protocol.md ("Writing a sync client").
 """
 
+import functools
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.core.admission import DatabaseSlotDep
+from app.core.admission import DatabaseSlot, DatabaseSlotDep
 from app.core.deps import SessionDep
 from app.core.errors import BadRequest, error_responses
 from app.core.pagination import seal, unseal
 from app.feed import mutations, service
 from app.feed.models import ChangesPublic, SnapshotPublic
+from app.sync.live import Listener
 from app.trips import service as trip_service
 from app.trips.deps import TripAccess, TripMember
 from app.trips.models import Role
@@ -75,6 +79,7 @@ def get_snapshot(session: SessionDep, access: TripMember) -> Response:
     responses=error_responses(400, 404, 410),
 )
 async def get_changes(
+    request: Request,
     session: SessionDep,
     slot: DatabaseSlotDep,
     access: TripMember,
@@ -90,17 +95,46 @@ async def get_changes(
     `410 reset_required` (codes `cursor_expired`, `access_changed`) means: drop the copy and
     take a new snapshot.
     """
-    if wait:
-        # Between polls the request holds no connection, so it gives its slot back too.
-        await service.wait_for_change(
-            session=session, trip_id=access.trip.id, since=since, seconds=wait, sleep=slot.sleep
-        )
+    viewer = _viewer(access)
+    listener: Listener | None = getattr(request.app.state, "listener", None)
+    if wait and listener is not None:
+        await _wait_for_change(session, slot, listener, viewer, since, wait)
     document = await run_in_threadpool(
-        lambda: service.changes_since(
-            session=session, viewer=_viewer(access), since=since, limit=limit
-        )
+        lambda: service.changes_since(session=session, viewer=viewer, since=since, limit=limit)
     )
     return _json(document)
+
+
+async def _wait_for_change(
+    session: Session,
+    slot: DatabaseSlot,
+    listener: Listener,
+    viewer: service.Viewer,
+    since: int,
+    seconds: float,
+) -> None:
+    """Return once the trip is past `since` (or after `seconds`), woken by its notification.
+
+    The waiter is registered before the head is read, so a commit in between still wakes it.
+    While waiting it holds no connection and no slot, and runs no query; a wake without a
+    version (the listener reconnected) reads the head again.
+    """
+    deadline = time.monotonic() + seconds
+    with listener.watch(viewer.trip.id, since) as watch:
+        head = await run_in_threadpool(
+            lambda: service.usable_head(session=session, viewer=viewer, since=since)
+        )
+        while head <= since and not watch.changed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await run_in_threadpool(session.commit)  # gives the connection back
+            if not await slot.released(functools.partial(watch.wait, remaining)):
+                return
+            if not watch.changed:
+                head = await run_in_threadpool(
+                    lambda: service.head_version(session=session, trip_id=viewer.trip.id)
+                )
 
 
 class MutationIn(BaseModel):

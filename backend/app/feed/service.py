@@ -9,19 +9,15 @@ as their models would write them: a page is one statement, and no row becomes a 
 object on the way.
 """
 
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-import anyio
 from sqlalchemy import BigInteger, Boolean, Select, bindparam, case, literal, text, true, union_all
 from sqlalchemy import select as select_columns  # any number of them (sqlmodel's: four)
 from sqlmodel import Session, col, select
-from starlette.concurrency import run_in_threadpool
 
 from app.core.columns import utcnow
 from app.core.config import get_settings
@@ -35,7 +31,6 @@ from app.sync.registry import Versions
 from app.trips.models import Role, Trip, TripMember
 
 MAX_WAIT_SECONDS = 30
-_POLL_SECONDS = 0.5
 
 
 class ResetRequired(AppError):
@@ -208,27 +203,18 @@ def _cutoff(session: Session, trip_id: uuid.UUID, since: int, limit: int) -> tup
     return last, session.exec(select(beyond.c.version).limit(1)).first() is not None
 
 
-async def wait_for_change(
-    *,
-    session: Session,
-    trip_id: uuid.UUID,
-    since: int,
-    seconds: float,
-    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-) -> None:
-    """Return once the trip has moved past `since`, or after `seconds` (at most 30).
+def usable_head(*, session: Session, viewer: Viewer, since: int) -> int:
+    """The trip's head version, once `since` is known to be a cursor the changes can serve.
 
-    Neither a worker thread nor a database connection is held while waiting: each poll is a
-    short transaction run on the thread pool, and the waiting itself is on the event loop
-    (`sleep`, which the route passes to also give back its database slot meanwhile).
+    Raises at once (400, 410) for a cursor that is not: a long poll fails before it waits.
     """
-    deadline = time.monotonic() + min(seconds, MAX_WAIT_SECONDS)
-    while time.monotonic() < deadline:
-        head = await run_in_threadpool(_head, session, trip_id)
-        await run_in_threadpool(session.commit)  # releases the connection while we sleep
-        if head > since:
-            return
-        await sleep(_POLL_SECONDS)
+    head = _head(session, viewer.trip.id)
+    _ensure_cursor_usable(session, viewer, since, head)
+    return head
+
+
+def head_version(*, session: Session, trip_id: uuid.UUID) -> int:
+    return _head(session, trip_id)
 
 
 def changes_since(*, session: Session, viewer: Viewer, since: int, limit: int) -> str:

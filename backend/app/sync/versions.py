@@ -3,7 +3,8 @@
 Each trip has a counter, `trips.head_version`. A transaction that writes anything in a trip
 first runs `UPDATE trips SET head_version = head_version + 1 ... RETURNING head_version`,
 which also locks the trip row until the transaction ends. Every synced row it writes (and
-every tombstone it leaves) carries that value in `version`.
+every tombstone it leaves) carries that value in `version`. The same statement runs
+`pg_notify` with the trip and the version, which PostgreSQL delivers at commit (app.sync.live).
 
 Why a locked counter and not a sequence or a timestamp: with a global sequence, transaction
 A can take 41, transaction B take 42 and commit first; a client that pulls then sees 42 and
@@ -17,12 +18,12 @@ writers never notices; different trips never wait for each other.
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, event, update
+from sqlalchemy import ColumnElement, Text, cast, event, func, update
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col
 
-from app.sync import registry
+from app.sync import live, registry
 from app.sync.models import Tombstone
 
 _CLAIMED = "sync_versions"
@@ -61,14 +62,19 @@ def _claim(
         statement = update(trips).where(col(trips.id) == trip_id)
         if only_if is not None:
             statement = statement.where(only_if)
+        # The same statement announces the version; PostgreSQL sends it only at commit.
+        announce = func.pg_notify(
+            live.CHANNEL,
+            func.concat(cast(trips.id, Text), ":", cast(trips.head_version, Text)),
+        )
         bumped = session.execute(
             statement.values(head_version=col(trips.head_version) + 1)
-            .returning(col(trips.head_version))
+            .returning(col(trips.head_version), announce)
             .execution_options(synchronize_session=False)
-        ).scalar_one_or_none()
+        ).first()
         if bumped is None:
             return None
-        claimed[trip_id] = bumped
+        claimed[trip_id] = bumped[0]
     return claimed[trip_id]
 
 

@@ -89,25 +89,25 @@ def test_a_long_poll_returns_as_soon_as_something_changes(
     engine: Engine, committed_trip: tuple[uuid.UUID, User]
 ) -> None:
     trip_id, owner = committed_trip
-    client = TestClient(create_app())
-    since = _pull(client, owner, trip_id, 0)["version"]
+    with TestClient(create_app()) as client:  # its lifespan starts the worker's listener
+        since = _pull(client, owner, trip_id, 0)["version"]
 
-    def write_later() -> None:
-        time.sleep(0.7)
-        client.post(
-            f"/trips/{trip_id}/items",
+        def write_later() -> None:
+            time.sleep(0.7)
+            client.post(
+                f"/trips/{trip_id}/items",
+                headers=support.auth(owner),
+                json={"kind": "note", "title": "news"},
+            )
+
+        writer = threading.Thread(target=write_later)
+        writer.start()
+        response = client.get(
+            f"/trips/{trip_id}/changes",
             headers=support.auth(owner),
-            json={"kind": "note", "title": "news"},
+            params={"since": since, "wait": 20},
         )
-
-    writer = threading.Thread(target=write_later)
-    writer.start()
-    response = client.get(
-        f"/trips/{trip_id}/changes",
-        headers=support.auth(owner),
-        params={"since": since, "wait": 20},
-    )
-    writer.join()
+        writer.join()
     assert [c["data"]["title"] for c in response.json()["changes"]] == ["news"]
 
 
@@ -115,20 +115,22 @@ def test_a_long_poll_holds_no_database_connection_while_waiting(
     engine: Engine, committed_trip: tuple[uuid.UUID, User]
 ) -> None:
     trip_id, owner = committed_trip
-    client = TestClient(create_app())
-    since = _pull(client, owner, trip_id, 0)["version"]
     checked_out: list[int] = []
 
     def watch() -> None:
         time.sleep(0.6)
-        for _ in range(5):  # a poll holds a connection for about a millisecond at a time
+        for _ in range(5):
             checked_out.append(engine.pool.checkedout())  # type: ignore[attr-defined]
             time.sleep(0.17)
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    client.get(
-        f"/trips/{trip_id}/changes", headers=support.auth(owner), params={"since": since, "wait": 2}
-    )
-    watcher.join()
-    assert checked_out.count(0) >= 4, checked_out
+    with TestClient(create_app()) as client:  # its lifespan starts the worker's listener
+        since = _pull(client, owner, trip_id, 0)["version"]
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        client.get(
+            f"/trips/{trip_id}/changes",
+            headers=support.auth(owner),
+            params={"since": since, "wait": 2},
+        )
+        watcher.join()
+    assert checked_out == [0] * 5

@@ -1,0 +1,197 @@
+"""Live versions: a commit announces the trip's version, and long polls wake on it.
+
+These use committed data and a running app (its lifespan starts the worker's listener).
+"""
+
+import select
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+
+from app.core.config import get_settings
+from app.main import create_app
+from app.sync import live
+from app.sync.versions import claim_version
+from app.trips.models import Role, Trip, TripMember
+from app.users.models import User
+from tests import support
+
+
+@pytest.fixture
+def committed_trip(engine: Engine) -> Iterator[tuple[uuid.UUID, User]]:
+    with Session(engine, expire_on_commit=False) as session:
+        owner = support.make_user(session)
+        trip = Trip(name="Live", start_date=date(2027, 5, 1), end_date=date(2027, 5, 3))
+        session.add(trip)
+        session.flush()
+        session.add(TripMember(trip_id=trip.id, user_id=owner.id, role=Role.OWNER))
+        session.commit()
+    yield trip.id, owner
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM trips WHERE id = :t"), {"t": trip.id})
+        connection.execute(text("DELETE FROM users WHERE id = :u"), {"u": owner.id})
+
+
+@pytest.fixture
+def listening_connection() -> Iterator[psycopg2.extensions.connection]:
+    """A LISTEN of our own on the test database, as a worker's listener has."""
+    url = get_settings().database_url.replace("postgresql+psycopg2://", "postgresql://")
+    connection = psycopg2.connect(url)
+    connection.set_session(autocommit=True)
+    with connection.cursor() as cursor:
+        cursor.execute(f"LISTEN {live.CHANNEL}")
+    yield connection
+    connection.close()
+
+
+def _received(connection: psycopg2.extensions.connection, seconds: float) -> list[str]:
+    deadline = time.monotonic() + seconds
+    payloads: list[str] = []
+    while time.monotonic() < deadline:
+        select.select([connection], [], [], max(0.0, deadline - time.monotonic()))
+        connection.poll()
+        payloads.extend(n.payload for n in connection.notifies)
+        connection.notifies.clear()
+    return payloads
+
+
+def test_a_commit_announces_the_trip_and_its_version_and_a_rollback_does_not(
+    engine: Engine,
+    committed_trip: tuple[uuid.UUID, User],
+    listening_connection: psycopg2.extensions.connection,
+) -> None:
+    trip_id, _ = committed_trip
+    with Session(engine) as session:
+        rolled_back = claim_version(session, trip_id)
+        session.rollback()
+    assert _received(listening_connection, 0.3) == []
+
+    with Session(engine) as session:
+        version = claim_version(session, trip_id)
+        assert _received(listening_connection, 0.3) == []  # not before the commit
+        session.commit()
+    assert version == rolled_back  # the rolled-back claim left no trace
+    assert _received(listening_connection, 2) == [live.payload(trip_id, version)]
+
+
+def _long_poll(client: TestClient, owner: User, trip_id: uuid.UUID, since: int) -> Any:
+    response = client.get(
+        f"/trips/{trip_id}/changes",
+        headers=support.auth(owner),
+        params={"since": since, "wait": 25},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _add_item(client: TestClient, owner: User, trip_id: uuid.UUID, title: str) -> None:
+    response = client.post(
+        f"/trips/{trip_id}/items",
+        headers=support.auth(owner),
+        json={"kind": "note", "title": title},
+    )
+    assert response.status_code == 201, response.text
+
+
+def _head(engine: Engine, trip_id: uuid.UUID) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                text("SELECT head_version FROM trips WHERE id = :t"), {"t": trip_id}
+            ).scalar_one()
+        )
+
+
+def _waiting(app: Any, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while app.state.listener.waiting < count:
+        assert time.monotonic() < deadline, "the long poll never started waiting"
+        time.sleep(0.02)
+
+
+def test_a_long_poll_runs_no_query_while_it_waits_and_wakes_on_the_commit(
+    engine: Engine, committed_trip: tuple[uuid.UUID, User]
+) -> None:
+    trip_id, owner = committed_trip
+    app = create_app()
+    with TestClient(app) as client:
+        since = _head(engine, trip_id)
+        answers: list[Any] = []
+        poller = threading.Thread(
+            target=lambda: answers.append(_long_poll(client, owner, trip_id, since))
+        )
+        started = time.monotonic()
+        poller.start()
+        _waiting(app, 1)
+        time.sleep(0.2)  # let it settle into the wait
+        with support.counted_statements(engine) as statements:
+            time.sleep(1.0)
+        assert statements == []  # no query, and no connection, while it waits
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        _add_item(client, owner, trip_id, "news")
+        poller.join(20)
+    assert not poller.is_alive()
+    assert time.monotonic() - started < 20  # the notification woke it, not the deadline
+    assert [c["data"]["title"] for c in answers[0]["changes"] if c["entity"] == "item"] == ["news"]
+
+
+def test_an_impossible_cursor_fails_at_once_instead_of_after_the_wait(
+    engine: Engine, committed_trip: tuple[uuid.UUID, User]
+) -> None:
+    trip_id, owner = committed_trip
+    with TestClient(create_app()) as client:
+        started = time.monotonic()
+        response = client.get(
+            f"/trips/{trip_id}/changes",
+            headers=support.auth(owner),
+            params={"since": _head(engine, trip_id) + 5, "wait": 25},
+        )
+        assert response.status_code in (400, 410), response.text
+        assert time.monotonic() - started < 10
+
+
+def test_a_lost_listener_reconnects_and_wakes_every_waiter_to_check_again(
+    engine: Engine, committed_trip: tuple[uuid.UUID, User]
+) -> None:
+    trip_id, owner = committed_trip
+    app = create_app()
+    with TestClient(app) as client:
+        listener: live.Listener = app.state.listener
+        since = _head(engine, trip_id)
+        answers: list[Any] = []
+        poller = threading.Thread(
+            target=lambda: answers.append(_long_poll(client, owner, trip_id, since))
+        )
+        poller.start()
+        _waiting(app, 1)
+        # The listener's connection dies on the server, as in a restart or a network cut.
+        with engine.begin() as connection:
+            killed = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = 'tripsync-listener' AND datname = current_database()"
+                )
+            ).scalar_one()
+        assert killed >= 1
+        deadline = time.monotonic() + 10
+        while listener.reconnects < 1:
+            assert time.monotonic() < deadline, "the listener did not reconnect"
+            time.sleep(0.02)
+        # Woken by the reconnect, the poll read the head, found nothing new, and waits again.
+        _waiting(app, 1)
+        assert poller.is_alive()
+        _add_item(client, owner, trip_id, "after the cut")
+        poller.join(20)
+    assert not poller.is_alive()
+    titles = [c["data"]["title"] for c in answers[0]["changes"] if c["entity"] == "item"]
+    assert titles == ["after the cut"]
