@@ -7,7 +7,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -21,7 +20,7 @@ from app.core.db import get_engine
 from app.core.deps import SessionDep
 from app.main import create_app
 from app.users.models import User
-from tests import support
+from tests import factories, support
 
 POOL_TIMEOUT = 0.5
 TRIP = {"name": "Lisbon", "start_date": "2027-05-01", "end_date": "2027-05-04"}
@@ -104,7 +103,7 @@ def one_slot(engine: Engine) -> Iterator[tuple[FastAPI, User]]:
         PASSWORD_HASH_CONCURRENCY="1",
     ):
         with Session(get_engine(), expire_on_commit=False) as session:
-            user = support.make_user(session)
+            user = factories.make_user(session)
         try:
             yield create_app(), user
         finally:
@@ -118,16 +117,10 @@ def one_slot(engine: Engine) -> Iterator[tuple[FastAPI, User]]:
                 session.commit()
 
 
-def _create_trip(client: TestClient, user: User) -> dict[str, Any]:
-    response = client.post("/trips", headers=support.auth(user), json=TRIP)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 def test_a_long_poll_gives_its_slot_back_while_it_waits(one_slot: tuple[FastAPI, User]) -> None:
     app, user = one_slot
     with TestClient(app) as client:
-        trip = _create_trip(client, user)
+        trip = factories.create_trip(client, user, **TRIP)
         polled: list[int] = []
 
         def long_poll() -> None:
@@ -154,7 +147,7 @@ def test_a_batch_of_mutations_runs_its_writes_on_its_own_slot(
 ) -> None:
     app, user = one_slot
     with TestClient(app) as client:
-        trip = _create_trip(client, user)
+        trip = factories.create_trip(client, user, **TRIP)
         items = f"/trips/{trip['id']}/items"
         batch = {
             "mutations": [

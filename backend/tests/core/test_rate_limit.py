@@ -11,7 +11,7 @@ from sqlmodel import Session
 from app.core.config import get_settings
 from app.main import app
 from app.ratelimit import service as rate_limit
-from tests import support
+from tests import factories, support
 
 
 def _client(address: str) -> TestClient:
@@ -49,7 +49,7 @@ def _login(client: TestClient, email: str, password: str = "wrong-password"):  #
 
 
 def test_login_attempts_per_account_are_limited(limits: str, connection, session: Session) -> None:  # type: ignore[no-untyped-def]
-    user = support.make_user(session)
+    user = factories.make_user(session)
     for _ in range(3):  # from different addresses: the account limit still applies
         support.assert_problem(_login(_client(_address()), user.email), 401)
     refused = _login(_client(_address()), user.email, support.PASSWORD)
@@ -57,7 +57,7 @@ def test_login_attempts_per_account_are_limited(limits: str, connection, session
     assert 1 <= int(refused.headers["retry-after"]) <= get_settings().RATE_LIMIT_WINDOW_SECONDS
     assert "account" in body["detail"]
     # Another account is not affected.
-    other = support.make_user(session)
+    other = factories.make_user(session)
     assert _login(_client(_address()), other.email, support.PASSWORD).status_code == 200
 
 
