@@ -1,6 +1,6 @@
 """Helpers shared by the tests: throwaway databases, settings swaps, users and tokens."""
 
-import os
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlmodel import Session
 
-from app.core import admission, config, db
+from app.core import db
 from app.core.security import create_access_token
 from app.users.models import User
 
@@ -40,14 +40,21 @@ def drop_database(database_url: str) -> None:
     engine.dispose()
 
 
-def reset_caches() -> None:
-    for cached in (
-        config.get_settings,
-        db.get_engine,
-        db.get_sessionmaker,
-        admission.get_admission,
-        admission.get_hashing_admission,
-    ):
+def reset_singletons() -> None:
+    """Forget every `functools.cache`d function of the loaded app modules (settings, engine,
+    sessionmaker, admission limiters, rate-limit store, password hasher, ...): each is
+    rebuilt from the current environment when next used."""
+    seen: dict[int, Any] = {}
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__name__", "")
+        if name != "app" and not name.startswith("app."):
+            continue
+        for value in vars(module).values():
+            if hasattr(value, "cache_clear") and getattr(value, "__module__", "").startswith(
+                "app."
+            ):
+                seen[id(value)] = value
+    for cached in seen.values():
         cached.cache_clear()
 
 
@@ -71,24 +78,6 @@ def session_on(connection: Connection) -> Session:
     return Session(
         bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
     )
-
-
-@contextmanager
-def environment(**values: str) -> Iterator[None]:
-    """Run with these environment variables (and fresh settings/engine), then restore."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    reset_caches()
-    try:
-        yield
-    finally:
-        db.get_engine().dispose()
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-        reset_caches()
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,25 +19,21 @@ def _client(address: str) -> TestClient:
 
 
 @pytest.fixture(params=["postgres", "redis"])
-def limits(request: pytest.FixtureRequest) -> Iterator[str]:
+def limits(request: pytest.FixtureRequest, environment: Callable[..., None]) -> str:
     """Small limits on one of the two shared stores (Redis only when one answers)."""
     if request.param == "redis":
         try:
             socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
         except OSError:
             pytest.skip("no Redis at 127.0.0.1:6379 (the default store is PostgreSQL)")
-    with support.environment(
+    environment(
         RATE_LIMIT_STORE=request.param,
         LOGIN_ATTEMPTS_PER_ACCOUNT="3",
         LOGIN_ATTEMPTS_PER_ADDRESS="5",
         REGISTRATIONS_PER_ADDRESS="2",
         RATE_LIMIT_WINDOW_SECONDS="600",
-    ):
-        rate_limit._store.cache_clear()
-        try:
-            yield request.param
-        finally:
-            rate_limit._store.cache_clear()
+    )
+    return str(request.param)
 
 
 def _address() -> str:
