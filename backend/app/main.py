@@ -49,8 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.DB_STARTUP_OPTIONS:
             await anyio.to_thread.run_sync(check_server_timeouts, settings)
         async with listening(settings) as listener:
-            app.state.listener = listener  # long polls wait on it (app.feed.router)
-            yield
+            app.state.listener = listener  # long polls and event streams wait on it
+            try:
+                yield
+            finally:
+                app.state.listener = None  # stopped: nothing would wake them any more
         get_engine().dispose()
 
     app = FastAPI(

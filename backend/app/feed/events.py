@@ -81,12 +81,14 @@ def user_of_stream_token(session: Session, token: str) -> User:
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # version | access
-    trip_id: uuid.UUID
+    kind: str  # version | access | reset
+    trip_id: uuid.UUID | None = None
     version: int | None = None
     change: AccessChange | None = None
 
     def data(self) -> str:
+        if self.kind == "reset":
+            return "{}"
         if self.kind == "version":
             return json.dumps({"trip_id": str(self.trip_id), "version": self.version})
         assert self.change is not None
@@ -175,12 +177,14 @@ class Stream:
         """The event as sse-starlette sends it, or None when it says nothing new."""
         if event.kind == "version":
             assert event.version is not None
+            assert event.trip_id is not None
             if event.trip_id not in self.subscription.trips:
                 return None  # not (or no longer) the caller's trip
             if self.told.get(event.trip_id, 0) >= event.version:
                 return None
             self.told[event.trip_id] = event.version
         elif event.change in (AccessChange.REMOVED, AccessChange.DELETED):
+            assert event.trip_id is not None
             self.told.pop(event.trip_id, None)
         return {"event": event.kind, "id": self.cursor(), "data": event.data()}
 

@@ -252,9 +252,29 @@ _EVENTS_DESCRIPTION = (
     'Server-sent events. `event: version`, `data: {"trip_id", "version"}`: a trip of '
     'the caller reached a version (pull its changes). `event: access`, `data: {"trip_id", '
     '"change"}` with change `added`, `removed`, `role_changed`, `visibility_changed`, '
-    "`deleted` or `changed`: run `GET /sync`. A comment line `: heartbeat` every 15 s. Each "
-    "event's `id` is a `GET /sync` cursor of what the stream has told."
+    "`deleted` or `changed`: run `GET /sync`. `event: reset` (`data: {}`, first, when the "
+    "last event id could not be read): run `GET /sync` without a cursor and drop the trips it "
+    "does not list. A comment line `: heartbeat` every 15 s. Each event's `id` is a "
+    "`GET /sync` cursor of what the stream has told."
 )
+
+
+# One event of the stream, as its fields arrive (`data` is JSON text; heartbeats are comments).
+_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["version", "access", "reset"]},
+        "id": {"type": "string", "description": "A GET /sync cursor of what the stream told"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": (
+                'version: {"trip_id", "version"}; access: {"trip_id", "change"}; reset: {}'
+            ),
+        },
+    },
+    "required": ["event", "id", "data"],
+}
 
 
 @router.get(
@@ -263,7 +283,7 @@ _EVENTS_DESCRIPTION = (
     responses={
         200: {
             "description": _EVENTS_DESCRIPTION,
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": _EVENT_SCHEMA}},
         },
         **error_responses(429, 503),
     },
@@ -302,7 +322,8 @@ async def stream_events(
         raise events.TooManyStreams(
             "Too many event streams are open for this account; close one first."
         )
-    told, told_at = _last_told(user.id, last_event_id_header or last_event_id)
+    resumed_from = last_event_id_header or last_event_id
+    told, told_at = _last_told(user.id, resumed_from)
     subscription = listener.subscribe(user.id)  # before reading: nothing falls in between
     try:
         heads, pending = await run_in_threadpool(events.catch_up, session, user.id, told, told_at)
@@ -310,6 +331,10 @@ async def stream_events(
     except BaseException:
         listener.unsubscribe(subscription)
         raise
+    if resumed_from and told is None:
+        # An id this server cannot read (altered, another user's): what the client missed is
+        # unknown, so it must list its trips afresh and drop the ones not listed.
+        pending.insert(0, events.Event("reset"))
     stream = events.Stream(listener, subscription, told or {}, pending)
     return EventSourceResponse(
         stream.events(),

@@ -265,3 +265,36 @@ def test_a_user_may_hold_a_bounded_number_of_streams(
         finally:
             for stream in streams:
                 stream.close(app)
+
+
+def test_a_last_event_id_it_cannot_read_makes_the_client_list_its_trips_afresh(
+    app: FastAPI, people: tuple[User, User]
+) -> None:
+    alice, bob = people
+    with TestClient(app) as client:
+        trip = factories.create_trip(client, alice)
+        stream = _open(client, alice)
+        alices_id = stream.next()["id"]
+        stream.close(app)
+        # An id of another user's stream (or an altered one) says nothing about Alice's.
+        for unreadable in (alices_id[:-2] + "xx", _open_and_take_id(client, app, bob)):
+            again = Listening(
+                client,
+                f"/sync/events?token={_stream_token(client, alice)}",
+                {"Last-Event-ID": unreadable},
+            )
+            try:
+                first = again.next()
+                assert (first["event"], first["data"]) == ("reset", {})
+                assert again.next()["data"]["trip_id"] == trip["id"]
+            finally:
+                again.close(app)
+
+
+def _open_and_take_id(client: TestClient, app: FastAPI, user: User) -> str:
+    factories.create_trip(client, user, name="Bob's")
+    stream = _open(client, user)
+    try:
+        return str(stream.next()["id"])
+    finally:
+        stream.close(app)

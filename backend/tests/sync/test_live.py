@@ -94,15 +94,6 @@ def _long_poll(client: TestClient, owner: User, trip_id: uuid.UUID, since: int) 
     return response.json()
 
 
-def _add_item(client: TestClient, owner: User, trip_id: uuid.UUID, title: str) -> None:
-    response = client.post(
-        f"/trips/{trip_id}/items",
-        headers=support.auth(owner),
-        json={"kind": "note", "title": title},
-    )
-    assert response.status_code == 201, response.text
-
-
 def _head(engine: Engine, trip_id: uuid.UUID) -> int:
     with engine.connect() as connection:
         return int(
@@ -138,7 +129,7 @@ def test_a_long_poll_runs_no_query_while_it_waits_and_wakes_on_the_commit(
             time.sleep(1.0)
         assert statements == []  # no query, and no connection, while it waits
         assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-        _add_item(client, owner, trip_id, "news")
+        factories.add_item(client, owner, str(trip_id), kind="note", title="news")
         poller.join(20)
     assert not poller.is_alive()
     assert time.monotonic() - started < 20  # the notification woke it, not the deadline
@@ -190,7 +181,7 @@ def test_a_lost_listener_reconnects_and_wakes_every_waiter_to_check_again(
         # Woken by the reconnect, the poll read the head, found nothing new, and waits again.
         _waiting(app, 1)
         assert poller.is_alive()
-        _add_item(client, owner, trip_id, "after the cut")
+        factories.add_item(client, owner, str(trip_id), kind="note", title="after the cut")
         poller.join(20)
     assert not poller.is_alive()
     titles = [c["data"]["title"] for c in answers[0]["changes"] if c["entity"] == "item"]
