@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from app.main import app
 from app.trips.models import Role, TripMember
-from tests import support
+from tests import factories, support
 
 
 @dataclass(frozen=True)
@@ -179,8 +179,8 @@ def test_anonymous_gets_401(client: TestClient, method: str, path: str) -> None:
 
 @pytest.fixture
 def trip(client: TestClient, session: Session) -> dict[str, Any]:
-    owner = support.make_user(session)
-    viewer = support.make_user(session)
+    owner = factories.make_user(session)
+    viewer = factories.make_user(session)
     response = client.post(
         "/trips",
         headers=support.auth(owner),
@@ -206,7 +206,7 @@ def _snapshot(client: TestClient, trip: dict[str, Any]) -> tuple[object, object,
 def test_non_member_gets_404_and_changes_nothing(
     client: TestClient, session: Session, trip: dict[str, Any], method: str, path: str
 ) -> None:
-    outsider = support.make_user(session)
+    outsider = factories.make_user(session)
     before = _snapshot(client, trip)
     owner_id = str(trip["owner"].id)  # type: ignore[attr-defined]
     response = _call(
@@ -239,7 +239,7 @@ def test_viewer_gets_403_on_writes_and_changes_nothing(
 def test_the_same_404_for_missing_and_foreign_trips(
     client: TestClient, session: Session, trip: dict[str, Any]
 ) -> None:
-    outsider = support.make_user(session)
+    outsider = factories.make_user(session)
     foreign = client.get(f"/trips/{trip['id']}", headers=support.auth(outsider)).json()
     missing = client.get(f"/trips/{uuid.uuid4()}", headers=support.auth(outsider)).json()
     assert foreign == missing

@@ -6,8 +6,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.itinerary.models import ItineraryItem
-from tests import support
-from tests.itinerary.factory import add_item, create_trip
+from tests import factories, support
 
 
 def batch(client: TestClient, user, trip_id: str, *mutations: dict) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -23,10 +22,10 @@ def batch(client: TestClient, user, trip_id: str, *mutations: dict) -> list[dict
 def test_a_batch_applies_in_order_and_reports_each_write(
     client: TestClient, session: Session
 ) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     base = f"/trips/{trip['id']}"
-    existing = add_item(client, owner, trip["id"], title="Existing")
+    existing = factories.add_item(client, owner, trip["id"], title="Existing")
     results = batch(
         client,
         owner,
@@ -76,9 +75,9 @@ def test_a_batch_applies_in_order_and_reports_each_write(
 
 
 def test_a_viewers_writes_are_refused_one_by_one(client: TestClient, session: Session) -> None:
-    owner, viewer = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
-    support.join(client, owner, trip["id"], viewer, "viewer")
+    owner, viewer = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    factories.join(client, owner, trip["id"], viewer, "viewer")
     results = batch(
         client,
         viewer,
@@ -96,8 +95,8 @@ def test_a_viewers_writes_are_refused_one_by_one(client: TestClient, session: Se
 
 
 def test_a_batch_for_a_trip_i_am_not_in_is_404(client: TestClient, session: Session) -> None:
-    owner, stranger = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
+    owner, stranger = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     response = client.post(
         f"/trips/{trip['id']}/mutations",
         headers=support.auth(stranger),
@@ -109,8 +108,8 @@ def test_a_batch_for_a_trip_i_am_not_in_is_404(client: TestClient, session: Sess
 
 def test_a_batch_is_never_replayed_from_its_own_key(client: TestClient, session: Session) -> None:
     """The writes inside carry their own keys; the batch's answer is never stored."""
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     body = {
         "mutations": [
             {
@@ -139,11 +138,11 @@ def test_queued_writes_made_offline_meet_the_server_state(
 ) -> None:
     """Ids the device chose make its creates replayable; edits carry the version they were
     based on, and one that another device overtook comes back as a conflict with the news."""
-    owner, friend = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
-    support.join(client, owner, trip["id"], friend, "editor")
+    owner, friend = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    factories.join(client, owner, trip["id"], friend, "editor")
     base = f"/trips/{trip['id']}"
-    item = add_item(client, owner, trip["id"], title="Lunch")
+    item = factories.add_item(client, owner, trip["id"], title="Lunch")
     item_id = str(uuid.uuid4())
     queue = [
         {
