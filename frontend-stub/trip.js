@@ -9,6 +9,8 @@ import { formatMoney, toMinor } from "./money.js";
 // view.live follows the open trip page: its event stream and the versions it knows of.
 const view = { trip: null, live: null };
 const at = (trip, suffix) => `/trips/${trip.id}${suffix}`;
+// How long opening a trip waits for its live stream's first event before reading anyway.
+const FIRST_EVENT_WAIT_MS = 1000;
 
 export async function showTrip(tripId) {
   leaveTrip();
@@ -33,6 +35,8 @@ export async function showTrip(tripId) {
   $("#expense-form").elements.spent_on.value = trip.start_date;
   live.refreshing = true; // versions announced meanwhile wait for this first read
   try {
+    // Read after the stream's first event (its version), or the page would read twice.
+    await Promise.race([live.firstVersion, new Promise((resolve) => setTimeout(resolve, FIRST_EVENT_WAIT_MS))]);
     await loadSections(live, trip);
   } finally {
     live.refreshing = false;
@@ -60,7 +64,7 @@ function showTripHeader(trip) {
 
 // Everything below the header. `live.shown` becomes the newest version announced before the
 // reads began: the data is at least that new (GET /trips/{id} does not say which version it
-// read, so a page that loaded before the stream's first event re-reads once).
+// read, so a page read before the stream's first event reads again once it comes).
 async function loadSections(live, trip) {
   const announced = live.announced;
   await Promise.all([
@@ -87,11 +91,14 @@ async function forCurrentTrip(load) {
 // feed's rows would need the balances and day numbers worked out again here).
 function followTrip(tripId) {
   const live = { tripId, announced: 0, shown: 0, stale: false, refreshing: false, stream: null };
+  let announce;
+  live.firstVersion = new Promise((resolve) => (announce = resolve));
   view.live = live;
   live.stream = openEventStream({
     version: ({ trip_id, version }) => {
       if (trip_id !== tripId) return; // the stream covers all of the user's trips
       live.announced = Math.max(live.announced, version);
+      announce();
       refresh(live);
     },
     access: ({ trip_id, change }) => {
