@@ -64,6 +64,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/trips/{trip_id}/snapshot"): Rule(in_trip=True),
     ("GET", "/trips/{trip_id}/changes"): Rule(in_trip=True),
     ("GET", "/sync"): Rule(),
+    ("POST", "/sync/stream-tokens"): Rule(),
+    # Every event is about the caller's own trips: tests/sync/test_events.py.
+    ("GET", "/sync/events"): Rule(),
     # Each write in a batch is checked on its own (a viewer's writes come back 403 inside).
     ("POST", "/trips/{trip_id}/mutations"): Rule(in_trip=True),
     ("GET", "/trips/{trip_id}/days"): Rule(in_trip=True),

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import Session
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
@@ -148,15 +148,30 @@ class MutationIn(BaseModel):
     method: Literal["POST", "PUT", "PATCH", "DELETE"]
     path: str = Field(min_length=1, max_length=500, description="e.g. /trips/{trip_id}/items")
     headers: dict[str, str] = Field(
-        default_factory=dict, description="Only If-Match and Idempotency-Key are used"
+        default_factory=dict,
+        description="Only If-Match and Idempotency-Key are used; Idempotency-Key is required",
     )
     body: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _keyed(self) -> "MutationIn":
+        # Without a key, a batch sent again (its answer lost) would apply its writes twice.
+        if not any(name.lower() == "idempotency-key" for name in self.headers):
+            raise ValueError("every queued write needs an Idempotency-Key header")
+        return self
 
 
 class MutationBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mutations: list[MutationIn] = Field(min_length=1, max_length=MAX_MUTATIONS)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "MutationBatch":
+        ids = [mutation.id for mutation in self.mutations]
+        if len(set(ids)) != len(ids):
+            raise ValueError("the ids of the writes in a batch must be unique")
+        return self
 
 
 class MutationResult(BaseModel):

@@ -144,9 +144,12 @@ def snapshot(*, session: Session, viewer: Viewer) -> str:
 def _ensure_cursor_usable(session: Session, viewer: Viewer, since: int, head: int) -> None:
     trip = viewer.trip
     if since > head:
-        raise BadRequest(
-            f"Version {since} is ahead of the trip ({head}); it did not come from this server.",
-            code="invalid_version",
+        # A cursor from a server restored from an older backup, say: the copy cannot be
+        # trusted to match anything here, so it is dropped like any other stale copy.
+        raise ResetRequired(
+            f"Version {since} is ahead of the trip ({head}): this copy did not come from the "
+            "server as it is now; take a new snapshot.",
+            code="cursor_ahead",
         )
     if since == 0:
         return  # from scratch: every row is after 0

@@ -164,8 +164,8 @@ def test_clients_are_told_to_reset(client: TestClient, session: Session) -> None
 
     support.assert_problem(
         client.get(url, headers=support.auth(friend), params={"since": since + 5}),
-        400,
-        "invalid_version",
+        410,
+        "cursor_ahead",
     )
     client.patch(
         f"/trips/{trip['id']}/members/{friend.id}",

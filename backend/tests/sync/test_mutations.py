@@ -9,11 +9,17 @@ from app.itinerary.models import ItineraryItem
 from tests import factories, support
 
 
+def keyed(mutation: dict) -> dict:  # type: ignore[type-arg]
+    """Every queued write carries an Idempotency-Key; a fresh one unless it has its own."""
+    headers = {"Idempotency-Key": f"{mutation['id']}-{uuid.uuid4()}", **mutation.get("headers", {})}
+    return {**mutation, "headers": headers}
+
+
 def batch(client: TestClient, user, trip_id: str, *mutations: dict) -> list[dict]:  # type: ignore[no-untyped-def]
     response = client.post(
         f"/trips/{trip_id}/mutations",
         headers=support.auth(user),
-        json={"mutations": list(mutations)},
+        json={"mutations": [keyed(mutation) for mutation in mutations]},
     )
     assert response.status_code == 200, response.text
     return response.json()["results"]
@@ -55,7 +61,12 @@ def test_a_batch_applies_in_order_and_reports_each_write(
             "headers": {"If-Match": f'"{existing["version"]}"'},
         },
         {"id": "e", "method": "PATCH", "path": "/users/me", "body": {"full_name": "Hijack"}},
-        {"id": "f", "method": "POST", "path": f"{base}/mutations", "body": {"mutations": []}},
+        {
+            "id": "f",
+            "method": "POST",
+            "path": f"{base}/mutations",
+            "body": {"mutations": [keyed({"id": "g", "method": "DELETE", "path": base})]},
+        },
     )
     assert [(r["id"], r["result"], r["status"]) for r in results] == [
         ("a", "applied", 201),
@@ -97,10 +108,13 @@ def test_a_viewers_writes_are_refused_one_by_one(client: TestClient, session: Se
 def test_a_batch_for_a_trip_i_am_not_in_is_404(client: TestClient, session: Session) -> None:
     owner, stranger = factories.make_user(session), factories.make_user(session)
     trip = factories.create_trip(client, owner)
+    trip_path = f"/trips/{trip['id']}"
     response = client.post(
-        f"/trips/{trip['id']}/mutations",
+        f"{trip_path}/mutations",
         headers=support.auth(stranger),
-        json={"mutations": [{"id": "1", "method": "DELETE", "path": f"/trips/{trip['id']}"}]},
+        json={
+            "mutations": [keyed({"id": "1", "method": "DELETE", "path": f"/trips/{trip['id']}"})]
+        },
     )
     support.assert_problem(response, 404, "trip_not_found")
     assert client.get(f"/trips/{trip['id']}", headers=support.auth(owner)).status_code == 200
@@ -177,3 +191,24 @@ def test_queued_writes_made_offline_meet_the_server_state(
     again = batch(client, owner, trip["id"], queue[0])
     assert (again[0]["result"], again[0]["status"]) == ("applied", 200)
     assert again[0]["body"] == first[0]["body"]
+
+
+def test_a_batch_needs_a_key_on_every_write_and_unique_ids(
+    client: TestClient, session: Session
+) -> None:
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    path = f"/trips/{trip['id']}/items"
+    write = {"id": "a", "method": "POST", "path": path, "body": {"kind": "note", "title": "x"}}
+    for mutations in (
+        [write],  # no Idempotency-Key
+        [keyed(write), keyed(write)],  # the same id twice
+    ):
+        response = client.post(
+            f"/trips/{trip['id']}/mutations",
+            headers=support.auth(owner),
+            json={"mutations": mutations},
+        )
+        support.assert_problem(response, 422, "validation_error")
+    items = client.get(path, headers=support.auth(owner)).json()["items"]
+    assert items == []
