@@ -4,12 +4,13 @@
 
 import { API_BASE, api, clearToken, getToken, session, setToken, setUnauthorizedHandler } from "./api.js";
 import { clearHome, showHome } from "./home.js";
-import { showTrip } from "./trip.js";
+import { leaveTrip, showTrip } from "./trip.js";
 import { $, act, clearError, onSubmit } from "./ui.js";
 
 const TRIP_ROUTE = /^#\/trips\/([0-9a-f-]{36})$/i;
 
 function showLoggedOut() {
+  leaveTrip();
   clearToken();
   session.me = null;
   clearHome();
@@ -26,7 +27,10 @@ async function route() {
   $("#app-view").hidden = Boolean(match);
   $("#trip-view").hidden = !match;
   if (match) await showTrip(match[1]);
-  else await showHome();
+  else {
+    leaveTrip(); // closes the trip page's event stream
+    await showHome();
+  }
 }
 
 async function showLoggedIn() {

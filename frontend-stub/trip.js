@@ -1,23 +1,56 @@
 // One trip: its days and items, new items and expenses, balances, and invitations (owners).
 
 import { allPages, api, ApiError, session, uuid } from "./api.js";
-import { $, element, onSubmit } from "./ui.js";
+import { openEventStream } from "./live.js";
+import { $, element, onSubmit, showError } from "./ui.js";
 import { formatMoney, toMinor } from "./money.js";
 
 // The trip on screen; loaders drop their answer if another trip was opened meanwhile.
-const view = { trip: null, opening: null };
+// view.live follows the open trip page: its event stream and the versions it knows of.
+const view = { trip: null, live: null };
 const at = (trip, suffix) => `/trips/${trip.id}${suffix}`;
+// How long opening a trip waits for its live stream's first event before reading anyway.
+const FIRST_EVENT_WAIT_MS = 1000;
 
 export async function showTrip(tripId) {
+  leaveTrip();
   view.trip = null;
-  view.opening = tripId;
   for (const list of ["#days", "#balances", "#settle-up", "#sent-invitations"]) $(list).replaceChildren();
   $("#trip-title").textContent = "";
   $("#trip-meta").textContent = "";
   $("#balances-note").textContent = "";
-  for (const card of ["#item-form", "#expense-form", "#invite-card"]) $(card).hidden = true;
-  const trip = await api(`/trips/${tripId}`);
-  if (view.opening !== tripId) return; // another trip was opened meanwhile
+  for (const card of ["#item-form", "#expense-form", "#invite-card", "#trip-gone"]) $(card).hidden = true;
+  $("#trip-body").hidden = false;
+  // Subscribed before the first read, so that no version committed meanwhile goes unseen.
+  const live = followTrip(tripId);
+  let trip;
+  try {
+    trip = await api(`/trips/${tripId}`);
+  } catch (err) {
+    if (view.live === live) leaveTrip();
+    throw err;
+  }
+  if (view.live !== live) return; // the user has moved on meanwhile
+  showTripHeader(trip);
+  $("#expense-form").elements.spent_on.value = trip.start_date;
+  live.refreshing = true; // versions announced meanwhile wait for this first read
+  try {
+    // Read after the stream's first event (its version), or the page would read twice.
+    await Promise.race([live.firstVersion, new Promise((resolve) => setTimeout(resolve, FIRST_EVENT_WAIT_MS))]);
+    await loadSections(live, trip);
+  } finally {
+    live.refreshing = false;
+  }
+  refresh(live);
+}
+
+// Closes the open trip page's event stream (the user leaves the page or signs out).
+export function leaveTrip() {
+  view.live?.stream.close();
+  view.live = null;
+}
+
+function showTripHeader(trip) {
   view.trip = trip;
   $("#trip-title").textContent = trip.name;
   const where = trip.destination ? `${trip.destination} · ` : "";
@@ -27,20 +60,89 @@ export async function showTrip(tripId) {
   $("#expense-form").hidden = !canWrite;
   $("#invite-card").hidden = trip.role !== "owner";
   $("#expense-currency").textContent = trip.base_currency;
-  $("#expense-form").elements.spent_on.value = trip.start_date;
+}
+
+// Everything below the header. `live.shown` becomes the newest version announced before the
+// reads began: the data is at least that new (GET /trips/{id} does not say which version it
+// read, so a page read before the stream's first event reads again once it comes).
+async function loadSections(live, trip) {
+  const announced = live.announced;
   await Promise.all([
     loadItinerary(),
     loadParticipants(),
     loadBalances(),
     trip.role === "owner" ? loadSentInvitations() : null,
   ]);
+  live.shown = Math.max(live.shown, announced);
 }
 
 // Runs a loader for the trip on screen; returns null if the user has moved on meanwhile.
 async function forCurrentTrip(load) {
   const trip = view.trip;
+  if (!trip) return null;
   const result = await load(trip);
   return view.trip === trip ? result : null;
+}
+
+// ---------------------------------------------------------------- live updates
+
+// The stream pokes, the page pulls: on a newer version of this trip it reads again what it
+// shows (the same requests as opening it, so there is one way to draw the page; the change
+// feed's rows would need the balances and day numbers worked out again here).
+function followTrip(tripId) {
+  const live = { tripId, announced: 0, shown: 0, stale: false, refreshing: false, stream: null };
+  let announce;
+  live.firstVersion = new Promise((resolve) => (announce = resolve));
+  view.live = live;
+  live.stream = openEventStream({
+    version: ({ trip_id, version }) => {
+      if (trip_id !== tripId) return; // the stream covers all of the user's trips
+      live.announced = Math.max(live.announced, version);
+      announce();
+      refresh(live);
+    },
+    access: ({ trip_id, change }) => {
+      if (trip_id !== tripId || change === "added") return;
+      if (change === "removed" || change === "deleted") showTripGone(live);
+      else {
+        live.stale = true; // role or visibility: what the page may show changed
+        refresh(live);
+      }
+    },
+  });
+  return live;
+}
+
+// Reads the page again while it is behind; one refresh at a time, the last one catches up.
+async function refresh(live) {
+  if (live.refreshing) return;
+  live.refreshing = true;
+  try {
+    while (view.live === live && view.trip && (live.stale || live.announced > live.shown)) {
+      live.stale = false;
+      const trip = await api(`/trips/${live.tripId}`);
+      if (view.live !== live) return;
+      showTripHeader(trip);
+      await loadSections(live, trip);
+    }
+  } catch (err) {
+    if (err instanceof ApiError && err.problem.status === 404) showTripGone(live);
+    else showError(err);
+  } finally {
+    live.refreshing = false;
+  }
+}
+
+// Removed from the trip, or it was deleted: say so, and show none of its data any more.
+function showTripGone(live) {
+  if (view.live !== live) return;
+  leaveTrip();
+  view.trip = null;
+  for (const list of ["#days", "#balances", "#settle-up", "#sent-invitations"]) $(list).replaceChildren();
+  $("#trip-title").textContent = "";
+  $("#trip-meta").textContent = "";
+  $("#trip-body").hidden = true;
+  $("#trip-gone").hidden = false;
 }
 
 // ---------------------------------------------------------------- days and items

@@ -4,9 +4,11 @@ import email
 import email.policy
 import json
 import os
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Page, expect
 
@@ -37,17 +39,50 @@ class Stack:
         text: str = body.get_content()  # type: ignore[attr-defined]
         return next(line[7:] for line in text.splitlines() if line.startswith("token: "))
 
-    def register(self, address: str, full_name: str) -> None:
-        """An account made through the API, for tests that are not about registering."""
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        body: object = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """One API call from outside the browsers (another device); its JSON answer, if any."""
+        sent = {"Accept": "application/json", **(headers or {})}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            sent["Content-Type"] = "application/json"
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
         request = urllib.request.Request(  # noqa: S310 (http://127.0.0.1 only)
-            f"{self.base_url}/auth/register",
-            data=json.dumps(
-                {"email": address, "password": PASSWORD, "full_name": full_name}
-            ).encode(),
-            headers={"Content-Type": "application/json"},
+            f"{self.base_url}{path}", data=data, headers=sent, method=method
         )
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            assert response.status == 201
+            text = response.read()
+        return json.loads(text) if text else None
+
+    def register(self, address: str, full_name: str) -> None:
+        """An account made through the API, for tests that are not about registering."""
+        self.request(
+            "POST",
+            "/auth/register",
+            body={"email": address, "password": PASSWORD, "full_name": full_name},
+        )
+
+    def verify_email(self, address: str) -> None:
+        self.request("POST", "/auth/verify-email", body={"token": self.mailed_token(address)})
+
+    def log_in(self, address: str) -> str:
+        """An access token, as another device of the user would hold it."""
+        request = urllib.request.Request(  # noqa: S310 (http://127.0.0.1 only)
+            f"{self.base_url}/auth/login",
+            data=urllib.parse.urlencode({"username": address, "password": PASSWORD}).encode(),
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            token: str = json.load(response)["access_token"]
+        return token
 
 
 def screenshot(page: Page, name: str) -> None:
