@@ -123,7 +123,14 @@ _SOMEONE = str(uuid.uuid4())
 # Bodies valid enough that only the access rule can refuse the request.
 BODIES = {
     ("POST", "/trips/{trip_id}/mutations"): {
-        "mutations": [{"id": "1", "method": "DELETE", "path": "/trips/x/items/y"}]
+        "mutations": [
+            {
+                "id": "1",
+                "method": "DELETE",
+                "path": "/trips/x/items/y",
+                "headers": {"Idempotency-Key": "access-test"},
+            }
+        ]
     },
     ("PATCH", "/trips/{trip_id}"): {"name": "Changed"},
     ("PATCH", "/trips/{trip_id}/members/{user_id}"): {"role": "editor"},

@@ -174,6 +174,7 @@ class Listener:
         self._waiters: dict[uuid.UUID, set[Watch]] = {}
         self._followers: dict[uuid.UUID, set[Subscription]] = {}
         self._streams: dict[uuid.UUID, set[Subscription]] = {}
+        self._reading: set[Subscription] = set()  # streams reading their trips (early mode)
         self._connection: psycopg2.extensions.connection | None = None
         self._fd: int | None = None  # kept: a broken connection may no longer tell its fd
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -208,12 +209,14 @@ class Listener:
         """A new stream of `user_id`'s events; from now on nothing announced is lost to it."""
         subscription = Subscription(user_id)
         self._streams.setdefault(user_id, set()).add(subscription)
+        self._reading.add(subscription)
         return subscription
 
     def follow(self, subscription: Subscription, trips: dict[uuid.UUID, int]) -> None:
         """The stream's trips (and the versions it told), read after it subscribed; what was
         announced in between comes out of its queue next."""
         early, subscription.early = subscription.early or _Early(), None
+        self._reading.discard(subscription)
         wanted = (set(trips) | early.added) - early.removed
         for trip_id in subscription.trips - wanted:
             self._unfollow(subscription, trip_id)
@@ -228,6 +231,7 @@ class Listener:
     def reread(self, subscription: Subscription) -> None:
         """Before a stream reads its trips again: keep what is announced meanwhile for `follow`."""
         subscription.early = _Early()
+        self._reading.add(subscription)
 
     def _follow(self, subscription: Subscription, trip_id: uuid.UUID) -> None:
         subscription.trips.add(trip_id)
@@ -242,6 +246,7 @@ class Listener:
                 del self._followers[trip_id]
 
     def unsubscribe(self, subscription: Subscription) -> None:
+        self._reading.discard(subscription)
         for trip_id in list(subscription.trips):
             self._unfollow(subscription, trip_id)
         streams = self._streams.get(subscription.user_id)
@@ -268,7 +273,7 @@ class Listener:
         else:
             subscriptions = set(self._followers.get(notice.trip_id, ()))
         if notice.user_id is None:  # streams still reading their trips: kept for `follow`
-            for stream in self._all_streams():
+            for stream in self._reading:
                 if stream.early is not None:
                     stream.early.trip_notices.append(notice)
         for subscription in subscriptions:
@@ -301,7 +306,7 @@ class Listener:
                 watch.event.set()
         for subscription in self._followers.get(notice.trip_id, ()):
             subscription.put(notice)
-        for subscription in self._all_streams():
+        for subscription in self._reading:
             if subscription.early is not None:
                 versions = subscription.early.versions
                 versions[notice.trip_id] = max(versions.get(notice.trip_id, 0), notice.version)

@@ -151,7 +151,12 @@ class Example:
         elif kind == "settle":
             body = self.settlement_body(arguments[0])
             if arguments[1]:  # through the sync batch route, as a device would
-                mutation = {"id": "1", "method": "POST", "path": self.url("/settlements")}
+                mutation = {
+                    "id": "1",
+                    "method": "POST",
+                    "path": self.url("/settlements"),
+                    "headers": {"Idempotency-Key": str(uuid.uuid4())},
+                }
                 result = self.post("/mutations", {"mutations": [{**mutation, "body": body}]}, 200)
                 assert result["results"][0]["result"] == "applied", result
                 self.settlements.append(result["results"][0]["body"]["id"])
