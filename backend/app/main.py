@@ -22,6 +22,7 @@ from app.core.config import Environment, Settings, get_settings
 from app.core.db import REPO_DIR, check_server_timeouts, get_engine
 from app.core.errors import install_error_handlers
 from app.expenses.router import router as expenses_router
+from app.feed.events import reread_worker_state
 from app.feed.router import router as sync_router
 from app.health.router import router as health_router
 from app.invitations.router import router as invitations_router
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.THREADPOOL_SIZE
         if not settings.DB_STARTUP_OPTIONS:
             await anyio.to_thread.run_sync(check_server_timeouts, settings)
-        async with listening(settings) as listener:
+        async with listening(settings, reread_worker_state) as listener:
             app.state.listener = listener  # long polls and event streams wait on it
             try:
                 yield

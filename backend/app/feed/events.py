@@ -14,6 +14,7 @@ STREAM_TOKEN_TTL_SECONDS, and stops working when the access token is revoked.
 """
 
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,10 +36,13 @@ from app.sync.live import (
     Listener,
     Subscription,
     VersionNotice,
+    WorkerState,
 )
 from app.trips.models import Trip, TripMember
 from app.users import service as user_service
 from app.users.models import User
+
+logger = logging.getLogger(__name__)
 
 _STREAM_SCOPE = "sync-stream"
 HEARTBEAT_SECONDS = 15
@@ -134,6 +138,39 @@ def catch_up(
     return heads, events
 
 
+def _read_worker_state(trip_ids: set[uuid.UUID], user_ids: set[uuid.UUID]) -> WorkerState:
+    with get_sessionmaker()() as session:
+        memberships: dict[uuid.UUID, set[uuid.UUID]] = {user_id: set() for user_id in user_ids}
+        if user_ids:
+            rows = session.exec(
+                select(TripMember.user_id, TripMember.trip_id).where(
+                    col(TripMember.user_id).in_(user_ids)
+                )
+            ).all()
+            for user_id, trip_id in rows:
+                memberships[user_id].add(trip_id)
+        wanted = trip_ids.union(*memberships.values())
+        heads: dict[uuid.UUID, int] = {}
+        if wanted:
+            found = session.exec(
+                select(Trip.id, Trip.head_version).where(col(Trip.id).in_(wanted))
+            ).all()
+            heads = {trip_id: int(head) for trip_id, head in found}
+        session.commit()
+    return WorkerState(heads=heads, memberships=memberships)
+
+
+async def reread_worker_state(trip_ids: set[uuid.UUID], user_ids: set[uuid.UUID]) -> WorkerState:
+    """For the listener after a reconnect: one short transaction for the whole worker, on a
+    database slot like any request (a 503 there is retried by the listener)."""
+    slot = DatabaseSlot(get_admission())
+    await slot.acquire()
+    try:
+        return await run_in_threadpool(_read_worker_state, trip_ids, user_ids)
+    finally:
+        slot.release()
+
+
 def _read_state(user_id: uuid.UUID, told: dict[uuid.UUID, int]) -> tuple[Any, list[Event]]:
     with get_sessionmaker()() as session:
         heads, events = catch_up(session, user_id, told, None)
@@ -207,12 +244,16 @@ class Stream:
                     told = self._tell(self._event_of(notice))
                     if told is not None:
                         yield told
-                if self.subscription.stale:
+                if self.subscription.stale:  # it fell behind: read its state again
                     self.subscription.stale = False
-                    while not self.subscription.queue.empty():  # all superseded by a re-read
+                    while not self.subscription.queue.empty():  # all superseded by the read
                         self.subscription.queue.get_nowait()
                     self.listener.reread(self.subscription)
-                    heads, events = await _reread_state(self.subscription.user_id, self.told)
+                    try:
+                        heads, events = await _reread_state(self.subscription.user_id, self.told)
+                    except Exception:  # busy or down: end it; the client resumes from its id
+                        logger.warning("event stream ended: its state could not be read")
+                        return
                     self.listener.follow(self.subscription, heads)
                     for event in events:
                         told = self._tell(event)

@@ -8,16 +8,19 @@ visible yet.
 
 Each worker process runs one `Listener`: a connection of its own (not from the request pool:
 DB_LISTEN_URL, else the database URL) that runs `LISTEN` and is read on the event loop. It
-wakes the requests waiting on that trip (`watch`). When the connection is lost it
-reconnects with backoff, and after every reconnect it wakes every waiter, so each one
-checks its cursor again: nothing committed while the listener was down is missed.
+wakes the requests waiting on that trip (`watch`) and feeds the event streams
+(`subscribe`). When the connection is lost it reconnects with backoff, and after every
+reconnect it reads, once for the whole worker, the heads of the trips anyone waits on or
+follows and the memberships of the users streaming (`Reread`), and announces what changed as
+if it had been notified: nothing committed while the listener was down is missed, and a
+thousand waiters cost one query, not a thousand.
 """
 
 import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -166,11 +169,24 @@ def _connect_kwargs(url: str, settings: Settings) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class WorkerState:
+    """What the database says now of the trips and users a worker's clients care about."""
+
+    heads: dict[uuid.UUID, int]  # trip → head version
+    memberships: dict[uuid.UUID, set[uuid.UUID]]  # streaming user → their trips
+
+
+# Reads that state (the feed provides it: this package knows no trips table).
+Reread = Callable[[set[uuid.UUID], set[uuid.UUID]], Awaitable[WorkerState]]
+
+
 class Listener:
     """The worker's LISTEN connection and the requests waiting on trips (one per event loop)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, reread: Reread | None = None) -> None:
         self._connect_arguments = _connect_kwargs(settings.database_listen_url, settings)
+        self._reread = reread
         self._waiters: dict[uuid.UUID, set[Watch]] = {}
         self._followers: dict[uuid.UUID, set[Subscription]] = {}
         self._streams: dict[uuid.UUID, set[Subscription]] = {}
@@ -362,14 +378,45 @@ class Listener:
             self.connected.set()
             if not first:
                 self.reconnects += 1
-                logger.info("listener: reconnected; waking every waiter to re-check")
+                logger.info("listener: reconnected; announcing what changed meanwhile")
+                await self._catch_up()  # whatever committed while nobody listened
             first = False
-            self._wake_all()  # whatever committed while nobody listened: re-check
             try:
                 await self._lost.wait()
             finally:
                 self.connected.clear()
                 self._close()
+
+    async def _catch_up(self) -> None:
+        """After a reconnect: one read for the worker, announced as notifications would be."""
+        if self._reread is None:
+            self._wake_all()  # each waiter and stream checks for itself
+            return
+        backoff = _FIRST_BACKOFF
+        while True:
+            trips = set(self._waiters) | set(self._followers)
+            users = set(self._streams)
+            try:
+                state = await self._reread(trips, users)
+                break
+            except Exception as error:  # the database just came back: it may still refuse
+                logger.warning("listener: cannot read the state (%s); retry", type(error).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+        for user_id, now in state.memberships.items():
+            for subscription in list(self._streams.get(user_id, ())):
+                if subscription.early is not None:
+                    continue  # it reads its trips itself, after subscribing
+                for trip_id in subscription.trips - now:
+                    self._announce_to(
+                        subscription, AccessNotice(trip_id, AccessChange.REMOVED, user_id)
+                    )
+                for trip_id in now - subscription.trips:
+                    self._announce_to(
+                        subscription, AccessNotice(trip_id, AccessChange.ADDED, user_id)
+                    )
+        for trip_id, head in state.heads.items():
+            self._announce_version(VersionNotice(trip_id, head))
 
     def _open(self) -> psycopg2.extensions.connection:
         connection: psycopg2.extensions.connection = psycopg2.connect(**self._connect_arguments)
@@ -410,9 +457,9 @@ class Listener:
 
 
 @contextlib.asynccontextmanager
-async def listening(settings: Settings) -> AsyncIterator[Listener]:
+async def listening(settings: Settings, reread: Reread | None = None) -> AsyncIterator[Listener]:
     """For the app's lifespan: the worker's listener runs while the app does."""
-    listener = Listener(settings)
+    listener = Listener(settings, reread)
     await listener.start()
     try:
         yield listener
