@@ -3,7 +3,7 @@ transaction per test that is rolled back, so tests can run in any order."""
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,7 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
         REGISTRATIONS_PER_ADDRESS="1000000",
     )
     os.environ.pop("POSTGRES_SERVER", None)
-    support.reset_caches()
+    support.reset_singletons()
     from app.core.db import alembic_config
 
     command.upgrade(alembic_config(database_url), "head")
@@ -95,3 +95,23 @@ def client(connection: Connection) -> TestClient:
 
     # Not entered as a context manager: the lifespan (which disposes the engine) stays out.
     return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Set environment variables for one test: every cached app singleton (settings, engine,
+    limiters, stores) is rebuilt before the test, on each call, and after it from the usual
+    environment. The one way tests reset cached singletons."""
+
+    def set_environment(**values: str) -> None:
+        for key, value in values.items():
+            monkeypatch.setenv(key, value)
+        support.reset_singletons()
+
+    support.reset_singletons()
+    yield set_environment
+    from app.core.db import get_engine
+
+    get_engine().dispose()
+    monkeypatch.undo()
+    support.reset_singletons()

@@ -1,19 +1,17 @@
 """Helpers shared by the tests: throwaway databases, settings swaps, users and tokens."""
 
-import os
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlmodel import Session
 
-from app.core import admission, config, db
-from app.core.columns import utcnow
-from app.core.security import create_access_token, hash_password
+from app.core import db
+from app.core.security import create_access_token
 from app.users.models import User
 
 PASSWORD = "correct horse battery"
@@ -42,14 +40,21 @@ def drop_database(database_url: str) -> None:
     engine.dispose()
 
 
-def reset_caches() -> None:
-    for cached in (
-        config.get_settings,
-        db.get_engine,
-        db.get_sessionmaker,
-        admission.get_admission,
-        admission.get_hashing_admission,
-    ):
+def reset_singletons() -> None:
+    """Forget every `functools.cache`d function of the loaded app modules (settings, engine,
+    sessionmaker, admission limiters, rate-limit store, password hasher, ...): each is
+    rebuilt from the current environment when next used."""
+    seen: dict[int, Any] = {}
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__name__", "")
+        if name != "app" and not name.startswith("app."):
+            continue
+        for value in vars(module).values():
+            if hasattr(value, "cache_clear") and getattr(value, "__module__", "").startswith(
+                "app."
+            ):
+                seen[id(value)] = value
+    for cached in seen.values():
         cached.cache_clear()
 
 
@@ -76,24 +81,6 @@ def session_on(connection: Connection) -> Session:
 
 
 @contextmanager
-def environment(**values: str) -> Iterator[None]:
-    """Run with these environment variables (and fresh settings/engine), then restore."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    reset_caches()
-    try:
-        yield
-    finally:
-        db.get_engine().dispose()
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-        reset_caches()
-
-
-@contextmanager
 def counted_statements(engine: Engine) -> Iterator[list[str]]:
     """The SQL statements sent through `engine` while in the block."""
     statements: list[str] = []
@@ -108,106 +95,12 @@ def counted_statements(engine: Engine) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", count)
 
 
-@cache
-def password_hash() -> str:
-    return hash_password(PASSWORD)
-
-
-def make_user(
-    session: Session, email: str | None = None, full_name: str = "Test User", verified: bool = True
-) -> User:
-    user = User(
-        email=email or f"user-{uuid.uuid4().hex[:12]}@example.com",
-        full_name=full_name,
-        password_hash=password_hash(),
-        email_verified_at=utcnow() if verified else None,
-    )
-    session.add(user)
-    session.commit()
-    return user
-
-
 def auth(user: User, *, if_match: str | int | None = None) -> dict[str, str]:
     """The user's bearer token; with `if_match`, also If-Match: a version (42 → "42") or "*"."""
     headers = {"Authorization": f"Bearer {create_access_token(user.id, user.token_version)}"}
     if if_match is not None:
         headers["If-Match"] = if_match if isinstance(if_match, str) else f'"{if_match}"'
     return headers
-
-
-def join(client: TestClient, owner: User, trip_id: str, user: User, role: str) -> None:
-    """Bring `user` into the trip the way people join: invited by email, then accepting."""
-    sent = client.post(
-        f"/trips/{trip_id}/invitations",
-        headers=auth(owner),
-        json={"email": user.email, "role": role},
-    )
-    assert sent.status_code == 201, sent.text
-    accepted = client.post(f"/invitations/{sent.json()['id']}/accept", headers=auth(user))
-    assert accepted.status_code == 200, accepted.text
-
-
-def seed_trip_with_everything(client: TestClient, owner: User) -> dict[str, Any]:
-    """A trip with one of each kind of row, made through the API as a client would.
-
-    Returns the created representations by name, plus `payer`, the owner's participant id.
-    """
-    headers = auth(owner)
-
-    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = client.post(path, headers=headers, json=body)
-        assert response.status_code == 201, response.text
-        return response.json()  # type: ignore[no-any-return]
-
-    trip = post(
-        "/trips",
-        {
-            "name": "Lisbon",
-            "start_date": "2027-05-01",
-            "end_date": "2027-05-07",
-            "timezone": "Europe/Lisbon",
-            "base_currency": "EUR",
-        },
-    )
-    base = f"/trips/{trip['id']}"
-    guest = post(f"{base}/guests", {"name": "Carol"})
-    participants = client.get(f"{base}/participants", headers=headers).json()["items"]
-    payer = next(p["id"] for p in participants if p["user_id"] == str(owner.id))
-    item = post(f"{base}/items", {"kind": "activity", "title": "Tram 28", "day": "2027-05-02"})
-    checklist = post(f"{base}/checklists", {"kind": "packing", "title": "Bags"})
-    checklist_item = post(f"{base}/checklists/{checklist['id']}/items", {"text": "Socks"})
-    expense = post(
-        f"{base}/expenses",
-        {
-            "title": "Dinner",
-            "amount_minor": 9000,
-            "currency": "EUR",
-            "spent_on": "2027-05-02",
-            "payers": [{"participant_id": payer, "amount_minor": 9000}],
-            "split_mode": "equal",
-            "splits": [{"participant_id": payer}, {"participant_id": guest["id"]}],
-        },
-    )
-    settlement = post(
-        f"{base}/settlements",
-        {
-            "from_participant_id": guest["id"],
-            "to_participant_id": payer,
-            "amount_minor": 4500,
-            "currency": "EUR",
-            "settled_on": "2027-05-03",
-        },
-    )
-    return {
-        "trip": trip,
-        "guest": guest,
-        "payer": payer,
-        "item": item,
-        "checklist": checklist,
-        "checklist_item": checklist_item,
-        "expense": expense,
-        "settlement": settlement,
-    }
 
 
 def assert_problem(response, status: int, code: str | None = None) -> dict:  # type: ignore[no-untyped-def]
@@ -220,3 +113,29 @@ def assert_problem(response, status: int, code: str | None = None) -> dict:  # t
     if code is not None:
         assert body["code"] == code, body
     return body
+
+
+def participants(client: TestClient, user: User, trip_id: str) -> list[dict[str, Any]]:
+    """The trip's participants (members and guests) as `user` sees them."""
+    response = client.get(f"/trips/{trip_id}/participants", headers=auth(user))
+    assert response.status_code == 200, response.text
+    return response.json()["items"]  # type: ignore[no-any-return]
+
+
+def participant_ids(client: TestClient, user: User, trip_id: str) -> list[str]:
+    """The ids of the trip's participants, in the API's order."""
+    return [participant["id"] for participant in participants(client, user, trip_id)]
+
+
+def list_items(client: TestClient, user: User, trip_id: str, **params: str) -> list[Any]:
+    """The trip's itinerary items (up to 100) as `user` sees them."""
+    response = client.get(
+        f"/trips/{trip_id}/items", headers=auth(user), params={"limit": 100, **params}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["items"]  # type: ignore[no-any-return]
+
+
+def titles(items: list[Any]) -> list[str]:
+    """The items' titles, in order."""
+    return [item["title"] for item in items]

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from app.main import app
 from app.trips.models import Role, TripMember
-from tests import support
+from tests import factories, support
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/trips/{trip_id}/snapshot"): Rule(in_trip=True),
     ("GET", "/trips/{trip_id}/changes"): Rule(in_trip=True),
     ("GET", "/sync"): Rule(),
+    ("POST", "/sync/stream-tokens"): Rule(),
+    # Every event is about the caller's own trips: tests/sync/test_events.py.
+    ("GET", "/sync/events"): Rule(),
     # Each write in a batch is checked on its own (a viewer's writes come back 403 inside).
     ("POST", "/trips/{trip_id}/mutations"): Rule(in_trip=True),
     ("GET", "/trips/{trip_id}/days"): Rule(in_trip=True),
@@ -179,8 +182,8 @@ def test_anonymous_gets_401(client: TestClient, method: str, path: str) -> None:
 
 @pytest.fixture
 def trip(client: TestClient, session: Session) -> dict[str, Any]:
-    owner = support.make_user(session)
-    viewer = support.make_user(session)
+    owner = factories.make_user(session)
+    viewer = factories.make_user(session)
     response = client.post(
         "/trips",
         headers=support.auth(owner),
@@ -206,7 +209,7 @@ def _snapshot(client: TestClient, trip: dict[str, Any]) -> tuple[object, object,
 def test_non_member_gets_404_and_changes_nothing(
     client: TestClient, session: Session, trip: dict[str, Any], method: str, path: str
 ) -> None:
-    outsider = support.make_user(session)
+    outsider = factories.make_user(session)
     before = _snapshot(client, trip)
     owner_id = str(trip["owner"].id)  # type: ignore[attr-defined]
     response = _call(
@@ -239,7 +242,7 @@ def test_viewer_gets_403_on_writes_and_changes_nothing(
 def test_the_same_404_for_missing_and_foreign_trips(
     client: TestClient, session: Session, trip: dict[str, Any]
 ) -> None:
-    outsider = support.make_user(session)
+    outsider = factories.make_user(session)
     foreign = client.get(f"/trips/{trip['id']}", headers=support.auth(outsider)).json()
     missing = client.get(f"/trips/{uuid.uuid4()}", headers=support.auth(outsider)).json()
     assert foreign == missing

@@ -25,7 +25,7 @@ from app.core.config import Settings, get_settings
 from app.core.pagination import Position, encode_cursor
 from app.main import create_app
 from app.users.models import User
-from tests import support
+from tests import factories, support
 
 MIB = 1024 * 1024
 
@@ -50,9 +50,9 @@ class World:
 
 @pytest.fixture
 def world(client: TestClient, session: Session) -> World:
-    owner = support.make_user(session)
+    owner = factories.make_user(session)
     headers = support.auth(owner)
-    seeded = support.seed_trip_with_everything(client, owner)
+    seeded = factories.seed_trip_with_everything(client, owner)
     trip, item, checklist = seeded["trip"], seeded["item"], seeded["checklist"]
     checklist_item, expense = seeded["checklist_item"], seeded["expense"]
     settlement = seeded["settlement"]

@@ -7,8 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from tests import support
-from tests.itinerary.factory import add_item, create_trip
+from tests import factories, support
 
 FORBIDDEN = {
     "version": 99,
@@ -32,7 +31,7 @@ def _writes(
     client: TestClient, user: Any, trip: dict[str, Any]
 ) -> list[tuple[str, str, dict[str, Any]]]:
     base = f"/trips/{trip['id']}"
-    item = add_item(client, user, trip["id"], title="Item")
+    item = factories.add_item(client, user, trip["id"], title="Item")
     me = _me(client, user, trip["id"])
     expense = {
         "title": "Taxi",
@@ -59,8 +58,8 @@ def _writes(
 def test_fields_a_client_may_not_set_are_rejected(
     client: TestClient, session: Session, field: str
 ) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     for method, path, body in _writes(client, owner, trip):
         before = client.get(f"/trips/{trip['id']}/snapshot", headers=support.auth(owner)).json()
         response = client.request(

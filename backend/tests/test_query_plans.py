@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, event
 
 from app.core.pagination import Position, encode_cursor
 from app.users.models import User
-from tests import plan_data, support
+from tests import factories, plan_data, support
 
 PAGE_LIMIT = 10
 DEEP_PAGE = plan_data.BIG_TRIP_ITEMS // PAGE_LIMIT  # page 5,000: the last one, unscheduled items
@@ -54,8 +54,8 @@ def world(engine: Engine) -> Iterator[World]:
 
     with support.rolled_back(engine) as connection:
         with support.session_on(connection) as session:
-            user = support.make_user(session)
-        seeded = plan_data.seed(connection, me=user.id, password_hash=support.password_hash())
+            user = factories.make_user(session)
+        seeded = plan_data.seed(connection, me=user.id, password_hash=factories.password_hash())
         yield World(connection, TestClient(app, raise_server_exceptions=False), user, seeded)
     # The rolled-back rows stay behind as dead ones, and ANALYZE's row counts outlive the
     # rollback: vacuum, so that the rest of the run finds the tables as they were.

@@ -37,7 +37,7 @@ from app.api.routing import IDEMPOTENCY_KEY_PATTERN
 from app.main import app
 from app.trips.models import MAX_TRIP_DAYS
 from app.users.models import User
-from tests import support
+from tests import factories, support
 
 VALID_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 SEED = 20261126
@@ -272,12 +272,12 @@ def remember_ids(response: schemathesis.Response) -> None:
 
 def _seed(client: TestClient, owner: User, editor: User) -> dict[str, list[str]]:
     """A trip with one of everything, made through the API as a client would."""
-    seeded = support.seed_trip_with_everything(client, owner)
+    seeded = factories.seed_trip_with_everything(client, owner)
     trip, guest, payer = seeded["trip"], seeded["guest"], seeded["payer"]
     item, checklist, checklist_item = seeded["item"], seeded["checklist"], seeded["checklist_item"]
     expense, settlement = seeded["expense"], seeded["settlement"]
     trip_path = f"/trips/{trip['id']}"
-    support.join(client, owner, trip["id"], editor, "editor")
+    factories.join(client, owner, trip["id"], editor, "editor")
     sent = client.post(
         f"{trip_path}/invitations",
         headers=support.auth(owner),
@@ -303,8 +303,8 @@ def world_connection(engine: Engine) -> Iterator[Connection]:
     try:
         with support.rolled_back(engine) as connection:
             with support.session_on(connection) as session:
-                owner = support.make_user(session, full_name="Schemathesis")
-                editor = support.make_user(session, full_name="Editor")
+                owner = factories.make_user(session, full_name="Schemathesis")
+                editor = factories.make_user(session, full_name="Editor")
             WORLD.token = support.auth(owner)["Authorization"].removeprefix("Bearer ")
             WORLD.seeded = _seed(TestClient(app), owner, editor)
             WORLD.connection = connection

@@ -4,12 +4,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, case
+from sqlalchemy import Select
 from sqlmodel import SQLModel, col
 
 from app.checklists.models import Checklist, ChecklistItem, ChecklistItemPublic, visible_to
 from app.core.json_sql import json_object
-from app.sync.feed_sql import delete, feed_rows, trip_id_param, upsert, user_id_param
+from app.sync.feed_sql import (
+    feed_rows,
+    trip_id_param,
+    upsert,
+    upsert_unless,
+    user_id_param,
+    with_deletions,
+)
 from app.sync.registry import SyncedEntity, Versions, register
 
 
@@ -38,14 +45,11 @@ def _checklist_items(versions: Versions, hidden: bool, deletions: bool) -> Selec
     # Others' private items: sent as deletions, so a copy that had one drops it.
     private = ~visible_to(user_id_param())
     data = json_object(ChecklistItemPublic, item)
-    change = case(
-        (private, delete("checklist_item", item.id, item.version)),
-        else_=upsert("checklist_item", item.id, item.version, data),
-    )
+    change = upsert_unless(private, "checklist_item", item.id, item.version, data)
     rows = feed_rows("checklist_item", item.id, item.version, change).where(
         col(item.trip_id) == trip_id_param(), versions(item.version)
     )
-    return rows if deletions else rows.where(~private)
+    return with_deletions(rows, private, deletions)
 
 
 register(SyncedEntity("checklist", Checklist, position=4, reader=_checklists))

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     REGISTRATIONS_PER_ADDRESS: int = Field(default=20, ge=1)
 
     SYNC_RETENTION_DAYS: int = Field(default=56, ge=1, le=3650)
+    # Event streams (GET /sync/events): how long a stream token may open one, and how many
+    # streams one user may hold open at once per worker process (429 too_many_streams).
+    STREAM_TOKEN_TTL_SECONDS: int = Field(default=300, ge=10, le=3600)
+    SSE_MAX_STREAMS_PER_USER: int = Field(default=10, ge=1, le=10_000)
     EMAIL_VERIFICATION_TTL_HOURS: int = Field(default=48, ge=1, le=24 * 30)
     # Weeks, not hours: an offline client replays its queue when the trip ends.
     IDEMPOTENCY_RETENTION_DAYS: int = Field(default=28, ge=1, le=366)

@@ -3,7 +3,7 @@ null for readers they are hidden from (Trip.hides_amounts_from)."""
 
 from typing import Any
 
-from sqlalchemy import Select, case
+from sqlalchemy import Select
 from sqlmodel import col, select
 
 from app.core.json_sql import json_array, json_object
@@ -18,7 +18,14 @@ from app.expenses.models import (
     SettlementPublic,
     SplitPublic,
 )
-from app.sync.feed_sql import amount, base_currency_param, delete, feed_rows, trip_id_param, upsert
+from app.sync.feed_sql import (
+    amount,
+    base_currency_param,
+    feed_rows,
+    trip_id_param,
+    upsert_unless,
+    with_deletions,
+)
 from app.sync.registry import SyncedEntity, Versions, register
 
 
@@ -62,10 +69,7 @@ def _expenses(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
         version=expense.version,
     )
     deleted = col(expense.deleted_at).is_not(None)
-    change = case(
-        (deleted, delete("expense", expense.id, expense.version)),
-        else_=upsert("expense", expense.id, expense.version, data),
-    )
+    change = upsert_unless(deleted, "expense", expense.id, expense.version, data)
     current = (col(revision.trip_id) == expense.trip_id) & (
         col(revision.id) == expense.current_revision_id
     )
@@ -79,7 +83,7 @@ def _expenses(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
             deleted | col(revision.id).is_not(None),
         )
     )
-    return rows if deletions else rows.where(~deleted)
+    return with_deletions(rows, deleted, deletions)
 
 
 def _settlements(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
@@ -92,14 +96,11 @@ def _settlements(versions: Versions, hidden: bool, deletions: bool) -> Select[An
         base_amount_minor=amount(hidden, settlement.base_amount_minor),
     )
     deleted = col(settlement.deleted_at).is_not(None)
-    change = case(
-        (deleted, delete("settlement", settlement.id, settlement.version)),
-        else_=upsert("settlement", settlement.id, settlement.version, data),
-    )
+    change = upsert_unless(deleted, "settlement", settlement.id, settlement.version, data)
     rows = feed_rows("settlement", settlement.id, settlement.version, change).where(
         col(settlement.trip_id) == trip_id_param(), versions(settlement.version)
     )
-    return rows if deletions else rows.where(~deleted)
+    return with_deletions(rows, deleted, deletions)
 
 
 register(SyncedEntity("expense", Expense, position=6, reader=_expenses))

@@ -1,4 +1,5 @@
-"""Routes of the sync protocol: snapshot, changes after a version, and a device's trip list.
+"""Routes of the sync protocol: snapshot, changes after a version, a device's trip list, and
+the live event stream.
 
 The algorithm a client follows is in docs/sync-protocol.md ("Writing a sync client").
 """
@@ -6,31 +7,32 @@ The algorithm a client follows is in docs/sync-protocol.md ("Writing a sync clie
 import functools
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import Session
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from app.core.admission import DatabaseSlot, DatabaseSlotDep
+from app.core.config import get_settings
 from app.core.deps import SessionDep
-from app.core.errors import BadRequest, error_responses
-from app.core.pagination import seal, unseal
-from app.feed import mutations, service
+from app.core.errors import BadRequest, ServiceUnavailable, error_responses
+from app.feed import events, mutations, service
 from app.feed.models import ChangesPublic, SnapshotPublic
 from app.sync.live import Listener
 from app.trips import service as trip_service
 from app.trips.deps import TripAccess, TripMember
 from app.trips.models import Role
-from app.users.deps import CurrentUser
+from app.users.deps import BearerToken, CurrentUser, authenticate, token_claims
+from app.users.models import User
 
 router = APIRouter(tags=["sync"], responses=error_responses(401, 422))
 
 MAX_CHANGES = 1000
 MAX_MUTATIONS = 100
-_FEED_SCOPE = "sync-feed"
 
 
 class TripStatePublic(BaseModel):
@@ -146,15 +148,30 @@ class MutationIn(BaseModel):
     method: Literal["POST", "PUT", "PATCH", "DELETE"]
     path: str = Field(min_length=1, max_length=500, description="e.g. /trips/{trip_id}/items")
     headers: dict[str, str] = Field(
-        default_factory=dict, description="Only If-Match and Idempotency-Key are used"
+        default_factory=dict,
+        description="Only If-Match and Idempotency-Key are used; Idempotency-Key is required",
     )
     body: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _keyed(self) -> "MutationIn":
+        # Without a key, a batch sent again (its answer lost) would apply its writes twice.
+        if not any(name.lower() == "idempotency-key" for name in self.headers):
+            raise ValueError("every queued write needs an Idempotency-Key header")
+        return self
 
 
 class MutationBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mutations: list[MutationIn] = Field(min_length=1, max_length=MAX_MUTATIONS)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "MutationBatch":
+        ids = [mutation.id for mutation in self.mutations]
+        if len(set(ids)) != len(ids):
+            raise ValueError("the ids of the writes in a batch must be unique")
+        return self
 
 
 class MutationResult(BaseModel):
@@ -210,6 +227,116 @@ async def apply_mutations(
     )
 
 
+class StreamTokenPublic(BaseModel):
+    token: str
+    expires_at: datetime
+
+
+@router.post(
+    "/sync/stream-tokens", response_model=StreamTokenPublic, status_code=status.HTTP_201_CREATED
+)
+def create_stream_token(response: Response, user: CurrentUser) -> StreamTokenPublic:
+    """A token that opens `GET /sync/events?token=...`, for clients that cannot send an
+    Authorization header there (browsers' EventSource).
+
+    It opens the caller's event stream and does nothing else, for STREAM_TOKEN_TTL_SECONDS
+    (5 minutes by default), and stops working when the access token is revoked. Never put
+    the access token itself in a URL.
+    """
+    response.headers["Cache-Control"] = "no-store"  # nor kept under an Idempotency-Key
+    token, expires_at = events.issue_stream_token(user)
+    return StreamTokenPublic(token=token, expires_at=expires_at)
+
+
+_EVENTS_DESCRIPTION = (
+    'Server-sent events. `event: version`, `data: {"trip_id", "version"}`: a trip of '
+    'the caller reached a version (pull its changes). `event: access`, `data: {"trip_id", '
+    '"change"}` with change `added`, `removed`, `role_changed`, `visibility_changed`, '
+    "`deleted` or `changed`: run `GET /sync`. A comment line `: heartbeat` every 15 s. Each "
+    "event's `id` is a `GET /sync` cursor of what the stream has told."
+)
+
+
+@router.get(
+    "/sync/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": _EVENTS_DESCRIPTION,
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **error_responses(429, 503),
+    },
+)
+async def stream_events(
+    request: Request,
+    session: SessionDep,
+    bearer: BearerToken,
+    token: Annotated[
+        str | None,
+        Query(max_length=2000, description="A stream token (POST /sync/stream-tokens)"),
+    ] = None,
+    last_event_id: Annotated[
+        str | None,
+        Query(max_length=65536, description="The id of the last event received, to resume"),
+    ] = None,
+    last_event_id_header: Annotated[
+        str | None,
+        Header(alias="Last-Event-ID", description="Sent by EventSource when it reconnects"),
+    ] = None,
+) -> EventSourceResponse:
+    """The caller's trips, live: an event per committed version and per change of access.
+
+    Authenticate with `?token=` (a stream token) or an `Authorization: Bearer` header.
+    Without a last event id the stream starts with a `version` event per trip of the
+    caller; with one (`Last-Event-ID`, or `last_event_id` for a new EventSource) it starts
+    with what the client missed. A client that loses a trip gets `access` `removed` (or
+    `deleted`) and no event of it after that. At most SSE_MAX_STREAMS_PER_USER streams per
+    user and worker (429); 503 while the server cannot stream (then retry later).
+    """
+    user = await run_in_threadpool(_stream_user, session, token, bearer)
+    listener: Listener | None = getattr(request.app.state, "listener", None)
+    if listener is None:
+        raise ServiceUnavailable("Live events are not available here; poll GET /sync.")
+    if listener.streams_of(user.id) >= get_settings().SSE_MAX_STREAMS_PER_USER:
+        raise events.TooManyStreams(
+            "Too many event streams are open for this account; close one first."
+        )
+    told, told_at = _last_told(user.id, last_event_id_header or last_event_id)
+    subscription = listener.subscribe(user.id)  # before reading: nothing falls in between
+    try:
+        heads, pending = await run_in_threadpool(events.catch_up, session, user.id, told, told_at)
+        listener.follow(subscription, heads)
+    except BaseException:
+        listener.unsubscribe(subscription)
+        raise
+    stream = events.Stream(listener, subscription, told or {}, pending)
+    return EventSourceResponse(
+        stream.events(),
+        ping=events.HEARTBEAT_SECONDS,
+        ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
+    )
+
+
+def _stream_user(session: Session, token: str | None, bearer: str | None) -> User:
+    if token is not None:
+        return events.user_of_stream_token(session, token)
+    user_id, token_version = token_claims(bearer)
+    return authenticate(session, user_id, token_version)
+
+
+def _last_told(
+    user_id: uuid.UUID, last_event_id: str | None
+) -> tuple[dict[uuid.UUID, int] | None, float | None]:
+    """What the stream told before, from a last event id; a foreign or broken id: nothing."""
+    if not last_event_id:
+        return None, None
+    try:
+        return service.read_device_cursor(user_id, last_event_id)
+    except BadRequest:
+        return None, None
+
+
 @router.get("/sync", response_model=DeviceFeedPublic, responses=error_responses(400))
 def get_device_feed(
     session: SessionDep,
@@ -222,25 +349,11 @@ def get_device_feed(
     device's version; `unchanged` → nothing to do. `removed` → purge the trip. `reset_all` →
     the cursor is older than the deletion retention: drop every copy and start again.
     """
-    known: dict[uuid.UUID, int] = {}
-    issued_at: float | None = None
-    if cursor:
-        payload = unseal(cursor, f"{_FEED_SCOPE}:{user.id}")
-        try:
-            issued_at = float(payload["at"])
-            known = {uuid.UUID(trip): int(version) for trip, version in payload["trips"].items()}
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise BadRequest("The cursor is malformed.", code="invalid_cursor") from None
+    known, issued_at = service.read_device_cursor(user.id, cursor) if cursor else ({}, None)
     reset_all, states, removed = service.device_feed(
         session=session, user_id=user.id, known=known, issued_at=issued_at
     )
-    next_cursor = seal(
-        {
-            "at": datetime.now(UTC).timestamp(),
-            "trips": {str(state.trip_id): state.version for state in states},
-        },
-        f"{_FEED_SCOPE}:{user.id}",
-    )
+    next_cursor = service.device_cursor(user.id, {state.trip_id: state.version for state in states})
     return DeviceFeedPublic(
         cursor=next_cursor,
         reset_all=reset_all,

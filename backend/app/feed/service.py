@@ -23,6 +23,7 @@ from app.core.columns import utcnow
 from app.core.config import get_settings
 from app.core.errors import AppError, BadRequest
 from app.core.json_sql import json_array, json_object
+from app.core.pagination import seal, unseal
 from app.feed.models import ChangesPublic, SnapshotPublic
 from app.sync import registry
 from app.sync.feed_sql import TOMBSTONE, delete, role_param, trip_id_param
@@ -143,9 +144,12 @@ def snapshot(*, session: Session, viewer: Viewer) -> str:
 def _ensure_cursor_usable(session: Session, viewer: Viewer, since: int, head: int) -> None:
     trip = viewer.trip
     if since > head:
-        raise BadRequest(
-            f"Version {since} is ahead of the trip ({head}); it did not come from this server.",
-            code="invalid_version",
+        # A cursor from a server restored from an older backup, say: the copy cannot be
+        # trusted to match anything here, so it is dropped like any other stale copy.
+        raise ResetRequired(
+            f"Version {since} is ahead of the trip ({head}): this copy did not come from the "
+            "server as it is now; take a new snapshot.",
+            code="cursor_ahead",
         )
     if since == 0:
         return  # from scratch: every row is after 0
@@ -250,6 +254,29 @@ class TripState:
 class Removed:
     trip_id: uuid.UUID
     reason: str  # deleted, access_lost
+
+
+_DEVICE_CURSOR_SCOPE = "sync-feed"
+
+
+def device_cursor(user_id: uuid.UUID, versions: dict[uuid.UUID, int]) -> str:
+    """What a device has been told (trip → version), now, as an opaque cursor of this user."""
+    payload = {
+        "at": utcnow().timestamp(),
+        "trips": {str(trip_id): version for trip_id, version in versions.items()},
+    }
+    return seal(payload, f"{_DEVICE_CURSOR_SCOPE}:{user_id}")
+
+
+def read_device_cursor(user_id: uuid.UUID, cursor: str) -> tuple[dict[uuid.UUID, int], float]:
+    """The versions a cursor of this user carries, and when it was issued; 400 otherwise."""
+    payload = unseal(cursor, f"{_DEVICE_CURSOR_SCOPE}:{user_id}")
+    try:
+        issued_at = float(payload["at"])
+        known = {uuid.UUID(trip): int(version) for trip, version in payload["trips"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise BadRequest("The cursor is malformed.", code="invalid_cursor") from None
+    return known, issued_at
 
 
 def device_feed(

@@ -10,7 +10,7 @@ parameters: `trip_id`, `user_id`, `role`, `base_currency` (see the *_param funct
 
 from typing import Any
 
-from sqlalchemy import Select, Text, Uuid, bindparam, literal
+from sqlalchemy import Select, Text, Uuid, bindparam, case, literal
 from sqlalchemy import select as select_columns  # any number of them (sqlmodel's: four)
 from sqlmodel import col
 
@@ -51,6 +51,19 @@ def delete(entity: Any, row_id: Any, version: Any) -> Any:
     return json_object(
         ChangePublic, entity=entity, id=row_id, version=version, op="delete", data=None
     )
+
+
+def upsert_unless(gone: Any, entity: str, row_id: Any, version: Any, data: Any) -> Any:
+    """The row's change: a deletion where `gone` holds (deleted, or hidden from this reader),
+    so a copy that had the row drops it; an upsert otherwise."""
+    return case(
+        (gone, delete(entity, row_id, version)), else_=upsert(entity, row_id, version, data)
+    )
+
+
+def with_deletions(rows: Select[Any], gone: Any, deletions: bool) -> Select[Any]:
+    """A snapshot (no deletions) leaves out the rows that are gone; the changes keep them."""
+    return rows if deletions else rows.where(~gone)
 
 
 def feed_rows(entity: str, row_id: Any, version: Any, change: Any) -> Select[Any]:

@@ -1,8 +1,10 @@
 """Live trip versions: PostgreSQL tells every worker the moment a trip's version is committed.
 
 Every transaction that claims a trip version (app.sync.versions) also runs `pg_notify` on
-CHANNEL with `<trip id>:<version>` and no row data. PostgreSQL delivers a notification at
-commit and drops it on rollback, so none announces a change that is not visible yet.
+CHANNEL with `<trip id>:<version>` and no row data; one that changes who may see a trip also
+announces that (`announce_access`: `a:<trip id>:<change>:<user id or *>`). PostgreSQL delivers
+a notification at commit and drops it on rollback, so none announces a change that is not
+visible yet.
 
 Each worker process runs one `Listener`: a connection of its own (not from the request pool:
 DB_LISTEN_URL, else the database URL) that runs `LISTEN` and is read on the event loop. It
@@ -16,11 +18,15 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import psycopg2
 import psycopg2.extensions
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 
@@ -28,18 +34,92 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "tripsync_trip_versions"
 _FIRST_BACKOFF, _MAX_BACKOFF = 0.05, 5.0
+# Events a stream may fall behind by before it is told to re-read its state instead.
+_QUEUE_LIMIT = 1000
+
+
+class AccessChange(StrEnum):
+    """How a caller's access to a trip changed; a client runs `GET /sync` on any of them."""
+
+    ADDED = "added"  # they became a member
+    REMOVED = "removed"  # they left or were removed
+    ROLE_CHANGED = "role_changed"
+    VISIBILITY_CHANGED = "visibility_changed"  # what viewers may see changed
+    DELETED = "deleted"  # the trip was deleted
+    CHANGED = "changed"  # (on resume) what they may see changed: take a new snapshot
 
 
 def payload(trip_id: uuid.UUID | str, version: int) -> str:
     return f"{trip_id}:{version}"
 
 
-def parse_payload(text: str) -> tuple[uuid.UUID, int] | None:
-    trip, _, version = text.partition(":")
+def access_payload(trip_id: uuid.UUID, change: AccessChange, user_id: uuid.UUID | None) -> str:
+    return f"a:{trip_id}:{change.value}:{user_id or '*'}"
+
+
+@dataclass(frozen=True)
+class VersionNotice:
+    trip_id: uuid.UUID
+    version: int
+
+
+@dataclass(frozen=True)
+class AccessNotice:
+    trip_id: uuid.UUID
+    change: AccessChange
+    user_id: uuid.UUID | None  # None: every member of the trip
+
+
+Notice = VersionNotice | AccessNotice
+
+
+def parse_payload(text: str) -> Notice | None:
     try:
-        return uuid.UUID(trip), int(version)
+        if text.startswith("a:"):
+            _, trip, change, user = text.split(":")
+            return AccessNotice(
+                uuid.UUID(trip), AccessChange(change), None if user == "*" else uuid.UUID(user)
+            )
+        trip, version = text.split(":")
+        return VersionNotice(uuid.UUID(trip), int(version))
     except ValueError:
         return None
+
+
+def announce_access(
+    session: Session, trip_id: uuid.UUID, change: AccessChange, user_id: uuid.UUID | None = None
+) -> None:
+    """Tell the streams of `user_id` (None: of every member) at commit that access changed."""
+    session.execute(select(func.pg_notify(CHANNEL, access_payload(trip_id, change, user_id))))
+
+
+@dataclass
+class _Early:
+    versions: dict[uuid.UUID, int] = field(default_factory=dict)
+    added: set[uuid.UUID] = field(default_factory=set)
+    removed: set[uuid.UUID] = field(default_factory=set)
+    trip_notices: list["AccessNotice"] = field(default_factory=list)
+
+
+class Subscription:
+    """One event stream: the trips it follows, and what happened to them, in order."""
+
+    def __init__(self, user_id: uuid.UUID) -> None:
+        self.user_id = user_id
+        self.trips: set[uuid.UUID] = set()
+        self.queue: asyncio.Queue[Notice | None] = asyncio.Queue()
+        # Until it knows its trips (`Listener.follow`), what was announced meanwhile.
+        self.early: _Early | None = _Early()
+        # Set when it fell behind or the listener reconnected: re-read the state, then go on.
+        self.stale = False
+        self.closed = False
+
+    def put(self, notice: Notice) -> None:
+        if self.queue.qsize() >= _QUEUE_LIMIT:
+            self.stale = True
+            self.queue.put_nowait(None)
+        else:
+            self.queue.put_nowait(notice)
 
 
 class Watch:
@@ -92,6 +172,8 @@ class Listener:
     def __init__(self, settings: Settings) -> None:
         self._connect_arguments = _connect_kwargs(settings.database_listen_url, settings)
         self._waiters: dict[uuid.UUID, set[Watch]] = {}
+        self._followers: dict[uuid.UUID, set[Subscription]] = {}
+        self._streams: dict[uuid.UUID, set[Subscription]] = {}
         self._connection: psycopg2.extensions.connection | None = None
         self._fd: int | None = None  # kept: a broken connection may no longer tell its fd
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -120,16 +202,122 @@ class Listener:
     def waiting(self) -> int:
         return sum(len(waiters) for waiters in self._waiters.values())
 
-    def _announce(self, trip_id: uuid.UUID, version: int) -> None:
-        for watch in self._waiters.get(trip_id, ()):
-            if version > watch.version:
-                watch.version = version
+    # --- streams ---------------------------------------------------------------------------
+
+    def subscribe(self, user_id: uuid.UUID) -> Subscription:
+        """A new stream of `user_id`'s events; from now on nothing announced is lost to it."""
+        subscription = Subscription(user_id)
+        self._streams.setdefault(user_id, set()).add(subscription)
+        return subscription
+
+    def follow(self, subscription: Subscription, trips: dict[uuid.UUID, int]) -> None:
+        """The stream's trips (and the versions it told), read after it subscribed; what was
+        announced in between comes out of its queue next."""
+        early, subscription.early = subscription.early or _Early(), None
+        wanted = (set(trips) | early.added) - early.removed
+        for trip_id in subscription.trips - wanted:
+            self._unfollow(subscription, trip_id)
+        for trip_id in wanted:
+            self._follow(subscription, trip_id)
+            if early.versions.get(trip_id, 0) > trips.get(trip_id, 0):
+                subscription.put(VersionNotice(trip_id, early.versions[trip_id]))
+        for notice in early.trip_notices:
+            if notice.trip_id in subscription.trips:
+                self._announce_to(subscription, notice)
+
+    def reread(self, subscription: Subscription) -> None:
+        """Before a stream reads its trips again: keep what is announced meanwhile for `follow`."""
+        subscription.early = _Early()
+
+    def _follow(self, subscription: Subscription, trip_id: uuid.UUID) -> None:
+        subscription.trips.add(trip_id)
+        self._followers.setdefault(trip_id, set()).add(subscription)
+
+    def _unfollow(self, subscription: Subscription, trip_id: uuid.UUID) -> None:
+        subscription.trips.discard(trip_id)
+        followers = self._followers.get(trip_id)
+        if followers is not None:
+            followers.discard(subscription)
+            if not followers:
+                del self._followers[trip_id]
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        for trip_id in list(subscription.trips):
+            self._unfollow(subscription, trip_id)
+        streams = self._streams.get(subscription.user_id)
+        if streams is not None:
+            streams.discard(subscription)
+            if not streams:
+                del self._streams[subscription.user_id]
+
+    def streams_of(self, user_id: uuid.UUID) -> int:
+        return len(self._streams.get(user_id, ()))
+
+    @property
+    def streams(self) -> int:
+        return sum(len(streams) for streams in self._streams.values())
+
+    # --- fan-out ---------------------------------------------------------------------------
+
+    def _announce(self, notice: Notice) -> None:
+        if isinstance(notice, VersionNotice):
+            self._announce_version(notice)
+            return
+        if notice.user_id is not None:
+            subscriptions = set(self._streams.get(notice.user_id, ()))
+        else:
+            subscriptions = set(self._followers.get(notice.trip_id, ()))
+        if notice.user_id is None:  # streams still reading their trips: kept for `follow`
+            for stream in self._all_streams():
+                if stream.early is not None:
+                    stream.early.trip_notices.append(notice)
+        for subscription in subscriptions:
+            self._announce_to(subscription, notice)
+
+    def _announce_to(self, subscription: Subscription, notice: AccessNotice) -> None:
+        gone = notice.change in (AccessChange.REMOVED, AccessChange.DELETED)
+        early = subscription.early
+        if early is not None:
+            if gone:
+                early.removed.add(notice.trip_id)
+                early.added.discard(notice.trip_id)
+            elif notice.change is AccessChange.ADDED:
+                early.added.add(notice.trip_id)
+                early.removed.discard(notice.trip_id)
+        elif gone:
+            self._unfollow(subscription, notice.trip_id)  # not one more event of it
+        elif notice.change is AccessChange.ADDED:
+            self._follow(subscription, notice.trip_id)
+        subscription.put(notice)
+
+    def _all_streams(self) -> Iterator[Subscription]:
+        for streams in self._streams.values():
+            yield from streams
+
+    def _announce_version(self, notice: VersionNotice) -> None:
+        for watch in self._waiters.get(notice.trip_id, ()):
+            if notice.version > watch.version:
+                watch.version = notice.version
                 watch.event.set()
+        for subscription in self._followers.get(notice.trip_id, ()):
+            subscription.put(notice)
+        for subscription in self._all_streams():
+            if subscription.early is not None:
+                versions = subscription.early.versions
+                versions[notice.trip_id] = max(versions.get(notice.trip_id, 0), notice.version)
 
     def _wake_all(self) -> None:
         for waiters in self._waiters.values():
             for watch in waiters:
                 watch.event.set()
+        for subscription in self._all_streams():
+            subscription.stale = True
+            subscription.queue.put_nowait(None)
+
+    def _close_streams(self) -> None:
+        for subscription in self._all_streams():
+            subscription.closed = True
+            subscription.queue.put_nowait(None)
 
     # --- the connection --------------------------------------------------------------------
 
@@ -148,6 +336,7 @@ class Listener:
             self._task = None
         self._close()
         self._wake_all()  # waiting long polls answer now instead of at their deadline
+        self._close_streams()  # and streams end, so the server can stop
 
     async def _run(self) -> None:
         backoff = _FIRST_BACKOFF
@@ -196,9 +385,9 @@ class Listener:
             return
         while connection.notifies:
             notification = connection.notifies.pop(0)
-            parsed = parse_payload(notification.payload)
-            if parsed is not None:
-                self._announce(*parsed)
+            notice = parse_payload(notification.payload)
+            if notice is not None:
+                self._announce(notice)
 
     def _close(self) -> None:
         connection, self._connection = self._connection, None

@@ -12,6 +12,7 @@ from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.core.preconditions import ExpectedVersion, ensure_version
 from app.sync.client_ids import Created, find_existing, id_taken, replay
+from app.sync.live import AccessChange, announce_access
 from app.sync.versions import claim_version, claim_version_if
 from app.trips import hooks
 from app.trips.models import (
@@ -56,6 +57,7 @@ def create_trip(*, session: Session, owner: User, data: TripCreate) -> Created[T
     session.flush()  # the membership row refers to the trip
     session.add(TripMember(trip_id=trip.id, user_id=owner.id, role=Role.OWNER))
     hooks.member_joined(session=session, trip_id=trip.id, user=owner)
+    announce_access(session, trip.id, AccessChange.ADDED, owner.id)  # the owner's other devices
     hooks.happened(
         session=session,
         trip_id=trip.id,
@@ -165,6 +167,7 @@ def update_trip(
     if trip.hide_amounts_from_viewers != hides_amounts:
         # Viewers' copies were made under the old rule: they must take a new snapshot.
         trip.access_version = claim_version(session, trip.id)
+        announce_access(session, trip.id, AccessChange.VISIBILITY_CHANGED)
     if not trip.is_valid_dates():
         raise Unprocessable(
             "end_date must not be before start_date, and a trip lasts at most a year.",
@@ -209,6 +212,7 @@ def delete_trip(*, session: Session, trip: Trip, expected: ExpectedVersion) -> N
     ensure_version(trip, expected, lambda: TripPublic.of(trip, Role.OWNER))
     session.delete(trip)
     session.flush()
+    announce_access(session, trip.id, AccessChange.DELETED)
 
 
 # --- members -------------------------------------------------------------------------------
@@ -273,6 +277,7 @@ def join_trip(
     member = TripMember(trip_id=trip_id, user_id=user.id, role=role)
     session.add(member)
     hooks.member_joined(session=session, trip_id=trip_id, user=user)
+    announce_access(session, trip_id, AccessChange.ADDED, user.id)
     hooks.happened(
         session=session,
         trip_id=trip_id,
@@ -308,6 +313,7 @@ def change_role(
         _ensure_owner_remains(session, member)
     member.role = role
     session.add(member)
+    announce_access(session, trip_id, AccessChange.ROLE_CHANGED, user_id)
     hooks.happened(
         session=session,
         trip_id=trip_id,
@@ -338,6 +344,7 @@ def remove_member(
     _ensure_member_version(session, member, expected)
     _ensure_owner_remains(session, member)
     session.delete(member)
+    announce_access(session, trip_id, AccessChange.REMOVED, user_id)
     action = "member.left" if user_id == actor_id else "member.removed"
     hooks.happened(
         session=session,
@@ -365,6 +372,8 @@ def transfer_ownership(
     current = _member(session, trip_id, from_user_id)
     current.role = Role.EDITOR
     session.add_all([target, current])
+    for user_id in (to_user_id, from_user_id):
+        announce_access(session, trip_id, AccessChange.ROLE_CHANGED, user_id)
     hooks.happened(
         session=session,
         trip_id=trip_id,

@@ -3,16 +3,15 @@
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from tests import support
-from tests.trips.test_router import create_trip
+from tests import factories, support
 
 
 def test_changes_are_logged_with_their_actor(client: TestClient, session: Session) -> None:
-    owner, friend = support.make_user(session, full_name="Olga"), support.make_user(session)
-    trip = create_trip(client, owner)
+    owner, friend = factories.make_user(session, full_name="Olga"), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     base = f"/trips/{trip['id']}"
     client.patch(base, headers=support.auth(owner, if_match="*"), json={"name": "Renamed"})
-    support.join(client, owner, trip["id"], friend, "viewer")
+    factories.join(client, owner, trip["id"], friend, "viewer")
     client.post(f"{base}/guests", headers=support.auth(owner), json={"name": "Gus"})
 
     first = client.get(f"{base}/activity", headers=support.auth(friend), params={"limit": 3}).json()
@@ -33,8 +32,8 @@ def test_changes_are_logged_with_their_actor(client: TestClient, session: Sessio
 
 
 def test_a_failed_change_leaves_no_entry(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     client.patch(
         f"/trips/{trip['id']}",
         headers=support.auth(owner, if_match="*"),

@@ -10,15 +10,9 @@ from sqlmodel import Session, func, select
 
 from app.activity.models import Activity
 from app.checklists.models import Checklist, ChecklistItem
-from app.trips.models import Role, TripMember
+from app.trips.models import Role
 from app.users.models import User
-from tests import support
-from tests.itinerary.factory import add_guest, create_trip, participant_ids
-
-
-def _join(session: Session, trip_id: str, user: User, role: Role) -> None:
-    session.add(TripMember(trip_id=uuid.UUID(trip_id), user_id=user.id, role=role))
-    session.commit()
+from tests import factories, support
 
 
 def _create_list(client: TestClient, user: User, trip_id: str, **fields: object) -> dict[str, Any]:
@@ -44,10 +38,10 @@ def _texts(client: TestClient, user: User, base: str) -> list[str]:
 @pytest.fixture
 def shared(client: TestClient, session: Session) -> dict[str, Any]:
     """A trip with an owner, an editor and a viewer, and one packing list."""
-    owner, editor, viewer = (support.make_user(session) for _ in range(3))
-    trip = create_trip(client, owner)
-    _join(session, trip["id"], editor, Role.EDITOR)
-    _join(session, trip["id"], viewer, Role.VIEWER)
+    owner, editor, viewer = (factories.make_user(session) for _ in range(3))
+    trip = factories.create_trip(client, owner)
+    factories.add_member(session, trip["id"], editor, Role.EDITOR)
+    factories.add_member(session, trip["id"], viewer, Role.VIEWER)
     checklist = _create_list(client, owner, trip["id"])
     base = f"/trips/{trip['id']}/checklists/{checklist['id']}"
     return {
@@ -61,8 +55,8 @@ def shared(client: TestClient, session: Session) -> dict[str, Any]:
 
 
 def test_checklists_create_read_update_delete(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     headers = support.auth(owner)
     packing = _create_list(client, owner, trip["id"], title="What to pack")
     todo = _create_list(client, owner, trip["id"], kind="todo", title="Before we go")
@@ -107,7 +101,7 @@ def test_items_create_list_update_delete_and_counts(
 ) -> None:
     owner, editor, base = shared["owner"], shared["editor"], shared["base"]
     trip_id = shared["trip"]["id"]
-    me = participant_ids(client, owner, trip_id)[0]
+    me = support.participant_ids(client, owner, trip_id)[0]
     passport = _add(client, editor, base, text="Passport", assignee_id=me)
     assert (passport["assignee_id"], passport["done"], passport["private"]) == (me, False, False)
     assert passport["created_by"] == str(editor.id)
@@ -222,8 +216,8 @@ def test_assignees_must_be_participants_of_the_trip(
     client: TestClient, session: Session, shared: dict[str, Any]
 ) -> None:
     owner, base = shared["owner"], shared["base"]
-    other = create_trip(client, owner, name="Other")
-    stranger = add_guest(client, owner, other["id"])
+    other = factories.create_trip(client, owner, name="Other")
+    stranger = factories.add_guest(client, owner, other["id"])
     response = client.post(
         f"{base}/items", headers=support.auth(owner), json={"text": "x", "assignee_id": stranger}
     )
@@ -239,7 +233,7 @@ def test_assignees_must_be_participants_of_the_trip(
         422,
         "participant_not_in_trip",
     )
-    guest = add_guest(client, owner, shared["trip"]["id"])
+    guest = factories.add_guest(client, owner, shared["trip"]["id"])
     assigned = client.patch(
         f"{base}/items/{item['id']}",
         headers=support.auth(owner, if_match="*"),
@@ -253,8 +247,8 @@ def test_the_database_refuses_cross_trip_references(
 ) -> None:
     owner = shared["owner"]
     trip_id = uuid.UUID(shared["trip"]["id"])
-    other = create_trip(client, owner, name="Other")
-    stranger = uuid.UUID(add_guest(client, owner, other["id"]))
+    other = factories.create_trip(client, owner, name="Other")
+    stranger = uuid.UUID(factories.add_guest(client, owner, other["id"]))
     foreign_list = _create_list(client, owner, other["id"])
     checklist_id = uuid.UUID(shared["checklist"]["id"])
     for row, constraint in (
@@ -276,8 +270,11 @@ def test_the_database_refuses_cross_trip_references(
 
 
 def test_a_list_of_another_trip_is_not_found(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip, other = create_trip(client, owner), create_trip(client, owner, name="Other")
+    owner = factories.make_user(session)
+    trip, other = (
+        factories.create_trip(client, owner),
+        factories.create_trip(client, owner, name="Other"),
+    )
     foreign = _create_list(client, owner, other["id"])
     item = _add(client, owner, f"/trips/{other['id']}/checklists/{foreign['id']}")
     base = f"/trips/{trip['id']}/checklists/{foreign['id']}"
@@ -379,7 +376,7 @@ def test_a_guest_assigned_to_an_item_is_kept(
     client: TestClient, session: Session, shared: dict[str, Any]
 ) -> None:
     owner, trip_id = shared["owner"], shared["trip"]["id"]
-    guest = add_guest(client, owner, trip_id)
+    guest = factories.add_guest(client, owner, trip_id)
     _add(client, owner, shared["base"], assignee_id=guest)
     support.assert_problem(
         client.delete(

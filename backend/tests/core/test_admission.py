@@ -6,8 +6,7 @@ The fault suite (tests/faults) proves the same against a real uvicorn process.
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi import FastAPI
@@ -21,23 +20,23 @@ from app.core.db import get_engine
 from app.core.deps import SessionDep
 from app.main import create_app
 from app.users.models import User
-from tests import support
+from tests import factories, support
 
 POOL_TIMEOUT = 0.5
 TRIP = {"name": "Lisbon", "start_date": "2027-05-01", "end_date": "2027-05-04"}
 
 
 @pytest.fixture
-def two_slots(engine: Engine) -> Iterator[FastAPI]:
+def two_slots(engine: Engine, environment: Callable[..., None]) -> FastAPI:
     """An app (committed sessions, its own pool) that admits two database requests at once."""
-    with support.environment(
+    environment(
         DATABASE_URL=engine.url.render_as_string(False),
         THREADPOOL_SIZE="4",
         DB_POOL_SIZE="2",
         DB_MAX_OVERFLOW="0",
         DB_POOL_TIMEOUT=str(POOL_TIMEOUT),
-    ):
-        yield create_app()
+    )
+    return create_app()
 
 
 def test_requests_beyond_the_limit_get_503_server_busy_within_the_pool_timeout(
@@ -94,40 +93,34 @@ def test_requests_beyond_the_limit_get_503_server_busy_within_the_pool_timeout(
 
 
 @pytest.fixture
-def one_slot(engine: Engine) -> Iterator[tuple[FastAPI, User]]:
+def one_slot(engine: Engine, environment: Callable[..., None]) -> Iterator[tuple[FastAPI, User]]:
     """An app that admits one database request at once, a committed user; cleaned up after."""
-    with support.environment(
+    environment(
         DATABASE_URL=engine.url.render_as_string(False),
         THREADPOOL_SIZE="4",
         DB_MAX_CONCURRENT_REQUESTS="1",
         DB_POOL_TIMEOUT="1",
         PASSWORD_HASH_CONCURRENCY="1",
-    ):
-        with Session(get_engine(), expire_on_commit=False) as session:
-            user = support.make_user(session)
-        try:
-            yield create_app(), user
-        finally:
-            with Session(get_engine()) as session:
-                for statement in (
-                    "DELETE FROM trips WHERE created_by = :u",
-                    "DELETE FROM idempotency_keys WHERE scope LIKE '%' || :u",
-                    "DELETE FROM users WHERE id = :u",
-                ):
-                    session.exec(text(statement).bindparams(u=str(user.id)))  # type: ignore[call-overload]
-                session.commit()
-
-
-def _create_trip(client: TestClient, user: User) -> dict[str, Any]:
-    response = client.post("/trips", headers=support.auth(user), json=TRIP)
-    assert response.status_code == 201, response.text
-    return response.json()
+    )
+    with Session(get_engine(), expire_on_commit=False) as session:
+        user = factories.make_user(session)
+    try:
+        yield create_app(), user
+    finally:
+        with Session(get_engine()) as session:
+            for statement in (
+                "DELETE FROM trips WHERE created_by = :u",
+                "DELETE FROM idempotency_keys WHERE scope LIKE '%' || :u",
+                "DELETE FROM users WHERE id = :u",
+            ):
+                session.exec(text(statement).bindparams(u=str(user.id)))  # type: ignore[call-overload]
+            session.commit()
 
 
 def test_a_long_poll_gives_its_slot_back_while_it_waits(one_slot: tuple[FastAPI, User]) -> None:
     app, user = one_slot
     with TestClient(app) as client:
-        trip = _create_trip(client, user)
+        trip = factories.create_trip(client, user, **TRIP)
         polled: list[int] = []
 
         def long_poll() -> None:
@@ -154,7 +147,7 @@ def test_a_batch_of_mutations_runs_its_writes_on_its_own_slot(
 ) -> None:
     app, user = one_slot
     with TestClient(app) as client:
-        trip = _create_trip(client, user)
+        trip = factories.create_trip(client, user, **TRIP)
         items = f"/trips/{trip['id']}/items"
         batch = {
             "mutations": [

@@ -1,9 +1,10 @@
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from app.core.config import DEFAULT_SECRET_KEY, Environment, Settings
+from app.core.config import DEFAULT_SECRET_KEY, Environment, Settings, get_settings
 
 STRONG_KEY = "k" * 40
 
@@ -112,3 +113,27 @@ def test_admission_limit_defaults_to_the_smaller_of_threads_and_connections(
     values: dict[str, Any], limit: int
 ) -> None:
     assert make(**values).database_admission_limit == limit
+
+
+def test_the_environment_fixture_rebuilds_every_cached_singleton(
+    environment: Callable[..., None],
+) -> None:
+    from app.core import admission, db, security
+    from app.ratelimit import service as rate_limit
+
+    singletons = (
+        get_settings,
+        db.get_engine,
+        db.get_sessionmaker,
+        db.alembic_head,
+        admission.get_admission,
+        admission.get_hashing_admission,
+        rate_limit._store,
+        security._password_hasher,
+        security.hashing_slots,
+        security.dummy_password_hash,
+    )
+    assert [f.cache_info().currsize for f in singletons] == [0] * len(singletons)
+    environment(PASSWORD_HASH_CONCURRENCY="3")
+    assert get_settings().PASSWORD_HASH_CONCURRENCY == 3
+    assert security.hashing_slots()._value == 3  # type: ignore[attr-defined]

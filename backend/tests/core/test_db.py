@@ -2,7 +2,7 @@
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi import FastAPI
@@ -215,16 +215,19 @@ def test_init_db_bootstraps_a_dev_database_at_the_head(server_url: str) -> None:
         support.drop_database(url)
 
 
-def test_the_app_creates_no_tables_at_start_up(server_url: str) -> None:
+def test_the_app_creates_no_tables_at_start_up(
+    server_url: str, environment: Callable[..., None]
+) -> None:
     url = support.create_database(server_url)
     try:
-        with support.environment(DATABASE_URL=url):
-            from app.core.db import get_engine
+        environment(DATABASE_URL=url)
+        from app.core.db import get_engine
 
-            app = create_app()
-            with TestClient(app, raise_server_exceptions=False) as client:  # runs the lifespan
-                support.assert_problem(client.get("/health/ready"), 503, "schema_not_at_head")
-            assert inspect(get_engine()).get_table_names() == []
+        app = create_app()
+        with TestClient(app, raise_server_exceptions=False) as client:  # runs the lifespan
+            support.assert_problem(client.get("/health/ready"), 503, "schema_not_at_head")
+        assert inspect(get_engine()).get_table_names() == []
+        get_engine().dispose()
     finally:
         support.drop_database(url)
 

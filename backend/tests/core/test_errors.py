@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from app.core.deps import SessionDep
 from app.main import create_app
-from tests import support
+from tests import factories, support
 
 
 def test_unknown_route_is_a_problem(client: TestClient) -> None:
@@ -22,7 +22,7 @@ def test_wrong_method_is_a_problem(client: TestClient) -> None:
 
 
 def test_invalid_json_is_a_422_problem(client: TestClient, session: Session) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     response = client.post(
         "/trips",
         headers={**support.auth(user), "Content-Type": "application/json"},
@@ -33,7 +33,7 @@ def test_invalid_json_is_a_422_problem(client: TestClient, session: Session) -> 
 
 
 def test_wrong_types_list_each_bad_field(client: TestClient, session: Session) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     response = client.post(
         "/trips",
         headers=support.auth(user),
@@ -77,7 +77,7 @@ def test_security_headers_and_cors_policy(client: TestClient) -> None:
 def test_info_logs_carry_no_sql_or_stack_traces(
     client: TestClient, session: Session, caplog: pytest.LogCaptureFixture
 ) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     with caplog.at_level(logging.INFO):
         client.post(
             "/auth/register", json={"email": user.email, "password": "x" * 10, "full_name": "D"}

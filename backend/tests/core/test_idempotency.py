@@ -29,7 +29,7 @@ from app.idempotency.service import lock_name
 from app.main import app, create_app
 from app.trips.models import Trip
 from app.users.models import User
-from tests import support
+from tests import factories, support
 
 TRIP = {"name": "Lisbon", "start_date": "2027-05-01", "end_date": "2027-05-04"}
 
@@ -61,7 +61,7 @@ def _activity_count(session: Session, trip_id: str) -> int:
 def test_the_same_post_twice_creates_one_row_and_replays_the_first_answer(
     client: TestClient, session: Session
 ) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     headers = _keyed(user)
     first = client.post("/trips", headers=headers, json=TRIP)
     second = client.post("/trips", headers=headers, json=TRIP)
@@ -82,7 +82,7 @@ def test_the_same_post_twice_creates_one_row_and_replays_the_first_answer(
 def test_patch_and_delete_replay_without_running_again(
     client: TestClient, session: Session
 ) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     trip = client.post("/trips", headers=support.auth(user), json=TRIP).json()
     trip_id = trip["id"]
     rename = {**_keyed(user), "If-Match": f'"{trip["version"]}"'}
@@ -127,7 +127,7 @@ def test_an_anonymous_registration_replays_instead_of_email_taken(client: TestCl
 
 
 def test_a_login_response_is_never_stored(client: TestClient, session: Session) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     headers = _keyed()
     form = {"username": user.email, "password": support.PASSWORD}
     first = client.post("/auth/login", headers=headers, data=form)
@@ -141,7 +141,7 @@ def test_a_login_response_is_never_stored(client: TestClient, session: Session) 
 def test_the_write_and_its_record_commit_together(
     client: TestClient, session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
 
     def cannot_store(**_: object) -> None:
         raise RuntimeError("the record could not be written")
@@ -158,7 +158,7 @@ def test_the_write_and_its_record_commit_together(
 def test_the_same_key_for_another_request_is_422_and_changes_nothing(
     client: TestClient, session: Session
 ) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     headers = _keyed(user)
     first = client.post("/trips", headers=headers, json=TRIP)
     assert first.status_code == 201
@@ -175,7 +175,7 @@ def test_the_same_key_for_another_request_is_422_and_changes_nothing(
 
 
 def test_keys_belong_to_one_user(client: TestClient, session: Session) -> None:
-    alice, bob = support.make_user(session), support.make_user(session)
+    alice, bob = factories.make_user(session), factories.make_user(session)
     key = str(uuid.uuid4())
     for_alice = client.post("/trips", headers=_keyed(alice, key), json=TRIP)
     for_bob = client.post("/trips", headers=_keyed(bob, key), json=TRIP)
@@ -196,7 +196,7 @@ def test_keys_belong_to_one_user(client: TestClient, session: Session) -> None:
 def test_a_failed_request_stores_nothing_and_its_retry_runs(
     client: TestClient, session: Session
 ) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     headers = _keyed(user)
     key = headers[IDEMPOTENCY_HEADER]
     backwards = {**TRIP, "start_date": "2027-05-09"}
@@ -220,7 +220,7 @@ def test_a_failed_request_stores_nothing_and_its_retry_runs(
 def test_an_invalid_key_is_400_and_nothing_runs(
     client: TestClient, session: Session, key: bytes
 ) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     headers = [(b"authorization", support.auth(user)["Authorization"].encode())]
     response = client.post("/trips", headers=[*headers, (b"idempotency-key", key)], json=TRIP)
     support.assert_problem(response, 400, "invalid_idempotency_key")
@@ -228,7 +228,7 @@ def test_an_invalid_key_is_400_and_nothing_runs(
 
 
 def test_two_keys_in_one_request_are_400(client: TestClient, session: Session) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     headers = [
         (b"authorization", support.auth(user)["Authorization"].encode()),
         (b"idempotency-key", b"one"),
@@ -239,7 +239,7 @@ def test_two_keys_in_one_request_are_400(client: TestClient, session: Session) -
 
 
 def test_the_longest_valid_key_works(client: TestClient, session: Session) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     key = "k" * 254 + "~"
     assert client.post("/trips", headers=_keyed(user, key), json=TRIP).status_code == 201
     assert len(_records(session, key)) == 1
@@ -251,7 +251,7 @@ def test_the_longest_valid_key_works(client: TestClient, session: Session) -> No
 def test_a_key_held_by_a_running_request_is_409(
     client: TestClient, session: Session, engine: Engine
 ) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     headers = _keyed(user)
     name = lock_name(user_scope(user.id), headers[IDEMPOTENCY_HEADER])
     # Another connection holds the key's lock, as the first request's transaction does.
@@ -330,7 +330,7 @@ THREADS = 8
 @pytest.fixture
 def committed_user(engine: Engine) -> Iterator[User]:
     with Session(engine, expire_on_commit=False) as session:
-        user = support.make_user(session)
+        user = factories.make_user(session)
     yield user
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM trips WHERE created_by = :u"), {"u": user.id})
@@ -408,7 +408,7 @@ def _expire(session: Session, key: str) -> None:
 def test_expired_keys_are_kept_until_the_cleanup_command_deletes_them(
     client: TestClient, session: Session
 ) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     expired, kept = _keyed(user), _keyed(user)
     for headers in (expired, kept):
         assert client.post("/trips", headers=headers, json=TRIP).status_code == 201
@@ -435,7 +435,7 @@ def test_expired_keys_are_kept_until_the_cleanup_command_deletes_them(
 def test_the_cleanup_command_prints_what_it_deleted(
     client: TestClient, session: Session, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     for _ in range(3):
         headers = _keyed(user)
         assert client.post("/trips", headers=headers, json=TRIP).status_code == 201

@@ -20,8 +20,7 @@ from app.main import create_app
 from app.trips import service as trip_service
 from app.trips.models import Role, TripCreate, TripMember
 from app.users.models import User
-from tests import support
-from tests.itinerary.factory import create_trip, participant_ids
+from tests import factories, support
 
 # --- parsing If-Match ---------------------------------------------------------------------------
 
@@ -104,7 +103,7 @@ def _trip(client: TestClient, owner: User, trip: dict[str, Any]) -> Resource:
 
 
 def _member(client: TestClient, owner: User, trip: dict[str, Any], session: Session) -> Resource:
-    friend = support.make_user(session)
+    friend = factories.make_user(session)
     session.add(TripMember(trip_id=uuid.UUID(trip["id"]), user_id=friend.id, role=Role.EDITOR))
     session.commit()
     members = f"/trips/{trip['id']}/members"
@@ -161,7 +160,7 @@ def _checklist_item(client: TestClient, owner: User, trip: dict[str, Any]) -> Re
 
 
 def _expense(client: TestClient, owner: User, trip: dict[str, Any]) -> Resource:
-    me = participant_ids(client, owner, trip["id"])[0]
+    me = support.participant_ids(client, owner, trip["id"])[0]
     body = {
         "title": "Dinner",
         "amount_minor": 3000,
@@ -180,7 +179,7 @@ def _expense(client: TestClient, owner: User, trip: dict[str, Any]) -> Resource:
 
 def _settlement(client: TestClient, owner: User, trip: dict[str, Any]) -> Resource:
     base = f"/trips/{trip['id']}"
-    me = participant_ids(client, owner, trip["id"])[0]
+    me = support.participant_ids(client, owner, trip["id"])[0]
     guest = _post(client, owner, f"{base}/guests", {"name": "Gus"})
     body = {
         "from_participant_id": guest["id"],
@@ -213,8 +212,8 @@ KINDS = [
 
 @pytest.fixture(params=KINDS)
 def resource(request: pytest.FixtureRequest, client: TestClient, session: Session) -> Resource:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     kind: str = request.param
     if kind == "trip":
         return _trip(client, owner, trip)
@@ -320,8 +319,8 @@ def test_a_weak_tag_never_matches(resource: Resource) -> None:
 
 
 def test_a_move_checks_if_match_only_when_sent(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     item = _post(client, owner, f"/trips/{trip['id']}/items", {"kind": "note", "title": "x"})
     url = f"/trips/{trip['id']}/items/{item['id']}/move"
     moved = client.post(url, headers=support.auth(owner), json={"day": "2027-05-02"})
@@ -342,8 +341,8 @@ def test_a_move_checks_if_match_only_when_sent(client: TestClient, session: Sess
 
 
 def test_a_claim_checks_if_match_only_when_sent(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     base = f"/trips/{trip['id']}/guests"
     first, second = (_post(client, owner, base, {"name": name}) for name in ("Al", "Bo"))
     renamed = client.patch(
@@ -367,7 +366,7 @@ def test_a_claim_checks_if_match_only_when_sent(client: TestClient, session: Ses
 def committed_item(engine: Engine) -> Iterator[tuple[User, uuid.UUID, uuid.UUID, int]]:
     """A committed user, trip and item; all removed afterwards."""
     with Session(engine, expire_on_commit=False) as session:
-        user = support.make_user(session)
+        user = factories.make_user(session)
         trip = trip_service.create_trip(
             session=session,
             owner=user,

@@ -2,7 +2,7 @@
 
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,7 +11,7 @@ from sqlmodel import Session
 from app.core.config import get_settings
 from app.main import app
 from app.ratelimit import service as rate_limit
-from tests import support
+from tests import factories, support
 
 
 def _client(address: str) -> TestClient:
@@ -19,25 +19,21 @@ def _client(address: str) -> TestClient:
 
 
 @pytest.fixture(params=["postgres", "redis"])
-def limits(request: pytest.FixtureRequest) -> Iterator[str]:
+def limits(request: pytest.FixtureRequest, environment: Callable[..., None]) -> str:
     """Small limits on one of the two shared stores (Redis only when one answers)."""
     if request.param == "redis":
         try:
             socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
         except OSError:
             pytest.skip("no Redis at 127.0.0.1:6379 (the default store is PostgreSQL)")
-    with support.environment(
+    environment(
         RATE_LIMIT_STORE=request.param,
         LOGIN_ATTEMPTS_PER_ACCOUNT="3",
         LOGIN_ATTEMPTS_PER_ADDRESS="5",
         REGISTRATIONS_PER_ADDRESS="2",
         RATE_LIMIT_WINDOW_SECONDS="600",
-    ):
-        rate_limit._store.cache_clear()
-        try:
-            yield request.param
-        finally:
-            rate_limit._store.cache_clear()
+    )
+    return str(request.param)
 
 
 def _address() -> str:
@@ -49,7 +45,7 @@ def _login(client: TestClient, email: str, password: str = "wrong-password"):  #
 
 
 def test_login_attempts_per_account_are_limited(limits: str, connection, session: Session) -> None:  # type: ignore[no-untyped-def]
-    user = support.make_user(session)
+    user = factories.make_user(session)
     for _ in range(3):  # from different addresses: the account limit still applies
         support.assert_problem(_login(_client(_address()), user.email), 401)
     refused = _login(_client(_address()), user.email, support.PASSWORD)
@@ -57,7 +53,7 @@ def test_login_attempts_per_account_are_limited(limits: str, connection, session
     assert 1 <= int(refused.headers["retry-after"]) <= get_settings().RATE_LIMIT_WINDOW_SECONDS
     assert "account" in body["detail"]
     # Another account is not affected.
-    other = support.make_user(session)
+    other = factories.make_user(session)
     assert _login(_client(_address()), other.email, support.PASSWORD).status_code == 200
 
 

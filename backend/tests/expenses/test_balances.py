@@ -11,8 +11,8 @@ from sqlmodel import Session, select
 from app.expenses.models import Settlement
 from app.participants.service import _referencing_columns, has_history
 from app.trips.models import Trip
-from tests import support
-from tests.expenses.conftest import Ledger, add_member, create_trip, participants
+from tests import factories, support
+from tests.expenses.support import Ledger
 
 
 def post(client: TestClient, ledger: Ledger, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -202,8 +202,8 @@ def test_invalid_settlements_are_422_and_store_nothing(
 
 
 def test_a_settlement_cannot_involve_another_trip(client: TestClient, ledger: Ledger) -> None:
-    other = create_trip(client, ledger.owner, name="Elsewhere")
-    stranger = participants(client, other["id"], ledger.owner)[0]["id"]
+    other = factories.create_trip(client, ledger.owner, name="Elsewhere")
+    stranger = support.participants(client, ledger.owner, other["id"])[0]["id"]
     response = client.post(
         ledger.url("/settlements"),
         headers=support.auth(ledger.owner),
@@ -331,8 +331,8 @@ def test_a_guests_expenses_follow_the_guest_when_a_member_claims_it(
     )
     before = net(balances(client, ledger))
 
-    newcomer = support.make_user(session, full_name="Gustavo Newcomer")
-    add_member(client, ledger.trip_id, ledger.owner, newcomer, "editor")
+    newcomer = factories.make_user(session, full_name="Gustavo Newcomer")
+    factories.join(client, ledger.owner, ledger.trip_id, newcomer, "editor")
     claimed = client.post(
         ledger.url(f"/guests/{ledger.guest_pid}/claim"), headers=support.auth(newcomer)
     )
@@ -341,7 +341,7 @@ def test_a_guests_expenses_follow_the_guest_when_a_member_claims_it(
     # Same participant, now the newcomer's: the expense, the settlement and the balance follow.
     mine = next(
         p
-        for p in participants(client, ledger.trip_id, newcomer)
+        for p in support.participants(client, newcomer, ledger.trip_id)
         if p["user_id"] == str(newcomer.id)
     )
     assert mine["id"] == ledger.guest_pid

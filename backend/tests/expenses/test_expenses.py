@@ -13,8 +13,8 @@ from sqlmodel import Session, col, select
 
 from app.activity.models import Activity
 from app.expenses.models import Expense, ExpensePayer, ExpenseRevision, ExpenseSplit
-from tests import support
-from tests.expenses.conftest import Ledger, create_trip, participants
+from tests import factories, support
+from tests.expenses.support import Ledger
 
 
 def post_expense(client: TestClient, ledger: Ledger, **changes: Any) -> dict[str, Any]:
@@ -352,8 +352,8 @@ INVALID_NAMES = [
 def test_invalid_expenses_are_422_and_store_nothing(
     client: TestClient, ledger: Ledger, session: Session, case: str
 ) -> None:
-    other = create_trip(client, ledger.editor, name="Elsewhere")
-    other_pid = participants(client, other["id"], ledger.editor)[0]["id"]
+    other = factories.create_trip(client, ledger.editor, name="Elsewhere")
+    other_pid = support.participants(client, ledger.editor, other["id"])[0]["id"]
     body, code = _invalid_bodies(ledger, other_pid)[case]
     response = client.post(ledger.url("/expenses"), headers=support.auth(ledger.owner), json=body)
     support.assert_problem(response, 422, code)
@@ -544,7 +544,7 @@ def test_revisions_of_an_unknown_expense_are_404(client: TestClient, ledger: Led
 
 def test_an_expense_of_another_trip_is_not_found(client: TestClient, ledger: Ledger) -> None:
     created = post_expense(client, ledger)
-    mine = create_trip(client, ledger.owner, name="Other trip")
+    mine = factories.create_trip(client, ledger.owner, name="Other trip")
     for method in ("GET", "PATCH", "DELETE"):
         response = client.request(
             method,

@@ -19,6 +19,7 @@ from tests.expenses.strategies import (
     expenses,
     settlements,
 )
+from tests.expenses.support import check_settles
 
 A, B, C, D = sorted(uuid.UUID(int=n) for n in (1, 2, 3, 4))
 
@@ -188,22 +189,6 @@ def _price_spec(spec: ExpenseSpec, base: str) -> ledger.PricedExpense:
         split_mode=spec.split_mode,
         splits=spec.splits,
     )
-
-
-def check_settles(balances: dict[uuid.UUID, int]) -> list[ledger.Transfer]:
-    """The plan's properties, shared with the database-backed test."""
-    assert sum(balances.values()) == 0
-    plan = ledger.settle_up(balances)
-    owing = sum(1 for amount in balances.values() if amount != 0)
-    assert len(plan) <= max(owing - 1, 0)
-    after = dict(balances)
-    for transfer in plan:
-        assert transfer.amount_minor > 0
-        assert balances[transfer.from_participant_id] < 0 < balances[transfer.to_participant_id]
-        after[transfer.from_participant_id] += transfer.amount_minor
-        after[transfer.to_participant_id] -= transfer.amount_minor
-    assert set(after.values()) <= {0}
-    return plan
 
 
 @settings(max_examples=1000, deadline=None, database=None)

@@ -18,7 +18,7 @@ from app.trips import service as trip_service
 from app.trips.models import TripCreate
 from app.users.models import User
 from tests.expenses.strategies import CURRENCIES, ExpenseSpec, SettlementSpec, expenses, settlements
-from tests.expenses.test_ledger import check_settles
+from tests.expenses.support import check_settles
 
 # Participants are created per example, so the random ledger refers to them by position.
 PEOPLE = [uuid.UUID(int=n) for n in range(1, 5)]

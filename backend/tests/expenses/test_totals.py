@@ -27,8 +27,7 @@ from app.participants.service import add_guest
 from app.trips import service as trip_service
 from app.trips.models import TripCreate
 from app.users.models import User
-from tests import support
-from tests.expenses.conftest import add_member, create_trip, participants
+from tests import factories, support
 from tests.expenses.strategies import (
     CURRENCIES,
     ExpenseSpec,
@@ -79,11 +78,13 @@ class Example:
 
     def __init__(self, client: TestClient, session: Session, base: str) -> None:
         self.client, self.session = client, session
-        self.owner = support.make_user(session, full_name="Owner")
-        editor = support.make_user(session, full_name="Editor")
-        self.trip_id = create_trip(client, self.owner, base_currency=base)["id"]
-        add_member(client, self.trip_id, self.owner, editor, "editor")
-        by_user = {p["user_id"]: p["id"] for p in participants(client, self.trip_id, self.owner)}
+        self.owner = factories.make_user(session, full_name="Owner")
+        editor = factories.make_user(session, full_name="Editor")
+        self.trip_id = factories.create_trip(client, self.owner, base_currency=base)["id"]
+        factories.join(client, self.owner, self.trip_id, editor, "editor")
+        by_user = {
+            p["user_id"]: p["id"] for p in support.participants(client, self.owner, self.trip_id)
+        }
         self.ids = {OWNER: by_user[str(self.owner.id)], EDITOR: by_user[str(editor.id)]}
         for placeholder, name in ((GUEST_1, "Guest 1"), (GUEST_2, "Guest 2")):
             self.ids[placeholder] = self.post("/guests", {"name": name})["id"]
@@ -161,8 +162,8 @@ class Example:
             self.send("DELETE", f"/settlements/{settlement_id}")
         elif kind == "claim" and arguments[0] not in self.claimed:
             # A newcomer joins (a participant of their own, no history), then takes the guest.
-            newcomer = support.make_user(self.session, full_name="Newcomer")
-            add_member(self.client, self.trip_id, self.owner, newcomer, "editor")
+            newcomer = factories.make_user(self.session, full_name="Newcomer")
+            factories.join(self.client, self.owner, self.trip_id, newcomer, "editor")
             guest_id = self.ids[arguments[0]]
             claimed = self.client.post(
                 self.url(f"/guests/{guest_id}/claim"), headers=support.auth(newcomer)
@@ -308,7 +309,7 @@ WRITES_PER_DEVICE = 12
 def committed_trip(engine: Engine) -> Iterator[tuple[User, uuid.UUID, list[str]]]:
     """A committed owner and trip with two guests; all removed afterwards."""
     with Session(engine, expire_on_commit=False) as session:
-        owner = support.make_user(session)
+        owner = factories.make_user(session)
         trip = trip_service.create_trip(
             session=session,
             owner=owner,

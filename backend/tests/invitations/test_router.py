@@ -11,8 +11,7 @@ from app.core.columns import utcnow
 from app.core.security import create_email_token
 from app.invitations.models import Invitation
 from app.trips.models import TripMember
-from tests import support
-from tests.trips.test_router import create_trip
+from tests import factories, support
 
 
 def _mailed_to(address: str) -> list[str]:
@@ -34,8 +33,8 @@ def invite(client: TestClient, owner, trip_id: str, email: str, role: str = "edi
 
 
 def test_the_invitee_joins_on_acceptance_only(client: TestClient, session: Session) -> None:
-    owner, invitee = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
+    owner, invitee = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     sent = invite(client, owner, trip["id"], invitee.email.upper())
     assert sent.status_code == 201, sent.text
     assert sent.json()["status"] == "pending"
@@ -69,8 +68,8 @@ def test_the_invitee_joins_on_acceptance_only(client: TestClient, session: Sessi
 def test_someone_who_registers_later_sees_the_invitation(
     client: TestClient, session: Session
 ) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     assert invite(client, owner, trip["id"], "later@example.com").status_code == 201
     registered = client.post(
         "/auth/register",
@@ -95,9 +94,9 @@ def test_someone_who_registers_later_sees_the_invitation(
 def test_taking_over_an_address_does_not_take_over_its_invitations(
     client: TestClient, session: Session
 ) -> None:
-    owner, stranger = support.make_user(session), support.make_user(session)
+    owner, stranger = factories.make_user(session), factories.make_user(session)
     old_address_token = create_email_token(stranger.id, stranger.email)
-    trip = create_trip(client, owner)
+    trip = factories.create_trip(client, owner)
     sent = invite(client, owner, trip["id"], "friend@example.com").json()
     # The stranger switches to the invited address: it is unverified from that moment.
     changed = client.patch(
@@ -117,8 +116,8 @@ def test_taking_over_an_address_does_not_take_over_its_invitations(
 
 
 def test_decline_and_revoke(client: TestClient, session: Session) -> None:
-    owner, invitee = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
+    owner, invitee = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     first = invite(client, owner, trip["id"], invitee.email).json()
     support.assert_problem(invite(client, owner, trip["id"], invitee.email), 409, "already_invited")
     assert (
@@ -152,8 +151,8 @@ def test_decline_and_revoke(client: TestClient, session: Session) -> None:
 def test_expired_invitations_cannot_be_accepted_and_can_be_resent(
     client: TestClient, session: Session
 ) -> None:
-    owner, invitee = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
+    owner, invitee = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     sent = invite(client, owner, trip["id"], invitee.email).json()
     invitation = session.exec(
         select(Invitation).where(Invitation.id == uuid.UUID(sent["id"]))
@@ -173,8 +172,8 @@ def test_expired_invitations_cannot_be_accepted_and_can_be_resent(
 
 
 def test_only_the_invitee_can_see_or_answer(client: TestClient, session: Session) -> None:
-    owner, invitee, stranger = (support.make_user(session) for _ in range(3))
-    trip = create_trip(client, owner)
+    owner, invitee, stranger = (factories.make_user(session) for _ in range(3))
+    trip = factories.create_trip(client, owner)
     sent = invite(client, owner, trip["id"], invitee.email).json()
     assert client.get("/invitations", headers=support.auth(stranger)).json()["items"] == []
     for action in ("accept", "decline"):
@@ -191,7 +190,7 @@ def test_only_the_invitee_can_see_or_answer(client: TestClient, session: Session
 
 
 def test_inviting_a_member_is_a_conflict(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     support.assert_problem(invite(client, owner, trip["id"], owner.email), 409, "already_member")
     support.assert_problem(invite(client, owner, trip["id"], "not-an-email"), 422)

@@ -18,7 +18,7 @@ from app.main import create_app
 from app.trips import service as trip_service
 from app.trips.models import TripCreate
 from app.users.models import User
-from tests import support
+from tests import factories, support
 
 DAY = date(2027, 5, 2)
 DEVICES = 2
@@ -30,7 +30,7 @@ MOVES_PER_DEVICE = 25
 def committed_trip(engine: Engine) -> Iterator[tuple[User, uuid.UUID, list[uuid.UUID]]]:
     """A committed user and trip with ITEMS items on DAY; all removed afterwards."""
     with Session(engine, expire_on_commit=False) as session:
-        user = support.make_user(session)
+        user = factories.make_user(session)
         trip = trip_service.create_trip(
             session=session,
             owner=user,

@@ -9,8 +9,7 @@ from sqlmodel import Session, select
 
 from app.activity.models import Activity
 from app.users.models import User
-from tests import support
-from tests.itinerary.factory import add_item, create_trip, list_items, titles
+from tests import factories, support
 
 
 def _move(
@@ -25,26 +24,26 @@ def _move(
 
 def _day(client: TestClient, user: User, trip_id: str, day: str | None) -> list[str]:
     params = {"day": day} if day else {"unscheduled": "true"}
-    return titles(list_items(client, user, trip_id, **params))
+    return support.titles(support.list_items(client, user, trip_id, **params))
 
 
 @pytest.fixture
 def planned(client: TestClient, session: Session) -> tuple[User, dict[str, Any], dict[str, str]]:
     """A trip with A, B, C on its first day (in that order)."""
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     ids = {
-        title: add_item(client, owner, trip["id"], title=title, day="2027-05-01")["id"]
+        title: factories.add_item(client, owner, trip["id"], title=title, day="2027-05-01")["id"]
         for title in "ABC"
     }
     return owner, trip, ids
 
 
 def test_days_list_the_trip_dates_with_item_counts(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)  # 1 to 7 May
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)  # 1 to 7 May
     for day in ("2027-05-01", "2027-05-01", "2027-05-07", None):
-        add_item(client, owner, trip["id"], day=day)
+        factories.add_item(client, owner, trip["id"], day=day)
     days: list[dict[str, Any]] = []
     cursor = None
     while True:
@@ -61,7 +60,7 @@ def test_days_list_the_trip_dates_with_item_counts(client: TestClient, session: 
     assert days[6] == {"day": "2027-05-07", "day_number": 7, "item_count": 1}
     assert sum(d["item_count"] for d in days) == 3  # the unscheduled item is on no day
     # A cursor of another trip's day list is refused.
-    other = create_trip(client, owner, name="Other")
+    other = factories.create_trip(client, owner, name="Other")
     foreign = client.get(
         f"/trips/{other['id']}/days", headers=support.auth(owner), params={"limit": 1}
     ).json()["next_cursor"]
@@ -76,19 +75,23 @@ def test_days_list_the_trip_dates_with_item_counts(client: TestClient, session: 
 
 def test_new_items_go_to_the_end_of_their_day(planned: Any, client: TestClient) -> None:
     owner, trip, _ = planned
-    add_item(client, owner, trip["id"], title="D", day="2027-05-01")
+    factories.add_item(client, owner, trip["id"], title="D", day="2027-05-01")
     assert _day(client, owner, trip["id"], "2027-05-01") == ["A", "B", "C", "D"]
 
 
 def test_moves_within_a_day(planned: Any, client: TestClient, session: Session) -> None:
     owner, trip, ids = planned
     day = "2027-05-01"
-    before = {item["id"]: item["order_key"] for item in list_items(client, owner, trip["id"])}
+    before = {
+        item["id"]: item["order_key"] for item in support.list_items(client, owner, trip["id"])
+    }
 
     moved = _move(client, owner, trip["id"], ids["C"], day=day, after_id=ids["A"])
     assert _day(client, owner, trip["id"], day) == ["A", "C", "B"]
     # One row changed: the others kept their keys.
-    after = {item["id"]: item["order_key"] for item in list_items(client, owner, trip["id"])}
+    after = {
+        item["id"]: item["order_key"] for item in support.list_items(client, owner, trip["id"])
+    }
     assert {k: v for k, v in after.items() if k != ids["C"]} == {
         k: v for k, v in before.items() if k != ids["C"]
     }
@@ -113,7 +116,7 @@ def test_moves_within_a_day(planned: Any, client: TestClient, session: Session) 
 
 def test_moves_between_days_and_to_unscheduled(planned: Any, client: TestClient) -> None:
     owner, trip, ids = planned
-    other = add_item(client, owner, trip["id"], title="X", day="2027-05-02")
+    other = factories.add_item(client, owner, trip["id"], title="X", day="2027-05-02")
     _move(client, owner, trip["id"], ids["B"], day="2027-05-02", before_id=other["id"])
     assert _day(client, owner, trip["id"], "2027-05-01") == ["A", "C"]
     assert _day(client, owner, trip["id"], "2027-05-02") == ["B", "X"]
@@ -143,20 +146,20 @@ def test_refused_moves_change_nothing(
 ) -> None:
     owner, trip, ids = planned
     body = {key: ids.get(value, value) if key != "day" else value for key, value in body.items()}
-    before = list_items(client, owner, trip["id"])
+    before = support.list_items(client, owner, trip["id"])
     response = client.post(
         f"/trips/{trip['id']}/items/{ids['B']}/move", headers=support.auth(owner), json=body
     )
     support.assert_problem(response, status, code)
-    assert list_items(client, owner, trip["id"]) == before
+    assert support.list_items(client, owner, trip["id"]) == before
 
 
 def test_neighbours_of_another_trip_are_not_in_the_day(
     planned: Any, client: TestClient, session: Session
 ) -> None:
     owner, trip, ids = planned
-    other = create_trip(client, owner, name="Other")
-    foreign = add_item(client, owner, other["id"], day="2027-05-01")
+    other = factories.create_trip(client, owner, name="Other")
+    foreign = factories.add_item(client, owner, other["id"], day="2027-05-01")
     response = client.post(
         f"/trips/{trip['id']}/items/{ids['B']}/move",
         headers=support.auth(owner),
@@ -174,13 +177,13 @@ def test_neighbours_of_another_trip_are_not_in_the_day(
 def test_changing_the_dates_unschedules_items_outside_them(
     client: TestClient, session: Session
 ) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)  # 1 to 7 May
-    waiting = add_item(client, owner, trip["id"], title="Already unscheduled")
-    first = add_item(client, owner, trip["id"], title="First day", day="2027-05-01")
-    middle = add_item(client, owner, trip["id"], title="Middle", day="2027-05-04")
-    last = add_item(client, owner, trip["id"], title="Last day", day="2027-05-07")
-    last_too = add_item(client, owner, trip["id"], title="Last day too", day="2027-05-07")
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)  # 1 to 7 May
+    waiting = factories.add_item(client, owner, trip["id"], title="Already unscheduled")
+    first = factories.add_item(client, owner, trip["id"], title="First day", day="2027-05-01")
+    middle = factories.add_item(client, owner, trip["id"], title="Middle", day="2027-05-04")
+    last = factories.add_item(client, owner, trip["id"], title="Last day", day="2027-05-07")
+    last_too = factories.add_item(client, owner, trip["id"], title="Last day too", day="2027-05-07")
 
     response = client.patch(
         f"/trips/{trip['id']}",
@@ -193,14 +196,14 @@ def test_changing_the_dates_unschedules_items_outside_them(
     assert body["unscheduled_item_ids"] == [first["id"], last["id"], last_too["id"]]
 
     # Nothing was deleted: they follow the items that were already unscheduled.
-    unscheduled = list_items(client, owner, trip["id"], unscheduled="true")
+    unscheduled = support.list_items(client, owner, trip["id"], unscheduled="true")
     assert [i["id"] for i in unscheduled] == [
         waiting["id"],
         first["id"],
         last["id"],
         last_too["id"],
     ]
-    assert list_items(client, owner, trip["id"], day="2027-05-04")[0]["id"] == middle["id"]
+    assert support.list_items(client, owner, trip["id"], day="2027-05-04")[0]["id"] == middle["id"]
     days = client.get(f"/trips/{trip['id']}/days", headers=support.auth(owner)).json()["items"]
     assert [(d["day"], d["item_count"]) for d in days] == [
         ("2027-05-03", 0),

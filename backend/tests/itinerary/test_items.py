@@ -13,8 +13,7 @@ from sqlmodel import Session, func, select
 from app.activity.models import Activity
 from app.itinerary.models import ItemKind, ItemParticipant, ItineraryItem
 from app.trips.models import Role, TripMember
-from tests import support
-from tests.itinerary.factory import add_guest, add_item, create_trip, list_items, participant_ids
+from tests import factories, support
 
 
 def _stored_items(session: Session, trip_id: str) -> int:
@@ -35,13 +34,13 @@ def _actions(session: Session, trip_id: str) -> list[str]:
 
 
 def test_create_read_update_delete(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
-    me = participant_ids(client, owner, trip["id"])[0]
-    guest = add_guest(client, owner, trip["id"])
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    me = support.participant_ids(client, owner, trip["id"])[0]
+    guest = factories.add_guest(client, owner, trip["id"])
     headers = support.auth(owner)
 
-    item = add_item(
+    item = factories.add_item(
         client,
         owner,
         trip["id"],
@@ -71,7 +70,7 @@ def test_create_read_update_delete(client: TestClient, session: Session) -> None
 
     url = f"/trips/{trip['id']}/items/{item['id']}"
     assert client.get(url, headers=headers).json() == item
-    assert list_items(client, owner, trip["id"]) == [item]
+    assert support.list_items(client, owner, trip["id"]) == [item]
 
     updated = client.patch(
         url,
@@ -104,13 +103,13 @@ def test_create_read_update_delete(client: TestClient, session: Session) -> None
 
 
 def test_an_editor_writes_and_a_viewer_reads(client: TestClient, session: Session) -> None:
-    owner, editor, viewer = (support.make_user(session) for _ in range(3))
-    trip = create_trip(client, owner)
+    owner, editor, viewer = (factories.make_user(session) for _ in range(3))
+    trip = factories.create_trip(client, owner)
     for user, role in ((editor, Role.EDITOR), (viewer, Role.VIEWER)):
         session.add(TripMember(trip_id=uuid.UUID(trip["id"]), user_id=user.id, role=role))
     session.commit()
-    item = add_item(client, editor, trip["id"], title="By the editor")
-    assert list_items(client, viewer, trip["id"]) == [item]
+    item = factories.add_item(client, editor, trip["id"], title="By the editor")
+    assert support.list_items(client, viewer, trip["id"]) == [item]
     path = f"/trips/{trip['id']}/items/{item['id']}"
     assert client.get(path, headers=support.auth(viewer)).status_code == 200
     support.assert_problem(
@@ -121,9 +120,9 @@ def test_an_editor_writes_and_a_viewer_reads(client: TestClient, session: Sessio
 
 
 def test_times_keep_wall_clock_zone_and_instant(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
-    flight = add_item(
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    flight = factories.add_item(
         client,
         owner,
         trip["id"],
@@ -176,8 +175,8 @@ def test_times_keep_wall_clock_zone_and_instant(client: TestClient, session: Ses
 
 
 def test_an_end_before_the_start_in_utc_is_refused(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     # 12:00 in Tokyo comes before 10:00 in Lisbon on the same date.
     response = client.post(
         f"/trips/{trip['id']}/items",
@@ -191,7 +190,7 @@ def test_an_end_before_the_start_in_utc_is_refused(client: TestClient, session: 
         },
     )
     support.assert_problem(response, 422, "end_before_start")
-    item = add_item(client, owner, trip["id"], start_local="2027-05-03T10:00:00")
+    item = factories.add_item(client, owner, trip["id"], start_local="2027-05-03T10:00:00")
     support.assert_problem(
         client.patch(
             f"/trips/{trip['id']}/items/{item['id']}",
@@ -251,8 +250,8 @@ def test_an_end_before_the_start_in_utc_is_refused(client: TestClient, session: 
 def test_invalid_items_are_422_and_store_nothing(
     client: TestClient, session: Session, changes: dict[str, object], code: str
 ) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     body = {"kind": "meal", "title": "Dinner", **changes}
     response = client.post(f"/trips/{trip['id']}/items", headers=support.auth(owner), json=body)
     support.assert_problem(response, 422, code)
@@ -261,8 +260,8 @@ def test_invalid_items_are_422_and_store_nothing(
 
 
 def test_not_a_number_coordinates_are_refused(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     body = {"kind": "meal", "title": "x", "place": {"name": "p", "latitude": float("nan")}}
     body["place"]["longitude"] = float("inf")  # type: ignore[index]
     response = client.post(
@@ -289,9 +288,11 @@ def test_not_a_number_coordinates_are_refused(client: TestClient, session: Sessi
 def test_invalid_edits_change_nothing(
     client: TestClient, session: Session, patch: dict[str, object]
 ) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
-    item = add_item(client, owner, trip["id"], day="2027-05-01", start_local="2027-05-01T09:00")
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    item = factories.add_item(
+        client, owner, trip["id"], day="2027-05-01", start_local="2027-05-01T09:00"
+    )
     url = f"/trips/{trip['id']}/items/{item['id']}"
     support.assert_problem(
         client.patch(url, headers=support.auth(owner, if_match="*"), json=patch), 422
@@ -300,16 +301,19 @@ def test_invalid_edits_change_nothing(
 
 
 def test_sql_looking_text_is_just_text(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     title = "Robert'); DROP TABLE itinerary_items;--"
-    assert add_item(client, owner, trip["id"], title=title)["title"] == title
+    assert factories.add_item(client, owner, trip["id"], title=title)["title"] == title
 
 
 def test_a_participant_of_another_trip_is_refused(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip, other = create_trip(client, owner), create_trip(client, owner, name="Other")
-    stranger = add_guest(client, owner, other["id"], name="Elsewhere")
+    owner = factories.make_user(session)
+    trip, other = (
+        factories.create_trip(client, owner),
+        factories.create_trip(client, owner, name="Other"),
+    )
+    stranger = factories.add_guest(client, owner, other["id"], name="Elsewhere")
     response = client.post(
         f"/trips/{trip['id']}/items",
         headers=support.auth(owner),
@@ -319,7 +323,7 @@ def test_a_participant_of_another_trip_is_refused(client: TestClient, session: S
     assert stranger in body["detail"]
     assert _stored_items(session, trip["id"]) == 0
 
-    item = add_item(client, owner, trip["id"])
+    item = factories.add_item(client, owner, trip["id"])
     support.assert_problem(
         client.patch(
             f"/trips/{trip['id']}/items/{item['id']}",
@@ -330,7 +334,7 @@ def test_a_participant_of_another_trip_is_refused(client: TestClient, session: S
         "participant_not_in_trip",
     )
     # An item of another trip is not found through this trip, even for a member of both.
-    foreign = add_item(client, owner, other["id"])
+    foreign = factories.add_item(client, owner, other["id"])
     support.assert_problem(
         client.get(f"/trips/{trip['id']}/items/{foreign['id']}", headers=support.auth(owner)),
         404,
@@ -340,10 +344,13 @@ def test_a_participant_of_another_trip_is_refused(client: TestClient, session: S
 
 def test_the_database_refuses_cross_trip_links(client: TestClient, session: Session) -> None:
     """The composite foreign key is the backstop should a service ever skip its check."""
-    owner = support.make_user(session)
-    trip, other = create_trip(client, owner), create_trip(client, owner, name="Other")
-    item = add_item(client, owner, trip["id"])
-    stranger = add_guest(client, owner, other["id"])
+    owner = factories.make_user(session)
+    trip, other = (
+        factories.create_trip(client, owner),
+        factories.create_trip(client, owner, name="Other"),
+    )
+    item = factories.add_item(client, owner, trip["id"])
+    stranger = factories.add_guest(client, owner, other["id"])
     session.add(
         ItemParticipant(
             trip_id=uuid.UUID(trip["id"]),
@@ -383,8 +390,8 @@ def test_the_database_refuses_cross_trip_links(client: TestClient, session: Sess
 def test_the_database_checks_what_must_always_hold(
     client: TestClient, session: Session, fields: dict[str, object], constraint: str
 ) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     values: dict[str, Any] = {"kind": ItemKind.NOTE, "title": "t", "order_key": "V", **fields}
     session.add(ItineraryItem(trip_id=uuid.UUID(trip["id"]), **values))
     with pytest.raises(IntegrityError, match=f"ck_itinerary_items_{constraint}"):
@@ -395,8 +402,8 @@ def test_the_database_checks_what_must_always_hold(
 def test_order_keys_are_unique_per_day_including_unscheduled(
     client: TestClient, session: Session
 ) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     trip_id = uuid.UUID(trip["id"])
     session.add(ItineraryItem(trip_id=trip_id, kind=ItemKind.NOTE, title="a", order_key="V"))
     session.flush()
@@ -408,10 +415,10 @@ def test_order_keys_are_unique_per_day_including_unscheduled(
 
 
 def test_deleting_the_trip_removes_its_items(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
-    me = participant_ids(client, owner, trip["id"])[0]
-    add_item(client, owner, trip["id"], day="2027-05-02", participant_ids=[me])
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    me = support.participant_ids(client, owner, trip["id"])[0]
+    factories.add_item(client, owner, trip["id"], day="2027-05-02", participant_ids=[me])
     assert (
         client.delete(f"/trips/{trip['id']}", headers=support.auth(owner, if_match="*")).status_code
         == 204
@@ -425,10 +432,10 @@ def test_deleting_the_trip_removes_its_items(client: TestClient, session: Sessio
 
 def test_a_guest_who_takes_part_in_an_item_is_kept(client: TestClient, session: Session) -> None:
     """Taking part is part of the trip's record: the participants rule refuses the delete."""
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
-    guest = add_guest(client, owner, trip["id"])
-    add_item(client, owner, trip["id"], participant_ids=[guest])
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    guest = factories.add_guest(client, owner, trip["id"])
+    factories.add_item(client, owner, trip["id"], participant_ids=[guest])
     support.assert_problem(
         client.delete(
             f"/trips/{trip['id']}/guests/{guest}", headers=support.auth(owner, if_match="*")
@@ -439,32 +446,34 @@ def test_a_guest_who_takes_part_in_an_item_is_kept(client: TestClient, session: 
 
 
 def test_filters_and_plan_order(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
-    anywhere = add_item(client, owner, trip["id"], title="Trip-wide")
-    second = add_item(client, owner, trip["id"], title="Day 2", day="2027-05-02")
-    first_b = add_item(client, owner, trip["id"], title="Day 1 b", day="2027-05-01")
-    first_a = add_item(client, owner, trip["id"], title="Day 1 a")
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    anywhere = factories.add_item(client, owner, trip["id"], title="Trip-wide")
+    second = factories.add_item(client, owner, trip["id"], title="Day 2", day="2027-05-02")
+    first_b = factories.add_item(client, owner, trip["id"], title="Day 1 b", day="2027-05-01")
+    first_a = factories.add_item(client, owner, trip["id"], title="Day 1 a")
     client.post(
         f"/trips/{trip['id']}/items/{first_a['id']}/move",
         headers=support.auth(owner),
         json={"day": "2027-05-01", "before_id": first_b["id"]},
     )
-    everything = list_items(client, owner, trip["id"])
+    everything = support.list_items(client, owner, trip["id"])
     assert [i["id"] for i in everything] == [
         first_a["id"],
         first_b["id"],
         second["id"],
         anywhere["id"],
     ]
-    assert [i["title"] for i in list_items(client, owner, trip["id"], day="2027-05-01")] == [
+    assert [
+        i["title"] for i in support.list_items(client, owner, trip["id"], day="2027-05-01")
+    ] == [
         "Day 1 a",
         "Day 1 b",
     ]
-    assert [i["title"] for i in list_items(client, owner, trip["id"], unscheduled="true")] == [
-        "Trip-wide"
-    ]
-    assert list_items(client, owner, trip["id"], day="2027-05-05") == []
+    assert [
+        i["title"] for i in support.list_items(client, owner, trip["id"], unscheduled="true")
+    ] == ["Trip-wide"]
+    assert support.list_items(client, owner, trip["id"], day="2027-05-05") == []
     headers = support.auth(owner)
     support.assert_problem(
         client.get(
@@ -481,13 +490,13 @@ def test_filters_and_plan_order(client: TestClient, session: Session) -> None:
 
 
 def test_pages_cover_every_item_once_in_plan_order(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     for index, day in enumerate(
         ["2027-05-03", None, "2027-05-01", None, "2027-05-03", "2027-05-07"]
     ):
-        add_item(client, owner, trip["id"], title=f"#{index}", day=day)
-    expected = [item["id"] for item in list_items(client, owner, trip["id"])]
+        factories.add_item(client, owner, trip["id"], title=f"#{index}", day=day)
+    expected = [item["id"] for item in support.list_items(client, owner, trip["id"])]
     assert len(expected) == 6
     for params in ({}, {"unscheduled": "true"}, {"day": "2027-05-03"}):
         seen: list[str] = []
@@ -503,9 +512,9 @@ def test_pages_cover_every_item_once_in_plan_order(client: TestClient, session: 
             cursor = page["next_cursor"]
             if cursor is None:
                 break
-        assert seen == [i["id"] for i in list_items(client, owner, trip["id"], **params)]
+        assert seen == [i["id"] for i in support.list_items(client, owner, trip["id"], **params)]
     # A cursor from another list is refused, not misread.
-    create_trip(client, owner, name="Second")
+    factories.create_trip(client, owner, name="Second")
     trips_cursor = client.get("/trips", headers=support.auth(owner), params={"limit": 1})
     support.assert_problem(
         client.get(

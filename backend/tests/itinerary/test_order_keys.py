@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 from app.itinerary.models import ItemKind, ItineraryItem
 from app.itinerary.order_keys import DIGITS, FIRST_KEY, is_order_key, key_between
 from app.trips.models import Trip
-from tests import support
+from tests import factories
 
 keys = (
     st.text(alphabet=DIGITS, min_size=1, max_size=24).map(lambda key: key.rstrip("0")).filter(bool)
@@ -89,7 +89,7 @@ def test_the_database_orders_keys_bytewise(session: Session) -> None:
     """Keys mix cases: under a linguistic collation 'a' < 'B'; the column uses "C"."""
     columns = {c["name"]: c for c in inspect(session.connection()).get_columns("itinerary_items")}
     assert getattr(columns["order_key"]["type"], "collation", None) == "C"
-    owner = support.make_user(session)
+    owner = factories.make_user(session)
     trip = Trip(name="Keys", start_date=date(2027, 1, 1), end_date=date(2027, 1, 2))
     session.add(trip)
     session.flush()

@@ -5,8 +5,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from app.users.models import User
-from tests import support
-from tests.itinerary.factory import add_guest, add_item, create_trip, participant_ids
+from tests import factories, support
 
 
 def _statements_for(client: TestClient, engine: Engine, user: User, url: str) -> list[str]:
@@ -19,16 +18,16 @@ def _statements_for(client: TestClient, engine: Engine, user: User, url: str) ->
 def test_reads_do_not_grow_with_the_number_of_items(
     client: TestClient, session: Session, engine: Engine
 ) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     people = [
-        participant_ids(client, owner, trip["id"])[0],
-        *(add_guest(client, owner, trip["id"], name=f"Guest {n}") for n in range(3)),
+        support.participant_ids(client, owner, trip["id"])[0],
+        *(factories.add_guest(client, owner, trip["id"], name=f"Guest {n}") for n in range(3)),
     ]
 
     def add_items(count: int) -> None:
         for n in range(count):
-            add_item(
+            factories.add_item(
                 client,
                 owner,
                 trip["id"],

@@ -7,24 +7,20 @@ from sqlmodel import Session
 
 from app.participants.models import Participant
 from app.trips.models import Role, TripMember
-from tests import support
-from tests.trips.test_router import create_trip
-
-
-def participants(client: TestClient, user, trip_id: str) -> list[dict]:  # type: ignore[no-untyped-def]
-    return client.get(f"/trips/{trip_id}/participants", headers=support.auth(user)).json()["items"]
+from tests import factories, support
 
 
 def test_members_and_guests_are_participants(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session, full_name="Olga")
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session, full_name="Olga")
+    trip = factories.create_trip(client, owner)
     guest = client.post(
         f"/trips/{trip['id']}/guests", headers=support.auth(owner), json={"name": " Gus "}
     )
     assert guest.status_code == 201, guest.text
     assert guest.json()["is_guest"] is True
     assert [
-        (p["name"], p["is_guest"], p["is_member"]) for p in participants(client, owner, trip["id"])
+        (p["name"], p["is_guest"], p["is_member"])
+        for p in support.participants(client, owner, trip["id"])
     ] == [
         ("Olga", False, True),
         ("Gus", True, False),
@@ -43,9 +39,9 @@ def test_members_and_guests_are_participants(client: TestClient, session: Sessio
 
 
 def test_members_are_not_guests(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
-    me = participants(client, owner, trip["id"])[0]
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    me = support.participants(client, owner, trip["id"])[0]
     headers = support.auth(owner, if_match="*")
     support.assert_problem(
         client.delete(f"/trips/{trip['id']}/guests/{me['id']}", headers=headers),
@@ -60,12 +56,12 @@ def test_members_are_not_guests(client: TestClient, session: Session) -> None:
 
 
 def test_a_member_claims_a_guest(client: TestClient, session: Session) -> None:
-    owner, friend = support.make_user(session), support.make_user(session, full_name="Fran")
-    trip = create_trip(client, owner)
+    owner, friend = factories.make_user(session), factories.make_user(session, full_name="Fran")
+    trip = factories.create_trip(client, owner)
     guest = client.post(
         f"/trips/{trip['id']}/guests", headers=support.auth(owner), json={"name": "F."}
     ).json()
-    support.join(client, owner, trip["id"], friend, "editor")
+    factories.join(client, owner, trip["id"], friend, "editor")
     claimed = client.post(
         f"/trips/{trip['id']}/guests/{guest['id']}/claim", headers=support.auth(friend)
     )
@@ -80,7 +76,9 @@ def test_a_member_claims_a_guest(client: TestClient, session: Session) -> None:
     }
     assert claimed.json()["version"] > guest["version"]
     # The friend's own (empty) participant was merged away: one participant per person.
-    mine = [p for p in participants(client, owner, trip["id"]) if p["user_id"] == str(friend.id)]
+    mine = [
+        p for p in support.participants(client, owner, trip["id"]) if p["user_id"] == str(friend.id)
+    ]
     assert [p["id"] for p in mine] == [guest["id"]]
     support.assert_problem(
         client.post(f"/trips/{trip['id']}/guests/{guest['id']}/claim", headers=support.auth(owner)),
@@ -90,8 +88,8 @@ def test_a_member_claims_a_guest(client: TestClient, session: Session) -> None:
 
 
 def test_participants_stay_when_a_member_leaves(client: TestClient, session: Session) -> None:
-    owner, friend = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
+    owner, friend = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     session.add(TripMember(trip_id=uuid.UUID(trip["id"]), user_id=friend.id, role=Role.VIEWER))
     session.add(Participant(trip_id=uuid.UUID(trip["id"]), user_id=friend.id, name="Friend"))
     session.commit()
@@ -99,5 +97,7 @@ def test_participants_stay_when_a_member_leaves(client: TestClient, session: Ses
         f"/trips/{trip['id']}/members/{friend.id}", headers=support.auth(friend, if_match="*")
     )
     assert left.status_code == 204, left.text
-    after = [p for p in participants(client, owner, trip["id"]) if p["user_id"] == str(friend.id)]
+    after = [
+        p for p in support.participants(client, owner, trip["id"]) if p["user_id"] == str(friend.id)
+    ]
     assert [(p["is_member"], p["is_guest"]) for p in after] == [(False, False)]

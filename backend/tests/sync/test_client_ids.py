@@ -16,8 +16,7 @@ from app.itinerary.models import ItineraryItem
 from app.participants.models import Participant
 from app.trips.models import Trip
 from app.users.models import User
-from tests import support
-from tests.itinerary.factory import TRIP, create_trip, participant_ids
+from tests import factories, support
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,9 @@ def _settlement(place: Place) -> dict[str, Any]:
 
 
 KINDS = {
-    "trip": Kind(Trip, lambda place: "/trips", lambda place: dict(TRIP), {"name": "Elsewhere"}),
+    "trip": Kind(
+        Trip, lambda place: "/trips", lambda place: dict(factories.TRIP), {"name": "Elsewhere"}
+    ),
     "guest": Kind(
         Participant,
         lambda place: f"/trips/{place.id}/guests",
@@ -102,7 +103,7 @@ KINDS = {
 
 
 def _place(client: TestClient, owner: User, name: str) -> Place:
-    trip = create_trip(client, owner, name=name)
+    trip = factories.create_trip(client, owner, name=name)
     base = f"/trips/{trip['id']}"
     guest = client.post(f"{base}/guests", headers=support.auth(owner), json={"name": "Gus"})
     checklist = client.post(
@@ -110,7 +111,7 @@ def _place(client: TestClient, owner: User, name: str) -> Place:
     )
     return Place(
         id=trip["id"],
-        me=participant_ids(client, owner, trip["id"])[0],
+        me=support.participant_ids(client, owner, trip["id"])[0],
         guest=guest.json()["id"],
         checklist=checklist.json()["id"],
     )
@@ -118,7 +119,7 @@ def _place(client: TestClient, owner: User, name: str) -> Place:
 
 @pytest.fixture
 def owner(session: Session) -> User:
-    return support.make_user(session)
+    return factories.make_user(session)
 
 
 @pytest.fixture
@@ -198,7 +199,7 @@ def test_an_id_used_in_another_trip_is_a_conflict_that_says_nothing(
     client: TestClient, session: Session, owner: User, place: Place, name: str
 ) -> None:
     kind, row_id = KINDS[name], str(uuid.uuid4())
-    stranger = support.make_user(session)
+    stranger = factories.make_user(session)
     theirs = _place(client, stranger, "Theirs")
     used = client.post(
         kind.collection(theirs), headers=support.auth(stranger), json=_body(kind, theirs, row_id)
@@ -218,7 +219,7 @@ def test_an_id_used_in_another_trip_is_a_conflict_that_says_nothing(
 def test_an_id_deleted_in_another_trip_is_a_conflict_not_gone(
     client: TestClient, session: Session, owner: User, place: Place
 ) -> None:
-    stranger = support.make_user(session)
+    stranger = factories.make_user(session)
     theirs = _place(client, stranger, "Theirs")
     row_id = str(uuid.uuid4())
     body = {"kind": "note", "title": "x", "id": row_id}
@@ -235,8 +236,8 @@ def test_an_id_deleted_in_another_trip_is_a_conflict_not_gone(
 def test_another_members_private_item_is_a_conflict_that_says_nothing(
     client: TestClient, session: Session, owner: User, place: Place
 ) -> None:
-    editor = support.make_user(session)
-    support.join(client, owner, place.id, editor, "editor")
+    editor = factories.make_user(session)
+    factories.join(client, owner, place.id, editor, "editor")
     url = KINDS["checklist_item"].collection(place)
     body = {"text": "Surprise", "private": True, "id": str(uuid.uuid4())}
     assert client.post(url, headers=support.auth(editor), json=body).status_code == 201
@@ -249,11 +250,11 @@ def test_another_members_private_item_is_a_conflict_that_says_nothing(
 def test_a_replayed_trip_answers_with_the_callers_role(
     client: TestClient, session: Session, owner: User
 ) -> None:
-    viewer = support.make_user(session)
-    body = {**TRIP, "id": str(uuid.uuid4())}
+    viewer = factories.make_user(session)
+    body = {**factories.TRIP, "id": str(uuid.uuid4())}
     created = client.post("/trips", headers=support.auth(owner), json=body)
     assert created.status_code == 201, created.text
-    support.join(client, owner, body["id"], viewer, "viewer")
+    factories.join(client, owner, body["id"], viewer, "viewer")
     replayed = client.post("/trips", headers=support.auth(viewer), json=body)
     assert replayed.status_code == 200, replayed.text
     assert replayed.json()["role"] == "viewer"
@@ -269,7 +270,12 @@ def test_an_offline_device_refers_to_rows_it_named_itself(
         (f"{base}/guests", {"id": guest_id, "name": "Ines"}),
         (
             f"{base}/items",
-            {"id": item_id, "kind": "meal", "title": "Tasca", "participant_ids": [guest_id]},
+            {
+                "id": item_id,
+                "kind": "meal",
+                "title": "Tasca",
+                "participant_ids": [guest_id],
+            },
         ),
         (
             f"{base}/expenses",

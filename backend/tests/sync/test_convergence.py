@@ -26,8 +26,8 @@ from app.main import create_app
 from app.participants.models import Participant
 from app.trips.models import Role, Trip, TripMember
 from app.users.models import User
-from tests import support
-from tests.sync.test_feed import Replica
+from tests import factories, support
+from tests.sync.support import Replica
 
 DAYS = ["2027-05-01", "2027-05-02", None]
 DEVICES = 3
@@ -169,7 +169,7 @@ def _request(
 @pytest.fixture
 def shared_trip(engine: Engine) -> Iterator[tuple[str, list[User]]]:
     with Session(engine, expire_on_commit=False) as session:
-        users = [support.make_user(session, full_name=f"Device {n}") for n in range(DEVICES)]
+        users = [factories.make_user(session, full_name=f"Device {n}") for n in range(DEVICES)]
         trip = Trip(name="Converge", start_date=date(2027, 5, 1), end_date=date(2027, 5, 2))
         session.add(trip)
         session.flush()

@@ -1,65 +1,22 @@
 """The sync feed: versions, tombstones, snapshot + changes, resets, and what viewers see."""
 
 import uuid
-from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.sync.models import Tombstone
 from app.trips.models import Trip
-from app.users.models import User
-from tests import support
-from tests.itinerary.factory import add_item, create_trip
-
-
-def changes(client: TestClient, user: User, trip_id: str, since: int, **params: Any) -> Any:
-    response = client.get(
-        f"/trips/{trip_id}/changes", headers=support.auth(user), params={"since": since, **params}
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def snapshot(client: TestClient, user: User, trip_id: str) -> Any:
-    response = client.get(f"/trips/{trip_id}/snapshot", headers=support.auth(user))
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-class Replica:
-    """A client's local copy, built only from a snapshot and the changes after it."""
-
-    def __init__(self, client: TestClient, user: User, trip_id: str) -> None:
-        self.client, self.user, self.trip_id = client, user, trip_id
-        taken = snapshot(client, user, trip_id)
-        self.version = taken["version"]
-        self.rows = {(r["entity"], r["id"]): (r["version"], r["data"]) for r in taken["rows"]}
-
-    def pull(self, limit: int = 500) -> None:
-        while True:
-            page = changes(self.client, self.user, self.trip_id, self.version, limit=limit)
-            for change in page["changes"]:
-                key = (change["entity"], change["id"])
-                if change["op"] == "delete":
-                    self.rows.pop(key, None)
-                elif key not in self.rows or self.rows[key][0] <= change["version"]:
-                    self.rows[key] = (change["version"], change["data"])
-            assert page["version"] >= self.version
-            self.version = page["version"]
-            if not page["has_more"]:
-                return
-
-    def state(self) -> dict[tuple[str, str], Any]:
-        return {key: data for key, (_, data) in self.rows.items()}
+from tests import factories, support
+from tests.sync.support import Replica, changes, snapshot
 
 
 def test_every_write_takes_the_next_trip_version(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     assert trip["version"] == 1
-    first = add_item(client, owner, trip["id"], title="One")
-    second = add_item(client, owner, trip["id"], title="Two")
+    first = factories.add_item(client, owner, trip["id"], title="One")
+    second = factories.add_item(client, owner, trip["id"], title="Two")
     head = session.exec(select(Trip.head_version).where(Trip.id == uuid.UUID(trip["id"]))).one()
     feed = changes(client, owner, trip["id"], 1)
     assert [(c["entity"], c["data"]["title"]) for c in feed["changes"]] == [
@@ -71,9 +28,9 @@ def test_every_write_takes_the_next_trip_version(client: TestClient, session: Se
 
 
 def test_deletions_become_tombstones_in_the_feed(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
-    item = add_item(client, owner, trip["id"], title="Gone soon")
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    item = factories.add_item(client, owner, trip["id"], title="Gone soon")
     since = changes(client, owner, trip["id"], 0)["version"]
     assert (
         client.delete(
@@ -94,14 +51,15 @@ def test_deletions_become_tombstones_in_the_feed(client: TestClient, session: Se
 def test_snapshot_plus_changes_equals_a_fresh_snapshot(
     client: TestClient, session: Session
 ) -> None:
-    owner, friend = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
+    owner, friend = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     replica = Replica(client, owner, trip["id"])
     base = f"/trips/{trip['id']}"
     items = [
-        add_item(client, owner, trip["id"], title=f"Item {n}", day="2027-05-02") for n in range(6)
+        factories.add_item(client, owner, trip["id"], title=f"Item {n}", day="2027-05-02")
+        for n in range(6)
     ]
-    support.join(client, owner, trip["id"], friend, "editor")
+    factories.join(client, owner, trip["id"], friend, "editor")
     client.patch(
         f"{base}/items/{items[0]['id']}",
         headers=support.auth(friend, if_match="*"),
@@ -131,10 +89,10 @@ def test_snapshot_plus_changes_equals_a_fresh_snapshot(
 
 
 def test_a_page_never_splits_a_version(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     for n in range(3):
-        add_item(client, owner, trip["id"], title=f"Item {n}", day="2027-05-03")
+        factories.add_item(client, owner, trip["id"], title=f"Item {n}", day="2027-05-03")
     since = changes(client, owner, trip["id"], 0)["version"]
     # Shortening the trip moves all three items in one transaction: one version.
     client.patch(
@@ -152,9 +110,9 @@ def test_a_page_never_splits_a_version(client: TestClient, session: Session) -> 
 def test_private_items_and_hidden_amounts_never_reach_others(
     client: TestClient, session: Session
 ) -> None:
-    owner, viewer = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner, hide_amounts_from_viewers=True)
-    support.join(client, owner, trip["id"], viewer, "viewer")
+    owner, viewer = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner, hide_amounts_from_viewers=True)
+    factories.join(client, owner, trip["id"], viewer, "viewer")
     base = f"/trips/{trip['id']}"
     checklist = client.post(
         f"{base}/checklists", headers=support.auth(owner), json={"kind": "todo", "title": "T"}
@@ -198,16 +156,16 @@ def test_private_items_and_hidden_amounts_never_reach_others(
 
 
 def test_clients_are_told_to_reset(client: TestClient, session: Session) -> None:
-    owner, friend = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
-    support.join(client, owner, trip["id"], friend, "editor")
+    owner, friend = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    factories.join(client, owner, trip["id"], friend, "editor")
     since = snapshot(client, friend, trip["id"])["version"]
     url = f"/trips/{trip['id']}/changes"
 
     support.assert_problem(
         client.get(url, headers=support.auth(friend), params={"since": since + 5}),
-        400,
-        "invalid_version",
+        410,
+        "cursor_ahead",
     )
     client.patch(
         f"/trips/{trip['id']}/members/{friend.id}",
@@ -235,10 +193,12 @@ def test_clients_are_told_to_reset(client: TestClient, session: Session) -> None
 def test_the_device_feed_lists_trips_and_what_was_lost(
     client: TestClient, session: Session
 ) -> None:
-    owner, me = support.make_user(session), support.make_user(session)
-    kept, left, deleted = (create_trip(client, owner, name=n) for n in ("Kept", "Left", "Deleted"))
+    owner, me = factories.make_user(session), factories.make_user(session)
+    kept, left, deleted = (
+        factories.create_trip(client, owner, name=n) for n in ("Kept", "Left", "Deleted")
+    )
     for trip in (kept, left, deleted):
-        support.join(client, owner, trip["id"], me, "editor")
+        factories.join(client, owner, trip["id"], me, "editor")
     first = client.get("/sync", headers=support.auth(me)).json()
     assert {t["name"]: t["status"] for t in first["trips"]} == {
         "Kept": "new",
@@ -246,7 +206,7 @@ def test_the_device_feed_lists_trips_and_what_was_lost(
         "Deleted": "new",
     }
 
-    add_item(client, owner, kept["id"], title="New")
+    factories.add_item(client, owner, kept["id"], title="New")
     client.delete(f"/trips/{left['id']}/members/{me.id}", headers=support.auth(owner, if_match="*"))
     client.delete(f"/trips/{deleted['id']}", headers=support.auth(owner, if_match="*"))
     second = client.get(
@@ -278,10 +238,12 @@ def test_pruning_old_tombstones_makes_older_cursors_reset(
     from app.core.columns import utcnow
     from app.feed.service import prune_tombstones
 
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     before = snapshot(client, owner, trip["id"])["version"]
-    old, recent = (add_item(client, owner, trip["id"], title=t) for t in ("old", "recent"))
+    old, recent = (
+        factories.add_item(client, owner, trip["id"], title=t) for t in ("old", "recent")
+    )
     for item in (old, recent):
         client.delete(
             f"/trips/{trip['id']}/items/{item['id']}", headers=support.auth(owner, if_match="*")
@@ -311,9 +273,9 @@ def test_pruning_old_tombstones_makes_older_cursors_reset(
 def test_a_member_leaving_updates_their_participant_in_the_feed(
     client: TestClient, session: Session
 ) -> None:
-    owner, friend = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
-    support.join(client, owner, trip["id"], friend, "editor")
+    owner, friend = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    factories.join(client, owner, trip["id"], friend, "editor")
     since = snapshot(client, owner, trip["id"])["version"]
     client.delete(
         f"/trips/{trip['id']}/members/{friend.id}", headers=support.auth(friend, if_match="*")

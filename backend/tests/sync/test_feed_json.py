@@ -28,7 +28,7 @@ from app.sync import registry
 from app.sync.models import ChangePublic, Tombstone
 from app.trips.models import MemberPublic, Role, Trip, TripMember, TripPublic
 from app.users.models import User
-from tests import support
+from tests import factories, support
 
 # --- the reference: one pydantic model per row -----------------------------------------------
 
@@ -124,12 +124,12 @@ def _send(client: TestClient, user: User, method: str, path: str, body: Any = No
 def trip(client: TestClient, session: Session) -> dict[str, Any]:
     """Every kind of row, deleted and private ones, and the awkward values: floats, decimals,
     times with and without fractions, text that JSON must escape, nulls."""
-    owner, viewer, leaver = (support.make_user(session, full_name=n) for n in ("O", "V", "L"))
-    seeded = support.seed_trip_with_everything(client, owner)
+    owner, viewer, leaver = (factories.make_user(session, full_name=n) for n in ("O", "V", "L"))
+    seeded = factories.seed_trip_with_everything(client, owner)
     trip_id = seeded["trip"]["id"]
     base = f"/trips/{trip_id}"
-    support.join(client, owner, trip_id, viewer, "viewer")
-    support.join(client, owner, trip_id, leaver, "editor")
+    factories.join(client, owner, trip_id, viewer, "viewer")
+    factories.join(client, owner, trip_id, leaver, "editor")
     _send(client, leaver, "DELETE", f"{base}/members/{leaver.id}")  # a participant, no member
     _send(client, owner, "PATCH", base, {"hide_amounts_from_viewers": True})
     payer, guest = seeded["payer"], seeded["guest"]["id"]

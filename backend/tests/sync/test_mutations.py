@@ -6,15 +6,20 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.itinerary.models import ItineraryItem
-from tests import support
-from tests.itinerary.factory import add_item, create_trip
+from tests import factories, support
+
+
+def keyed(mutation: dict) -> dict:  # type: ignore[type-arg]
+    """Every queued write carries an Idempotency-Key; a fresh one unless it has its own."""
+    headers = {"Idempotency-Key": f"{mutation['id']}-{uuid.uuid4()}", **mutation.get("headers", {})}
+    return {**mutation, "headers": headers}
 
 
 def batch(client: TestClient, user, trip_id: str, *mutations: dict) -> list[dict]:  # type: ignore[no-untyped-def]
     response = client.post(
         f"/trips/{trip_id}/mutations",
         headers=support.auth(user),
-        json={"mutations": list(mutations)},
+        json={"mutations": [keyed(mutation) for mutation in mutations]},
     )
     assert response.status_code == 200, response.text
     return response.json()["results"]
@@ -23,10 +28,10 @@ def batch(client: TestClient, user, trip_id: str, *mutations: dict) -> list[dict
 def test_a_batch_applies_in_order_and_reports_each_write(
     client: TestClient, session: Session
 ) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     base = f"/trips/{trip['id']}"
-    existing = add_item(client, owner, trip["id"], title="Existing")
+    existing = factories.add_item(client, owner, trip["id"], title="Existing")
     results = batch(
         client,
         owner,
@@ -56,7 +61,12 @@ def test_a_batch_applies_in_order_and_reports_each_write(
             "headers": {"If-Match": f'"{existing["version"]}"'},
         },
         {"id": "e", "method": "PATCH", "path": "/users/me", "body": {"full_name": "Hijack"}},
-        {"id": "f", "method": "POST", "path": f"{base}/mutations", "body": {"mutations": []}},
+        {
+            "id": "f",
+            "method": "POST",
+            "path": f"{base}/mutations",
+            "body": {"mutations": [keyed({"id": "g", "method": "DELETE", "path": base})]},
+        },
     )
     assert [(r["id"], r["result"], r["status"]) for r in results] == [
         ("a", "applied", 201),
@@ -76,9 +86,9 @@ def test_a_batch_applies_in_order_and_reports_each_write(
 
 
 def test_a_viewers_writes_are_refused_one_by_one(client: TestClient, session: Session) -> None:
-    owner, viewer = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
-    support.join(client, owner, trip["id"], viewer, "viewer")
+    owner, viewer = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    factories.join(client, owner, trip["id"], viewer, "viewer")
     results = batch(
         client,
         viewer,
@@ -96,12 +106,15 @@ def test_a_viewers_writes_are_refused_one_by_one(client: TestClient, session: Se
 
 
 def test_a_batch_for_a_trip_i_am_not_in_is_404(client: TestClient, session: Session) -> None:
-    owner, stranger = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
+    owner, stranger = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    trip_path = f"/trips/{trip['id']}"
     response = client.post(
-        f"/trips/{trip['id']}/mutations",
+        f"{trip_path}/mutations",
         headers=support.auth(stranger),
-        json={"mutations": [{"id": "1", "method": "DELETE", "path": f"/trips/{trip['id']}"}]},
+        json={
+            "mutations": [keyed({"id": "1", "method": "DELETE", "path": f"/trips/{trip['id']}"})]
+        },
     )
     support.assert_problem(response, 404, "trip_not_found")
     assert client.get(f"/trips/{trip['id']}", headers=support.auth(owner)).status_code == 200
@@ -109,8 +122,8 @@ def test_a_batch_for_a_trip_i_am_not_in_is_404(client: TestClient, session: Sess
 
 def test_a_batch_is_never_replayed_from_its_own_key(client: TestClient, session: Session) -> None:
     """The writes inside carry their own keys; the batch's answer is never stored."""
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     body = {
         "mutations": [
             {
@@ -139,11 +152,11 @@ def test_queued_writes_made_offline_meet_the_server_state(
 ) -> None:
     """Ids the device chose make its creates replayable; edits carry the version they were
     based on, and one that another device overtook comes back as a conflict with the news."""
-    owner, friend = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
-    support.join(client, owner, trip["id"], friend, "editor")
+    owner, friend = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    factories.join(client, owner, trip["id"], friend, "editor")
     base = f"/trips/{trip['id']}"
-    item = add_item(client, owner, trip["id"], title="Lunch")
+    item = factories.add_item(client, owner, trip["id"], title="Lunch")
     item_id = str(uuid.uuid4())
     queue = [
         {
@@ -178,3 +191,24 @@ def test_queued_writes_made_offline_meet_the_server_state(
     again = batch(client, owner, trip["id"], queue[0])
     assert (again[0]["result"], again[0]["status"]) == ("applied", 200)
     assert again[0]["body"] == first[0]["body"]
+
+
+def test_a_batch_needs_a_key_on_every_write_and_unique_ids(
+    client: TestClient, session: Session
+) -> None:
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    path = f"/trips/{trip['id']}/items"
+    write = {"id": "a", "method": "POST", "path": path, "body": {"kind": "note", "title": "x"}}
+    for mutations in (
+        [write],  # no Idempotency-Key
+        [keyed(write), keyed(write)],  # the same id twice
+    ):
+        response = client.post(
+            f"/trips/{trip['id']}/mutations",
+            headers=support.auth(owner),
+            json={"mutations": mutations},
+        )
+        support.assert_problem(response, 422, "validation_error")
+    items = client.get(path, headers=support.auth(owner)).json()["items"]
+    assert items == []

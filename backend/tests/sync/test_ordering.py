@@ -16,13 +16,13 @@ from app.main import create_app
 from app.sync.versions import claim_version
 from app.trips.models import Role, Trip, TripMember
 from app.users.models import User
-from tests import support
+from tests import factories, support
 
 
 @pytest.fixture
 def committed_trip(engine: Engine) -> Iterator[tuple[uuid.UUID, User]]:
     with Session(engine, expire_on_commit=False) as session:
-        owner = support.make_user(session)
+        owner = factories.make_user(session)
         trip = Trip(name="Order", start_date=date(2027, 5, 1), end_date=date(2027, 5, 3))
         session.add(trip)
         session.flush()

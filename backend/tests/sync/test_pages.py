@@ -5,17 +5,16 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from tests import support
-from tests.itinerary.factory import add_item, create_trip
+from tests import factories, support
 
 
 def test_a_page_full_inside_a_version_ends_with_it_and_more_remain(
     client: TestClient, session: Session
 ) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     for n in range(3):
-        add_item(client, owner, trip["id"], title=f"Item {n}", day="2027-05-03")
+        factories.add_item(client, owner, trip["id"], title=f"Item {n}", day="2027-05-03")
     url, headers = f"/trips/{trip['id']}/changes", support.auth(owner)
     since = client.get(url, headers=headers, params={"since": 0}).json()["version"]
     # One version: the trip and its three items. Then one item more, in the next version.
@@ -24,7 +23,7 @@ def test_a_page_full_inside_a_version_ends_with_it_and_more_remain(
         headers=support.auth(owner, if_match="*"),
         json={"end_date": "2027-05-02"},
     )
-    later = add_item(client, owner, trip["id"], title="Later")
+    later = factories.add_item(client, owner, trip["id"], title="Later")
 
     def page(since: int, limit: int) -> Any:
         response = client.get(url, headers=headers, params={"since": since, "limit": limit})

@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from app.users.models import User
-from tests import support
+from tests import factories, support
 
 
 def _selects(client: TestClient, engine: Engine, user: User, path: str, **params: Any) -> list[str]:
@@ -62,8 +62,8 @@ def _add_rows(client: TestClient, owner: User, seeded: dict[str, Any], count: in
 def test_feed_pages_do_not_grow_with_their_rows(
     client: TestClient, session: Session, engine: Engine
 ) -> None:
-    owner = support.make_user(session)
-    seeded = support.seed_trip_with_everything(client, owner)
+    owner = factories.make_user(session)
+    seeded = factories.seed_trip_with_everything(client, owner)
     trip_id = seeded["trip"]["id"]
     since = client.get(f"/trips/{trip_id}/snapshot", headers=support.auth(owner)).json()["version"]
 

@@ -13,13 +13,13 @@ from sqlmodel import Session, select
 from app.main import create_app
 from app.trips.models import Role, Trip, TripMember
 from app.users.models import User
-from tests import support
+from tests import factories, support
 
 
 @pytest.fixture
 def committed_trip(engine: Engine) -> Iterator[tuple[uuid.UUID, User, User, User]]:
     with Session(engine, expire_on_commit=False) as session:
-        owner, co_owner, friend = (support.make_user(session) for _ in range(3))
+        owner, co_owner, friend = (factories.make_user(session) for _ in range(3))
         trip = Trip(name="Race", start_date=date(2027, 1, 1), end_date=date(2027, 1, 2))
         session.add(trip)
         session.flush()

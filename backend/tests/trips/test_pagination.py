@@ -14,13 +14,13 @@ from app.main import create_app
 from app.trips import service
 from app.trips.models import TripCreate
 from app.users.models import User
-from tests import support
+from tests import factories, support
 
 
 @pytest.fixture
 def committed_user(engine: Engine) -> Iterator[User]:
     with Session(engine, expire_on_commit=False) as session:
-        user = support.make_user(session)
+        user = factories.make_user(session)
     yield user
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM trips WHERE created_by = :u"), {"u": user.id})

@@ -8,33 +8,12 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.trips.models import Role, Trip, TripMember
-from app.users.models import User
-from tests import support
-
-TRIP = {
-    "name": "Lisbon",
-    "destination": "Portugal",
-    "start_date": "2027-05-01",
-    "end_date": "2027-05-07",
-    "timezone": "Europe/Lisbon",
-    "description": "Spring trip",
-}
-
-
-def create_trip(client: TestClient, user: User, **changes: object) -> dict:  # type: ignore[type-arg]
-    response = client.post("/trips", headers=support.auth(user), json={**TRIP, **changes})
-    assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
-def add_member(session: Session, trip_id: str, user: User, role: Role) -> None:
-    session.add(TripMember(trip_id=uuid.UUID(trip_id), user_id=user.id, role=role))
-    session.commit()
+from tests import factories, support
 
 
 def test_create_get_update_delete(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     assert trip["role"] == "owner"
     assert trip["timezone"] == "Europe/Lisbon"
 
@@ -82,16 +61,18 @@ def test_create_get_update_delete(client: TestClient, session: Session) -> None:
 def test_invalid_trips_are_422_and_store_nothing(
     client: TestClient, session: Session, changes: dict[str, object]
 ) -> None:
-    owner = support.make_user(session)
-    response = client.post("/trips", headers=support.auth(owner), json={**TRIP, **changes})
+    owner = factories.make_user(session)
+    response = client.post(
+        "/trips", headers=support.auth(owner), json={**factories.TRIP, **changes}
+    )
     support.assert_problem(response, 422)
     assert session.exec(select(Trip).where(Trip.created_by == owner.id)).first() is None
 
 
 def test_sql_looking_text_is_just_text(client: TestClient, session: Session) -> None:
-    owner = support.make_user(session)
+    owner = factories.make_user(session)
     name = "Robert'); DROP TABLE trips;--"
-    assert create_trip(client, owner, name=name)["name"] == name
+    assert factories.create_trip(client, owner, name=name)["name"] == name
     assert session.exec(select(Trip).where(Trip.name == name)).one()
 
 
@@ -102,8 +83,8 @@ def test_sql_looking_text_is_just_text(client: TestClient, session: Session) -> 
 def test_invalid_updates_change_nothing(
     client: TestClient, session: Session, patch: dict[str, object]
 ) -> None:
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     response = client.patch(
         f"/trips/{trip['id']}", headers=support.auth(owner, if_match="*"), json=patch
     )
@@ -112,11 +93,11 @@ def test_invalid_updates_change_nothing(
 
 
 def test_list_only_my_trips_with_their_roles(client: TestClient, session: Session) -> None:
-    me, other = support.make_user(session), support.make_user(session)
-    mine = create_trip(client, me, name="Mine")
-    shared = create_trip(client, other, name="Shared")
-    create_trip(client, other, name="Not mine")
-    add_member(session, shared["id"], me, Role.VIEWER)
+    me, other = factories.make_user(session), factories.make_user(session)
+    mine = factories.create_trip(client, me, name="Mine")
+    shared = factories.create_trip(client, other, name="Shared")
+    factories.create_trip(client, other, name="Not mine")
+    factories.add_member(session, shared["id"], me, Role.VIEWER)
 
     page = client.get("/trips", headers=support.auth(me)).json()
     assert [(t["name"], t["role"]) for t in page["items"]] == [
@@ -128,8 +109,8 @@ def test_list_only_my_trips_with_their_roles(client: TestClient, session: Sessio
 
 
 def test_pages_cover_every_trip_once(client: TestClient, session: Session) -> None:
-    me = support.make_user(session)
-    created = {create_trip(client, me, name=f"T{i}")["id"] for i in range(7)}
+    me = factories.make_user(session)
+    created = {factories.create_trip(client, me, name=f"T{i}")["id"] for i in range(7)}
     seen: list[str] = []
     cursor = None
     while True:
@@ -156,16 +137,16 @@ def test_pages_cover_every_trip_once(client: TestClient, session: Session) -> No
 def test_bad_page_parameters(
     client: TestClient, session: Session, params: dict[str, Any], code: str
 ) -> None:
-    me = support.make_user(session)
+    me = factories.make_user(session)
     response = client.get("/trips", headers=support.auth(me), params=params)
     assert response.status_code in (400, 422)
     support.assert_problem(response, response.status_code, code)
 
 
 def test_a_forged_cursor_is_refused(client: TestClient, session: Session) -> None:
-    me = support.make_user(session)
+    me = factories.make_user(session)
     for i in range(3):
-        create_trip(client, me, name=f"T{i}")
+        factories.create_trip(client, me, name=f"T{i}")
     cursor = client.get("/trips", headers=support.auth(me), params={"limit": 1}).json()[
         "next_cursor"
     ]
@@ -176,16 +157,16 @@ def test_a_forged_cursor_is_refused(client: TestClient, session: Session) -> Non
 
 
 def test_malformed_ids_are_422(client: TestClient, session: Session) -> None:
-    me = support.make_user(session)
+    me = factories.make_user(session)
     support.assert_problem(client.get("/trips/not-a-uuid", headers=support.auth(me)), 422)
 
 
 def test_editor_can_edit_but_not_delete_or_manage_members(
     client: TestClient, session: Session
 ) -> None:
-    owner, editor = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
-    add_member(session, trip["id"], editor, Role.EDITOR)
+    owner, editor = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    factories.add_member(session, trip["id"], editor, Role.EDITOR)
     headers = support.auth(editor, if_match="*")
     assert (
         client.patch(f"/trips/{trip['id']}", headers=headers, json={"name": "E"}).status_code == 200
@@ -203,13 +184,13 @@ def test_editor_can_edit_but_not_delete_or_manage_members(
 
 
 def test_owner_manages_members(client: TestClient, session: Session) -> None:
-    owner, friend = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
+    owner, friend = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     base = f"/trips/{trip['id']}/members"
     headers = support.auth(owner, if_match="*")
     # Members join by accepting an invitation (tests/invitations); nobody is added unasked.
     assert client.post(base, headers=headers, json={"email": friend.email}).status_code == 405
-    support.join(client, owner, trip["id"], friend, "editor")
+    factories.join(client, owner, trip["id"], friend, "editor")
 
     changed = client.patch(f"{base}/{friend.id}", headers=headers, json={"role": "viewer"})
     assert changed.json()["role"] == "viewer"
@@ -226,8 +207,8 @@ def test_owner_manages_members(client: TestClient, session: Session) -> None:
 
 
 def test_a_trip_always_keeps_an_owner(client: TestClient, session: Session) -> None:
-    owner, friend = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
+    owner, friend = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     base = f"/trips/{trip['id']}/members"
     headers = support.auth(owner, if_match="*")
     support.assert_problem(
@@ -237,7 +218,7 @@ def test_a_trip_always_keeps_an_owner(client: TestClient, session: Session) -> N
     )
     support.assert_problem(client.delete(f"{base}/{owner.id}", headers=headers), 409, "last_owner")
     # Hand over ownership, then the former owner may step down and leave.
-    add_member(session, trip["id"], friend, Role.VIEWER)
+    factories.add_member(session, trip["id"], friend, Role.VIEWER)
     client.patch(f"{base}/{friend.id}", headers=headers, json={"role": "owner"})
     assert client.delete(f"{base}/{owner.id}", headers=headers).status_code == 204
     assert (
@@ -246,10 +227,10 @@ def test_a_trip_always_keeps_an_owner(client: TestClient, session: Session) -> N
 
 
 def test_members_can_leave_but_not_remove_others(client: TestClient, session: Session) -> None:
-    owner, viewer, editor = (support.make_user(session) for _ in range(3))
-    trip = create_trip(client, owner)
-    add_member(session, trip["id"], viewer, Role.VIEWER)
-    add_member(session, trip["id"], editor, Role.EDITOR)
+    owner, viewer, editor = (factories.make_user(session) for _ in range(3))
+    trip = factories.create_trip(client, owner)
+    factories.add_member(session, trip["id"], viewer, Role.VIEWER)
+    factories.add_member(session, trip["id"], editor, Role.EDITOR)
     base = f"/trips/{trip['id']}/members"
     support.assert_problem(
         client.delete(f"{base}/{viewer.id}", headers=support.auth(editor, if_match="*")),
@@ -264,8 +245,8 @@ def test_members_can_leave_but_not_remove_others(client: TestClient, session: Se
 def test_ownership_transfer_keeps_exactly_the_new_owner(
     client: TestClient, session: Session
 ) -> None:
-    owner, friend = support.make_user(session), support.make_user(session)
-    trip = create_trip(client, owner)
+    owner, friend = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     base = f"/trips/{trip['id']}"
     support.assert_problem(
         client.post(
@@ -276,7 +257,7 @@ def test_ownership_transfer_keeps_exactly_the_new_owner(
         422,
         "member_not_found",
     )
-    add_member(session, trip["id"], friend, Role.VIEWER)
+    factories.add_member(session, trip["id"], friend, Role.VIEWER)
     support.assert_problem(
         client.post(
             f"{base}/transfer-ownership",
@@ -301,8 +282,8 @@ def test_ownership_transfer_keeps_exactly_the_new_owner(
 def test_a_cursor_only_works_for_the_list_that_issued_it(
     client: TestClient, session: Session
 ) -> None:
-    me = support.make_user(session)
-    trips = [create_trip(client, me, name=f"T{i}") for i in range(2)]
+    me = factories.make_user(session)
+    trips = [factories.create_trip(client, me, name=f"T{i}") for i in range(2)]
     cursor = client.get("/trips", headers=support.auth(me), params={"limit": 1}).json()[
         "next_cursor"
     ]
@@ -318,8 +299,8 @@ def test_a_member_with_a_revoked_token_is_401_on_trip_routes_and_locks_nothing(
 ) -> None:
     # The trip routes find the trip, the role and the user in one query: a member's token
     # that is no longer valid must still be 401 (not the trip), for reads and for writes.
-    owner = support.make_user(session)
-    trip = create_trip(client, owner)
+    owner = factories.make_user(session)
+    trip = factories.create_trip(client, owner)
     headers = support.auth(owner)
     if revoke == "password_changed":
         owner.token_version += 1
@@ -342,7 +323,7 @@ def test_a_member_with_a_revoked_token_is_401_on_trip_routes_and_locks_nothing(
     session.refresh(head)
     assert (head.name, head.head_version) == (trip["name"], before)
     # A stranger's valid token on the same trip is still the same 404 as a missing trip.
-    stranger = support.make_user(session)
+    stranger = factories.make_user(session)
     support.assert_problem(
         client.get(f"/trips/{trip['id']}", headers=support.auth(stranger)), 404, "trip_not_found"
     )

@@ -13,7 +13,7 @@ from app.core.columns import utcnow
 from app.core.config import get_settings
 from app.core.security import ALGORITHM, create_access_token
 from app.users.models import User
-from tests import support
+from tests import factories, support
 
 
 def register(client: TestClient, email: str, password: str = "password123"):  # type: ignore[no-untyped-def]
@@ -76,7 +76,7 @@ def test_invalid_registrations_are_422_and_store_nothing(
 def test_wrong_password_and_unknown_email_look_the_same(
     client: TestClient, session: Session
 ) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     wrong = support.assert_problem(
         login(client, user.email, "nope-nope"), 401, "invalid_credentials"
     )
@@ -96,7 +96,7 @@ def _token(claims: dict[str, object], key: str | None = None) -> dict[str, str]:
 
 
 def test_bad_tokens_are_refused(client: TestClient, session: Session) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     now = utcnow()
     valid_claims = {"sub": str(user.id), "ver": 0, "iat": now, "exp": now + timedelta(minutes=5)}
     assert client.get("/users/me", headers=_token(valid_claims)).status_code == 200
@@ -117,7 +117,7 @@ def test_bad_tokens_are_refused(client: TestClient, session: Session) -> None:
 
 
 def test_a_deactivated_user_is_refused(client: TestClient, session: Session) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     headers = support.auth(user)
     user.is_active = False
     session.add(user)
@@ -127,7 +127,7 @@ def test_a_deactivated_user_is_refused(client: TestClient, session: Session) -> 
 
 
 def test_update_profile_and_refuse_taken_email(client: TestClient, session: Session) -> None:
-    user, other = support.make_user(session), support.make_user(session)
+    user, other = factories.make_user(session), factories.make_user(session)
     response = client.patch(
         "/users/me", headers=support.auth(user), json={"full_name": "  Grace  "}
     )
@@ -147,7 +147,7 @@ def test_update_profile_and_refuse_taken_email(client: TestClient, session: Sess
 
 
 def test_password_change_invalidates_older_tokens(client: TestClient, session: Session) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     old = support.auth(user)
     support.assert_problem(
         client.put(
@@ -170,7 +170,7 @@ def test_password_change_invalidates_older_tokens(client: TestClient, session: S
 
 
 def test_token_lifetime_comes_from_settings(session: Session) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     claims = jwt.decode(
         create_access_token(user.id, 0),
         get_settings().SECRET_KEY.get_secret_value(),
@@ -207,7 +207,7 @@ def test_an_address_is_verified_with_the_token_mailed_to_it(client: TestClient) 
 def test_changing_the_address_needs_a_new_verification(
     client: TestClient, session: Session
 ) -> None:
-    user = support.make_user(session)
+    user = factories.make_user(session)
     old_token_count = len(email.sent_in_memory)
     changed = client.patch(
         "/users/me", headers=support.auth(user), json={"email": "new@example.com"}

@@ -1,0 +1,267 @@
+"""GET /sync/events: the caller's trips live, over server-sent events, against a running app.
+
+Committed data (the app's own transactions must commit for PostgreSQL to notify), cleaned up
+after each test.
+"""
+
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+
+from app.main import create_app
+from app.users.models import User
+from tests import factories, support
+
+Event = dict[str, Any]
+
+
+@pytest.fixture
+def people(engine: Engine) -> Iterator[tuple[User, User]]:
+    with Session(engine, expire_on_commit=False) as session:
+        alice = factories.make_user(session)
+        bob = factories.make_user(session)
+    yield alice, bob
+    with engine.begin() as connection:
+        for user in (alice, bob):
+            connection.execute(text("DELETE FROM trips WHERE created_by = :u"), {"u": user.id})
+        for user in (alice, bob):
+            connection.execute(
+                text("DELETE FROM idempotency_keys WHERE scope LIKE '%' || :u"), {"u": str(user.id)}
+            )
+            connection.execute(text("DELETE FROM users WHERE id = :u"), {"u": user.id})
+
+
+@pytest.fixture
+def app() -> FastAPI:
+    return create_app()
+
+
+class Listening:
+    """An open stream read on a thread of its own; events land in a queue."""
+
+    def __init__(self, client: TestClient, path: str, headers: dict[str, str]) -> None:
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.status: int | None = None
+        self.content_type = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(client, path, headers))
+        self._thread.start()
+
+    def _read(self, client: TestClient, path: str, headers: dict[str, str]) -> None:
+        with client.stream("GET", path, headers=headers) as response:
+            self.status = response.status_code
+            self.content_type = response.headers.get("content-type", "")
+            if response.status_code != 200:
+                self.events.put({"status": response.status_code, "body": response.read()})
+                return
+            event: Event = {}
+            for line in response.iter_lines():
+                if self._stop.is_set():
+                    return
+                if not line:
+                    if event:
+                        self.events.put(event)
+                    event = {}
+                elif line.startswith(":"):
+                    continue
+                else:
+                    field, _, value = line.partition(":")
+                    event[field] = value.strip()
+
+    def next(self, timeout: float = 10) -> Event:
+        event = self.events.get(timeout=timeout)
+        if "data" in event:
+            event["data"] = json.loads(event["data"])
+        return event
+
+    def quiet(self, seconds: float = 0.5) -> bool:
+        try:
+            self.events.get(timeout=seconds)
+        except queue.Empty:
+            return True
+        return False
+
+    def close(self, app: FastAPI) -> None:
+        self._stop.set()
+        # A stream ends when the server does; here, end it by stopping its subscription.
+        listener = app.state.listener
+        for streams in list(listener._streams.values()):
+            for subscription in list(streams):
+                subscription.closed = True
+                subscription.queue.put_nowait(None)
+        self._thread.join(10)
+
+
+def _stream_token(client: TestClient, user: User) -> str:
+    response = client.post("/sync/stream-tokens", headers=support.auth(user))
+    assert response.status_code == 201, response.text
+    assert response.headers["cache-control"] == "no-store"
+    return str(response.json()["token"])
+
+
+def _open(client: TestClient, user: User, **params: str) -> Listening:
+    query = "&".join(f"{key}={value}" for key, value in params.items())
+    token = _stream_token(client, user)
+    return Listening(client, f"/sync/events?token={token}&{query}", {})
+
+
+def _head(client: TestClient, user: User, trip_id: str) -> int:
+    states = client.get("/sync", headers=support.auth(user)).json()["trips"]
+    return next(int(s["version"]) for s in states if s["trip_id"] == trip_id)
+
+
+def test_a_stream_starts_with_every_trip_and_announces_each_commit(
+    app: FastAPI, people: tuple[User, User], engine: Engine
+) -> None:
+    alice, _ = people
+    with TestClient(app) as client:
+        trip = factories.create_trip(client, alice)
+        stream = _open(client, alice)
+        try:
+            first = stream.next()
+            assert stream.status == 200
+            assert stream.content_type.startswith("text/event-stream")
+            assert first["event"] == "version"
+            assert first["data"] == {
+                "trip_id": trip["id"],
+                "version": _head(client, alice, trip["id"]),
+            }
+            assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+            factories.add_item(client, alice, trip["id"], kind="note", title="news")
+            event = stream.next()
+            assert event["event"] == "version"
+            assert event["data"] == {
+                "trip_id": trip["id"],
+                "version": _head(client, alice, trip["id"]),
+            }
+            # Its id is a GET /sync cursor of what the stream told: nothing is new after it.
+            resumed = client.get(
+                "/sync", headers=support.auth(alice), params={"cursor": event["id"]}
+            ).json()
+            assert [s["status"] for s in resumed["trips"]] == ["unchanged"]
+        finally:
+            stream.close(app)
+
+
+def test_a_reconnecting_stream_gets_what_it_missed_and_nothing_else(
+    app: FastAPI, people: tuple[User, User]
+) -> None:
+    alice, _ = people
+    with TestClient(app) as client:
+        kept = factories.create_trip(client, alice, name="Kept")
+        quiet = factories.create_trip(client, alice, name="Quiet")
+        stream = _open(client, alice)
+        told = [stream.next(), stream.next()]
+        stream.close(app)
+        last_id = told[-1]["id"]
+        for title in ("one", "two"):
+            factories.add_item(client, alice, kept["id"], kind="note", title=title)
+        again = Listening(
+            client,
+            f"/sync/events?token={_stream_token(client, alice)}",
+            {"Last-Event-ID": last_id},
+        )
+        try:
+            event = again.next()
+            assert event["data"] == {
+                "trip_id": kept["id"],
+                "version": _head(client, alice, kept["id"]),
+            }
+            assert again.quiet()  # nothing about the quiet trip, nothing twice
+            assert quiet["id"] not in json.dumps(event)
+        finally:
+            again.close(app)
+
+
+def _drain(stream: Listening, quiet_for: float = 1.0) -> list[Event]:
+    events = []
+    while True:
+        try:
+            events.append(stream.next(timeout=quiet_for))
+        except queue.Empty:
+            return events
+
+
+def test_a_removed_member_is_told_and_hears_nothing_more_of_the_trip(
+    app: FastAPI, people: tuple[User, User]
+) -> None:
+    alice, bob = people
+    with TestClient(app) as client:
+        trip = factories.create_trip(client, alice)
+        stream = _open(client, bob)
+        try:
+            assert stream.quiet()  # Bob has no trip yet
+            factories.join(client, alice, trip["id"], bob, "editor")
+            joined = _drain(stream)
+            assert {"trip_id": trip["id"], "change": "added"} in [e["data"] for e in joined]
+            factories.add_item(client, alice, trip["id"], kind="note", title="for Bob")
+            news = stream.next()
+            assert news["event"] == "version"
+            assert news["data"]["trip_id"] == trip["id"]
+
+            removed = client.delete(
+                f"/trips/{trip['id']}/members/{bob.id}",
+                headers=support.auth(alice, if_match="*"),
+            )
+            assert removed.status_code == 204, removed.text
+            told = _drain(stream)
+            assert told[-1]["event"] == "access"
+            assert told[-1]["data"] == {"trip_id": trip["id"], "change": "removed"}
+            factories.add_item(client, alice, trip["id"], kind="note", title="not for Bob")
+            assert stream.quiet(1.0)
+        finally:
+            stream.close(app)
+
+
+def test_stream_tokens_open_streams_and_nothing_else(
+    app: FastAPI, people: tuple[User, User], engine: Engine
+) -> None:
+    alice, _ = people
+    with TestClient(app) as client:
+        token = _stream_token(client, alice)
+        # Not an access token: refused on every other route.
+        assert (
+            client.get("/users/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+        )
+        # The access token is not a stream token.
+        access = support.auth(alice)["Authorization"].removeprefix("Bearer ")
+        refused = client.get(f"/sync/events?token={access}")
+        support.assert_problem(refused, 401, "invalid_stream_token")
+        # Revoked with the account's tokens.
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE users SET token_version = token_version + 1 WHERE id = :u"),
+                {"u": alice.id},
+            )
+        support.assert_problem(
+            client.get(f"/sync/events?token={token}"), 401, "invalid_stream_token"
+        )
+        support.assert_problem(client.get("/sync/events"), 401)
+
+
+def test_a_user_may_hold_a_bounded_number_of_streams(
+    people: tuple[User, User], environment: Callable[..., None]
+) -> None:
+    alice, _ = people
+    environment(SSE_MAX_STREAMS_PER_USER="2")
+    app = create_app()
+    with TestClient(app) as client:
+        streams = [_open(client, alice) for _ in range(2)]
+        try:
+            for stream in streams:
+                stream.quiet(0.5)
+            assert app.state.listener.streams_of(alice.id) == 2
+            third = client.get(f"/sync/events?token={_stream_token(client, alice)}")
+            support.assert_problem(third, 429, "too_many_streams")
+        finally:
+            for stream in streams:
+                stream.close(app)
