@@ -570,6 +570,7 @@ async def run_transport(
         result["get_no_subscribers"] = await get_p99(reader)
         rss_before = api.rss_kib()
         kind = SseSubscriber if transport == "sse" else LongPollSubscriber
+        unused_tokens = iter(tokens)  # one user per subscriber
 
         async def pace() -> None:  # the batch's requests are in: FIFO admission is past them
             await reader.call("GET", f"/trips/{TRIP}")
@@ -578,7 +579,7 @@ async def run_transport(
             started = time.monotonic()
             await connect(
                 hub,
-                lambda: kind(hub, api.port, tokens[len(hub.subscribers)]),
+                lambda: kind(hub, api.port, next(unused_tokens)),
                 count - len(hub.subscribers),
                 pace,
             )
