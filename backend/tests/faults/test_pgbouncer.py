@@ -172,7 +172,11 @@ def test_the_app_is_correct_behind_pgbouncer_in_transaction_mode(
     assert shown == "1500ms"
 
     # Two API processes (two hosts, as far as they know) share the one PgBouncer.
-    apis = [start_api(DATABASE_URL=bouncer.url, **SETTINGS) for _ in range(2)]
+    # Each listens for live versions straight on PostgreSQL: LISTEN is lost through PgBouncer.
+    apis = [
+        start_api(DATABASE_URL=bouncer.url, DB_LISTEN_URL=database.url, **SETTINGS)
+        for _ in range(2)
+    ]
     first, second = apis
     alice = register(first, database, "Alice")
     bob = register(second, database, "Bob")
