@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test test-e2e test-faults migrate cleanup lint fmt clean bench-sync bench
+.PHONY: install dev test test-e2e test-faults migrate cleanup lint fmt clean bench-sync bench-live bench
 
 $(STAMP): backend/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -62,6 +62,12 @@ clean:
 ## Sync feed figures on a 100,000-row trip (embedded PostgreSQL unless BENCH_DATABASE_URL).
 bench-sync: $(STAMP)
 	cd backend && ../$(BIN)/python -m bench.sync_pull
+
+## Live sync (~10 min): write → event latency for SSE and long polls with 1, 1,000 and 10,000
+## subscribers on one worker, RSS and database statements per idle subscriber, GET p99 beside
+## them; BENCH_LIVE_BEFORE=<checkout> adds that code's long poll. Raises the open-file limit.
+bench-live: $(STAMP)
+	cd backend && ../$(BIN)/python -m bench.live
 
 ## Load test (wrk): seeds BENCH_SCALE × (1,000 users, 10,000 trips, 1M items, 200k expenses),
 ## runs TripSync with 1 and 2 workers and a raw ASGI baseline; see docs/benchmark.md.

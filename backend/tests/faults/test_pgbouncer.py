@@ -7,6 +7,7 @@ Nothing in the app may keep state on a server connection between transactions: e
 transaction may run on another one, and the next client's transaction on this one.
 """
 
+import asyncio
 import threading
 import time
 import uuid
@@ -18,6 +19,7 @@ from sqlalchemy import exc, text
 
 from app.core.config import Settings
 from app.core.db import build_engine, server_timeout_mismatches
+from app.sync.live import CHANNEL
 from devtools.local_pgbouncer import LocalPgBouncer, pgbouncer_binary
 from tests.faults.harness import (
     TRIP_DATES,
@@ -38,6 +40,7 @@ from tests.faults.harness import (
     report,
     status_counts,
 )
+from tests.faults.live_clients import Http, Subscriber, stop
 
 pytestmark = [
     pytest.mark.faults,
@@ -169,7 +172,11 @@ def test_the_app_is_correct_behind_pgbouncer_in_transaction_mode(
     assert shown == "1500ms"
 
     # Two API processes (two hosts, as far as they know) share the one PgBouncer.
-    apis = [start_api(DATABASE_URL=bouncer.url, **SETTINGS) for _ in range(2)]
+    # Each listens for live versions straight on PostgreSQL: LISTEN is lost through PgBouncer.
+    apis = [
+        start_api(DATABASE_URL=bouncer.url, DB_LISTEN_URL=database.url, **SETTINGS)
+        for _ in range(2)
+    ]
     first, second = apis
     alice = register(first, database, "Alice")
     bob = register(second, database, "Bob")
@@ -409,5 +416,63 @@ def test_the_app_is_correct_behind_pgbouncer_in_transaction_mode(
             f"{timed_out.elapsed * 1000:.0f} ms; 5 reads meanwhile all 200 "
             f"({latency_figures(meanwhile)['max_latency_ms']} ms at most); 201 when resent",
             "pool at the end": {k: pools[0][k] for k in ("cl_active", "sv_idle", "sv_used")},
+        },
+    )
+
+
+def test_live_sync_behind_pgbouncer_listens_on_its_own_direct_connection(
+    database: Database, bouncer: LocalPgBouncer, start_api: Callable[..., ApiProcess]
+) -> None:
+    # LISTEN needs a session of its own, which transaction pooling does not give: the
+    # requests go through PgBouncer, the listener straight to PostgreSQL (DB_LISTEN_URL).
+    api = start_api(DATABASE_URL=bouncer.url, DB_LISTEN_URL=database.url, **SETTINGS)
+    alice = register(api, database, "Alice")
+    trip = create_trip(api, alice, "Live")
+    version = _trip_version(api, alice, trip)
+    listeners = database.rows(
+        "SELECT query FROM pg_stat_activity WHERE application_name = 'tripsync-listener'"
+    )
+    assert [query for (query,) in listeners] == [f"LISTEN {CHANNEL}"]
+    through_bouncer = [
+        c for c in bouncer.show("CLIENTS") if c.get("application_name") == "tripsync-listener"
+    ]
+    assert through_bouncer == []
+
+    async def follow() -> dict[str, float]:
+        rows: dict[tuple[str, str], Any] = {}
+        stream = Subscriber("sse", api.port, alice.token, trip, version, rows)
+        poll = Subscriber("long_poll", api.port, alice.token, trip, version, dict(rows))
+        tasks = stream.tasks() + poll.tasks()
+        try:
+            while not stream.event_versions:  # the stream began with the trip's head
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(1.0)  # the long poll is waiting by now
+            sent = time.monotonic()
+            status, _ = await Http(api.port, alice.token).call(
+                "PATCH", f"/trips/{trip}", {"name": "Live, changed"}, {"If-Match": "*"}
+            )
+            assert status == 200
+            woken: dict[str, float] = {}
+            while len(woken) < 2 and time.monotonic() < sent + 10:
+                for name, subscriber in (("event stream", stream), ("long poll", poll)):
+                    if name not in woken and subscriber.cursor > version:
+                        woken[name] = time.monotonic() - sent
+                await asyncio.sleep(0.005)
+            return woken
+        finally:
+            await stop(tasks)
+
+    woken = asyncio.run(follow())
+    # Both heard of the write within a second (the long poll would otherwise wait 20 s).
+    assert set(woken) == {"event stream", "long poll"}, woken
+    assert max(woken.values()) < 1.0, woken
+    report(
+        "live sync behind PgBouncer (transaction mode)",
+        {
+            "set-up": "requests through PgBouncer (pool_size=2); DB_LISTEN_URL straight to "
+            "PostgreSQL, where its LISTEN connection is (none through PgBouncer)",
+            "write → copy updated (send to applied changes)": ", ".join(
+                f"{name} {seconds * 1000:.0f} ms" for name, seconds in woken.items()
+            ),
         },
     )
