@@ -33,7 +33,8 @@ SUBSCRIBERS = 1_000  # half event streams, half long polls
 USERS = 10  # each with 50 streams and 50 long polls (their own devices)
 SETTINGS = {"SSE_MAX_STREAMS_PER_USER": "100", "DB_CONNECT_TIMEOUT": "2"}
 WRITE_PAUSE = 0.2
-BEFORE_FAULT, AFTER_RECOVERY = 3.0, 4.0
+BEFORE_FAULT, AFTER_RECOVERY = 3.0, 2.0
+WRITES_AFTER_RECOVERY = 2
 OUTAGE = 2.0
 # Bounds on a loaded two-core machine.
 LISTENER_BACK_WITHIN = 10.0
@@ -168,7 +169,15 @@ async def _follow_under_fault(
 
         recovered_at = await _wait_until(listening_again, LISTENER_BACK_WITHIN)
         assert recovered_at is not None, "the listener did not come back"
+
+        # Writes continue: keep writing until some that were sent after the recovery are
+        # acknowledged (a worker serving a thousand pulls per write acknowledges slowly).
+        async def written_after_recovery() -> bool:
+            assert recovered_at is not None
+            return sum(w.sent >= recovered_at for w in writer.written) >= WRITES_AFTER_RECOVERY
+
         await asyncio.sleep(AFTER_RECOVERY)
+        assert await _wait_until(written_after_recovery, CONVERGED_WITHIN) is not None
     finally:
         writer.stopping = True
         await writing
