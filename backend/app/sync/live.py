@@ -19,6 +19,7 @@ thousand waiters cost one query, not a thousand.
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -192,7 +193,10 @@ class Listener:
         self._streams: dict[uuid.UUID, set[Subscription]] = {}
         self._reading: set[Subscription] = set()  # streams reading their trips (early mode)
         self._connection: psycopg2.extensions.connection | None = None
-        self._fd: int | None = None  # kept: a broken connection may no longer tell its fd
+        # A duplicate of the connection's socket, watched on the loop. libpq closes its own fd
+        # when the server goes away, and the loop's next accept() may get that number back:
+        # watching our own duplicate, closed only after it is unwatched, rules that out.
+        self._fd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
@@ -371,7 +375,7 @@ class Listener:
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
             backoff = _FIRST_BACKOFF
-            self._connection, self._fd = connection, connection.fileno()
+            self._connection, self._fd = connection, os.dup(connection.fileno())
             self._lost.clear()
             assert self._loop is not None
             self._loop.add_reader(self._fd, self._on_readable)
@@ -433,6 +437,7 @@ class Listener:
             connection.poll()
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
             logger.warning("listener: connection lost (%s)", str(error).strip())
+            self._unwatch()  # at once: a closed socket stays readable
             self._lost.set()
             return
         while connection.notifies:
@@ -441,11 +446,16 @@ class Listener:
             if notice is not None:
                 self._announce(notice)
 
-    def _close(self) -> None:
-        connection, self._connection = self._connection, None
+    def _unwatch(self) -> None:
         fd, self._fd = self._fd, None
-        if self._loop is not None and fd is not None:
-            self._loop.remove_reader(fd)
+        if fd is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(fd)
+            os.close(fd)
+
+    def _close(self) -> None:
+        self._unwatch()
+        connection, self._connection = self._connection, None
         if connection is None:
             return
         with contextlib.suppress(psycopg2.Error):
