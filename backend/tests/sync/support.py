@@ -1,9 +1,17 @@
-"""Shared by the sync tests: reading the feed, and a replica built only from it."""
+"""Shared by the sync tests: reading the feed, a replica built only from it, and a listener
+kept down."""
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
 
+from app.sync.live import Listener
 from app.users.models import User
 from tests import support
 
@@ -49,3 +57,35 @@ class Replica:
 
     def state(self) -> dict[tuple[str, str], Any]:
         return {key: data for key, (_, data) in self.rows.items()}
+
+
+@contextmanager
+def listener_down(
+    listener: Listener, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """The worker's listener loses its connection on the server (a restart, a network cut)
+    and cannot connect again until the block ends."""
+    back = threading.Event()
+    connect = listener._open
+
+    def held_connect() -> Any:
+        assert back.wait(20)
+        return connect()
+
+    monkeypatch.setattr(listener, "_open", held_connect)
+    with engine.begin() as connection:
+        killed = connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                "application_name = 'tripsync-listener' AND datname = current_database()"
+            )
+        ).scalar_one()
+    assert killed >= 1
+    deadline = time.monotonic() + 10
+    while listener.connected.is_set():
+        assert time.monotonic() < deadline, "the listener did not notice"
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        back.set()

@@ -7,7 +7,6 @@ after each test.
 import json
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from sqlmodel import Session
 from app.main import create_app
 from app.users.models import User
 from tests import factories, support
+from tests.sync import support as sync_support
 
 Event = dict[str, Any]
 
@@ -310,29 +310,11 @@ def test_what_commits_while_the_listener_is_down_reaches_the_streams_when_it_is_
         stream = _open(client, alice)
         try:
             stream.next()
-            listener = app.state.listener
-            back = threading.Event()
-            connect = listener._open
-
-            def held_connect() -> Any:
-                assert back.wait(20)
-                return connect()
-
-            monkeypatch.setattr(listener, "_open", held_connect)
-            with engine.begin() as connection:
-                connection.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-                        "application_name = 'tripsync-listener' AND datname = current_database()"
-                    )
-                )
-            while listener.connected.is_set():
-                time.sleep(0.02)
-            # Unheard: a change to her trip, and a trip of hers that the stream does not know.
-            factories.add_item(client, alice, kept["id"], kind="note", title="while down")
-            new = factories.create_trip(client, alice, name="New")
-            assert stream.quiet(0.3)
-            back.set()
+            with sync_support.listener_down(app.state.listener, engine, monkeypatch):
+                # Unheard: a change to her trip, and a trip of hers that the stream does not know.
+                factories.add_item(client, alice, kept["id"], kind="note", title="while down")
+                new = factories.create_trip(client, alice, name="New")
+                assert stream.quiet(0.3)
             told = {(e["event"], e["data"]["trip_id"]) for e in _drain(stream)}
             assert told == {
                 ("version", kept["id"]),

@@ -8,7 +8,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import date
 from typing import Any
 
 import psycopg2
@@ -22,24 +21,9 @@ from app.core.config import get_settings
 from app.main import create_app
 from app.sync import live
 from app.sync.versions import claim_version
-from app.trips.models import Role, Trip, TripMember
 from app.users.models import User
 from tests import factories, support
-
-
-@pytest.fixture
-def committed_trip(engine: Engine) -> Iterator[tuple[uuid.UUID, User]]:
-    with Session(engine, expire_on_commit=False) as session:
-        owner = factories.make_user(session)
-        trip = Trip(name="Live", start_date=date(2027, 5, 1), end_date=date(2027, 5, 3))
-        session.add(trip)
-        session.flush()
-        session.add(TripMember(trip_id=trip.id, user_id=owner.id, role=Role.OWNER))
-        session.commit()
-    yield trip.id, owner
-    with engine.begin() as connection:
-        connection.execute(text("DELETE FROM trips WHERE id = :t"), {"t": trip.id})
-        connection.execute(text("DELETE FROM users WHERE id = :u"), {"u": owner.id})
+from tests.sync import support as sync_support
 
 
 @pytest.fixture
@@ -165,33 +149,11 @@ def test_what_commits_while_the_listener_is_down_is_announced_when_it_is_back(
         )
         poller.start()
         _waiting(app, 1)
-        # The listener's connection dies on the server (a restart, a network cut), and it
-        # cannot connect again until we let it.
-        back = threading.Event()
-        connect = listener._open
-
-        def held_connect() -> Any:
-            assert back.wait(20)
-            return connect()
-
-        monkeypatch.setattr(listener, "_open", held_connect)
-        with engine.begin() as connection:
-            killed = connection.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE application_name = 'tripsync-listener' AND datname = current_database()"
-                )
-            ).scalar_one()
-        assert killed >= 1
-        deadline = time.monotonic() + 10
-        while listener.connected.is_set():
-            assert time.monotonic() < deadline, "the listener did not notice"
-            time.sleep(0.02)
-        # A commit nobody hears: the notification goes to no listener of this worker.
-        factories.add_item(client, owner, str(trip_id), kind="note", title="while down")
-        time.sleep(0.3)
-        assert poller.is_alive()
-        back.set()
+        with sync_support.listener_down(listener, engine, monkeypatch):
+            # A commit nobody hears: the notification goes to no listener of this worker.
+            factories.add_item(client, owner, str(trip_id), kind="note", title="while down")
+            time.sleep(0.3)
+            assert poller.is_alive()
         poller.join(20)
         assert listener.reconnects == 1
     assert not poller.is_alive()

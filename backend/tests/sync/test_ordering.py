@@ -3,35 +3,16 @@
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from datetime import date
 
-import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from app.itinerary.models import ItemKind, ItineraryItem
 from app.main import create_app
 from app.sync.versions import claim_version
-from app.trips.models import Role, Trip, TripMember
 from app.users.models import User
-from tests import factories, support
-
-
-@pytest.fixture
-def committed_trip(engine: Engine) -> Iterator[tuple[uuid.UUID, User]]:
-    with Session(engine, expire_on_commit=False) as session:
-        owner = factories.make_user(session)
-        trip = Trip(name="Order", start_date=date(2027, 5, 1), end_date=date(2027, 5, 3))
-        session.add(trip)
-        session.flush()
-        session.add(TripMember(trip_id=trip.id, user_id=owner.id, role=Role.OWNER))
-        session.commit()
-    yield trip.id, owner
-    with engine.begin() as connection:
-        connection.execute(text("DELETE FROM trips WHERE id = :t"), {"t": trip.id})
-        connection.execute(text("DELETE FROM users WHERE id = :u"), {"u": owner.id})
+from tests import support
 
 
 def _pull(client: TestClient, owner: User, trip_id: uuid.UUID, since: int) -> dict:
