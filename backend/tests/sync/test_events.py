@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
+from app.core.config import get_settings
 from app.main import create_app
 from app.users.models import User
 from tests import factories, support
@@ -323,3 +324,19 @@ def test_what_commits_while_the_listener_is_down_reaches_the_streams_when_it_is_
             }
         finally:
             stream.close(app)
+
+
+def test_a_browser_on_another_origin_may_resume_a_stream(client: TestClient) -> None:
+    """EventSource sends Last-Event-ID when it reconnects: the CORS preflight allows it."""
+    origin = get_settings().CORS_ORIGINS[0]
+    preflight = client.options(
+        "/sync/events",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "last-event-id",
+        },
+    )
+    assert preflight.status_code == 200, preflight.text
+    allowed = preflight.headers["access-control-allow-headers"].lower()
+    assert "last-event-id" in allowed
