@@ -39,7 +39,7 @@ from app.sync.live import (
     WorkerState,
 )
 from app.trips.models import Trip, TripMember
-from app.users import service as user_service
+from app.users.deps import authenticate
 from app.users.models import User
 
 logger = logging.getLogger(__name__)
@@ -74,10 +74,10 @@ def user_of_stream_token(session: Session, token: str) -> User:
         raise invalid from None
     if expired:
         raise invalid
-    user = user_service.get_active_user(session=session, user_id=user_id)
-    if user is None or user.token_version != token_version:
-        raise invalid
-    return user
+    try:  # the rule of access tokens: an active account whose tokens were not revoked
+        return authenticate(session, user_id, token_version)
+    except Unauthorized:
+        raise invalid from None
 
 
 # --- what a stream says ---------------------------------------------------------------------

@@ -5,7 +5,6 @@ The algorithm a client follows is in docs/sync-protocol.md ("Writing a sync clie
 """
 
 import functools
-import time
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -26,7 +25,7 @@ from app.sync.live import Listener
 from app.trips import service as trip_service
 from app.trips.deps import TripAccess, TripMember
 from app.trips.models import Role
-from app.users.deps import BearerToken, CurrentUser, authenticate, token_claims
+from app.users.deps import BearerToken, CurrentUser, get_current_user
 from app.users.models import User
 
 router = APIRouter(tags=["sync"], responses=error_responses(401, 422))
@@ -118,25 +117,17 @@ async def _wait_for_change(
     """Return once the trip is past `since` (or after `seconds`), woken by its notification.
 
     The waiter is registered before the head is read, so a commit in between still wakes it.
-    While waiting it holds no connection and no slot, and runs no query; a wake without a
-    version (the listener reconnected) reads the head again.
+    While waiting it holds no connection and no slot, and runs no query. (What commits while
+    the listener is reconnecting is announced when it is back; it wakes a waiter without a
+    version only when it stops, and the poll then answers with what there is.)
     """
-    deadline = time.monotonic() + seconds
     with listener.watch(viewer.trip.id, since) as watch:
         head = await run_in_threadpool(
             lambda: service.usable_head(session=session, viewer=viewer, since=since)
         )
-        while head <= since and not watch.changed:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
+        if head <= since and not watch.changed:
             await run_in_threadpool(session.commit)  # gives the connection back
-            if not await slot.released(functools.partial(watch.wait, remaining)):
-                return
-            if not watch.changed:
-                head = await run_in_threadpool(
-                    lambda: service.head_version(session=session, trip_id=viewer.trip.id)
-                )
+            await slot.released(functools.partial(watch.wait, seconds))
 
 
 class MutationIn(BaseModel):
@@ -346,8 +337,7 @@ async def stream_events(
 def _stream_user(session: Session, token: str | None, bearer: str | None) -> User:
     if token is not None:
         return events.user_of_stream_token(session, token)
-    user_id, token_version = token_claims(bearer)
-    return authenticate(session, user_id, token_version)
+    return get_current_user(session, bearer)
 
 
 def _last_told(

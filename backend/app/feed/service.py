@@ -217,10 +217,6 @@ def usable_head(*, session: Session, viewer: Viewer, since: int) -> int:
     return head
 
 
-def head_version(*, session: Session, trip_id: uuid.UUID) -> int:
-    return _head(session, trip_id)
-
-
 def changes_since(*, session: Session, viewer: Viewer, since: int, limit: int) -> str:
     """Changes after `since` in version order, the version they reach, and whether more remain:
     a ChangesPublic, as JSON."""

@@ -114,7 +114,7 @@ class Subscription:
         self.queue: asyncio.Queue[Notice | None] = asyncio.Queue()
         # Until it knows its trips (`Listener.follow`), what was announced meanwhile.
         self.early: _Early | None = _Early()
-        # Set when it fell behind or the listener reconnected: re-read the state, then go on.
+        # Set when it fell behind (its queue filled up): re-read the state, then go on.
         self.stale = False
         self.closed = False
 
@@ -185,7 +185,7 @@ Reread = Callable[[set[uuid.UUID], set[uuid.UUID]], Awaitable[WorkerState]]
 class Listener:
     """The worker's LISTEN connection and the requests waiting on trips (one per event loop)."""
 
-    def __init__(self, settings: Settings, reread: Reread | None = None) -> None:
+    def __init__(self, settings: Settings, reread: Reread) -> None:
         self._connect_arguments = _connect_kwargs(settings.database_listen_url, settings)
         self._reread = reread
         self._waiters: dict[uuid.UUID, set[Watch]] = {}
@@ -278,10 +278,6 @@ class Listener:
     def streams_of(self, user_id: uuid.UUID) -> int:
         return len(self._streams.get(user_id, ()))
 
-    @property
-    def streams(self) -> int:
-        return sum(len(streams) for streams in self._streams.values())
-
     # --- fan-out ---------------------------------------------------------------------------
 
     def _announce(self, notice: Notice) -> None:
@@ -331,13 +327,10 @@ class Listener:
                 versions = subscription.early.versions
                 versions[notice.trip_id] = max(versions.get(notice.trip_id, 0), notice.version)
 
-    def _wake_all(self) -> None:
+    def _wake_waiters(self) -> None:
         for waiters in self._waiters.values():
             for watch in waiters:
                 watch.event.set()
-        for subscription in self._all_streams():
-            subscription.stale = True
-            subscription.queue.put_nowait(None)
 
     def _close_streams(self) -> None:
         for subscription in self._all_streams():
@@ -360,7 +353,7 @@ class Listener:
                 await self._task
             self._task = None
         self._close()
-        self._wake_all()  # waiting long polls answer now instead of at their deadline
+        self._wake_waiters()  # waiting long polls answer now instead of at their deadline
         self._close_streams()  # and streams end, so the server can stop
 
     async def _run(self) -> None:
@@ -393,9 +386,6 @@ class Listener:
 
     async def _catch_up(self) -> None:
         """After a reconnect: one read for the worker, announced as notifications would be."""
-        if self._reread is None:
-            self._wake_all()  # each waiter and stream checks for itself
-            return
         backoff = _FIRST_BACKOFF
         while True:
             trips = set(self._waiters) | set(self._followers)
@@ -461,13 +451,9 @@ class Listener:
         with contextlib.suppress(psycopg2.Error):
             connection.close()
 
-    def break_connection(self) -> None:
-        """Drop the connection as a network failure would (tests): it reconnects by itself."""
-        self._lost.set()
-
 
 @contextlib.asynccontextmanager
-async def listening(settings: Settings, reread: Reread | None = None) -> AsyncIterator[Listener]:
+async def listening(settings: Settings, reread: Reread) -> AsyncIterator[Listener]:
     """For the app's lifespan: the worker's listener runs while the app does."""
     listener = Listener(settings, reread)
     await listener.start()

@@ -109,10 +109,10 @@ def _stream_token(client: TestClient, user: User) -> str:
     return str(response.json()["token"])
 
 
-def _open(client: TestClient, user: User, **params: str) -> Listening:
-    query = "&".join(f"{key}={value}" for key, value in params.items())
-    token = _stream_token(client, user)
-    return Listening(client, f"/sync/events?token={token}&{query}", {})
+def _open(client: TestClient, user: User, last_event_id: str | None = None) -> Listening:
+    """A new stream of `user`, resuming after `last_event_id` (as EventSource sends it)."""
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    return Listening(client, f"/sync/events?token={_stream_token(client, user)}", headers)
 
 
 def _head(client: TestClient, user: User, trip_id: str) -> int:
@@ -167,11 +167,7 @@ def test_a_reconnecting_stream_gets_what_it_missed_and_nothing_else(
         last_id = told[-1]["id"]
         for title in ("one", "two"):
             factories.add_item(client, alice, kept["id"], kind="note", title=title)
-        again = Listening(
-            client,
-            f"/sync/events?token={_stream_token(client, alice)}",
-            {"Last-Event-ID": last_id},
-        )
+        again = _open(client, alice, last_id)
         try:
             event = again.next()
             assert event["data"] == {
@@ -280,11 +276,7 @@ def test_a_last_event_id_it_cannot_read_makes_the_client_list_its_trips_afresh(
         stream.close(app)
         # An id of another user's stream (or an altered one) says nothing about Alice's.
         for unreadable in (alices_id[:-2] + "xx", _open_and_take_id(client, app, bob)):
-            again = Listening(
-                client,
-                f"/sync/events?token={_stream_token(client, alice)}",
-                {"Last-Event-ID": unreadable},
-            )
+            again = _open(client, alice, unreadable)
             try:
                 first = again.next()
                 assert (first["event"], first["data"]) == ("reset", {})
