@@ -17,6 +17,7 @@ from app.api.headers import SecurityHeadersMiddleware
 from app.api.memory import tune_malloc
 from app.api.openapi import install_openapi
 from app.api.routing import include_routers
+from app.api.signals import on_exit_signal
 from app.checklists.router import router as checklists_router
 from app.core.config import Environment, Settings, get_settings
 from app.core.db import REPO_DIR, check_server_timeouts, get_engine
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with listening(settings, reread_worker_state) as listener:
             app.state.listener = listener  # long polls and event streams wait on it
             try:
-                yield
+                with on_exit_signal(listener.close_streams):  # so a stopping worker can stop
+                    yield
             finally:
                 app.state.listener = None  # stopped: nothing would wake them any more
         get_engine().dispose()

@@ -2,7 +2,6 @@
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import uuid
@@ -79,7 +78,7 @@ def _sign(payload: bytes, scope: str) -> bytes:
     # The scope (the list's route) is signed in: a cursor only works for the list it came from.
     key = get_settings().SECRET_KEY.get_secret_value().encode()
     message = b"cursor:" + scope.encode() + b":" + payload
-    return hmac.new(key, message, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+    return hmac.digest(key, message, "sha256")[:_SIGNATURE_BYTES]
 
 
 def seal(payload: Any, scope: str) -> str:

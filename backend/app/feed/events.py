@@ -13,16 +13,19 @@ bearer token) for a stream token, which opens a stream and does nothing else, fo
 STREAM_TOKEN_TTL_SECONDS, and stops working when the access token is revoked.
 """
 
+import asyncio
+import functools
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from app.core.admission import DatabaseSlot, get_admission
 from app.core.config import get_settings
@@ -94,9 +97,17 @@ class Event:
         if self.kind == "reset":
             return "{}"
         if self.kind == "version":
-            return json.dumps({"trip_id": str(self.trip_id), "version": self.version})
+            assert self.trip_id is not None
+            assert self.version is not None
+            return _version_data(self.trip_id, self.version)
         assert self.change is not None
         return json.dumps({"trip_id": str(self.trip_id), "change": self.change.value})
+
+
+@functools.lru_cache(maxsize=4096)
+def _version_data(trip_id: uuid.UUID, version: int) -> str:
+    """A version event's data: the same for every stream told of it, so encoded once."""
+    return json.dumps({"trip_id": str(trip_id), "version": version})
 
 
 def heads_of(session: Session, user_id: uuid.UUID) -> dict[uuid.UUID, int]:
@@ -193,7 +204,13 @@ async def _reread_state(
 
 
 class Stream:
-    """One open stream: what it has told the client (trip → version), and its subscription."""
+    """One open stream: what it has told the client (trip → version), and its subscription.
+
+    It yields the stream's bytes a burst at a time: everything announced since its last write
+    goes out in one write. Each write is a `send` through the server and the middleware, so
+    one per burst rather than one per event is part of what lets a worker tell a thousand
+    streams of a commit within milliseconds.
+    """
 
     def __init__(
         self,
@@ -210,8 +227,8 @@ class Stream:
     def cursor(self) -> str:
         return service.device_cursor(self.subscription.user_id, self.told)
 
-    def _tell(self, event: Event) -> dict[str, str] | None:
-        """The event as sse-starlette sends it, or None when it says nothing new."""
+    def _tell(self, event: Event) -> Event | None:
+        """Update what the client was told; None when the event says nothing new."""
         if event.kind == "version":
             assert event.version is not None
             assert event.trip_id is not None
@@ -223,41 +240,135 @@ class Stream:
         elif event.change in (AccessChange.REMOVED, AccessChange.DELETED):
             assert event.trip_id is not None
             self.told.pop(event.trip_id, None)
-        return {"event": event.kind, "id": self.cursor(), "data": event.data()}
+        return event
 
-    def _event_of(self, notice: VersionNotice | AccessNotice) -> Event:
-        if isinstance(notice, VersionNotice):
-            return Event("version", notice.trip_id, version=notice.version)
-        return Event("access", notice.trip_id, change=notice.change)
+    def _burst(self, events: list[Event]) -> bytes:
+        """The events that say something new, framed, each with the stream's cursor after it."""
+        frames = [
+            f"event: {event.kind}\nid: {self.cursor()}\ndata: {event.data()}\n\n"
+            for event in events
+            if self._tell(event) is not None
+        ]
+        return "".join(frames).encode()
 
-    async def events(self) -> AsyncIterator[dict[str, str]]:
+    async def next_burst(self) -> bytes | None:
+        """The stream's next bytes (a heartbeat comment after HEARTBEAT_SECONDS of quiet), or
+        None when it ends (the server is stopping, the client left, or its state could not be
+        read again)."""
+        subscription = self.subscription
+        if self.pending:
+            events, self.pending = self.pending, []
+            if burst := self._burst(events):
+                return burst
+        while True:
+            notices = await subscription.take(HEARTBEAT_SECONDS)
+            if subscription.closed:
+                return None
+            if subscription.stale:  # it fell behind: read its state again
+                subscription.stale = False
+                subscription.drop_notices()  # all superseded by the read
+                self.listener.reread(subscription)
+                try:
+                    heads, events = await _reread_state(subscription.user_id, self.told)
+                except Exception:  # busy or down: end it; the client resumes from its id
+                    logger.warning("event stream ended: its state could not be read")
+                    return None
+                self.listener.follow(subscription, heads)
+            elif notices:
+                events = [_event_of(notice) for notice in notices]
+            else:
+                return HEARTBEAT
+            if burst := self._burst(events):
+                return burst
+
+
+def _event_of(notice: VersionNotice | AccessNotice) -> Event:
+    if isinstance(notice, VersionNotice):
+        return Event("version", notice.trip_id, version=notice.version)
+    return Event("access", notice.trip_id, change=notice.change)
+
+
+HEARTBEAT = b": heartbeat\n\n"
+# A client that stops reading while its socket buffer is full is dropped after this.
+SEND_TIMEOUT_SECONDS = 30.0
+
+
+class EventStreamResponse(Response):
+    """`text/event-stream` from a `Stream`: plain ASGI, one `send` per burst of events.
+
+    Ends when the stream does (server stopping), when the client leaves (noticed by a watch on
+    `receive`, as ASGI 2.3 servers do not fail a send to a closed connection), or when a send
+    has not completed for SEND_TIMEOUT_SECONDS (a client that stopped reading: its socket
+    buffer is full). That last check is a watchdog timer per stream, not a timeout around
+    every send: a commit is sent to every stream of the worker, and each microsecond spent per
+    send is a millisecond of the last stream's wait at a thousand streams.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.status_code = 200
+        self.background = None
+        # Not cached, not buffered by a proxy (nginx honours X-Accel-Buffering).
+        self.init_headers({"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        self._sends = 0  # sends completed
+        self._sending = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stream, subscription = self.stream, self.stream.subscription
+        loop = asyncio.get_running_loop()
+        writer = asyncio.current_task()
+        watch = loop.create_task(_close_on_disconnect(receive, subscription))
+        watchdog = _Watchdog(self, writer, loop)
         try:
-            for event in self.pending:
-                told = self._tell(event)
-                if told is not None:
-                    yield told
-            while True:
-                notice = await self.subscription.queue.get()
-                if self.subscription.closed:
-                    return  # the server is stopping: the client reconnects elsewhere
-                if notice is not None:
-                    told = self._tell(self._event_of(notice))
-                    if told is not None:
-                        yield told
-                if self.subscription.stale:  # it fell behind: read its state again
-                    self.subscription.stale = False
-                    while not self.subscription.queue.empty():  # all superseded by the read
-                        self.subscription.queue.get_nowait()
-                    self.listener.reread(self.subscription)
-                    try:
-                        heads, events = await _reread_state(self.subscription.user_id, self.told)
-                    except Exception:  # busy or down: end it; the client resumes from its id
-                        logger.warning("event stream ended: its state could not be read")
-                        return
-                    self.listener.follow(self.subscription, heads)
-                    for event in events:
-                        told = self._tell(event)
-                        if told is not None:
-                            yield told
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            while (burst := await stream.next_burst()) is not None:
+                self._sending = True
+                await send({"type": "http.response.body", "body": burst, "more_body": True})
+                self._sending = False
+                self._sends += 1
+            if not watch.done():  # the client is still there: end the response properly
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not watchdog.fired or writer is None:
+                raise
+            writer.uncancel()
+            logger.info("event stream dropped: its client stopped reading")
         finally:
-            self.listener.unsubscribe(self.subscription)
+            watchdog.stop()
+            watch.cancel()
+            self.stream.listener.unsubscribe(subscription)
+
+
+class _Watchdog:
+    """Cancels a stream's writer stuck in the same send for SEND_TIMEOUT_SECONDS."""
+
+    def __init__(
+        self,
+        response: EventStreamResponse,
+        writer: "asyncio.Task[Any] | None",
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.response, self.writer, self.loop = response, writer, loop
+        self.fired = False
+        self._seen = -1
+        self._timer = loop.call_later(SEND_TIMEOUT_SECONDS, self._check)
+
+    def _check(self) -> None:
+        response = self.response
+        if response._sending and response._sends == self._seen and self.writer is not None:
+            self.fired = True
+            self.writer.cancel()
+            return
+        self._seen = response._sends
+        self._timer = self.loop.call_later(SEND_TIMEOUT_SECONDS, self._check)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+
+async def _close_on_disconnect(receive: Receive, subscription: Subscription) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    subscription.close()

@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import Session
-from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from app.core.admission import DatabaseSlot, DatabaseSlotDep
@@ -245,8 +244,8 @@ _EVENTS_DESCRIPTION = (
     '"change"}` with change `added`, `removed`, `role_changed`, `visibility_changed`, '
     "`deleted` or `changed`: run `GET /sync`. `event: reset` (`data: {}`, first, when the "
     "last event id could not be read): run `GET /sync` without a cursor and drop the trips it "
-    "does not list. A comment line `: heartbeat` every 15 s. Each event's `id` is a "
-    "`GET /sync` cursor of what the stream has told."
+    "does not list. A comment line `: heartbeat` after 15 s without an event. Each event's "
+    "`id` is a `GET /sync` cursor of what the stream has told."
 )
 
 
@@ -270,7 +269,7 @@ _EVENT_SCHEMA: dict[str, Any] = {
 
 @router.get(
     "/sync/events",
-    response_class=EventSourceResponse,
+    response_class=events.EventStreamResponse,
     responses={
         200: {
             "description": _EVENTS_DESCRIPTION,
@@ -295,7 +294,7 @@ async def stream_events(
         str | None,
         Header(alias="Last-Event-ID", description="Sent by EventSource when it reconnects"),
     ] = None,
-) -> EventSourceResponse:
+) -> events.EventStreamResponse:
     """The caller's trips, live: an event per committed version and per change of access.
 
     Authenticate with `?token=` (a stream token) or an `Authorization: Bearer` header.
@@ -327,11 +326,7 @@ async def stream_events(
         # unknown, so it must list its trips afresh and drop the ones not listed.
         pending.insert(0, events.Event("reset"))
     stream = events.Stream(listener, subscription, told or {}, pending)
-    return EventSourceResponse(
-        stream.events(),
-        ping=events.HEARTBEAT_SECONDS,
-        ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
-    )
+    return events.EventStreamResponse(stream)
 
 
 def _stream_user(session: Session, token: str | None, bearer: str | None) -> User:

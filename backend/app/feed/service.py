@@ -9,6 +9,7 @@ as their models would write them: a page is one statement, and no row becomes a 
 object on the way.
 """
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -258,7 +259,7 @@ _DEVICE_CURSOR_SCOPE = "sync-feed"
 def device_cursor(user_id: uuid.UUID, versions: dict[uuid.UUID, int]) -> str:
     """What a device has been told (trip → version), now, as an opaque cursor of this user."""
     payload = {
-        "at": utcnow().timestamp(),
+        "at": time.time(),
         "trips": {str(trip_id): version for trip_id, version in versions.items()},
     }
     return seal(payload, f"{_DEVICE_CURSOR_SCOPE}:{user_id}")

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "tripsync_trip_versions"
 _FIRST_BACKOFF, _MAX_BACKOFF = 0.05, 5.0
-# Events a stream may fall behind by before it is told to re-read its state instead.
+# Notices a stream may fall behind by before it is told to re-read its state instead.
 _QUEUE_LIMIT = 1000
 
 
@@ -106,24 +106,58 @@ class _Early:
 
 
 class Subscription:
-    """One event stream: the trips it follows, and what happened to them, in order."""
+    """One event stream: the trips it follows, and what happened to them, in order.
+
+    Not an asyncio.Queue: the listener appends to a list and wakes the stream at most once,
+    and the stream takes everything that arrived in one go (one write for a burst).
+    """
 
     def __init__(self, user_id: uuid.UUID) -> None:
         self.user_id = user_id
         self.trips: set[uuid.UUID] = set()
-        self.queue: asyncio.Queue[Notice | None] = asyncio.Queue()
+        self._notices: list[Notice] = []
+        self._waiter: asyncio.Future[None] | None = None
         # Until it knows its trips (`Listener.follow`), what was announced meanwhile.
         self.early: _Early | None = _Early()
-        # Set when it fell behind (its queue filled up): re-read the state, then go on.
+        # Set when it fell behind (too many notices unread): re-read the state, then go on.
         self.stale = False
         self.closed = False
 
     def put(self, notice: Notice) -> None:
-        if self.queue.qsize() >= _QUEUE_LIMIT:
+        if len(self._notices) >= _QUEUE_LIMIT:
             self.stale = True
-            self.queue.put_nowait(None)
         else:
-            self.queue.put_nowait(notice)
+            self._notices.append(notice)
+        self._wake()
+
+    def close(self) -> None:
+        """End the stream (the server is stopping, or its client left)."""
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def take(self, timeout: float) -> list[Notice]:
+        """What was announced since the last call, waiting up to `timeout` for something
+        (empty when nothing came). Returns at once when closed or stale."""
+        if not self._notices and not self.stale and not self.closed:
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(timeout, self._wake)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        notices, self._notices = self._notices, []
+        return notices
+
+    def drop_notices(self) -> None:
+        """Forget what is unread: a read of the state that follows supersedes it."""
+        self._notices = []
 
 
 class Watch:
@@ -332,10 +366,9 @@ class Listener:
             for watch in waiters:
                 watch.event.set()
 
-    def _close_streams(self) -> None:
-        for subscription in self._all_streams():
-            subscription.closed = True
-            subscription.queue.put_nowait(None)
+    def close_streams(self) -> None:
+        for subscription in list(self._all_streams()):
+            subscription.close()
 
     # --- the connection --------------------------------------------------------------------
 
@@ -354,7 +387,7 @@ class Listener:
             self._task = None
         self._close()
         self._wake_waiters()  # waiting long polls answer now instead of at their deadline
-        self._close_streams()  # and streams end, so the server can stop
+        self.close_streams()  # and streams end, so the server can stop
 
     async def _run(self) -> None:
         backoff = _FIRST_BACKOFF

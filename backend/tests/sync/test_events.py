@@ -95,10 +95,7 @@ class Listening:
         self._stop.set()
         # A stream ends when the server does; here, end it by stopping its subscription.
         listener = app.state.listener
-        for streams in list(listener._streams.values()):
-            for subscription in list(streams):
-                subscription.closed = True
-                subscription.queue.put_nowait(None)
+        listener._loop.call_soon_threadsafe(listener.close_streams)
         self._thread.join(10)
 
 
