@@ -269,6 +269,7 @@ _EVENT_SCHEMA: dict[str, Any] = {
 
 @router.get(
     "/sync/events",
+    status_code=status.HTTP_200_OK,
     response_class=events.EventStreamResponse,
     responses={
         200: {
