@@ -22,6 +22,7 @@ from app.checklists.router import router as checklists_router
 from app.core.config import Environment, Settings, get_settings
 from app.core.db import REPO_DIR, check_server_timeouts, get_engine
 from app.core.errors import install_error_handlers
+from app.core.handoff import HandOff
 from app.expenses.router import router as expenses_router
 from app.feed.events import reread_worker_state
 from app.feed.router import router as sync_router
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
         expose_headers=["ETag", "Retry-After", "Idempotent-Replayed"],
     )
+    # Outermost: long-lived bodies (event streams) are sent from here (app.core.handoff).
+    app.add_middleware(HandOff)
     include_routers(
         app,
         (

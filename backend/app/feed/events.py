@@ -17,6 +17,7 @@ import asyncio
 import functools
 import json
 import logging
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from app.core.admission import DatabaseSlot, get_admission
 from app.core.config import get_settings
 from app.core.db import get_sessionmaker
 from app.core.errors import AppError, BadRequest, Unauthorized
+from app.core.handoff import hand_off
 from app.core.pagination import seal, unseal
 from app.feed import service
 from app.sync.live import (
@@ -252,16 +254,15 @@ class Stream:
         return "".join(frames).encode()
 
     async def next_burst(self) -> bytes | None:
-        """The stream's next bytes (a heartbeat comment after HEARTBEAT_SECONDS of quiet), or
-        None when it ends (the server is stopping, the client left, or its state could not be
-        read again)."""
+        """The stream's next bytes (a heartbeat comment when nudged), or None when it ends (the
+        server is stopping, the client left, or its state could not be read again)."""
         subscription = self.subscription
         if self.pending:
             events, self.pending = self.pending, []
             if burst := self._burst(events):
                 return burst
         while True:
-            notices = await subscription.take(HEARTBEAT_SECONDS)
+            notices = await subscription.take()
             if subscription.closed:
                 return None
             if subscription.stale:  # it fell behind: read its state again
@@ -290,8 +291,9 @@ def _event_of(notice: VersionNotice | AccessNotice) -> Event:
 
 
 HEARTBEAT = b": heartbeat\n\n"
-# A client that stops reading while its socket buffer is full is dropped after this.
-SEND_TIMEOUT_SECONDS = 30.0
+# A client that stops reading while its socket buffer is full is dropped after this many
+# heartbeat periods stuck in one send (30-45 s).
+STUCK_PERIODS = 2
 
 
 class EventStreamResponse(Response):
@@ -299,10 +301,13 @@ class EventStreamResponse(Response):
 
     Ends when the stream does (server stopping), when the client leaves (noticed by a watch on
     `receive`, as ASGI 2.3 servers do not fail a send to a closed connection), or when a send
-    has not completed for SEND_TIMEOUT_SECONDS (a client that stopped reading: its socket
-    buffer is full). That last check is a watchdog timer per stream, not a timeout around
-    every send: a commit is sent to every stream of the worker, and each microsecond spent per
-    send is a millisecond of the last stream's wait at a thousand streams.
+    stays stuck (a client that stopped reading: its socket buffer is full).
+
+    One timer per stream, every HEARTBEAT_SECONDS from a random start, does both the heartbeat
+    (when nothing was sent since its last tick) and the check for a stuck send. Not a timeout
+    renewed on every event: after a commit every stream of the trip would renew it at the same
+    moment, and fifteen seconds later ten thousand heartbeats would go out at once, stalling
+    every other request of the worker; spread over the period they cost nothing noticeable.
     """
 
     media_type = "text/event-stream"
@@ -313,57 +318,74 @@ class EventStreamResponse(Response):
         self.background = None
         # Not cached, not buffered by a proxy (nginx honours X-Accel-Buffering).
         self.init_headers({"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-        self._sends = 0  # sends completed
-        self._sending = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        stream, subscription = self.stream, self.stream.subscription
-        loop = asyncio.get_running_loop()
-        writer = asyncio.current_task()
-        watch = loop.create_task(_close_on_disconnect(receive, subscription))
-        watchdog = _Watchdog(self, writer, loop)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        except BaseException:
+            self.stream.listener.unsubscribe(self.stream.subscription)
+            raise
+        # The headers went through every middleware; the body is sent from outside the request
+        # (app.core.handoff says why), or from here where nothing takes it over.
+        if not hand_off(scope, self._send_body):
+            await self._send_body(receive, send)
+
+    async def _send_body(self, receive: Receive, send: Send) -> None:
+        stream, subscription = self.stream, self.stream.subscription
+        loop = asyncio.get_running_loop()
+        watch = loop.create_task(_close_on_disconnect(receive, subscription))
+        ticker = _Ticker(subscription, asyncio.current_task(), loop)
+        try:
             while (burst := await stream.next_burst()) is not None:
-                self._sending = True
+                ticker.sending = True
                 await send({"type": "http.response.body", "body": burst, "more_body": True})
-                self._sending = False
-                self._sends += 1
+                ticker.sending = False
+                ticker.sends += 1
             if not watch.done():  # the client is still there: end the response properly
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not watchdog.fired or writer is None:
+            if not ticker.dropped or ticker.writer is None:
                 raise
-            writer.uncancel()
+            ticker.writer.uncancel()
             logger.info("event stream dropped: its client stopped reading")
         finally:
-            watchdog.stop()
+            ticker.stop()
             watch.cancel()
-            self.stream.listener.unsubscribe(subscription)
+            stream.listener.unsubscribe(subscription)
 
 
-class _Watchdog:
-    """Cancels a stream's writer stuck in the same send for SEND_TIMEOUT_SECONDS."""
+class _Ticker:
+    """A stream's heartbeat and stuck-send check: one timer, every HEARTBEAT_SECONDS."""
 
     def __init__(
         self,
-        response: EventStreamResponse,
+        subscription: Subscription,
         writer: "asyncio.Task[Any] | None",
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        self.response, self.writer, self.loop = response, writer, loop
-        self.fired = False
-        self._seen = -1
-        self._timer = loop.call_later(SEND_TIMEOUT_SECONDS, self._check)
+        self.subscription, self.writer, self.loop = subscription, writer, loop
+        self.sending = False
+        self.sends = 0  # sends completed
+        self.dropped = False
+        self._seen = 0  # sends completed at the last tick
+        self._stuck = 0  # ticks in a row inside the same send
+        first = HEARTBEAT_SECONDS * random.uniform(0.5, 1.0)  # noqa: S311 (spreading, not secrets)
+        self._timer = loop.call_later(first, self._tick)
 
-    def _check(self) -> None:
-        response = self.response
-        if response._sending and response._sends == self._seen and self.writer is not None:
-            self.fired = True
-            self.writer.cancel()
-            return
-        self._seen = response._sends
-        self._timer = self.loop.call_later(SEND_TIMEOUT_SECONDS, self._check)
+    def _tick(self) -> None:
+        if self.sends == self._seen:  # nothing went out for a whole period
+            if self.sending:
+                self._stuck += 1
+                if self._stuck >= STUCK_PERIODS and self.writer is not None:
+                    self.dropped = True
+                    self.writer.cancel()
+                    return
+            else:
+                self.subscription.nudge()  # a heartbeat
+        else:
+            self._stuck = 0
+        self._seen = self.sends
+        self._timer = self.loop.call_later(HEARTBEAT_SECONDS, self._tick)
 
     def stop(self) -> None:
         self._timer.cancel()

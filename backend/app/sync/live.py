@@ -122,6 +122,7 @@ class Subscription:
         # Set when it fell behind (too many notices unread): re-read the state, then go on.
         self.stale = False
         self.closed = False
+        self.nudged = False
 
     def put(self, notice: Notice) -> None:
         if len(self._notices) >= _QUEUE_LIMIT:
@@ -135,23 +136,26 @@ class Subscription:
         self.closed = True
         self._wake()
 
+    def nudge(self) -> None:
+        """Wake the stream with nothing to tell (its heartbeat is due)."""
+        self.nudged = True
+        self._wake()
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def take(self, timeout: float) -> list[Notice]:
-        """What was announced since the last call, waiting up to `timeout` for something
-        (empty when nothing came). Returns at once when closed or stale."""
-        if not self._notices and not self.stale and not self.closed:
-            loop = asyncio.get_running_loop()
-            self._waiter = waiter = loop.create_future()
-            timer = loop.call_later(timeout, self._wake)
+    async def take(self) -> list[Notice]:
+        """What was announced since the last call, once there is something (empty when only
+        nudged). Returns at once when closed or stale."""
+        if not self._notices and not self.stale and not self.closed and not self.nudged:
+            self._waiter = waiter = asyncio.get_running_loop().create_future()
             try:
                 await waiter
             finally:
-                timer.cancel()
                 self._waiter = None
+        self.nudged = False
         notices, self._notices = self._notices, []
         return notices
 
