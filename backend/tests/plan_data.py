@@ -95,10 +95,9 @@ _SETUP = (
 
 _STATEMENTS = (
     """
-    INSERT INTO users (id, email, full_name, password_hash, is_active, token_version,
-                       email_verified_at)
+    INSERT INTO users (id, email, full_name, password_hash, is_active, email_verified_at)
     SELECT pg_temp.plan_id(:user, u), 'plan' || u || '@example.com', 'Plan User ' || u,
-           :password_hash, true, 0, now()
+           :password_hash, true, now()
     FROM generate_series(1, :users) AS u
     """,
     """
