@@ -2,7 +2,7 @@
 // Loaded as an ES module (see index.html); no build step. This module signs in and out and
 // picks the screen from the URL: #/trips/<id> is a trip, anything else the home screen.
 
-import { API_BASE, api, clearToken, getToken, session, setToken, setUnauthorizedHandler } from "./api.js";
+import { API_BASE, api, clearTokens, getToken, session, setTokens, setUnauthorizedHandler } from "./api.js";
 import { clearHome, showHome } from "./home.js";
 import { leaveTrip, showTrip } from "./trip.js";
 import { $, act, clearError, onSubmit } from "./ui.js";
@@ -11,7 +11,7 @@ const TRIP_ROUTE = /^#\/trips\/([0-9a-f-]{36})$/i;
 
 function showLoggedOut() {
   leaveTrip();
-  clearToken();
+  clearTokens();
   session.me = null;
   clearHome();
   $("#whoami").textContent = "";
@@ -44,8 +44,9 @@ async function showLoggedIn() {
 }
 
 async function logIn(email, password) {
-  const token = await api("/auth/login", { method: "POST", form: { username: email, password }, auth: false });
-  setToken(token.access_token);
+  // A new session of this browser; GET /users/me/sessions labels it with the User-Agent.
+  const tokens = await api("/auth/login", { method: "POST", form: { username: email, password }, auth: false });
+  setTokens(tokens);
   await showLoggedIn();
 }
 
@@ -62,11 +63,19 @@ onSubmit("#register-form", async ({ email, password, full_name }, form) => {
   form.reset();
 });
 
-$("#logout").addEventListener("click", () => {
-  clearError();
-  window.history.replaceState(null, "", window.location.pathname + window.location.search);
-  showLoggedOut();
-});
+// Ends the session on the server (its tokens stop working at once), then forgets them here.
+$("#logout").addEventListener("click", (event) =>
+  act(event.currentTarget, async () => {
+    window.history.replaceState(null, "", window.location.pathname + window.location.search);
+    try {
+      await api("/auth/logout", { method: "POST" });
+    } catch (err) {
+      if (err.problem?.status !== 401) throw err; // 401: the session had already ended
+    } finally {
+      showLoggedOut(); // signed out here even if the API could not be reached
+    }
+  }),
+);
 
 window.addEventListener("hashchange", () => act(null, route));
 

@@ -13,6 +13,7 @@ from app.core.db import get_sessionmaker
 from app.feed import service as sync_service
 from app.idempotency import service as idempotency_service
 from app.ratelimit import service as rate_limit
+from app.users import sessions
 
 
 class BatchDelete(Protocol):
@@ -26,6 +27,7 @@ CLEANUP_TASKS: dict[str, BatchDelete] = {
     "expired idempotency keys": idempotency_service.delete_expired_keys,
     "tombstones past the sync retention": sync_service.prune_tombstones,
     "ended rate-limit windows": rate_limit.delete_expired_counters,
+    "sessions unused past their expiry": sessions.delete_expired_sessions,
 }
 
 DEFAULT_BATCH_SIZE = 1000
@@ -58,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cleanup_parser = commands.add_parser(
         "cleanup",
         help="delete what has outlived its retention "
-        "(idempotency keys, tombstones, rate-limit windows)",
+        "(idempotency keys, tombstones, rate-limit windows, expired sessions)",
     )
     cleanup_parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="rows per transaction"

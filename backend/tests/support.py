@@ -4,15 +4,18 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session
 
 from app.core import db
+from app.core.columns import utcnow
 from app.core.security import create_access_token
-from app.users.models import User
+from app.users.models import User, UserSession
 
 PASSWORD = "correct horse battery"
 
@@ -95,9 +98,38 @@ def counted_statements(engine: Engine) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", count)
 
 
+# Test sessions have ids derived from their user's, so `auth` finds the same one each time.
+_TEST_SESSIONS = uuid.UUID("5e55105e-7e57-4000-8000-000000000000")
+
+
+def session_of(user: User) -> uuid.UUID:
+    """The id of the user's test session, as if they had logged in once (made on first use
+    through the app's sessions, so it goes where the test's writes go)."""
+    session_id = uuid.uuid5(_TEST_SESSIONS, str(user.id))
+    now = utcnow()
+    with db.get_sessionmaker()() as session:
+        session.execute(
+            insert(UserSession)
+            .values(
+                id=session_id,
+                user_id=user.id,
+                device_label="Test client",
+                refresh_key=uuid.uuid4(),
+                refresh_hash=b"",
+                created_at=now,
+                last_used_at=now,
+                expires_at=now + timedelta(days=1),
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        session.commit()
+    return session_id
+
+
 def auth(user: User, *, if_match: str | int | None = None) -> dict[str, str]:
-    """The user's bearer token; with `if_match`, also If-Match: a version (42 → "42") or "*"."""
-    headers = {"Authorization": f"Bearer {create_access_token(user.id, user.token_version)}"}
+    """The user's bearer token (of their test session); with `if_match`, also If-Match: a
+    version (42 → "42") or "*"."""
+    headers = {"Authorization": f"Bearer {create_access_token(user.id, session_of(user))}"}
     if if_match is not None:
         headers["If-Match"] = if_match if isinstance(if_match, str) else f'"{if_match}"'
     return headers

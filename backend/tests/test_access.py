@@ -31,6 +31,13 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/auth/register"): Rule(public=True),
     ("POST", "/auth/login"): Rule(public=True),
     ("POST", "/auth/verify-email"): Rule(public=True),
+    # The refresh token is the credential (tests/users/test_sessions.py).
+    ("POST", "/auth/refresh"): Rule(public=True),
+    ("POST", "/auth/logout"): Rule(),
+    # Only the caller's own sessions; another user's is the same 404 as a missing one
+    # (tests/users/test_sessions.py).
+    ("GET", "/users/me/sessions"): Rule(),
+    ("DELETE", "/users/me/sessions/{session_id}"): Rule(),
     ("POST", "/users/me/verification-email"): Rule(),
     ("GET", "/users/me"): Rule(),
     ("PATCH", "/users/me"): Rule(),

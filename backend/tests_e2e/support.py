@@ -4,6 +4,7 @@ import email
 import email.policy
 import json
 import os
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -74,14 +75,27 @@ class Stack:
     def verify_email(self, address: str) -> None:
         self.request("POST", "/auth/verify-email", body={"token": self.mailed_token(address)})
 
-    def log_in(self, address: str) -> str:
-        """An access token, as another device of the user would hold it."""
+    def status(self, method: str, path: str, **options: Any) -> int:
+        """The status of one API call (`request`'s options), errors included."""
+        try:
+            self.request(method, path, **options)
+        except urllib.error.HTTPError as error:
+            return error.code
+        return 200
+
+    def sign_in(self, address: str, device_label: str = "Phone") -> dict[str, Any]:
+        """A new session, as another device of the user would start it: the token response."""
+        form = {"username": address, "password": PASSWORD, "device_label": device_label}
         request = urllib.request.Request(  # noqa: S310 (http://127.0.0.1 only)
-            f"{self.base_url}/auth/login",
-            data=urllib.parse.urlencode({"username": address, "password": PASSWORD}).encode(),
+            f"{self.base_url}/auth/login", data=urllib.parse.urlencode(form).encode()
         )
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            token: str = json.load(response)["access_token"]
+            tokens: dict[str, Any] = json.load(response)
+        return tokens
+
+    def log_in(self, address: str) -> str:
+        """An access token, as another device of the user would hold it."""
+        token: str = self.sign_in(address)["access_token"]
         return token
 
 

@@ -68,7 +68,11 @@ class Settings(BaseSettings):
     DB_LISTEN_URL: PostgresDsn | None = None
 
     SECRET_KEY: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
-    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60 * 24, ge=1, le=60 * 24 * 30)
+    # Sessions: a short-lived access token (checked against its session on every request)
+    # and a refresh token that is replaced at each use; a session unused for longer than
+    # REFRESH_TOKEN_TTL_DAYS ends.
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1, le=60 * 24 * 30)
+    REFRESH_TOKEN_TTL_DAYS: int = Field(default=30, ge=1, le=365)
     INVITATION_TTL_DAYS: int = Field(default=14, ge=1, le=365)
     # How long deletions are remembered for offline devices; a device that has not synced for
     # longer must take a new snapshot. Weeks: offline trips last weeks.
@@ -140,6 +144,12 @@ class Settings(BaseSettings):
                 f"DB_MAX_CONCURRENT_REQUESTS ({admitted}) may not exceed THREADPOOL_SIZE "
                 f"({self.THREADPOOL_SIZE}): an admitted request must not queue for a thread "
                 "while it holds a connection"
+            )
+        if self.ACCESS_TOKEN_EXPIRE_MINUTES >= self.REFRESH_TOKEN_TTL_DAYS * 24 * 60:
+            raise ValueError(
+                f"ACCESS_TOKEN_EXPIRE_MINUTES ({self.ACCESS_TOKEN_EXPIRE_MINUTES}) must be shorter "
+                f"than REFRESH_TOKEN_TTL_DAYS ({self.REFRESH_TOKEN_TTL_DAYS} days): an access "
+                "token may not outlive its session"
             )
         if self.ENVIRONMENT is Environment.PRODUCTION:
             key = self.SECRET_KEY.get_secret_value()

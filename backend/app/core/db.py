@@ -19,6 +19,7 @@ from sqlmodel import Session
 from alembic import command
 from app.core.admission import DatabaseSlotDep
 from app.core.config import Environment, Settings, get_settings
+from app.core.errors import AppError
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,8 @@ def check_server_timeouts(settings: Settings) -> None:
 
 
 async def get_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:
-    """The request's session: committed when the route succeeds, rolled back otherwise, closed.
+    """The request's session: committed when the route succeeds, rolled back otherwise (unless
+    the error `keeps_writes`, app.core.errors.AppError), closed.
 
     Routes declare it through `SessionDep`, whose function scope makes the commit happen
     before the response is sent, so a 2xx always means the write is durable. It opens only
@@ -124,9 +126,12 @@ async def get_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:
     session = get_sessionmaker()()
     try:
         yield session
-    except BaseException:
+    except BaseException as error:
+        # Nearly every failure rolls back; one that says otherwise keeps its writes.
+        keep = isinstance(error, AppError) and error.keeps_writes
+        end = _commit_and_close if keep else _rollback_and_close
         with anyio.CancelScope(shield=True):
-            await to_thread.run_sync(_rollback_and_close, session, limiter=CapacityLimiter(1))
+            await to_thread.run_sync(end, session, limiter=CapacityLimiter(1))
         raise
     with anyio.CancelScope(shield=True):
         await to_thread.run_sync(_commit_and_close, session, limiter=CapacityLimiter(1))

@@ -30,6 +30,9 @@ class AppError(Exception):
     current_version: int | None = None
     # Seconds after which a retry may succeed (503): sent as Retry-After.
     retry_after: int | None = None
+    # The request's writes commit although it fails: for a failure whose point is a write
+    # (a reused refresh token ends its session, then 401). Everything else rolls back.
+    keeps_writes = False
 
     def __init__(self, detail: str, *, code: str | None = None) -> None:
         super().__init__(detail)

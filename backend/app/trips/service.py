@@ -25,7 +25,7 @@ from app.trips.models import (
     TripPublic,
     TripUpdate,
 )
-from app.users.models import User
+from app.users.models import User, UserSession
 
 
 def trip_not_found() -> NotFound:
@@ -95,9 +95,10 @@ def _is_member(trip_id: uuid.UUID, user_id: uuid.UUID) -> Exists:
 
 
 def find_member_access(
-    *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID, lock: bool
+    *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID, session_id: uuid.UUID, lock: bool
 ) -> tuple[Trip, Role, User] | None:
-    """The trip, the caller's role and the caller, in one query; None for a non-member.
+    """The trip, the caller's role and the caller, in one query; None for a non-member, and
+    for a caller whose session (`session_id`, app.users.sessions) has ended.
 
     With `lock` (writes), the trip row is locked first by claiming its next version, and
     only when the caller is a member at that moment; the trip and the role are then read
@@ -110,7 +111,8 @@ def find_member_access(
         select(Trip, TripMember.role, User)
         .join(TripMember, col(TripMember.trip_id) == Trip.id)
         .join(User, col(User.id) == TripMember.user_id)
-        .where(Trip.id == trip_id, TripMember.user_id == user_id)
+        .join(UserSession, col(UserSession.user_id) == User.id)
+        .where(Trip.id == trip_id, TripMember.user_id == user_id, UserSession.id == session_id)
     )
     if lock:
         statement = statement.execution_options(populate_existing=True)

@@ -3,7 +3,7 @@
 import uuid
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.core.columns import utcnow
 from app.core.email import send_email
@@ -15,12 +15,31 @@ from app.core.security import (
     hash_password,
     verify_password,
 )
-from app.users.models import EMAIL_MAX, PasswordChange, User, UserCreate, UserUpdate
+from app.users.models import (
+    EMAIL_MAX,
+    PasswordChange,
+    User,
+    UserCreate,
+    UserSession,
+    UserUpdate,
+)
+from app.users.sessions import end_all_sessions
 
 
 def get_active_user(*, session: Session, user_id: uuid.UUID) -> User | None:
     user = session.get(User, user_id)
     return user if user is not None and user.is_active else None
+
+
+def get_signed_in_user(
+    *, session: Session, user_id: uuid.UUID, session_id: uuid.UUID
+) -> User | None:
+    """The active user whose session this is, in one statement; None once the session ended."""
+    return session.exec(
+        select(User)
+        .join(UserSession, col(UserSession.user_id) == User.id)
+        .where(User.id == user_id, UserSession.id == session_id, col(User.is_active))
+    ).first()
 
 
 def get_user_by_email(*, session: Session, email: str) -> User | None:
@@ -105,10 +124,13 @@ def update_profile(*, session: Session, user: User, data: UserUpdate) -> User:
     return user
 
 
-def change_password(*, session: Session, user: User, data: PasswordChange) -> None:
+def change_password(
+    *, session: Session, user: User, data: PasswordChange, current_session_id: uuid.UUID
+) -> None:
+    """Every other session of the user ends: whoever knew the old password is signed out."""
     if not verify_password(data.current_password, user.password_hash):
         raise BadRequest("The current password is incorrect.", code="wrong_current_password")
     user.password_hash = hash_password(data.new_password)
-    user.token_version += 1  # every token issued before this change stops working
     user.updated_at = utcnow()
     session.add(user)
+    end_all_sessions(session=session, user_id=user.id, except_session_id=current_session_id)

@@ -61,6 +61,12 @@ def test_settings_are_read_from_a_dotenv_file(tmp_path, monkeypatch: pytest.Monk
             "DB_MAX_CONCURRENT_REQUESTS",
         ),
         ({"DB_MAX_CONCURRENT_REQUESTS": 11, "THREADPOOL_SIZE": 10}, "DB_MAX_CONCURRENT_REQUESTS"),
+        # An access token may not outlive its session.
+        (
+            {"ACCESS_TOKEN_EXPIRE_MINUTES": 24 * 60, "REFRESH_TOKEN_TTL_DAYS": 1},
+            "ACCESS_TOKEN_EXPIRE_MINUTES",
+        ),
+        ({"REFRESH_TOKEN_TTL_DAYS": 0}, "REFRESH_TOKEN_TTL_DAYS"),
     ],
 )
 def test_invalid_settings_fail_naming_the_variable(values: dict[str, Any], named: str) -> None:
