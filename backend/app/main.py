@@ -27,6 +27,8 @@ from app.feed.router import router as sync_router
 from app.health.router import router as health_router
 from app.invitations.router import router as invitations_router
 from app.invitations.router import trip_router as trip_invitations_router
+from app.invite_links.router import router as join_router
+from app.invite_links.router import trip_router as trip_invite_links_router
 from app.itinerary.router import router as itinerary_router
 from app.participants.router import router as participants_router
 from app.sync.live import listening
@@ -93,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             participants_router,
             trip_invitations_router,
             invitations_router,
+            trip_invite_links_router,
+            join_router,
             activity_router,
             sync_router,
             itinerary_router,

@@ -289,6 +289,7 @@ def _seed(client: TestClient, owner: User, editor: User) -> dict[str, list[str]]
     )
     assert sent.status_code == 201, sent.text
     invitation = sent.json()
+    link = factories.create_invite_link(client, owner, trip["id"], role="editor", max_uses=5)
     return {
         "trip_id": [trip["id"]],
         "user_id": [str(editor.id)],
@@ -298,6 +299,7 @@ def _seed(client: TestClient, owner: User, editor: User) -> dict[str, list[str]]
         "expense_id": [expense["id"]],
         "settlement_id": [settlement["id"]],
         "invitation_id": [invitation["id"]],
+        "link_id": [link["id"]],
     }
 
 
