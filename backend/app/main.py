@@ -34,15 +34,16 @@ from app.participants.router import router as participants_router
 from app.sync.live import listening
 from app.trips import hooks as trip_hooks
 from app.trips.router import router as trips_router
-from app.users.router import auth_router, users_router
+from app.users import hooks as user_hooks
+from app.users.router import auth_router, export_router, users_router
 
 logger = logging.getLogger("app")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    if missing := trip_hooks.unsubscribed():
-        raise RuntimeError(f"trip hooks without a subscriber: {', '.join(missing)}")
+    if missing := trip_hooks.unsubscribed() + user_hooks.unsubscribed():
+        raise RuntimeError(f"hooks without a subscriber: {', '.join(missing)}")
     tune_malloc()  # before the first password hash (app.api.memory says why)
 
     @asynccontextmanager
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             health_router,
             auth_router,
             users_router,
+            export_router(),
             trips_router,
             participants_router,
             trip_invitations_router,

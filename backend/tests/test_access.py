@@ -35,6 +35,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/users/me"): Rule(),
     ("PATCH", "/users/me"): Rule(),
     ("PUT", "/users/me/password"): Rule(),
+    # The caller's own account only: tests/users/test_account_deletion.py, test_export.py.
+    ("DELETE", "/users/me"): Rule(),
+    ("GET", "/users/me/export"): Rule(),
     ("GET", "/trips"): Rule(),
     ("POST", "/trips"): Rule(),
     ("GET", "/trips/{trip_id}"): Rule(in_trip=True),

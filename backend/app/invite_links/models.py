@@ -130,3 +130,16 @@ class JoinedTrip(SQLModel):
 
     trip: TripPublic
     membership: MemberPublic
+
+
+class InviteLinkExported(SQLModel):
+    """An invite link the account created, in its export (never its token: it is not kept)."""
+
+    trip_id: uuid.UUID
+    id: uuid.UUID
+    role: Role
+    created_at: datetime
+    expires_at: datetime
+    uses: int
+    max_uses: int
+    revoked_at: datetime | None

@@ -11,6 +11,7 @@ cannot come back, or bring others, through a link they made before).
 import hashlib
 import secrets
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
 from sqlalchemy import and_, func, update
@@ -26,11 +27,13 @@ from app.invite_links.models import (
     InviteLink,
     InviteLinkCreate,
     InviteLinkCreated,
+    InviteLinkExported,
     InviteLinkPublic,
     JoinedTrip,
 )
 from app.trips import service as trip_service
 from app.trips.models import MemberPublic, Role, TripMember, TripPublic
+from app.users import export
 from app.users.models import User
 
 TOKEN_BYTES = 32
@@ -87,9 +90,7 @@ def create_link(
     return InviteLinkCreated(**public.model_dump(), token=token, join_path=f"/join/{token}")
 
 
-def _visible_links(
-    trip_id: uuid.UUID, user_id: uuid.UUID, role: Role
-) -> Select[InviteLink, str]:
+def _visible_links(trip_id: uuid.UUID, user_id: uuid.UUID, role: Role) -> Select[InviteLink, str]:
     """The trip's links this member may see, each with its creator's current role (or None)."""
     creator = aliased(TripMember)
     statement = (
@@ -208,3 +209,23 @@ def join_with_token(*, session: Session, user: User, token: str) -> tuple[Joined
             )
             return _membership(session, trip_id, user), True
     return _membership(session, trip_id, user), False
+
+
+def exported_links(session: Session, user: User) -> Iterator[InviteLinkExported]:
+    """The invite links the account created, for its export."""
+    links = session.exec(
+        export.streamed(
+            select(InviteLink)
+            .where(InviteLink.created_by == user.id)
+            .order_by(col(InviteLink.created_at), col(InviteLink.id))
+        )
+    )
+    for link in links:
+        yield InviteLinkExported.model_validate(link, from_attributes=True)
+
+
+export.register(
+    export.ExportSection(
+        "invite_links", InviteLinkExported, exported_links, "The invite links the account created."
+    )
+)

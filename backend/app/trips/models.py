@@ -231,3 +231,12 @@ class OwnershipTransfer(SQLModel):
     model_config = REJECT_UNKNOWN_FIELDS
 
     user_id: uuid.UUID
+
+
+class MembershipExported(SQLModel):
+    """A trip the account is a member of, in its export."""
+
+    trip_id: uuid.UUID
+    trip_name: str
+    role: Role
+    joined_at: datetime

@@ -3,17 +3,19 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request, Response, status
+from fastapi.responses import StreamingResponse
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.core.admission import HASHING_TURN
 from app.core.config import get_settings
-from app.core.deps import SessionDep, before_session
+from app.core.deps import SessionDep, SnapshotSessionDep, before_session
 from app.core.errors import error_responses
 from app.core.security import create_access_token
 from app.ratelimit import service as rate_limit
-from app.users import service
-from app.users.deps import CurrentUser
+from app.users import export, service
+from app.users.deps import BearerToken, CurrentUser, authenticate, token_claims
 from app.users.models import (
+    AccountDeletion,
     EmailVerification,
     PasswordChange,
     Token,
@@ -143,3 +145,48 @@ def resend_verification_email(user: CurrentUser) -> None:
 )
 def change_my_password(session: SessionDep, user: CurrentUser, data: PasswordChange) -> None:
     service.change_password(session=session, user=user, data=data)
+
+
+@users_router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(403, 409, 422),
+    dependencies=[HASHING_TURN],
+)
+def delete_me(session: SessionDep, user: CurrentUser, data: AccountDeletion) -> None:
+    """Delete the account, confirmed with its password (`403 wrong_password` otherwise).
+
+    Refused with `409 sole_owner` while the account is the only owner of a trip: the
+    problem's `blocking` lists those trips (id, name); make another member owner (`POST
+    /trips/{id}/transfer-ownership`) or delete each first. The ledger keeps the account's
+    entries under a "Former member" guest, so every balance still sums to zero; its
+    memberships end (announced to live sync), its personal data is erased, its tokens stop
+    working and its email address can register again.
+    """
+    service.delete_account(session=session, user=user, password=data.password)
+
+
+def export_router() -> APIRouter:
+    """`GET /users/me/export`: declared when the app is assembled, once every feature has
+    registered its section (app.users.export), so the OpenAPI document describes them all."""
+    router = APIRouter(prefix="/users", tags=["users"], responses=error_responses(401))
+
+    @router.get("/me/export", response_model=export.document_model())
+    def export_me(session: SnapshotSessionDep, token: BearerToken) -> StreamingResponse:
+        """Everything stored about the caller, as one JSON document, streamed as it is read.
+
+        One consistent snapshot of the database; other people appear only as far as the
+        caller's own records need them (docs/api.md, "Account export"). A download cut
+        short is not valid JSON: fetch it again.
+        """
+        user = authenticate(session, *token_claims(token))
+        return StreamingResponse(
+            export.stream_document(session, user),
+            media_type="application/json",
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Disposition": 'attachment; filename="tripsync-export.json"',
+            },
+        )
+
+    return router
