@@ -20,6 +20,7 @@ from app.expenses.models import (
 )
 from app.idempotency.models import IdempotencyKey
 from app.invitations.models import Invitation
+from app.invite_links.models import InviteLink
 from app.itinerary import synced as _itinerary_synced  # noqa: F401
 from app.itinerary.models import ItemParticipant, ItineraryItem
 from app.participants import synced as _participants_synced  # noqa: F401
@@ -42,6 +43,7 @@ __all__ = [
     "ExpenseSplit",
     "IdempotencyKey",
     "Invitation",
+    "InviteLink",
     "ItemParticipant",
     "ItineraryItem",
     "Participant",

@@ -296,6 +296,7 @@ def _seed(client: TestClient, owner: User, editor: User) -> dict[str, list[str]]
     )
     assert other_device.status_code == 200, other_device.text
     sessions = client.get("/users/me/sessions", headers=support.auth(owner)).json()["items"]
+    link = factories.create_invite_link(client, owner, trip["id"], role="editor", max_uses=5)
     return {
         "trip_id": [trip["id"]],
         "user_id": [str(editor.id)],
@@ -306,6 +307,7 @@ def _seed(client: TestClient, owner: User, editor: User) -> dict[str, list[str]]
         "settlement_id": [settlement["id"]],
         "invitation_id": [invitation["id"]],
         "session_id": [s["id"] for s in sessions if not s["current"]],
+        "link_id": [link["id"]],
     }
 
 

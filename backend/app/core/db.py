@@ -1,7 +1,7 @@
 """The engine, the session factory, the request's session and the dev-only `init_db`."""
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from alembic import command
-from app.core.admission import DatabaseSlotDep
+from app.core.admission import DatabaseSlotDep, DatabaseSlotLongDep
 from app.core.config import Environment, Settings, get_settings
 from app.core.errors import AppError
 
@@ -135,6 +135,30 @@ async def get_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:
         raise
     with anyio.CancelScope(shield=True):
         await to_thread.run_sync(_commit_and_close, session, limiter=CapacityLimiter(1))
+
+
+def get_snapshot_session(_slot: DatabaseSlotLongDep) -> Iterator[Session]:
+    """A read-only session for a response streamed after the route returns (the export).
+
+    Unlike `get_session` it stays open until the whole response has been sent (request
+    scope: FastAPI ends it after the response), holding its database slot and connection
+    for that long, and it writes nothing: it is rolled back and closed at the end. On a
+    fresh connection its transaction is REPEATABLE READ, READ ONLY: every query of the
+    response sees one snapshot of the database, as of its first query. (A factory bound to
+    a connection already in a transaction, as the tests bind it, keeps that transaction.)
+    """
+    session = get_sessionmaker()()
+    try:
+        if isinstance(session.get_bind(), Engine):
+            session.connection(
+                execution_options={
+                    "isolation_level": "REPEATABLE READ",
+                    "postgresql_readonly": True,
+                }
+            )
+        yield session
+    finally:
+        session.close()
 
 
 def _commit_and_close(session: Session) -> None:

@@ -11,6 +11,9 @@ from app.core.fields import REJECT_UNKNOWN_FIELDS, Email, Name, PartialUpdate
 
 EMAIL_MAX = 320
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
+# What a deleted account is called wherever it is still referred to (its participants, the
+# activity it took part in); no personal data of the account survives its deletion.
+FORMER_MEMBER_NAME = "Former member"
 
 
 class UserBase(SQLModel):
@@ -49,6 +52,9 @@ class User(UserBase, table=True):
     email_verified_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime = timestamp_column()
     updated_at: datetime = timestamp_column()
+    # Set when the account was deleted: the row stays (what others recorded still points at
+    # it) but holds nothing personal, and can never sign in again (users.service).
+    deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class UserPublic(UserBase):
@@ -65,6 +71,25 @@ class UserPublic(UserBase):
             email_verified=user.email_verified_at is not None,
             created_at=user.created_at,
         )
+
+
+class AccountDeletion(SQLModel):
+    """Deleting the account is confirmed with its password."""
+
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    password: str = Field(max_length=PASSWORD_MAX)
+
+
+class AccountExported(SQLModel):
+    """The account itself, as the export (GET /users/me/export) shows it."""
+
+    id: uuid.UUID
+    email: str
+    full_name: str
+    email_verified_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 class EmailVerification(SQLModel):

@@ -5,19 +5,21 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request, Response, status
+from fastapi.responses import StreamingResponse
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.core.admission import HASHING_TURN
 from app.core.config import get_settings
-from app.core.deps import SessionDep, before_session
+from app.core.deps import SessionDep, SnapshotSessionDep, before_session
 from app.core.errors import error_responses
 from app.core.fields import NAME_PATTERN
 from app.core.pagination import Page, PageParams
 from app.ratelimit import service as rate_limit
-from app.users import service, sessions
-from app.users.deps import CurrentCaller, CurrentUser
+from app.users import export, service, sessions
+from app.users.deps import BearerToken, CurrentCaller, CurrentUser, authenticate, token_claims
 from app.users.models import (
     DEVICE_LABEL_MAX,
+    AccountDeletion,
     EmailVerification,
     PasswordChange,
     RefreshRequest,
@@ -218,3 +220,48 @@ def list_my_sessions(
 def revoke_my_session(session: SessionDep, user: CurrentUser, session_id: uuid.UUID) -> None:
     """End one of my sessions (e.g. a lost phone): its tokens stop working at once."""
     sessions.end_session(session=session, user_id=user.id, session_id=session_id)
+
+
+@users_router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(403, 409, 422),
+    dependencies=[HASHING_TURN],
+)
+def delete_me(session: SessionDep, user: CurrentUser, data: AccountDeletion) -> None:
+    """Delete the account, confirmed with its password (`403 wrong_password` otherwise).
+
+    Refused with `409 sole_owner` while the account is the only owner of a trip: the
+    problem's `blocking` lists those trips (id, name); make another member owner (`POST
+    /trips/{id}/transfer-ownership`) or delete each first. The ledger keeps the account's
+    entries under a "Former member" guest, so every balance still sums to zero; its
+    memberships end (announced to live sync), its personal data is erased, its tokens stop
+    working and its email address can register again.
+    """
+    service.delete_account(session=session, user=user, password=data.password)
+
+
+def export_router() -> APIRouter:
+    """`GET /users/me/export`: declared when the app is assembled, once every feature has
+    registered its section (app.users.export), so the OpenAPI document describes them all."""
+    router = APIRouter(prefix="/users", tags=["users"], responses=error_responses(401))
+
+    @router.get("/me/export", response_model=export.document_model())
+    def export_me(session: SnapshotSessionDep, token: BearerToken) -> StreamingResponse:
+        """Everything stored about the caller, as one JSON document, streamed as it is read.
+
+        One consistent snapshot of the database; other people appear only as far as the
+        caller's own records need them (docs/api.md, "Account export"). A download cut
+        short is not valid JSON: fetch it again.
+        """
+        user = authenticate(session, *token_claims(token))
+        return StreamingResponse(
+            export.stream_document(session, user),
+            media_type="application/json",
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Disposition": 'attachment; filename="tripsync-export.json"',
+            },
+        )
+
+    return router

@@ -7,7 +7,7 @@ from sqlmodel import Session, col, select
 
 from app.core.columns import utcnow
 from app.core.email import send_email
-from app.core.errors import BadRequest, Conflict, Unauthorized
+from app.core.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from app.core.security import (
     create_email_token,
     decode_email_token,
@@ -15,8 +15,10 @@ from app.core.security import (
     hash_password,
     verify_password,
 )
+from app.users import hooks
 from app.users.models import (
     EMAIL_MAX,
+    FORMER_MEMBER_NAME,
     PasswordChange,
     User,
     UserCreate,
@@ -24,6 +26,9 @@ from app.users.models import (
     UserUpdate,
 )
 from app.users.sessions import end_all_sessions
+
+# Matches no Argon2 hash, so no password ever verifies against a deleted account.
+_NO_PASSWORD = "!deleted"  # noqa: S105 (not a password: a value no hash check accepts)
 
 
 def get_active_user(*, session: Session, user_id: uuid.UUID) -> User | None:
@@ -134,3 +139,41 @@ def change_password(
     user.updated_at = utcnow()
     session.add(user)
     end_all_sessions(session=session, user_id=user.id, except_session_id=current_session_id)
+
+
+def deleted_address(user_id: uuid.UUID) -> str:
+    """The unique, undeliverable address (RFC 2606 `.invalid`) a deleted account keeps, so
+    its real address is free to register again."""
+    return f"deleted-{user_id.hex}@deleted.invalid"
+
+
+def delete_account(*, session: Session, user: User, password: str) -> None:
+    """Delete the account, confirmed with its password; refused while it solely owns a trip.
+
+    Every feature that refers to the account ends or anonymises that (app.users.hooks: the
+    memberships end and are announced, the participants become "former member" guests so
+    the ledger keeps its sums, private rows go), then the row itself is emptied of personal
+    data: it stays, so what others recorded (an expense's author, an activity entry) still
+    points somewhere, shown as FORMER_MEMBER_NAME. It can never sign in again: inactive, no
+    password, and every session ended, so its access and refresh tokens are refused.
+    """
+    if not verify_password(password, user.password_hash):
+        raise Forbidden(
+            "The password is incorrect; the account was not deleted.", code="wrong_password"
+        )
+    # One deletion of an account at a time: a second one waits here, then finds it gone.
+    session.refresh(user, with_for_update=True)
+    if user.deleted_at is not None or not user.is_active:
+        raise Unauthorized("The access token is no longer valid.", code="invalid_token")
+    hooks.account_deletable(session=session, user=user)
+    hooks.account_deleting(session=session, user=user)
+    now = utcnow()
+    user.email = deleted_address(user.id)
+    user.full_name = FORMER_MEMBER_NAME
+    user.password_hash = _NO_PASSWORD
+    user.email_verified_at = None
+    user.is_active = False
+    user.deleted_at = user.updated_at = now
+    session.add(user)
+    end_all_sessions(session=session, user_id=user.id)  # its access and refresh tokens stop
+    session.flush()
