@@ -125,11 +125,17 @@ class UserSession(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=DateTime(timezone=True), index=True)
 
 
-class UserSessionPublic(SQLModel):
+class UserSessionExported(SQLModel):
+    """What a session shows of itself, in the session list and the account export: never its
+    refresh key or token hash."""
+
     id: uuid.UUID
     device_label: str
     created_at: datetime
     last_used_at: datetime
+
+
+class UserSessionPublic(UserSessionExported):
     current: bool = Field(description="Whether this is the session of the access token used")
 
 

@@ -13,7 +13,7 @@ import hmac
 import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, delete, select
@@ -23,7 +23,8 @@ from app.core.config import get_settings
 from app.core.errors import NotFound, Unauthorized
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.core.security import create_access_token, issue_refresh_token, read_refresh_token
-from app.users.models import DEVICE_LABEL_MAX, Token, User, UserSession
+from app.users import export
+from app.users.models import DEVICE_LABEL_MAX, Token, User, UserSession, UserSessionExported
 
 logger = logging.getLogger(__name__)
 
@@ -169,3 +170,26 @@ def delete_expired_sessions(*, session: Session, now: datetime, limit: int) -> i
         delete(UserSession).where(col(UserSession.id).in_(expired)).returning(col(UserSession.id))
     ).all()
     return len(deleted)
+
+
+def exported_sessions(session: Session, user: User) -> Iterator[UserSessionExported]:
+    """The account's sessions (signed-in devices), for its export."""
+    rows = session.exec(
+        export.streamed(
+            select(UserSession)
+            .where(UserSession.user_id == user.id)
+            .order_by(col(UserSession.created_at), col(UserSession.id))
+        )
+    )
+    for row in rows:
+        yield UserSessionExported.model_validate(row, from_attributes=True)
+
+
+export.register(
+    export.ExportSection(
+        "sessions",
+        UserSessionExported,
+        exported_sessions,
+        "The account's signed-in devices: label, when each signed in and was last used.",
+    )
+)

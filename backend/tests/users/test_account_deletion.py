@@ -12,7 +12,7 @@ import psycopg2.extensions
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
-from sqlmodel import Session, select
+from sqlmodel import Session, col, func, select
 
 from app.activity.models import Activity
 from app.core.config import get_settings
@@ -23,7 +23,7 @@ from app.main import create_app
 from app.sync import live
 from app.trips.models import Role, Trip, TripMember
 from app.users import hooks as user_hooks
-from app.users.models import FORMER_MEMBER_NAME, User
+from app.users.models import FORMER_MEMBER_NAME, User, UserSession
 from tests import factories, support
 
 
@@ -144,11 +144,24 @@ def test_the_account_is_gone_its_tokens_stop_and_its_address_is_free(
     trip = factories.create_trip(client, alice)
     factories.join(client, alice, trip["id"], bob, "viewer")
     address, old_token = bob.email, support.auth(bob)
+    # Another device, signed in for real: an access token and a refresh token of its own.
+    phone = client.post(
+        "/auth/login",
+        data={"username": address, "password": support.PASSWORD, "device_label": "Phone"},
+    )
+    assert phone.status_code == 200, phone.text
+    phone_access = {"Authorization": f"Bearer {phone.json()['access_token']}"}
+    assert client.get("/users/me", headers=phone_access).status_code == 200
 
     assert delete_account(client, bob).status_code == 204
 
-    support.assert_problem(client.get("/users/me", headers=old_token), 401, "invalid_token")
-    support.assert_problem(client.get(f"/trips/{trip['id']}", headers=old_token), 401)
+    for access in (old_token, phone_access):
+        support.assert_problem(client.get("/users/me", headers=access), 401, "invalid_token")
+        support.assert_problem(client.get(f"/trips/{trip['id']}", headers=access), 401)
+    refreshed = client.post("/auth/refresh", json={"refresh_token": phone.json()["refresh_token"]})
+    support.assert_problem(refreshed, 401, "invalid_refresh_token")
+    # Its sessions are gone, not merely refused.
+    assert session.scalar(select(func.count()).where(col(UserSession.user_id) == bob.id)) == 0
     login = client.post("/auth/login", data={"username": address, "password": support.PASSWORD})
     support.assert_problem(login, 401, "invalid_credentials")
     # The row stays (others' records point at it) with nothing personal left in it.

@@ -93,6 +93,13 @@ def test_the_export_holds_the_callers_rows_and_no_one_elses_private_data(
     )
     assert invited.status_code == 201, invited.text
 
+    phone = client.post(
+        "/auth/login",
+        data={"username": alice.email, "password": support.PASSWORD, "device_label": "Phone"},
+    )
+    assert phone.status_code == 200, phone.text
+    support.auth(bob)  # Bob has a session too: not Alice's to see
+
     document = exported(client, alice)
 
     assert document["format"] == "tripsync-account-export/1"
@@ -114,6 +121,13 @@ def test_the_export_holds_the_callers_rows_and_no_one_elses_private_data(
     assert ids(document["invite_links"]) == {link["id"]}
     assert "token" not in json.dumps(document["invite_links"])
     assert [i["trip_name"] for i in document["invitations_received"]] == ["Carol's own trip"]
+    # Her signed-in devices (the tests' own session and the phone), never a token or its hash.
+    assert sorted(row["device_label"] for row in document["sessions"]) == ["Phone", "Test client"]
+    assert all(
+        set(row) == {"id", "device_label", "created_at", "last_used_at"}
+        for row in document["sessions"]
+    )
+    assert phone.json()["refresh_token"] not in json.dumps(document)
     # Alice sent Bob's invitation: the address she typed is hers to see, and only there.
     assert [i["email"] for i in document["invitations_sent"]] == [bob.email]
     actions = {entry["action"] for entry in document["activity"]}
@@ -134,6 +148,7 @@ def test_the_export_holds_the_callers_rows_and_no_one_elses_private_data(
         bobs_item["id"],
         carol.email,
         "Carol Elsewhere",
+        str(support.session_of(bob)),
     ):
         assert private not in text, private
 
