@@ -22,6 +22,7 @@ from app.idempotency.models import IdempotencyKey
 from app.invitations.models import Invitation
 from app.itinerary import synced as _itinerary_synced  # noqa: F401
 from app.itinerary.models import ItemParticipant, ItineraryItem
+from app.outbox.models import OutboxMessage
 from app.participants import synced as _participants_synced  # noqa: F401
 from app.participants.models import Participant
 from app.ratelimit.models import RateLimitCounter
@@ -44,6 +45,7 @@ __all__ = [
     "Invitation",
     "ItemParticipant",
     "ItineraryItem",
+    "OutboxMessage",
     "Participant",
     "ParticipantTotals",
     "RateLimitCounter",
