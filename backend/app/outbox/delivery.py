@@ -142,8 +142,8 @@ def _text(answer: bytes | str) -> str:
 
 def open_transport(settings: Settings) -> Transport:
     """The transport EMAIL_DELIVERY names."""
-    if settings.EMAIL_DELIVERY is EmailDelivery.MEMORY:
+    if settings.EMAIL_DELIVERY == EmailDelivery.MEMORY:
         return MemoryTransport()
-    if settings.EMAIL_DELIVERY is EmailDelivery.FILE:
+    if settings.EMAIL_DELIVERY == EmailDelivery.FILE:
         return FileTransport(REPO_DIR / settings.EMAIL_OUTBOX_DIR)
     return SmtpTransport(settings)

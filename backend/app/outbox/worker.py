@@ -119,10 +119,11 @@ class OutboxWorker:
         transport = self.transport_factory(settings)
         try:
             for index, message in enumerate(messages):
-                # Send only with time to spare on the claim, else another worker could too.
-                spare = lease_ends - time.monotonic()
-                if spare < settings.outbox_send_budget_seconds or not self.pacer.wait_turn(
-                    self.stop
+                # Wait for the rate's turn, then send only with time to spare on the claim,
+                # else another worker could send it too.
+                if (
+                    not self.pacer.wait_turn(self.stop)
+                    or lease_ends - time.monotonic() < settings.outbox_send_budget_seconds
                 ):
                     result.released = self._release(messages[index:], claim_token)
                     break
@@ -135,7 +136,7 @@ class OutboxWorker:
                     break
                 except DeliveryFailed as error:
                     status = self._settle_failure(message, claim_token, error, now)
-                    if status is OutboxStatus.DEAD:
+                    if status == OutboxStatus.DEAD:
                         result.dead += 1
                     else:
                         result.retried += 1
@@ -175,7 +176,7 @@ class OutboxWorker:
                 settings=self.settings,
             )
             session.commit()
-        if status is OutboxStatus.DEAD:
+        if status == OutboxStatus.DEAD:
             logger.error("outbox: message %s is a dead letter: %s", message.id, error)
         else:
             logger.warning("outbox: message %s failed, will retry: %s", message.id, error)
