@@ -86,3 +86,11 @@ class WorkerThreads:
             thread.start()
             self.threads.append(thread)
         return workers
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    """Poll `condition` until it holds (fails after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"still not true after {timeout}s"
+        time.sleep(0.01)
