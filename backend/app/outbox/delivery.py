@@ -110,6 +110,8 @@ class SmtpTransport:
         except smtplib.SMTPRecipientsRefused as error:
             codes = [code for code, _ in error.recipients.values()]
             raise DeliveryFailed(_describe(error), permanent=min(codes) >= 500) from error
+        except smtplib.SMTPNotSupportedError as error:  # e.g. a UTF-8 address, no SMTPUTF8
+            raise DeliveryFailed(_describe(error), permanent=True) from error
         except smtplib.SMTPResponseException as error:
             self.close()
             raise DeliveryFailed(_describe(error), permanent=error.smtp_code >= 500) from error

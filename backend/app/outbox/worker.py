@@ -55,6 +55,14 @@ def build_email(message: OutboxMessage, settings: Settings) -> EmailMessage:
     return email
 
 
+def _email_or_refusal(message: OutboxMessage, settings: Settings) -> EmailMessage:
+    """The MIME message, or DeliveryFailed for good when the row cannot make one."""
+    try:
+        return build_email(message, settings)
+    except (ValueError, TypeError) as error:  # e.g. a header the email package refuses
+        raise DeliveryFailed(f"cannot build the message: {error}"[:400], permanent=True) from error
+
+
 class Pacer:
     """At most `rate` sends a second: each waits for its turn (or for the worker to stop)."""
 
@@ -94,6 +102,11 @@ class OutboxWorker:
             except SQLAlchemyError as error:
                 logger.warning("outbox worker: database unavailable (%s)", type(error).__name__)
                 result = PassResult(outage=True)
+            except Exception:
+                # A bug must not stop the mail: log it, wait as for an outage, go on. The
+                # batch's claims run out, and a message that keeps failing ends as a dead letter.
+                logger.exception("outbox worker: unexpected error")
+                result = PassResult(outage=True)
             if result.outage:
                 self.stop.wait(wait)
                 wait = min(wait * 2, settings.OUTBOX_OUTAGE_MAX_WAIT_SECONDS)
@@ -128,7 +141,7 @@ class OutboxWorker:
                     result.released = self._release(messages[index:], claim_token)
                     break
                 try:
-                    transport.send(message.id, build_email(message, settings))
+                    transport.send(message.id, _email_or_refusal(message, settings))
                 except TransportUnavailable as error:
                     logger.warning("outbox: mail server unavailable, will retry: %s", error)
                     result.outage = True

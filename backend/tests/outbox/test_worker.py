@@ -276,3 +276,31 @@ def test_file_delivery_that_cannot_write_is_an_outage(tmp_path: Path) -> None:
     transport = FileTransport(blocker / "outbox")
     with pytest.raises(TransportUnavailable):
         transport.send(uuid.uuid4(), email.message.EmailMessage())
+
+
+def test_a_message_the_email_package_refuses_is_a_dead_letter(session: Session) -> None:
+    broken = _queue(session, subject="Line one\nBcc: everyone@example.com")
+    fine = _queue(session)
+    transport = Scripted()
+    result = OutboxWorker(transport_factory=transport).run_once()
+    assert (result.dead, result.sent) == (1, 1)
+    assert _reload(session, broken).status == OutboxStatus.DEAD
+    assert "cannot build the message" in (_reload(session, broken).last_error or "")
+    assert transport.sent == [fine.id]
+
+
+def test_an_unexpected_error_does_not_stop_the_worker(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = OutboxWorker(_settings(OUTBOX_POLL_SECONDS=0.01))
+    passes = []
+
+    def failing_pass(**_: Any) -> Any:
+        passes.append(1)
+        if len(passes) == 3:
+            worker.stop.set()
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(worker, "run_once", failing_pass)
+    worker.run()  # returns once stopped, after three failed passes
+    assert len(passes) == 3
