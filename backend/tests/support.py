@@ -5,6 +5,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from email.message import EmailMessage
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -171,3 +172,38 @@ def list_items(client: TestClient, user: User, trip_id: str, **params: str) -> l
 def titles(items: list[Any]) -> list[str]:
     """The items' titles, in order."""
     return [item["title"] for item in items]
+
+
+def deliver_mail() -> list[EmailMessage]:
+    """Run the outbox worker until nothing is due (EMAIL_DELIVERY=memory, inside the test's
+    transaction); the messages it sent."""
+    from app.outbox import delivery
+    from app.outbox.worker import OutboxWorker, drain
+
+    before = len(delivery.sent_in_memory)
+    drain(OutboxWorker())
+    return delivery.sent_in_memory[before:]
+
+
+def mail_to(address: str) -> list[EmailMessage]:
+    """Every message delivered to `address` so far, oldest first (the outbox is sent first)."""
+    from app.outbox import delivery
+
+    deliver_mail()
+    return [message for message in delivery.sent_in_memory if message["To"] == address]
+
+
+def text_of(message: EmailMessage) -> str:
+    """The plain-text part of a message."""
+    part = message.get_body(("plain",))
+    assert part is not None, message
+    return str(part.get_content())  # type: ignore[attr-defined]
+
+
+def mailed_token(address: str) -> str:
+    """The verification token in the newest mail to `address` that carries one."""
+    for message in reversed(mail_to(address)):
+        for line in text_of(message).splitlines():
+            if line.startswith("token: "):
+                return line[len("token: ") :]
+    raise AssertionError(f"no token was mailed to {address}")

@@ -21,6 +21,7 @@ from app.invitations.models import (
     InvitationStatus,
     ReceivedInvitation,
 )
+from app.outbox import service as outbox
 from app.trips import service as trip_service
 from app.trips.models import Role, Trip, TripMember
 from app.users import export
@@ -75,6 +76,7 @@ def invite(
         expires_at=utcnow() + timedelta(days=get_settings().INVITATION_TTL_DAYS),
     )
     session.add(invitation)
+    _queue_invitation_email(session, invitation, inviter)
     record_activity(
         session=session,
         trip_id=trip_id,
@@ -86,6 +88,28 @@ def invite(
     )
     session.flush()
     return invitation
+
+
+def _queue_invitation_email(session: Session, invitation: Invitation, inviter: User) -> None:
+    """Tell the invitee, with a link to the invitation in the web client."""
+    trip = session.get(Trip, invitation.trip_id)  # loaded already by the access check
+    assert trip is not None
+    outbox.enqueue(
+        session=session,
+        kind="invitation",
+        to=invitation.email,
+        subject=f"{inviter.full_name} invites you to {trip.name} on TripSync",
+        context={
+            "inviter_name": inviter.full_name,
+            "trip_name": trip.name,
+            "start_date": trip.start_date.isoformat(),
+            "end_date": trip.end_date.isoformat(),
+            "role": invitation.role,
+            "email": invitation.email,
+            "expires_on": invitation.expires_at.date().isoformat(),
+            "link": outbox.public_link(f"/invitations/{invitation.id}"),
+        },
+    )
 
 
 def list_for_trip(

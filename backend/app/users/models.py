@@ -92,6 +92,16 @@ class AccountExported(SQLModel):
     updated_at: datetime
 
 
+class RegistrationAccepted(SQLModel):
+    """The answer to every valid registration: it does not say whether the address was new."""
+
+    email: str
+    message: str = (
+        "Registration received, and a message is on its way to this address. If the address "
+        "was new, log in now with it and the password you chose."
+    )
+
+
 class EmailVerification(SQLModel):
     model_config = REJECT_UNKNOWN_FIELDS
 

@@ -23,6 +23,7 @@ from app.users.models import (
     EmailVerification,
     PasswordChange,
     RefreshRequest,
+    RegistrationAccepted,
     Token,
     UserCreate,
     UserPublic,
@@ -50,14 +51,19 @@ def limit_registrations(request: Request) -> None:
 
 @auth_router.post(
     "/register",
-    status_code=status.HTTP_201_CREATED,
-    response_model=UserPublic,
-    responses=error_responses(409, 422, 429),
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RegistrationAccepted,
+    responses=error_responses(422, 429),
     dependencies=[before_session(limit_registrations), HASHING_TURN],
 )
-def register(session: SessionDep, data: UserCreate) -> UserPublic:
-    """Create an account; a verification token is mailed to the address."""
-    return UserPublic.of(service.register_user(session=session, data=data))
+def register(session: SessionDep, data: UserCreate) -> RegistrationAccepted:
+    """Register an address; the answer is the same whether or not it already has an account.
+
+    A new address gets an account and a verification mail; an address that has an account is
+    left as it was, and its owner is mailed that someone tried. Then log in (`/auth/login`).
+    """
+    service.register_user(session=session, data=data)
+    return RegistrationAccepted(email=data.email)
 
 
 @auth_router.post("/verify-email", response_model=UserPublic, responses=error_responses(400, 422))
@@ -171,9 +177,9 @@ def update_me(session: SessionDep, user: CurrentUser, data: UserUpdate) -> UserP
 
 
 @users_router.post("/me/verification-email", status_code=status.HTTP_202_ACCEPTED)
-def resend_verification_email(user: CurrentUser) -> None:
+def resend_verification_email(session: SessionDep, user: CurrentUser) -> None:
     """Mail a new verification token to the current address."""
-    service.send_verification_email(user=user)
+    service.queue_verification_email(session=session, user=user)
 
 
 @users_router.put(

@@ -1,12 +1,13 @@
 """Accounts: registration, authentication, profile and password changes."""
 
 import uuid
+from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.core.columns import utcnow
-from app.core.email import send_email
+from app.core.config import get_settings
 from app.core.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from app.core.security import (
     create_email_token,
@@ -15,6 +16,7 @@ from app.core.security import (
     hash_password,
     verify_password,
 )
+from app.outbox import service as outbox
 from app.users import hooks
 from app.users.models import (
     EMAIL_MAX,
@@ -29,6 +31,9 @@ from app.users.sessions import end_all_sessions
 
 # Matches no Argon2 hash, so no password ever verifies against a deleted account.
 _NO_PASSWORD = "!deleted"  # noqa: S105 (not a password: a value no hash check accepts)
+
+# The outbox kind of the notice sent when someone registers an address that has an account.
+REGISTRATION_NOTICE = "registration_attempt"
 
 
 def get_active_user(*, session: Session, user_id: uuid.UUID) -> User | None:
@@ -51,38 +56,75 @@ def get_user_by_email(*, session: Session, email: str) -> User | None:
     return session.exec(select(User).where(User.email == email.lower())).first()
 
 
-def _flush_unique_email(session: Session) -> None:
+def _email_taken_at_flush(session: Session, user: User) -> bool:
+    """Write `user` in a savepoint; True when its address was taken meanwhile (a race), and
+    then nothing else of the transaction is lost."""
     try:
-        with session.begin_nested():
+        with session.begin_nested():  # flushes what was pending before, outside the savepoint
+            session.add(user)
             session.flush()
     except IntegrityError:
-        raise Conflict("An account with this email already exists.", code="email_taken") from None
+        return True
+    return False
 
 
-def register_user(*, session: Session, data: UserCreate) -> User:
-    if get_user_by_email(session=session, email=data.email) is not None:
+def _flush_unique_email(session: Session, user: User) -> None:
+    if _email_taken_at_flush(session, user):
         raise Conflict("An account with this email already exists.", code="email_taken")
-    user = User(
-        email=data.email, full_name=data.full_name, password_hash=hash_password(data.password)
+
+
+def register_user(*, session: Session, data: UserCreate) -> None:
+    """Create the account and queue its verification mail; when the address already has an
+    account, change nothing and queue a notice to its owner instead.
+
+    The caller cannot tell the two apart: the route answers the same, and the password is
+    hashed in both branches so the time taken does not tell either.
+    """
+    password_hash = hash_password(data.password)
+    existing = get_user_by_email(session=session, email=data.email)
+    if existing is None:
+        user = User(email=data.email, full_name=data.full_name, password_hash=password_hash)
+        if not _email_taken_at_flush(session, user):
+            queue_verification_email(session=session, user=user)
+            return
+        # Another registration of this address committed first (the savepoint's rollback
+        # took the losing account out of the session): the same answer as above.
+        existing = get_user_by_email(session=session, email=data.email)
+    if existing is not None and existing.is_active:
+        _queue_registration_notice(session=session, user=existing)
+
+
+def _queue_registration_notice(*, session: Session, user: User) -> None:
+    """Tell the owner someone tried to register their address: at most one notice per
+    REGISTRATION_NOTICE_INTERVAL_MINUTES, so repeated attempts cannot flood their inbox."""
+    interval = timedelta(minutes=get_settings().REGISTRATION_NOTICE_INTERVAL_MINUTES)
+    if outbox.queued_since(
+        session=session, kind=REGISTRATION_NOTICE, to=user.email, since=utcnow() - interval
+    ):
+        return
+    outbox.enqueue(
+        session=session,
+        kind=REGISTRATION_NOTICE,
+        to=user.email,
+        subject="Someone tried to register with your address on TripSync",
+        context={"full_name": user.full_name, "link": outbox.public_link("/")},
     )
-    session.add(user)
-    _flush_unique_email(session)  # two registrations racing for one email
-    send_verification_email(user=user)
-    return user
 
 
-def send_verification_email(*, user: User) -> None:
+def queue_verification_email(*, session: Session, user: User) -> None:
     """Mail a token to the account's address; presenting it proves the address is theirs."""
     token = create_email_token(user.id, user.email)
-    send_email(
+    outbox.enqueue(
+        session=session,
+        kind="email_verification",
         to=user.email,
         subject="Confirm your email address for TripSync",
-        body=(
-            f"Hello {user.full_name},\n\n"
-            "To confirm this address, send this token to POST /auth/verify-email:\n\n"
-            f"token: {token}\n\n"
-            "Invitations to trips reach you once the address is confirmed.\n"
-        ),
+        context={
+            "full_name": user.full_name,
+            "token": token,
+            "link": outbox.public_link(f"/verify-email/{token}"),
+            "valid_hours": get_settings().EMAIL_VERIFICATION_TTL_HOURS,
+        },
     )
 
 
@@ -122,10 +164,9 @@ def update_profile(*, session: Session, user: User, data: UserUpdate) -> User:
     if email_changed:
         user.email_verified_at = None  # the new address must be proven again
     user.updated_at = utcnow()
-    session.add(user)
-    _flush_unique_email(session)
+    _flush_unique_email(session, user)
     if email_changed:
-        send_verification_email(user=user)
+        queue_verification_email(session=session, user=user)
     return user
 
 
