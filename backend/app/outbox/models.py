@@ -58,3 +58,14 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = timestamp_column()
     updated_at: datetime = timestamp_column()
     sent_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class OutboxMessageExported(SQLModel):
+    """A mail sent (or to be sent) to the account's address, in its export: which kind and
+    when, never its subject or text (they carry single-use links, and others' names)."""
+
+    id: uuid.UUID
+    kind: str
+    status: OutboxStatus
+    created_at: datetime
+    sent_at: datetime | None

@@ -14,6 +14,7 @@ from functools import cache
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sqlalchemy import ColumnElement, and_, delete, func, update
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.core.config import Settings, get_settings
 from app.outbox.models import OutboxMessage, OutboxStatus
@@ -70,6 +71,25 @@ def queued_since(*, session: Session, kind: str, to: str, since: datetime) -> bo
         .limit(1)
     ).first()
     return found is not None
+
+
+def messages_to(address: str) -> SelectOfScalar[OutboxMessage]:
+    """Every message to `address`, whatever its state, oldest first (for the account export)."""
+    return (
+        select(OutboxMessage)
+        .where(OutboxMessage.recipient == address)
+        .order_by(col(OutboxMessage.created_at), col(OutboxMessage.id))
+    )
+
+
+def forget_recipient(*, session: Session, address: str) -> int:
+    """Delete every message to `address`: waiting, sent or dead (an account's deletion).
+
+    Mail not yet sent is not sent; copies of mail sent are not kept until the retention. A
+    worker that is sending one at this moment finishes, and finds its claim gone.
+    """
+    result = session.execute(delete(OutboxMessage).where(col(OutboxMessage.recipient) == address))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def retry_delay(attempts: int, settings: Settings) -> timedelta:

@@ -1,6 +1,7 @@
 """Accounts: registration, authentication, profile and password changes."""
 
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -17,7 +18,8 @@ from app.core.security import (
     verify_password,
 )
 from app.outbox import service as outbox
-from app.users import hooks
+from app.outbox.models import OutboxMessageExported
+from app.users import export, hooks
 from app.users.models import (
     EMAIL_MAX,
     FORMER_MEMBER_NAME,
@@ -208,6 +210,7 @@ def delete_account(*, session: Session, user: User, password: str) -> None:
         raise Unauthorized("The access token is no longer valid.", code="invalid_token")
     hooks.account_deletable(session=session, user=user)
     hooks.account_deleting(session=session, user=user)
+    outbox.forget_recipient(session=session, address=user.email)  # unsent mail is not sent
     now = utcnow()
     user.email = deleted_address(user.id)
     user.full_name = FORMER_MEMBER_NAME
@@ -218,3 +221,19 @@ def delete_account(*, session: Session, user: User, password: str) -> None:
     session.add(user)
     end_all_sessions(session=session, user_id=user.id)  # its access and refresh tokens stop
     session.flush()
+
+
+def exported_mail(session: Session, user: User) -> Iterator[OutboxMessageExported]:
+    """The mail queued for the account's address (until the outbox's retention), for its export."""
+    for message in session.exec(export.streamed(outbox.messages_to(user.email))):
+        yield OutboxMessageExported.model_validate(message, from_attributes=True)
+
+
+export.register(
+    export.ExportSection(
+        "mail",
+        OutboxMessageExported,
+        exported_mail,
+        "Mail to the account's address still kept by the outbox: its kind, state and times.",
+    )
+)

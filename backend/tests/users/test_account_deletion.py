@@ -11,15 +11,17 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, text, update
 from sqlmodel import Session, col, func, select
 
 from app.activity.models import Activity
+from app.core.columns import utcnow
 from app.core.config import get_settings
 from app.expenses import service as expense_service
 from app.expenses.models import ParticipantTotals
 from app.idempotency.models import IdempotencyKey, user_scope
 from app.main import create_app
+from app.outbox.models import OutboxMessage, OutboxStatus
 from app.sync import live
 from app.trips.models import Role, Trip, TripMember
 from app.users import hooks as user_hooks
@@ -281,6 +283,38 @@ def test_what_only_the_account_could_see_goes_with_it(client: TestClient, sessio
     assert "Bob" not in str(entries)
 
 
+def test_mail_to_the_account_goes_unsent_and_unkept(client: TestClient, session: Session) -> None:
+    alice, bob = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, alice)
+    factories.join(client, alice, trip["id"], bob, "viewer")  # an invitation mailed to Bob
+    again = client.post(
+        "/auth/register",
+        json={"email": bob.email, "password": "another password", "full_name": "Not Bob"},
+    )
+    assert again.status_code == 202, again.text  # a notice mailed to Bob
+    carol = factories.make_user(session)
+    other = factories.create_trip(client, carol)
+    factories.join(client, carol, other["id"], alice, "viewer")  # and one to Alice
+    session.execute(  # the invitation to Bob went out already; the notice waits
+        update(OutboxMessage)
+        .where(col(OutboxMessage.recipient) == bob.email, col(OutboxMessage.kind) == "invitation")
+        .values(status=OutboxStatus.SENT, sent_at=utcnow())
+    )
+
+    def kinds_to(address: str) -> list[str]:
+        session.expire_all()
+        rows = session.exec(select(OutboxMessage).where(OutboxMessage.recipient == address))
+        return sorted(message.kind for message in rows)
+
+    assert kinds_to(bob.email) == ["invitation", "registration_attempt"]
+    address = bob.email
+
+    assert delete_account(client, bob).status_code == 204
+
+    assert kinds_to(address) == []  # neither sent nor kept
+    assert kinds_to(alice.email) == ["invitation"]  # mail to others stays
+
+
 def test_a_participant_with_no_records_is_removed_and_the_feed_says_so(
     client: TestClient, session: Session
 ) -> None:
@@ -373,6 +407,10 @@ def committed_people(engine: Engine) -> Iterator[tuple[User, User]]:
         connection.execute(text("DELETE FROM trips WHERE created_by = :u"), {"u": alice.id})
         for user in (alice, bob):
             connection.execute(text("DELETE FROM users WHERE id = :u"), {"u": user.id})
+            # The invitations' mail, which no worker of the tests sends.
+            connection.execute(
+                text("DELETE FROM outbox_messages WHERE recipient = :e"), {"e": user.email}
+            )
 
 
 def test_live_sync_hears_that_the_account_left_each_trip(

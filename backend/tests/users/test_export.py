@@ -128,6 +128,9 @@ def test_the_export_holds_the_callers_rows_and_no_one_elses_private_data(
         for row in document["sessions"]
     )
     assert phone.json()["refresh_token"] not in json.dumps(document)
+    # Mail to her address (Carol's invitation), by kind and time: never its text or subject.
+    assert [(m["kind"], m["status"]) for m in document["mail"]] == [("invitation", "pending")]
+    assert set(document["mail"][0]) == {"id", "kind", "status", "created_at", "sent_at"}
     # Alice sent Bob's invitation: the address she typed is hers to see, and only there.
     assert [i["email"] for i in document["invitations_sent"]] == [bob.email]
     actions = {entry["action"] for entry in document["activity"]}
