@@ -287,6 +287,7 @@ class Stream:
                 return burst
 
 
+@functools.lru_cache(maxsize=1024)  # one notice reaches every stream of the trip
 def _event_of(notice: VersionNotice | AccessNotice) -> Event:
     if isinstance(notice, VersionNotice):
         return Event("version", notice.trip_id, version=notice.version)

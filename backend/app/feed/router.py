@@ -269,10 +269,8 @@ _EVENT_SCHEMA: dict[str, Any] = {
 
 @router.get(
     "/sync/events",
-    response_class=events.EventStreamResponse,
-    # Said here: FastAPI reads a default status from a response class's __init__, and this
-    # one's takes the stream only (without it, building the OpenAPI document fails).
     status_code=status.HTTP_200_OK,
+    response_class=events.EventStreamResponse,
     responses={
         200: {
             "description": _EVENTS_DESCRIPTION,
