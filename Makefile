@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test test-e2e test-faults migrate cleanup lint fmt clean bench-sync bench-live bench
+.PHONY: install dev worker test test-e2e test-faults migrate cleanup lint fmt clean bench-sync bench-live bench
 
 $(STAMP): backend/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -21,6 +21,11 @@ install: $(STAMP)
 ## Run the API with reload on 127.0.0.1:8000 (embedded PostgreSQL unless DATABASE_URL is set).
 dev: $(STAMP)
 	cd backend && ../$(BIN)/python -m devtools.dev
+
+## Send the mail queued in the outbox (EMAIL_DELIVERY: smtp, file or memory) until stopped;
+## run one or more beside the API in production. `make dev` runs one of its own.
+worker: $(STAMP)
+	cd backend && ../$(BIN)/python -m app.worker
 
 ## Run the whole suite on a real PostgreSQL (TEST_DATABASE_URL, else an embedded server).
 ## The fault-injection tests run apart, with `make test-faults`.
@@ -41,7 +46,7 @@ test-e2e: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/alembic upgrade head
 
-## Delete what has outlived its retention (idempotency keys, tombstones, rate-limit windows); run it daily.
+## Delete what has outlived its retention (idempotency keys, tombstones, rate-limit windows, old mail); run it daily.
 cleanup: $(STAMP)
 	$(BIN)/python -m app.cli cleanup
 

@@ -5,19 +5,27 @@ API=${API:-http://127.0.0.1:8000}
 OUTBOX=${OUTBOX:-$(dirname "$0")/../.data/outbox}
 run=$RANDOM  # fresh emails on every run
 
-# Register two people and log in (OAuth2 password form).
+# Register two people (202, the same answer for a taken address) and log in (OAuth2 form).
 for who in alice bob; do
   curl -sf "$API/auth/register" -H 'Content-Type: application/json' \
     -d "{\"email\": \"$who.$run@example.com\", \"password\": \"correct horse\", \"full_name\": \"${who^}\"}" >/dev/null
 done
 token() { curl -sf "$API/auth/login" -d "username=$1.$run@example.com&password=correct horse" | jq -r .access_token; }
 
-# Confirm both addresses with the token mailed to them (`make dev` writes mail to .data/outbox).
+# Confirm both addresses with the token mailed to them. `make dev`'s outbox worker writes each
+# message to .data/outbox/<message id>.eml within a second; find it by its To header.
 mailed_token() {
-  python3 - "$(ls -t "$OUTBOX"/*-"$1.$run@example.com.eml" | head -1)" <<'PY'
-import email, email.policy, sys
-body = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=email.policy.default).get_content()
-print(next(line[7:] for line in body.splitlines() if line.startswith("token: ")))
+  python3 - "$OUTBOX" "$1.$run@example.com" <<'PY'
+import email, email.policy, pathlib, sys, time
+for _ in range(100):
+    for path in sorted(pathlib.Path(sys.argv[1]).glob("*.eml"), key=lambda p: p.stat().st_mtime):
+        message = email.message_from_binary_file(path.open("rb"), policy=email.policy.default)
+        if message["To"] == sys.argv[2]:
+            text = message.get_body(("plain",)).get_content()
+            print(next(line[7:] for line in text.splitlines() if line.startswith("token: ")))
+            sys.exit()
+    time.sleep(0.1)
+sys.exit(f"no mail to {sys.argv[2]} in {sys.argv[1]}")
 PY
 }
 for who in alice bob; do

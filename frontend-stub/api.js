@@ -1,6 +1,8 @@
-// Talking to the TripSync API: base URL, bearer token, busy indicator and problem+json errors.
+// Talking to the TripSync API: base URL, tokens (refreshed once on a 401), busy indicator and
+// problem+json errors.
 
-const TOKEN_KEY = "tripsync.token"; // sessionStorage
+const TOKEN_KEY = "tripsync.token"; // sessionStorage: the access token
+const REFRESH_KEY = "tripsync.refresh"; // sessionStorage: the refresh token (works once)
 const API_KEY = "tripsync.api"; // localStorage
 
 // ---------------------------------------------------------------- API base URL
@@ -21,19 +23,57 @@ function resolveApiBase() {
 
 export const API_BASE = resolveApiBase();
 
-// ---------------------------------------------------------------- token
+// ---------------------------------------------------------------- tokens
 
 export const getToken = () => sessionStorage.getItem(TOKEN_KEY);
-export const setToken = (token) => sessionStorage.setItem(TOKEN_KEY, token);
-export const clearToken = () => sessionStorage.removeItem(TOKEN_KEY);
+
+// Keeps the pair of a login or refresh answer (the OAuth2 token response).
+export function setTokens({ access_token, refresh_token }) {
+  sessionStorage.setItem(TOKEN_KEY, access_token);
+  sessionStorage.setItem(REFRESH_KEY, refresh_token);
+}
+
+export function clearTokens() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(REFRESH_KEY);
+}
 
 // Who is logged in (GET /users/me), shared by the views.
 export const session = { me: null };
 
-// Called when the API answers 401 to an authenticated request (token expired or invalid).
+// Called when the API answers 401 to an authenticated request and a refresh did not help
+// (the session has ended).
 let onUnauthorized = () => {};
 export function setUnauthorizedHandler(handler) {
   onUnauthorized = handler;
+}
+
+// A refresh token works once: requests that get a 401 together share one refresh, since a
+// second one with the same token would count as reuse and end the session.
+let refreshing = null;
+
+async function refreshOnce() {
+  const refresh_token = sessionStorage.getItem(REFRESH_KEY);
+  if (!refresh_token) return false;
+  try {
+    const response = await fetch(API_BASE + "/auth/refresh", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json, application/problem+json" },
+      body: JSON.stringify({ refresh_token }),
+    });
+    if (!response.ok) return false; // the session has ended
+    setTokens(await response.json());
+    return true;
+  } catch {
+    return false; // its answer may be lost, and the new token with it: sign in again
+  }
+}
+
+function refreshTokens() {
+  refreshing ??= refreshOnce().finally(() => {
+    refreshing = null;
+  });
+  return refreshing;
 }
 
 // ---------------------------------------------------------------- busy indicator (#spinner + aria-busy)
@@ -81,28 +121,44 @@ async function readBody(response) {
   }
 }
 
+// One request; with `auth`, the current access token.
+async function send(path, method, headers, body, auth) {
+  const token = auth ? getToken() : null;
+  const sent = token ? { ...headers, Authorization: `Bearer ${token}` } : headers;
+  let response;
+  try {
+    // A fresh body per attempt: a retry after a refresh sends it again.
+    response = await fetch(API_BASE + path, { method, headers: sent, body: body?.() });
+  } catch (err) {
+    throw new ApiError({ title: "Network error", detail: `Could not reach ${API_BASE}: ${err.message}` });
+  }
+  return { response, token };
+}
+
 // options: { method, json, form, auth } — json is sent as JSON, form as x-www-form-urlencoded.
 // Every write carries a fresh Idempotency-Key, so the API may answer a resent one as a replay.
+// A 401 to an authenticated request is retried once with a refreshed access token; if the
+// session has ended, the page signs out.
 export async function api(path, { method = "GET", json, form, auth = true } = {}) {
   const headers = { Accept: "application/json, application/problem+json" };
   let body;
   if (json !== undefined) {
     headers["Content-Type"] = "application/json";
-    body = JSON.stringify(json);
+    body = () => JSON.stringify(json);
   } else if (form !== undefined) {
-    body = new URLSearchParams(form); // fetch sets the urlencoded Content-Type
+    body = () => new URLSearchParams(form); // fetch sets the urlencoded Content-Type
   }
-  if (method !== "GET") headers["Idempotency-Key"] = uuid();
-  const token = getToken();
-  if (auth && token) headers.Authorization = `Bearer ${token}`;
+  if (method !== "GET") headers["Idempotency-Key"] = uuid(); // the same key for the retry
 
   setBusy(+1);
   try {
-    let response;
-    try {
-      response = await fetch(API_BASE + path, { method, headers, body });
-    } catch (err) {
-      throw new ApiError({ title: "Network error", detail: `Could not reach ${API_BASE}: ${err.message}` });
+    const first = await send(path, method, headers, body, auth);
+    let response = first.response;
+    if (response.status === 401 && first.token) {
+      // Another request may have refreshed meanwhile: then its new token is enough.
+      if (getToken() !== first.token || (await refreshTokens())) {
+        response = (await send(path, method, headers, body, auth)).response;
+      }
     }
     const data = await readBody(response);
     if (!response.ok) {

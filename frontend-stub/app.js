@@ -1,17 +1,36 @@
 // TripSync frontend stub: a tiny, dependency-free client for the TripSync API.
 // Loaded as an ES module (see index.html); no build step. This module signs in and out and
-// picks the screen from the URL: #/trips/<id> is a trip, anything else the home screen.
+// picks the screen from the URL: #/trips/<id> is a trip, #/verify-email/<token> (the link in
+// the verification mail) confirms the address, anything else (such as #/invitations/<id>, the
+// link in an invitation mail) is the home screen, which lists the invitations.
 
-import { API_BASE, api, clearToken, getToken, session, setToken, setUnauthorizedHandler } from "./api.js";
+import { API_BASE, ApiError, api, clearTokens, getToken, session, setTokens, setUnauthorizedHandler } from "./api.js";
 import { clearHome, showHome } from "./home.js";
 import { leaveTrip, showTrip } from "./trip.js";
-import { $, act, clearError, onSubmit } from "./ui.js";
+import { $, act, onSubmit } from "./ui.js";
 
 const TRIP_ROUTE = /^#\/trips\/([0-9a-f-]{36})$/i;
+const VERIFY_ROUTE = /^#\/verify-email\/([\w.-]+)$/;
+
+function notify(text) {
+  $("#notice").textContent = text;
+  $("#notice").hidden = !text;
+}
+
+// The link mailed to a new address: confirm it, then take the token out of the address bar.
+// Needs no sign-in (the token is the proof); returns whether the page was opened from one.
+async function verifyFromLink() {
+  const match = VERIFY_ROUTE.exec(window.location.hash);
+  if (!match) return false;
+  window.history.replaceState(null, "", window.location.pathname + window.location.search);
+  await api("/auth/verify-email", { method: "POST", json: { token: match[1] }, auth: false });
+  notify("Your email address is confirmed.");
+  return true;
+}
 
 function showLoggedOut() {
   leaveTrip();
-  clearToken();
+  clearTokens();
   session.me = null;
   clearHome();
   $("#whoami").textContent = "";
@@ -44,8 +63,9 @@ async function showLoggedIn() {
 }
 
 async function logIn(email, password) {
-  const token = await api("/auth/login", { method: "POST", form: { username: email, password }, auth: false });
-  setToken(token.access_token);
+  // A new session of this browser; GET /users/me/sessions labels it with the User-Agent.
+  const tokens = await api("/auth/login", { method: "POST", form: { username: email, password }, auth: false });
+  setTokens(tokens);
   await showLoggedIn();
 }
 
@@ -57,32 +77,57 @@ onSubmit("#login-form", async ({ email, password }, form) => {
 });
 
 onSubmit("#register-form", async ({ email, password, full_name }, form) => {
-  await api("/auth/register", { method: "POST", json: { email, password, full_name }, auth: false });
-  await logIn(email, password); // sign straight in with the new account
+  // The answer (202) is the same whether or not the address already had an account.
+  const accepted = await api("/auth/register", { method: "POST", json: { email, password, full_name }, auth: false });
+  try {
+    await logIn(email, password); // sign straight in with the new account
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.problem.status !== 401) throw err;
+    // Not a new account after all: the address had one, and this is not its password.
+    throw new Error(`${accepted.message} If the address already had an account, log in with its password.`);
+  }
   form.reset();
 });
 
-$("#logout").addEventListener("click", () => {
-  clearError();
-  window.history.replaceState(null, "", window.location.pathname + window.location.search);
-  showLoggedOut();
-});
+// Ends the session on the server (its tokens stop working at once), then forgets them here.
+$("#logout").addEventListener("click", (event) =>
+  act(event.currentTarget, async () => {
+    notify("");
+    window.history.replaceState(null, "", window.location.pathname + window.location.search);
+    try {
+      await api("/auth/logout", { method: "POST" });
+    } catch (err) {
+      if (err.problem?.status !== 401) throw err; // 401: the session had already ended
+    } finally {
+      showLoggedOut(); // signed out here even if the API could not be reached
+    }
+  }),
+);
 
-window.addEventListener("hashchange", () => act(null, route));
+window.addEventListener("hashchange", () =>
+  act(null, async () => {
+    if (await verifyFromLink()) {
+      if (session.me) await showLoggedIn(); // the home screen, now without the token form
+    } else await route();
+  }),
+);
 
 // ---------------------------------------------------------------- start
 
 $("#api-base").textContent = API_BASE;
 
-if (getToken()) {
-  act(null, async () => {
-    try {
-      await showLoggedIn();
-    } catch (err) {
-      if (!session.me) $("#auth-view").hidden = false; // e.g. API unreachable
-      throw err;
+act(null, async () => {
+  if (!getToken()) showLoggedOut();
+  try {
+    await verifyFromLink();
+  } finally {
+    if (getToken()) {
+      try {
+        await showLoggedIn();
+      } catch (err) {
+        if (!session.me) $("#auth-view").hidden = false; // e.g. API unreachable
+        throw err;
+      }
     }
-  });
-} else {
-  showLoggedOut();
-}
+  }
+});

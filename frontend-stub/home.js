@@ -1,4 +1,5 @@
-// The home screen once logged in: verify my email, invitations I received, my trips, new trip.
+// The home screen once logged in: verify my email, invitations I received, my trips, new trip,
+// and the devices signed in to my account.
 
 import { allPages, api, session, uuid } from "./api.js";
 import { $, act, element, onSubmit } from "./ui.js";
@@ -17,6 +18,8 @@ export function clearHome() {
   trips.cursor = null;
   $("#trips").replaceChildren();
   $("#invitations").replaceChildren();
+  $("#devices").replaceChildren();
+  $("#devices-card").open = false;
   $("#invitations-card").hidden = true;
   $("#verify-status").textContent = "";
 }
@@ -129,3 +132,45 @@ $("#resend-verification").addEventListener("click", (event) =>
     $("#verify-status").textContent = `A new token is on its way to ${session.me.email}.`;
   }),
 );
+
+// ---------------------------------------------------------------- signed-in devices
+
+const when = (iso) => new Date(iso).toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "short" });
+
+function deviceItem(device) {
+  const li = document.createElement("li");
+  li.dataset.testid = "device";
+  li.dataset.sessionId = device.id;
+  const label = element("span", device.device_label, "device-label");
+  li.append(label);
+  if (device.current) {
+    li.dataset.current = "true";
+    label.append(" ", element("span", "this device", "badge"));
+  }
+  li.append(
+    element("span", `Signed in ${when(device.created_at)} · last active ${when(device.last_used_at)}`, "muted"),
+  );
+  if (!device.current) {
+    // Ends that session: its tokens stop working at once (a lost phone). This one: "Log out".
+    const revoke = element("button", "Sign out", "secondary");
+    revoke.type = "button";
+    revoke.dataset.testid = "revoke-device";
+    revoke.addEventListener("click", () =>
+      act(revoke, async () => {
+        await api(`/users/me/sessions/${device.id}`, { method: "DELETE" });
+        await loadDevices();
+      }),
+    );
+    li.append(revoke);
+  }
+  return li;
+}
+
+async function loadDevices() {
+  const devices = await allPages("/users/me/sessions");
+  $("#devices").replaceChildren(...devices.map(deviceItem));
+}
+
+$("#devices-card").addEventListener("toggle", (event) => {
+  if (event.currentTarget.open) act(null, loadDevices);
+});

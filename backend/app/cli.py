@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
@@ -12,7 +13,9 @@ from app.core.columns import utcnow
 from app.core.db import get_sessionmaker
 from app.feed import service as sync_service
 from app.idempotency import service as idempotency_service
+from app.outbox import service as outbox_service
 from app.ratelimit import service as rate_limit
+from app.users import sessions
 
 
 class BatchDelete(Protocol):
@@ -26,6 +29,8 @@ CLEANUP_TASKS: dict[str, BatchDelete] = {
     "expired idempotency keys": idempotency_service.delete_expired_keys,
     "tombstones past the sync retention": sync_service.prune_tombstones,
     "ended rate-limit windows": rate_limit.delete_expired_counters,
+    "sessions unused past their expiry": sessions.delete_expired_sessions,
+    "sent and dead mail past the outbox retention": outbox_service.delete_finished,
 }
 
 DEFAULT_BATCH_SIZE = 1000
@@ -52,18 +57,46 @@ def cleanup(*, now: datetime | None = None, batch_size: int = DEFAULT_BATCH_SIZE
     }
 
 
+def _outbox(parser: argparse.ArgumentParser, requeue: list[str] | None) -> int:
+    ids: list[uuid.UUID] | None = None
+    if requeue:
+        try:
+            ids = [uuid.UUID(value) for value in requeue]
+        except ValueError:
+            parser.error("--requeue takes message ids (UUIDs)")
+    with get_sessionmaker()() as session:
+        if requeue is not None:
+            count = outbox_service.requeue(session=session, now=utcnow(), message_ids=ids)
+            session.commit()
+            print(f"re-queued {count} dead letter(s)")
+        counts = outbox_service.summary(session=session, now=utcnow())
+    print(", ".join(f"{name}: {count}" for name, count in counts.items()))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     cleanup_parser = commands.add_parser(
         "cleanup",
         help="delete what has outlived its retention "
-        "(idempotency keys, tombstones, rate-limit windows)",
+        "(idempotency keys, tombstones, rate-limit windows, expired sessions, sent and dead mail)",
     )
     cleanup_parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="rows per transaction"
     )
+    outbox_parser = commands.add_parser(
+        "outbox", help="show how many messages are due, waiting, sent and dead"
+    )
+    outbox_parser.add_argument(
+        "--requeue",
+        nargs="*",
+        metavar="MESSAGE_ID",
+        help="give these dead letters (none listed: every dead letter) a fresh set of attempts",
+    )
     args = parser.parse_args(argv)
+    if args.command == "outbox":
+        return _outbox(parser, args.requeue)
     if args.command == "cleanup":
         if args.batch_size < 1:
             parser.error("--batch-size must be at least 1")

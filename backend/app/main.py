@@ -29,20 +29,23 @@ from app.feed.router import router as sync_router
 from app.health.router import router as health_router
 from app.invitations.router import router as invitations_router
 from app.invitations.router import trip_router as trip_invitations_router
+from app.invite_links.router import router as join_router
+from app.invite_links.router import trip_router as trip_invite_links_router
 from app.itinerary.router import router as itinerary_router
 from app.participants.router import router as participants_router
 from app.sync.live import listening
 from app.trips import hooks as trip_hooks
 from app.trips.router import router as trips_router
-from app.users.router import auth_router, users_router
+from app.users import hooks as user_hooks
+from app.users.router import auth_router, export_router, users_router
 
 logger = logging.getLogger("app")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    if missing := trip_hooks.unsubscribed():
-        raise RuntimeError(f"trip hooks without a subscriber: {', '.join(missing)}")
+    if missing := trip_hooks.unsubscribed() + user_hooks.unsubscribed():
+        raise RuntimeError(f"hooks without a subscriber: {', '.join(missing)}")
     tune_malloc()  # before the first password hash (app.api.memory says why)
 
     @asynccontextmanager
@@ -94,10 +97,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             health_router,
             auth_router,
             users_router,
+            export_router(),
             trips_router,
             participants_router,
             trip_invitations_router,
             invitations_router,
+            trip_invite_links_router,
+            join_router,
             activity_router,
             sync_router,
             itinerary_router,

@@ -20,8 +20,10 @@ from app.expenses.models import (
 )
 from app.idempotency.models import IdempotencyKey
 from app.invitations.models import Invitation
+from app.invite_links.models import InviteLink
 from app.itinerary import synced as _itinerary_synced  # noqa: F401
 from app.itinerary.models import ItemParticipant, ItineraryItem
+from app.outbox.models import OutboxMessage
 from app.participants import synced as _participants_synced  # noqa: F401
 from app.participants.models import Participant
 from app.ratelimit.models import RateLimitCounter
@@ -42,8 +44,10 @@ __all__ = [
     "ExpenseSplit",
     "IdempotencyKey",
     "Invitation",
+    "InviteLink",
     "ItemParticipant",
     "ItineraryItem",
+    "OutboxMessage",
     "Participant",
     "ParticipantTotals",
     "RateLimitCounter",

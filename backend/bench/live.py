@@ -41,6 +41,7 @@ import psycopg2
 
 from alembic import command
 from app.core.db import REPO_DIR, alembic_config
+from bench.tokens import signed_in
 from devtools.local_postgres import LocalPostgres, free_port
 
 SECRET = "bench-secret-bench-secret-bench-secret-0123"  # noqa: S105 (a throwaway server's)
@@ -118,13 +119,11 @@ def seed(url: str, users: int) -> list[uuid.UUID]:
     with connection, connection.cursor() as cursor:
         rows = io.StringIO()
         for user in [OWNER, *viewers]:
-            rows.write(
-                f"{user}\t{user.hex}@example.com\tBench {user.hex[-6:]}\tx\tt\t0\t2027-01-01\n"
-            )
+            rows.write(f"{user}\t{user.hex}@example.com\tBench {user.hex[-6:]}\tx\tt\t2027-01-01\n")
         rows.seek(0)
         cursor.copy_expert(
-            "COPY users (id, email, full_name, password_hash, is_active, token_version,"
-            " email_verified_at) FROM STDIN",
+            "COPY users (id, email, full_name, password_hash, is_active, email_verified_at)"
+            " FROM STDIN",
             rows,
         )
         cursor.execute(
@@ -670,13 +669,7 @@ async def bench(limit: int) -> dict[str, Any]:
     try:
         command.upgrade(alembic_config(url), "head")
         viewers = seed(url, max(counts))
-        os.environ["SECRET_KEY"] = SECRET
-        from app.core.config import get_settings
-        from app.core.security import create_access_token
-
-        get_settings.cache_clear()
-        tokens = [create_access_token(user, 0) for user in viewers]
-        owner_token = create_access_token(OWNER, 0)
+        owner_token, *tokens = signed_in(url, [OWNER, *viewers], SECRET)
         runs: dict[str, Any] = {}
         here = REPO_DIR / "backend"
         for transport in transports:

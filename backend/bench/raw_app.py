@@ -32,17 +32,19 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 POOL_SIZE = int(os.environ.get("RAW_POOL_SIZE", "40"))
 _pool: ThreadedConnectionPool | None = None
 
-# TripSync's access query: the trip, the caller's role and the caller, in one round trip.
+# TripSync's access query: the trip, the caller's role and the caller in a live session, in one
+# round trip.
 ACCESS_SQL = (
     "SELECT trips.name, trips.destination, trips.start_date, trips.end_date, trips.timezone,"
     " trips.description, trips.base_currency, trips.hide_amounts_from_viewers, trips.id,"
     " trips.created_by, trips.created_at, trips.updated_at, trips.version,"
     " trips.head_version, trips.access_version, trips.pruned_version, trip_members.role,"
     " users.full_name, users.id, users.email, users.password_hash, users.is_active,"
-    " users.token_version, users.created_at, users.updated_at, users.email_verified_at"
+    " users.created_at, users.updated_at, users.email_verified_at"
     " FROM trips JOIN trip_members ON trip_members.trip_id = trips.id"
     " JOIN users ON users.id = trip_members.user_id"
-    " WHERE trips.id = %s AND trip_members.user_id = %s LIMIT 1"
+    " JOIN user_sessions ON user_sessions.user_id = users.id"
+    " WHERE trips.id = %s AND trip_members.user_id = %s AND user_sessions.id = %s LIMIT 1"
 )
 ITEM_COLUMNS = (
     "id, kind, title, notes, day, order_key, start_local, start_timezone, start_utc,"
@@ -78,16 +80,16 @@ def _query(cursor: extensions.cursor, sql: str, *params: Any) -> list[tuple[Any,
 
 
 def _trip_of(cursor: extensions.cursor, token: str, trip_id: str) -> tuple[Any, ...]:
-    """The same checks as TripSync: a valid token, an active user at its version, a member."""
+    """The same checks as TripSync: a valid token, an active user in a live session, a member."""
     try:
         claims = jwt.decode(token, os.environ["SECRET_KEY"], algorithms=["HS256"])
-        user_id = str(uuid.UUID(claims["sub"]))
+        user_id, session_id = str(uuid.UUID(claims["sub"])), str(uuid.UUID(claims["sid"]))
     except (jwt.PyJWTError, KeyError, ValueError):
         raise HttpError(401) from None
-    rows = _query(cursor, ACCESS_SQL, trip_id, user_id)
+    rows = _query(cursor, ACCESS_SQL, trip_id, user_id, session_id)
     if not rows:
         raise HttpError(404)  # TripSync looks further to tell 401 from 404; not timed here
-    if not rows[0][21] or rows[0][22] != claims.get("ver"):
+    if not rows[0][21]:
         raise HttpError(401)
     return rows[0]
 

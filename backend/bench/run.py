@@ -38,6 +38,7 @@ import psycopg2
 from alembic import command
 from app.core.db import REPO_DIR, alembic_config
 from bench.seed import PASSWORD, Seeded, ensure_seeded
+from bench.tokens import signed_in
 from devtools.local_pgbouncer import LocalPgBouncer, pgbouncer_binary
 from devtools.local_postgres import LocalPostgres, free_port
 
@@ -92,9 +93,8 @@ def _psycopg_url(url: str) -> str:
 
 def _scenarios(data: Seeded, url: str) -> list[Scenario]:
     from app.core.pagination import Position, encode_cursor
-    from app.core.security import create_access_token
 
-    token = create_access_token(uuid.UUID(data.user_id), 0)
+    [token] = signed_in(url, [uuid.UUID(data.user_id)], SECRET)
     auth = {"Authorization": f"Bearer {token}"}
     big = data.big_trip_id
     deep_page = data.big_trip_items // PAGE_LIMIT

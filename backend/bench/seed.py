@@ -176,7 +176,7 @@ def _users(sizes: Sizes, password_hash: str) -> Iterator[str]:
     for n in range(sizes.users):
         yield (
             f"{bench_uuid(USER, n)}\tbench{n}@example.com\tBench User {n}\t{password_hash}"
-            "\tt\t0\t2026-01-01 00:00:00+00\n"
+            "\tt\t2026-01-01 00:00:00+00\n"
         )
 
 
@@ -286,7 +286,7 @@ def _seed(cursor: extensions.cursor, sizes: Sizes, password_hash: str) -> dict[s
     counts["users"] = _copy(
         cursor,
         "users",
-        "id, email, full_name, password_hash, is_active, token_version, email_verified_at",
+        "id, email, full_name, password_hash, is_active, email_verified_at",
         _users(sizes, password_hash),
     )
     versions = [1] * sizes.trips

@@ -24,6 +24,7 @@ import psycopg2
 from alembic import command
 from app.core.config import with_psycopg2
 from app.core.db import REPO_DIR, alembic_config
+from bench.tokens import signed_in
 from devtools.local_postgres import LocalPostgres, free_port
 
 ROWS = 100_000
@@ -50,8 +51,8 @@ def seed(url: str) -> None:
             return
         started = time.perf_counter()
         cursor.execute(
-            "INSERT INTO users (id, email, full_name, password_hash, is_active, token_version,"
-            " email_verified_at) VALUES (%s, 'bench@example.com', 'Bench', 'x', true, 0, now())",
+            "INSERT INTO users (id, email, full_name, password_hash, is_active, email_verified_at)"
+            " VALUES (%s, 'bench@example.com', 'Bench', 'x', true, now())",
             (str(USER_ID),),
         )
         cursor.execute(
@@ -132,12 +133,7 @@ def run(url: str) -> dict[str, Any]:
                 break
             except OSError:
                 time.sleep(0.1)
-        os.environ["SECRET_KEY"] = SECRET
-        from app.core.config import get_settings
-        from app.core.security import create_access_token
-
-        get_settings.cache_clear()
-        token = create_access_token(USER_ID, 0)
+        [token] = signed_in(with_psycopg2(url), [USER_ID], SECRET)
         changes = f"/trips/{TRIP_ID}/changes"
 
         def from_scratch() -> float:

@@ -40,6 +40,8 @@ def pytest_configure(config: pytest.Config) -> None:
         ARGON2_MEMORY_COST_KIB="1024",
         LOG_LEVEL="WARNING",
         EMAIL_DELIVERY="memory",
+        # Tests deliver the outbox themselves (tests.support.deliver_mail): no pacing.
+        OUTBOX_SEND_RATE="10000",
         # Every test logs in from the same test client: rate limits are tested on their own.
         LOGIN_ATTEMPTS_PER_ACCOUNT="1000000",
         LOGIN_ATTEMPTS_PER_ADDRESS="1000000",

@@ -72,6 +72,18 @@ def join(client: TestClient, owner: User, trip_id: str, user: User, role: str) -
     assert accepted.status_code == 200, accepted.text
 
 
+def create_invite_link(
+    client: TestClient, user: User, trip_id: str, **fields: object
+) -> dict[str, Any]:
+    """An invite link made through the API by `user` (a viewer link for one use unless
+    `fields` say otherwise); the answer includes its token."""
+    response = client.post(
+        f"/trips/{trip_id}/invite-links", headers=support.auth(user), json=fields
+    )
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
 def add_guest(client: TestClient, user: User, trip_id: str, name: str = "Guest") -> str:
     """A guest participant added through the API; returns its participant id."""
     response = client.post(

@@ -28,6 +28,7 @@ from bench.seed import (
 )
 
 USERS = 5_000
+SESSIONS_PER_USER = 2
 TRIPS = 10_000  # trip 0 is the big one; every trip has three members and a guest
 MY_TRIPS = 30  # trips 0..29 belong to the test's user
 BIG_TRIP_ITEMS = 50_000
@@ -95,11 +96,17 @@ _SETUP = (
 
 _STATEMENTS = (
     """
-    INSERT INTO users (id, email, full_name, password_hash, is_active, token_version,
-                       email_verified_at)
+    INSERT INTO users (id, email, full_name, password_hash, is_active, email_verified_at)
     SELECT pg_temp.plan_id(:user, u), 'plan' || u || '@example.com', 'Plan User ' || u,
-           :password_hash, true, 0, now()
+           :password_hash, true, now()
     FROM generate_series(1, :users) AS u
+    """,
+    # Two signed-in devices each: every request's authentication reads this table.
+    """
+    INSERT INTO user_sessions (id, user_id, device_label, refresh_key, refresh_hash, expires_at)
+    SELECT gen_random_uuid(), pg_temp.plan_id(:user, u), 'Device ' || d, gen_random_uuid(),
+           sha256(convert_to(u || '/' || d, 'UTF8')), now() + INTERVAL '30 days'
+    FROM generate_series(1, :users) AS u, generate_series(1, :sessions_per_user) AS d
     """,
     """
     INSERT INTO trips (id, name, destination, start_date, end_date, timezone, description,
@@ -217,6 +224,7 @@ _STATEMENTS = (
 
 TABLES = (
     "users",
+    "user_sessions",
     "trips",
     "trip_members",
     "trip_participants",
@@ -250,6 +258,7 @@ def seed(connection: Connection, *, me: uuid.UUID, password_hash: str) -> Seeded
         "password_hash": password_hash,
         "alphabet": ALPHABET,
         "users": USERS,
+        "sessions_per_user": SESSIONS_PER_USER,
         "trips": TRIPS,
         "my_trips": MY_TRIPS,
         "big_trip_items": BIG_TRIP_ITEMS,

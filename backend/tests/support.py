@@ -4,15 +4,19 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
+from email.message import EmailMessage
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session
 
 from app.core import db
+from app.core.columns import utcnow
 from app.core.security import create_access_token
-from app.users.models import User
+from app.users.models import User, UserSession
 
 PASSWORD = "correct horse battery"
 
@@ -95,9 +99,38 @@ def counted_statements(engine: Engine) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", count)
 
 
+# Test sessions have ids derived from their user's, so `auth` finds the same one each time.
+_TEST_SESSIONS = uuid.UUID("5e55105e-7e57-4000-8000-000000000000")
+
+
+def session_of(user: User) -> uuid.UUID:
+    """The id of the user's test session, as if they had logged in once (made on first use
+    through the app's sessions, so it goes where the test's writes go)."""
+    session_id = uuid.uuid5(_TEST_SESSIONS, str(user.id))
+    now = utcnow()
+    with db.get_sessionmaker()() as session:
+        session.execute(
+            insert(UserSession)
+            .values(
+                id=session_id,
+                user_id=user.id,
+                device_label="Test client",
+                refresh_key=uuid.uuid4(),
+                refresh_hash=b"",
+                created_at=now,
+                last_used_at=now,
+                expires_at=now + timedelta(days=1),
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        session.commit()
+    return session_id
+
+
 def auth(user: User, *, if_match: str | int | None = None) -> dict[str, str]:
-    """The user's bearer token; with `if_match`, also If-Match: a version (42 → "42") or "*"."""
-    headers = {"Authorization": f"Bearer {create_access_token(user.id, user.token_version)}"}
+    """The user's bearer token (of their test session); with `if_match`, also If-Match: a
+    version (42 → "42") or "*"."""
+    headers = {"Authorization": f"Bearer {create_access_token(user.id, session_of(user))}"}
     if if_match is not None:
         headers["If-Match"] = if_match if isinstance(if_match, str) else f'"{if_match}"'
     return headers
@@ -139,3 +172,38 @@ def list_items(client: TestClient, user: User, trip_id: str, **params: str) -> l
 def titles(items: list[Any]) -> list[str]:
     """The items' titles, in order."""
     return [item["title"] for item in items]
+
+
+def deliver_mail() -> list[EmailMessage]:
+    """Run the outbox worker until nothing is due (EMAIL_DELIVERY=memory, inside the test's
+    transaction); the messages it sent."""
+    from app.outbox import delivery
+    from app.outbox.worker import OutboxWorker, drain
+
+    before = len(delivery.sent_in_memory)
+    drain(OutboxWorker())
+    return delivery.sent_in_memory[before:]
+
+
+def mail_to(address: str) -> list[EmailMessage]:
+    """Every message delivered to `address` so far, oldest first (the outbox is sent first)."""
+    from app.outbox import delivery
+
+    deliver_mail()
+    return [message for message in delivery.sent_in_memory if message["To"] == address]
+
+
+def text_of(message: EmailMessage) -> str:
+    """The plain-text part of a message."""
+    part = message.get_body(("plain",))
+    assert part is not None, message
+    return str(part.get_content())  # type: ignore[attr-defined]
+
+
+def mailed_token(address: str) -> str:
+    """The verification token in the newest mail to `address` that carries one."""
+    for message in reversed(mail_to(address)):
+        for line in text_of(message).splitlines():
+            if line.startswith("token: "):
+                return line[len("token: ") :]
+    raise AssertionError(f"no token was mailed to {address}")

@@ -31,10 +31,20 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/auth/register"): Rule(public=True),
     ("POST", "/auth/login"): Rule(public=True),
     ("POST", "/auth/verify-email"): Rule(public=True),
+    # The refresh token is the credential (tests/users/test_sessions.py).
+    ("POST", "/auth/refresh"): Rule(public=True),
+    ("POST", "/auth/logout"): Rule(),
+    # Only the caller's own sessions; another user's is the same 404 as a missing one
+    # (tests/users/test_sessions.py).
+    ("GET", "/users/me/sessions"): Rule(),
+    ("DELETE", "/users/me/sessions/{session_id}"): Rule(),
     ("POST", "/users/me/verification-email"): Rule(),
     ("GET", "/users/me"): Rule(),
     ("PATCH", "/users/me"): Rule(),
     ("PUT", "/users/me/password"): Rule(),
+    # The caller's own account only: tests/users/test_account_deletion.py, test_export.py.
+    ("DELETE", "/users/me"): Rule(),
+    ("GET", "/users/me/export"): Rule(),
     ("GET", "/trips"): Rule(),
     ("POST", "/trips"): Rule(),
     ("GET", "/trips/{trip_id}"): Rule(in_trip=True),
@@ -58,6 +68,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/trips/{trip_id}/invitations"): Rule(in_trip=True, viewer_forbidden=True),
     ("POST", "/trips/{trip_id}/invitations"): Rule(in_trip=True, viewer_forbidden=True),
     ("DELETE", "/trips/{trip_id}/invitations/{invitation_id}"): Rule(
+        in_trip=True, viewer_forbidden=True
+    ),
+    # Editors and owners; an editor sees and revokes only their own (tests/invite_links).
+    ("GET", "/trips/{trip_id}/invite-links"): Rule(in_trip=True, viewer_forbidden=True),
+    ("POST", "/trips/{trip_id}/invite-links"): Rule(in_trip=True, viewer_forbidden=True),
+    ("DELETE", "/trips/{trip_id}/invite-links/{link_id}"): Rule(
         in_trip=True, viewer_forbidden=True
     ),
     ("GET", "/trips/{trip_id}/activity"): Rule(in_trip=True),
@@ -111,6 +127,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/invitations"): Rule(),
     ("POST", "/invitations/{invitation_id}/accept"): Rule(),
     ("POST", "/invitations/{invitation_id}/decline"): Rule(),
+    # Whoever holds the token, signed in; the token alone names the trip (tests/invite_links).
+    ("POST", "/join/{token}"): Rule(),
 }
 
 # Every operation the app serves, read from its own OpenAPI description.
@@ -138,6 +156,7 @@ BODIES = {
     ("POST", "/trips/{trip_id}/guests"): {"name": "Guest"},
     ("PATCH", "/trips/{trip_id}/guests/{participant_id}"): {"name": "Guest"},
     ("POST", "/trips/{trip_id}/invitations"): {"email": "someone@example.com", "role": "viewer"},
+    ("POST", "/trips/{trip_id}/invite-links"): {"role": "viewer"},
     ("POST", "/trips/{trip_id}/items"): {"kind": "note", "title": "Item"},
     ("PATCH", "/trips/{trip_id}/items/{item_id}"): {"title": "Item"},
     ("POST", "/trips/{trip_id}/items/{item_id}/move"): {"day": None},

@@ -34,8 +34,11 @@ def _interpolate(value: str, env: dict[str, str]) -> str:
 
 def test_compose_describes_the_production_like_stack(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"db", "migrate", "backend", "cleanup", "frontend", "mail"}
+    assert set(services) == {"db", "migrate", "backend", "worker", "cleanup", "frontend", "mail"}
     assert "app.cli cleanup" in " ".join(services["cleanup"]["command"])
+    assert services["worker"]["command"] == ["python", "-m", "app.worker"]
+    worker_deps = services["worker"]["depends_on"]
+    assert worker_deps["migrate"]["condition"] == "service_completed_successfully"
     assert services["db"]["healthcheck"]["test"]
     assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
     assert services["migrate"]["command"][-2:] == ["upgrade", "head"]
@@ -43,7 +46,7 @@ def test_compose_describes_the_production_like_stack(compose: dict[str, Any]) ->
     backend_deps = services["backend"]["depends_on"]
     assert backend_deps["migrate"]["condition"] == "service_completed_successfully"
     assert services["frontend"]["depends_on"]["backend"]["condition"] == "service_healthy"
-    for name in ("migrate", "backend", "cleanup"):
+    for name in ("migrate", "backend", "worker", "cleanup"):
         dockerfile = (
             REPO_DIR / services[name]["build"]["context"] / services[name]["build"]["dockerfile"]
         )
@@ -55,7 +58,8 @@ def test_compose_describes_the_production_like_stack(compose: dict[str, Any]) ->
 
 def test_compose_backend_settings_are_valid_production_settings(compose: dict[str, Any]) -> None:
     environment = compose["services"]["backend"]["environment"]
-    assert environment == compose["services"]["migrate"]["environment"]
+    for service in ("migrate", "worker", "cleanup"):
+        assert environment == compose["services"][service]["environment"], service
     assert set(environment) <= SETTINGS
     with pytest.raises(KeyError, match="SECRET_KEY"):
         _interpolate(environment["SECRET_KEY"], {})
@@ -63,6 +67,10 @@ def test_compose_backend_settings_are_valid_production_settings(compose: dict[st
     settings = Settings(_env_file=None, **resolved)  # type: ignore[arg-type]
     assert settings.ENVIRONMENT == "production"
     assert settings.database_url.endswith("@db:5432/tripsync")
+    # The worker delivers to the mail catcher; links open the frontend nginx serves.
+    assert (settings.EMAIL_DELIVERY, settings.SMTP_HOST) == ("smtp", "mail")
+    frontend_port = compose["services"]["frontend"]["ports"][0].split(":")[0]
+    assert str(settings.PUBLIC_URL) == f"http://localhost:{frontend_port}/"
 
 
 def test_env_example_lists_every_setting() -> None:

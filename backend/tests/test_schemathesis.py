@@ -289,6 +289,14 @@ def _seed(client: TestClient, owner: User, editor: User) -> dict[str, list[str]]
     )
     assert sent.status_code == 201, sent.text
     invitation = sent.json()
+    # Another device of the run's user: a session to list and revoke (not the run's own).
+    other_device = client.post(
+        "/auth/login",
+        data={"username": owner.email, "password": support.PASSWORD, "device_label": "Other"},
+    )
+    assert other_device.status_code == 200, other_device.text
+    sessions = client.get("/users/me/sessions", headers=support.auth(owner)).json()["items"]
+    link = factories.create_invite_link(client, owner, trip["id"], role="editor", max_uses=5)
     return {
         "trip_id": [trip["id"]],
         "user_id": [str(editor.id)],
@@ -298,6 +306,8 @@ def _seed(client: TestClient, owner: User, editor: User) -> dict[str, list[str]]
         "expense_id": [expense["id"]],
         "settlement_id": [settlement["id"]],
         "invitation_id": [invitation["id"]],
+        "session_id": [s["id"] for s in sessions if not s["current"]],
+        "link_id": [link["id"]],
     }
 
 

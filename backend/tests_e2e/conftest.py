@@ -1,9 +1,10 @@
 """The whole stack for browser tests: a throwaway PostgreSQL migrated to head, a real uvicorn
-process serving the API and the static client under /app, and Debian's Chromium driven by
-Playwright. No browser is downloaded: `apt-get install chromium` provides it.
+process serving the API and the static client under /app, an outbox worker process sending
+the mail, and Debian's Chromium driven by Playwright. No browser is downloaded: `apt-get
+install chromium` provides it.
 
-Mail goes to files (EMAIL_DELIVERY=file) in a temporary outbox, where the tests read the
-verification tokens a person would copy from their inbox.
+Mail goes to files (EMAIL_DELIVERY=file) in a temporary folder, where the tests read the
+tokens and links a person would find in their inbox.
 """
 
 import os
@@ -55,6 +56,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     server = LocalPostgres(root / "postgres", durable=False)
     server.start()
     process: subprocess.Popen[bytes] | None = None
+    worker: subprocess.Popen[bytes] | None = None
     try:
         database_url = server.ensure_database("tripsync_e2e")
         command.upgrade(alembic_config(database_url), "head")
@@ -72,7 +74,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             # Cheap hashes keep the run fast; production uses the Argon2 defaults.
             "ARGON2_TIME_COST": "1",
             "ARGON2_MEMORY_COST_KIB": "1024",
+            "PUBLIC_URL": f"http://127.0.0.1:{port}/app/",
+            "OUTBOX_POLL_SECONDS": "0.1",
         }
+        with (root / "worker.log").open("wb") as output:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "app.worker"],
+                cwd=REPO_DIR / "backend",
+                env=environment,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         log = root / "uvicorn.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
@@ -97,13 +109,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         _wait_until_ready(base_url, process, log)
         yield Stack(base_url=base_url, outbox=outbox)
     finally:
-        if process is not None:
-            process.terminate()
+        for started in (process, worker):
+            if started is None:
+                continue
+            started.terminate()
             try:
-                process.wait(timeout=10)
+                started.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                started.kill()
+                started.wait()
         server.stop()
 
 

@@ -4,6 +4,8 @@ import email
 import email.policy
 import json
 import os
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -28,16 +30,33 @@ class Stack:
     def app_url(self) -> str:
         return f"{self.base_url}/app/"
 
+    def mail_to(self, address: str, subject_contains: str = "") -> str:
+        """The text of the newest message to `address` (whose subject contains
+        `subject_contains`), waiting a little for the outbox worker to write it."""
+        deadline = time.monotonic() + 10
+        while True:
+            found: list[tuple[float, str]] = []
+            for path in self.outbox.glob("*.eml"):  # named by message id, not by address
+                with path.open("rb") as file:
+                    message = email.message_from_binary_file(file, policy=email.policy.default)
+                if message["To"] == address and subject_contains in message["Subject"]:
+                    body = message.get_body(("plain",))
+                    assert body is not None
+                    found.append((path.stat().st_mtime, body.get_content()))  # type: ignore[attr-defined]
+            if found:
+                return max(found)[1]
+            assert time.monotonic() < deadline, f"no mail to {address} in {self.outbox}"
+            time.sleep(0.05)
+
     def mailed_token(self, address: str) -> str:
-        """The verification token of the newest message sent to `address`."""
-        messages = sorted(self.outbox.glob(f"*-{address}.eml"))
-        assert messages, f"no mail to {address} in {self.outbox}"
-        with messages[-1].open("rb") as file:
-            message = email.message_from_binary_file(file, policy=email.policy.default)
-        body = message.get_body()
-        assert body is not None
-        text: str = body.get_content()  # type: ignore[attr-defined]
+        """The verification token of the newest verification mail sent to `address`."""
+        text = self.mail_to(address, "Confirm your email address")
         return next(line[7:] for line in text.splitlines() if line.startswith("token: "))
+
+    def mailed_link(self, address: str, subject_contains: str) -> str:
+        """The link into the client in the newest such mail to `address`."""
+        text = self.mail_to(address, subject_contains)
+        return next(line for line in text.splitlines() if line.startswith(self.app_url))
 
     def request(
         self,
@@ -74,14 +93,27 @@ class Stack:
     def verify_email(self, address: str) -> None:
         self.request("POST", "/auth/verify-email", body={"token": self.mailed_token(address)})
 
-    def log_in(self, address: str) -> str:
-        """An access token, as another device of the user would hold it."""
+    def status(self, method: str, path: str, **options: Any) -> int:
+        """The status of one API call (`request`'s options), errors included."""
+        try:
+            self.request(method, path, **options)
+        except urllib.error.HTTPError as error:
+            return error.code
+        return 200
+
+    def sign_in(self, address: str, device_label: str = "Phone") -> dict[str, Any]:
+        """A new session, as another device of the user would start it: the token response."""
+        form = {"username": address, "password": PASSWORD, "device_label": device_label}
         request = urllib.request.Request(  # noqa: S310 (http://127.0.0.1 only)
-            f"{self.base_url}/auth/login",
-            data=urllib.parse.urlencode({"username": address, "password": PASSWORD}).encode(),
+            f"{self.base_url}/auth/login", data=urllib.parse.urlencode(form).encode()
         )
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            token: str = json.load(response)["access_token"]
+            tokens: dict[str, Any] = json.load(response)
+        return tokens
+
+    def log_in(self, address: str) -> str:
+        """An access token, as another device of the user would hold it."""
+        token: str = self.sign_in(address)["access_token"]
         return token
 
 

@@ -16,6 +16,24 @@ def test_a_wrong_password_shows_the_api_message(stack: Stack, new_page: Callable
     expect(page.locator("#session")).to_be_hidden()
 
 
+def test_registering_a_taken_address_says_to_log_in(
+    stack: Stack, new_page: Callable[[], Page]
+) -> None:
+    stack.register("frank@example.com", "Frank")
+    page = new_page()
+    form = page.locator("#register-form")
+    form.get_by_label("Full name").fill("Not Frank")
+    form.get_by_label("Email").fill("frank@example.com")
+    form.get_by_label("Password").fill("someone else's password")
+    form.get_by_role("button", name="Register").click()
+    expect(page.locator("#error")).to_contain_text(
+        "If the address already had an account, log in with its password."
+    )
+    expect(page.locator("#session")).to_be_hidden()
+    # Frank, not the caller, hears of it.
+    assert "already has one" in stack.mail_to("frank@example.com", "Someone tried to register")
+
+
 def test_a_validation_error_shows_the_message_and_the_field(
     stack: Stack, new_page: Callable[[], Page]
 ) -> None:

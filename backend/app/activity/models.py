@@ -37,3 +37,15 @@ class ActivityPublic(SQLModel):
     object_id: uuid.UUID | None
     summary: str
     created_at: datetime
+
+
+class ActivityExported(SQLModel):
+    """An activity entry of something the account did, in its export."""
+
+    trip_id: uuid.UUID
+    id: uuid.UUID
+    action: str
+    object_type: str
+    object_id: uuid.UUID | None
+    summary: str
+    created_at: datetime

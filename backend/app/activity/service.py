@@ -1,13 +1,17 @@
 """Recording and reading a trip's activity log. Every service that changes a trip records here."""
 
 import uuid
+from collections.abc import Iterator
 
+from sqlalchemy import ColumnElement, delete, func, update
 from sqlmodel import Session, col, or_, select
 
-from app.activity.models import Activity, ActivityPublic
+from app.activity.models import Activity, ActivityExported, ActivityPublic
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.trips import hooks as trip_hooks
-from app.users.models import User
+from app.users import export
+from app.users import hooks as user_hooks
+from app.users.models import FORMER_MEMBER_NAME, User
 
 
 def record_activity(
@@ -35,6 +39,10 @@ def record_activity(
     )
 
 
+def _visible_to(user_id: uuid.UUID) -> ColumnElement[bool]:
+    return or_(col(Activity.visible_to).is_(None), Activity.visible_to == user_id)
+
+
 def list_activity(
     *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID, page: PageRequest
 ) -> tuple[list[ActivityPublic], Position | None]:
@@ -44,7 +52,7 @@ def list_activity(
         .outerjoin(User, col(User.id) == Activity.actor_id)
         .where(
             Activity.trip_id == trip_id,
-            or_(col(Activity.visible_to).is_(None), Activity.visible_to == user_id),
+            _visible_to(user_id),
         )
     )
     statement = keyset_page(statement, page, Activity.created_at, Activity.id, descending=True)
@@ -56,4 +64,46 @@ def list_activity(
     return split_page(entries, page.limit, lambda entry: Position(entry.created_at, entry.id))
 
 
+def exported_activity(session: Session, user: User) -> Iterator[ActivityExported]:
+    """The entries of what the account did (that it may see), for its export."""
+    entries = session.exec(
+        export.streamed(
+            select(Activity)
+            .where(Activity.actor_id == user.id, _visible_to(user.id))
+            .order_by(col(Activity.created_at), col(Activity.id))
+        )
+    )
+    for entry in entries:
+        yield ActivityExported.model_validate(entry, from_attributes=True)
+
+
+def forget_deleted_account(*, session: Session, user: User) -> None:
+    """Entries only the account could read go; the entries that name it no longer do.
+
+    Only `member.added` names an account (trips.join_trip writes "<name> as <role>"); its
+    other entries refer to it by id, shown as the deleted account's new name.
+    """
+    session.execute(delete(Activity).where(col(Activity.visible_to) == user.id))
+    session.execute(
+        update(Activity)
+        .where(
+            col(Activity.action) == "member.added",
+            col(Activity.object_type) == "user",
+            col(Activity.object_id) == user.id,
+        )
+        .values(
+            summary=func.regexp_replace(Activity.summary, "^.* as ", f"{FORMER_MEMBER_NAME} as ")
+        )
+    )
+
+
 trip_hooks.happened.subscribe(record_activity)
+user_hooks.account_deleting.subscribe(forget_deleted_account)
+export.register(
+    export.ExportSection(
+        "activity",
+        ActivityExported,
+        exported_activity,
+        "The activity log's entries of what the account did.",
+    )
+)

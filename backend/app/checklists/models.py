@@ -147,3 +147,27 @@ class ChecklistItemPublic(SQLModel):
     created_at: datetime
     updated_at: datetime
     version: int
+
+
+class ChecklistExported(SQLModel):
+    """A checklist the account created, in its export."""
+
+    trip_id: uuid.UUID
+    id: uuid.UUID
+    kind: ChecklistKind
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ChecklistItemExported(SQLModel):
+    """A checklist item the account created, private ones included, in its export."""
+
+    trip_id: uuid.UUID
+    checklist_id: uuid.UUID
+    id: uuid.UUID
+    text: str
+    done: bool
+    private: bool
+    created_at: datetime
+    updated_at: datetime

@@ -3,6 +3,7 @@ that reads items filters on the caller, so for anyone else it does not exist (40
 uncounted)."""
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import func
@@ -12,8 +13,10 @@ from app.activity.service import record_activity
 from app.checklists.models import (
     Checklist,
     ChecklistCreate,
+    ChecklistExported,
     ChecklistItem,
     ChecklistItemCreate,
+    ChecklistItemExported,
     ChecklistItemPublic,
     ChecklistItemUpdate,
     ChecklistKind,
@@ -27,6 +30,10 @@ from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.core.preconditions import ExpectedVersion, ensure_version
 from app.participants.service import require_participants_in_trip
 from app.sync.client_ids import Created, find_existing, id_taken, replay
+from app.sync.versions import claim_version
+from app.users import export
+from app.users import hooks as user_hooks
+from app.users.models import User
 
 
 def _checklist_not_found() -> NotFound:
@@ -385,3 +392,62 @@ def delete_item(
         visible_to=_log_readers(item),
     )
     session.flush()
+
+
+# --- the account: its export and its deletion ------------------------------------------------
+
+
+def exported_checklists(session: Session, user: User) -> Iterator[ChecklistExported]:
+    """The checklists the account created, for its export."""
+    checklists = session.exec(
+        export.streamed(
+            select(Checklist)
+            .where(Checklist.created_by == user.id)
+            .order_by(col(Checklist.created_at), col(Checklist.id))
+        )
+    )
+    for checklist in checklists:
+        yield ChecklistExported.model_validate(checklist, from_attributes=True)
+
+
+def exported_checklist_items(session: Session, user: User) -> Iterator[ChecklistItemExported]:
+    """The checklist items the account created (its private ones too), for its export."""
+    items = session.exec(
+        export.streamed(
+            select(ChecklistItem)
+            .where(ChecklistItem.created_by == user.id)
+            .order_by(col(ChecklistItem.created_at), col(ChecklistItem.id))
+        )
+    )
+    for item in items:
+        yield ChecklistItemExported.model_validate(item, from_attributes=True)
+
+
+def delete_private_items_of_deleted_account(*, session: Session, user: User) -> None:
+    """A private item exists only for its creator: with the account, it goes (each deletion
+    leaves its tombstone, as any other does)."""
+    items = session.exec(
+        select(ChecklistItem)
+        .where(ChecklistItem.created_by == user.id, col(ChecklistItem.private))
+        .order_by(col(ChecklistItem.trip_id), col(ChecklistItem.id))
+    ).all()
+    for item in items:
+        claim_version(session, item.trip_id)  # the trip's lock first, in trip order
+        session.delete(item)
+    session.flush()
+
+
+export.register(
+    export.ExportSection(
+        "checklists", ChecklistExported, exported_checklists, "The checklists the account created."
+    )
+)
+export.register(
+    export.ExportSection(
+        "checklist_items",
+        ChecklistItemExported,
+        exported_checklist_items,
+        "The checklist items the account created, its private ones included.",
+    )
+)
+user_hooks.account_deleting.subscribe(delete_private_items_of_deleted_account)

@@ -121,6 +121,9 @@ def carry_slot(outer: Scope) -> dict[str, Any]:
 
 # Function scope: the slot is returned right after the session (which depends on it) closes.
 DatabaseSlotDep = Annotated[DatabaseSlot, Depends(hold_database_slot, scope="function")]
+# Request scope: held until the response has been sent, for a streamed response that reads
+# the database as it goes (app.core.db.get_snapshot_session).
+DatabaseSlotLongDep = Annotated[DatabaseSlot, Depends(hold_database_slot, scope="request")]
 
 
 @cache

@@ -4,7 +4,14 @@ from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any, Self
 
-from pydantic import Field, PostgresDsn, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    HttpUrl,
+    PostgresDsn,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The placeholder shipped in `.env.example`; refused in production like an empty key.
@@ -68,7 +75,11 @@ class Settings(BaseSettings):
     DB_LISTEN_URL: PostgresDsn | None = None
 
     SECRET_KEY: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
-    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60 * 24, ge=1, le=60 * 24 * 30)
+    # Sessions: a short-lived access token (checked against its session on every request)
+    # and a refresh token that is replaced at each use; a session unused for longer than
+    # REFRESH_TOKEN_TTL_DAYS ends.
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1, le=60 * 24 * 30)
+    REFRESH_TOKEN_TTL_DAYS: int = Field(default=30, ge=1, le=365)
     INVITATION_TTL_DAYS: int = Field(default=14, ge=1, le=365)
     # How long deletions are remembered for offline devices; a device that has not synced for
     # longer must take a new snapshot. Weeks: offline trips last weeks.
@@ -86,12 +97,19 @@ class Settings(BaseSettings):
     STREAM_TOKEN_TTL_SECONDS: int = Field(default=300, ge=10, le=3600)
     SSE_MAX_STREAMS_PER_USER: int = Field(default=10, ge=1, le=10_000)
     EMAIL_VERIFICATION_TTL_HOURS: int = Field(default=48, ge=1, le=24 * 30)
+    # Registering an address that has an account mails its owner a notice, at most once in
+    # this many minutes (0: every time).
+    REGISTRATION_NOTICE_INTERVAL_MINUTES: int = Field(default=60, ge=0, le=7 * 24 * 60)
     # Weeks, not hours: an offline client replays its queue when the trip ends.
     IDEMPOTENCY_RETENTION_DAYS: int = Field(default=28, ge=1, le=366)
     # Larger request bodies are refused with 413 before anything reads them.
     MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # The account export (GET /users/me/export) reads each kind of row through a server-side
+    # cursor this many rows at a time: what one export holds in memory, whatever its size.
+    EXPORT_BATCH_ROWS: int = Field(default=500, ge=1, le=100_000)
 
-    # Verification emails. Invitations only reach addresses their owner has verified.
+    # Mail (verification, invitations, security notices) is written to the outbox in the
+    # transaction that causes it and sent by the worker (`python -m app.worker`).
     EMAIL_DELIVERY: EmailDelivery = EmailDelivery.FILE
     EMAIL_OUTBOX_DIR: str = ".data/outbox"
     EMAIL_FROM: str = "TripSync <no-reply@tripsync.invalid>"
@@ -100,6 +118,28 @@ class Settings(BaseSettings):
     SMTP_USERNAME: str = ""
     SMTP_PASSWORD: SecretStr = SecretStr("")
     SMTP_STARTTLS: bool = True
+    SMTP_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=300)
+    # The web client's address: links in mail (verify the address, open an invitation) start
+    # with it.
+    PUBLIC_URL: HttpUrl = HttpUrl("http://127.0.0.1:8000/app/")
+    # The worker: messages claimed per transaction, how often an idle worker looks for due
+    # mail, and sends per second per worker process.
+    OUTBOX_BATCH_SIZE: int = Field(default=20, ge=1, le=1000)
+    OUTBOX_POLL_SECONDS: float = Field(default=1.0, gt=0, le=300)
+    OUTBOX_SEND_RATE: float = Field(default=10.0, gt=0, le=10_000)
+    # A failed message is retried after OUTBOX_RETRY_BASE_SECONDS, doubling up to
+    # OUTBOX_RETRY_MAX_SECONDS, and becomes a dead letter after OUTBOX_MAX_ATTEMPTS attempts.
+    OUTBOX_MAX_ATTEMPTS: int = Field(default=10, ge=1, le=100)
+    OUTBOX_RETRY_BASE_SECONDS: float = Field(default=30.0, gt=0, le=86_400)
+    OUTBOX_RETRY_MAX_SECONDS: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    # While the SMTP server cannot be reached no attempt is counted: the worker waits, doubling
+    # from OUTBOX_POLL_SECONDS up to this, and tries again.
+    OUTBOX_OUTAGE_MAX_WAIT_SECONDS: float = Field(default=30.0, gt=0, le=3600)
+    # How long a worker's claim on a message lasts: past it (the worker died), another may
+    # send it. Must leave room for a batch of sends (checked below).
+    OUTBOX_LEASE_SECONDS: float = Field(default=300.0, gt=0, le=86_400)
+    # Sent and dead messages are deleted by `make cleanup` this long after their last attempt.
+    OUTBOX_RETENTION_DAYS: int = Field(default=14, ge=1, le=3650)
     # OWASP's Argon2id baseline (19 MiB, 2 passes); at most PASSWORD_HASH_CONCURRENCY hashes run
     # at once per worker, so a login burst costs at most that many times the memory.
     ARGON2_TIME_COST: int = Field(default=2, ge=1, le=10)
@@ -141,6 +181,23 @@ class Settings(BaseSettings):
                 f"({self.THREADPOOL_SIZE}): an admitted request must not queue for a thread "
                 "while it holds a connection"
             )
+        if self.ACCESS_TOKEN_EXPIRE_MINUTES >= self.REFRESH_TOKEN_TTL_DAYS * 24 * 60:
+            raise ValueError(
+                f"ACCESS_TOKEN_EXPIRE_MINUTES ({self.ACCESS_TOKEN_EXPIRE_MINUTES}) must be shorter "
+                f"than REFRESH_TOKEN_TTL_DAYS ({self.REFRESH_TOKEN_TTL_DAYS} days): an access "
+                "token may not outlive its session"
+            )
+        if self.OUTBOX_RETRY_MAX_SECONDS < self.OUTBOX_RETRY_BASE_SECONDS:
+            raise ValueError(
+                "OUTBOX_RETRY_MAX_SECONDS may not be less than OUTBOX_RETRY_BASE_SECONDS"
+            )
+        if self.outbox_send_budget_seconds * 2 > self.OUTBOX_LEASE_SECONDS:
+            raise ValueError(
+                f"OUTBOX_LEASE_SECONDS ({self.OUTBOX_LEASE_SECONDS:g}) must be at least twice "
+                f"the time one send may take ({self.outbox_send_budget_seconds:g} s: three "
+                "SMTP_TIMEOUT_SECONDS plus the pause of OUTBOX_SEND_RATE), so that a claim "
+                "never runs out while its message is being sent"
+            )
         if self.ENVIRONMENT is Environment.PRODUCTION:
             key = self.SECRET_KEY.get_secret_value()
             if key in ("", DEFAULT_SECRET_KEY) or len(key) < 32:
@@ -153,6 +210,11 @@ class Settings(BaseSettings):
             if "*" in self.CORS_ORIGINS:
                 raise ValueError("CORS_ORIGINS may not contain '*' when ENVIRONMENT=production")
         return self
+
+    @property
+    def outbox_send_budget_seconds(self) -> float:
+        """The longest one message's send may take: connect, the dialogue, the rate's pause."""
+        return 3 * self.SMTP_TIMEOUT_SECONDS + 1 / self.OUTBOX_SEND_RATE
 
     @property
     def database_admission_limit(self) -> int:

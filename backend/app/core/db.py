@@ -1,7 +1,7 @@
 """The engine, the session factory, the request's session and the dev-only `init_db`."""
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,9 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from alembic import command
-from app.core.admission import DatabaseSlotDep
+from app.core.admission import DatabaseSlotDep, DatabaseSlotLongDep
 from app.core.config import Environment, Settings, get_settings
+from app.core.errors import AppError
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,8 @@ def check_server_timeouts(settings: Settings) -> None:
 
 
 async def get_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:
-    """The request's session: committed when the route succeeds, rolled back otherwise, closed.
+    """The request's session: committed when the route succeeds, rolled back otherwise (unless
+    the error `keeps_writes`, app.core.errors.AppError), closed.
 
     Routes declare it through `SessionDep`, whose function scope makes the commit happen
     before the response is sent, so a 2xx always means the write is durable. It opens only
@@ -124,12 +126,39 @@ async def get_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:
     session = get_sessionmaker()()
     try:
         yield session
-    except BaseException:
+    except BaseException as error:
+        # Nearly every failure rolls back; one that says otherwise keeps its writes.
+        keep = isinstance(error, AppError) and error.keeps_writes
+        end = _commit_and_close if keep else _rollback_and_close
         with anyio.CancelScope(shield=True):
-            await to_thread.run_sync(_rollback_and_close, session, limiter=CapacityLimiter(1))
+            await to_thread.run_sync(end, session, limiter=CapacityLimiter(1))
         raise
     with anyio.CancelScope(shield=True):
         await to_thread.run_sync(_commit_and_close, session, limiter=CapacityLimiter(1))
+
+
+def get_snapshot_session(_slot: DatabaseSlotLongDep) -> Iterator[Session]:
+    """A read-only session for a response streamed after the route returns (the export).
+
+    Unlike `get_session` it stays open until the whole response has been sent (request
+    scope: FastAPI ends it after the response), holding its database slot and connection
+    for that long, and it writes nothing: it is rolled back and closed at the end. On a
+    fresh connection its transaction is REPEATABLE READ, READ ONLY: every query of the
+    response sees one snapshot of the database, as of its first query. (A factory bound to
+    a connection already in a transaction, as the tests bind it, keeps that transaction.)
+    """
+    session = get_sessionmaker()()
+    try:
+        if isinstance(session.get_bind(), Engine):
+            session.connection(
+                execution_options={
+                    "isolation_level": "REPEATABLE READ",
+                    "postgresql_readonly": True,
+                }
+            )
+        yield session
+    finally:
+        session.close()
 
 
 def _commit_and_close(session: Session) -> None:

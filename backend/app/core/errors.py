@@ -1,6 +1,7 @@
 """Typed domain errors and the one place that renders every error as problem+json (RFC 9457)."""
 
 import logging
+import uuid
 from http import HTTPStatus
 from typing import Any
 
@@ -30,6 +31,11 @@ class AppError(Exception):
     current_version: int | None = None
     # Seconds after which a retry may succeed (503): sent as Retry-After.
     retry_after: int | None = None
+    # The request's writes commit although it fails: for a failure whose point is a write
+    # (a reused refresh token ends its session, then 401). Everything else rolls back.
+    keeps_writes = False
+    # What the caller must deal with first (409 `Blocked`), listed in the problem.
+    blocking: "list[Blocker] | None" = None
 
     def __init__(self, detail: str, *, code: str | None = None) -> None:
         super().__init__(detail)
@@ -68,6 +74,23 @@ class IdConflict(Conflict):
     ) -> None:
         super().__init__(detail)
         self.current, self.current_version = current, version
+
+
+class Blocker(BaseModel):
+    """Something that stands in the way of a change: what it is, its id and its name."""
+
+    type: str
+    id: uuid.UUID
+    name: str
+
+
+class Blocked(Conflict):
+    """A change refused until the caller has dealt with each of `blocking` (listed in the
+    problem), e.g. the trips an account is the only owner of."""
+
+    def __init__(self, detail: str, *, code: str, blocking: list[Blocker]) -> None:
+        super().__init__(detail, code=code)
+        self.blocking = blocking
 
 
 class Gone(AppError):
@@ -131,6 +154,8 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
     # 412 precondition_failed and 409 id_conflict: the resource as it is now (its ETag too).
     current: dict[str, Any] | None = None
+    # 409 from a `Blocked` change: what must be dealt with first (e.g. trips to hand over).
+    blocking: list[Blocker] | None = None
 
 
 def problem_response(
@@ -141,6 +166,7 @@ def problem_response(
     *,
     errors: list[dict[str, Any]] | None = None,
     current: dict[str, Any] | None = None,
+    blocking: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
@@ -154,6 +180,8 @@ def problem_response(
         body["errors"] = errors
     if current is not None:
         body["current"] = current
+    if blocking is not None:
+        body["blocking"] = blocking
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
@@ -186,12 +214,18 @@ async def _app_error(_: Request, error: Exception) -> JSONResponse:
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     current = error.current.model_dump(mode="json") if error.current is not None else None
+    blocking = (
+        [blocker.model_dump(mode="json") for blocker in error.blocking]
+        if error.blocking is not None
+        else None
+    )
     return problem_response(
         error.status_code,
         error.code,
         error.title,
         error.detail,
         current=current,
+        blocking=blocking,
         headers=headers or None,
     )
 

@@ -1,5 +1,10 @@
-"""Password hashing (Argon2) and access tokens (signed JWT)."""
+"""Password hashing (Argon2), access tokens (signed JWT) and refresh tokens (opaque, stored
+only as a hash)."""
 
+import base64
+import binascii
+import hashlib
+import secrets
 import threading
 import uuid
 from datetime import timedelta
@@ -49,33 +54,62 @@ def dummy_password_hash() -> str:
     return hash_password("not-a-real-password")
 
 
-def create_access_token(user_id: uuid.UUID, token_version: int) -> str:
+def create_access_token(user_id: uuid.UUID, session_id: uuid.UUID) -> str:
+    """A bearer token of the user, valid while its session lasts and for at most
+    ACCESS_TOKEN_EXPIRE_MINUTES."""
     settings = get_settings()
     now = utcnow()
     claims = {
         "sub": str(user_id),
-        "ver": token_version,
+        "sid": str(session_id),
         "iat": now,
         "exp": now + timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES),
     }
     return jwt.encode(claims, settings.SECRET_KEY.get_secret_value(), algorithm=ALGORITHM)
 
 
-def decode_access_token(token: str) -> tuple[uuid.UUID, int] | None:
-    """The user id and token version of a valid token; None for anything else."""
+def decode_access_token(token: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The user id and session id of a valid token; None for anything else."""
     try:
         claims = jwt.decode(
             token,
             get_settings().SECRET_KEY.get_secret_value(),
             algorithms=[ALGORITHM],
-            options={"require": ["sub", "exp", "ver"]},
+            options={"require": ["sub", "exp", "sid"]},
         )
-        version = claims["ver"]
-        if not isinstance(version, int) or "purpose" in claims:
+        if "purpose" in claims:
             return None
-        return uuid.UUID(str(claims["sub"])), version
-    except (jwt.PyJWTError, ValueError):
+        return uuid.UUID(str(claims["sub"])), uuid.UUID(str(claims["sid"]))
+    except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
         return None
+
+
+# A refresh token is 64 URL-safe characters: the 16 bytes of its session's refresh key, which
+# finds the session, then 32 random bytes, of which only the SHA-256 is stored.
+_REFRESH_SECRET_BYTES = 32
+REFRESH_TOKEN_LENGTH = 64
+
+
+def issue_refresh_token(refresh_key: uuid.UUID) -> tuple[str, bytes]:
+    """A new refresh token for the session with this key: the token (given to the client
+    once, never stored) and the hash of its secret (stored)."""
+    secret = secrets.token_bytes(_REFRESH_SECRET_BYTES)
+    token = base64.urlsafe_b64encode(refresh_key.bytes + secret).decode()
+    return token, hashlib.sha256(secret).digest()
+
+
+def read_refresh_token(token: str) -> tuple[uuid.UUID, bytes] | None:
+    """The session's refresh key and the hash of the secret a refresh token carries; None
+    when it is not shaped like one."""
+    if len(token) != REFRESH_TOKEN_LENGTH:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token.encode("ascii"))
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return None
+    if len(raw) != 16 + _REFRESH_SECRET_BYTES or base64.urlsafe_b64encode(raw).decode() != token:
+        return None
+    return uuid.UUID(bytes=raw[:16]), hashlib.sha256(raw[16:]).digest()
 
 
 _EMAIL_PURPOSE = "verify-email"

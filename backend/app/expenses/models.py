@@ -563,3 +563,39 @@ class BalancesPublic(SQLModel):
     currency: str
     balances: list[ParticipantBalance]
     settle_up: list[TransferPublic]
+
+
+# --- the account export ----------------------------------------------------------------------
+
+
+class ExpenseShareExported(SQLModel):
+    """An expense the account pays or shares in (its current revision), in its export: what
+    it is and the account's own part; nothing of the other participants. Amounts are null
+    when the trip hides them from viewers and the account is a viewer, or no longer a member.
+    """
+
+    trip_id: uuid.UUID
+    expense_id: uuid.UUID
+    participant_id: uuid.UUID
+    title: str
+    category: str
+    spent_on: date
+    currency: str
+    amount_minor: int | None
+    paid_minor: int | None
+    share_minor: int | None
+    deleted: bool
+
+
+class SettlementExported(SQLModel):
+    """A settlement the account paid or received, in its export (amounts hidden as above)."""
+
+    trip_id: uuid.UUID
+    id: uuid.UUID
+    participant_id: uuid.UUID
+    direction: str = Field(description="paid: the account paid it; received: it was paid")
+    counterpart_participant_id: uuid.UUID
+    amount_minor: int | None
+    currency: str
+    settled_on: date
+    deleted: bool

@@ -18,6 +18,7 @@ from sqlalchemy import (
     literal,
     union_all,
 )
+from sqlalchemy import select as sql_select
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
@@ -44,6 +45,7 @@ from app.expenses.models import (
     ExpensePublic,
     ExpenseRecord,
     ExpenseRevision,
+    ExpenseShareExported,
     ExpenseSplit,
     ExpenseUpdate,
     ParticipantBalance,
@@ -52,13 +54,15 @@ from app.expenses.models import (
     RevisionRecord,
     Settlement,
     SettlementCreate,
+    SettlementExported,
     SettlementPublic,
     TransferPublic,
 )
 from app.participants.models import Participant
 from app.sync.client_ids import Created, find_existing, replay
 from app.trips import hooks as trip_hooks
-from app.trips.models import Trip
+from app.trips.models import Role, Trip, TripMember
+from app.users import export
 from app.users.models import User
 
 
@@ -925,4 +929,127 @@ def compute_balances(*, session: Session, trip_id: uuid.UUID) -> BalancesPublic:
     )
 
 
+# --- the account export ----------------------------------------------------------------------
+
+
+def _hidden_from_account(trip: Trip, role: str | None) -> bool:
+    # The one rule for amounts (Trip.hides_amounts_from); a former member sees as a viewer.
+    return trip.hides_amounts_from(Role(role) if role is not None else Role.VIEWER)
+
+
+def _own_participant_in(trip_id: Any, user: User) -> Any:
+    return and_(col(Participant.trip_id) == trip_id, col(Participant.user_id) == user.id)
+
+
+def _own_membership_in(trip_id: Any, user: User) -> Any:
+    return and_(col(TripMember.trip_id) == trip_id, col(TripMember.user_id) == user.id)
+
+
+def exported_expense_shares(session: Session, user: User) -> Iterator[ExpenseShareExported]:
+    """Every expense (its current revision) one of the account's participants pays or
+    shares in, with the account's own amounts, for its export."""
+
+    def own(table: type[ExpensePayer] | type[ExpenseSplit]) -> Any:
+        return (
+            select(table.amount_minor)
+            .where(
+                col(table.trip_id) == ExpenseRevision.trip_id,
+                col(table.revision_id) == ExpenseRevision.id,
+                col(table.participant_id) == Participant.id,
+            )
+            .scalar_subquery()
+        )
+
+    paid, share = own(ExpensePayer), own(ExpenseSplit)
+    # SQLAlchemy's own select: sqlmodel's is typed for at most four columns.
+    rows = session.execute(
+        export.streamed(
+            sql_select(
+                Expense,
+                ExpenseRevision,
+                col(Participant.id),
+                paid,
+                share,
+                Trip,
+                col(TripMember.role),
+            )
+            .join(
+                ExpenseRevision,
+                and_(
+                    col(ExpenseRevision.trip_id) == Expense.trip_id,
+                    col(ExpenseRevision.id) == Expense.current_revision_id,
+                ),
+            )
+            .join(Participant, _own_participant_in(Expense.trip_id, user))
+            .join(Trip, col(Trip.id) == Expense.trip_id)
+            .outerjoin(TripMember, _own_membership_in(Expense.trip_id, user))
+            .where(paid.is_not(None) | share.is_not(None))
+            .order_by(col(Expense.trip_id), col(ExpenseRevision.spent_on), col(Expense.id))
+        )
+    )
+    for expense, revision, participant_id, paid_minor, share_minor, trip, role in rows:
+        hidden = _hidden_from_account(trip, role)
+        yield ExpenseShareExported(
+            trip_id=expense.trip_id,
+            expense_id=expense.id,
+            participant_id=participant_id,
+            title=revision.title,
+            category=revision.category,
+            spent_on=revision.spent_on,
+            currency=revision.currency,
+            amount_minor=None if hidden else revision.amount_minor,
+            paid_minor=None if hidden else paid_minor,
+            share_minor=None if hidden else share_minor,
+            deleted=expense.deleted_at is not None,
+        )
+
+
+def exported_settlements(session: Session, user: User) -> Iterator[SettlementExported]:
+    """Every settlement one of the account's participants paid or received, for its export."""
+    rows = session.exec(
+        export.streamed(
+            select(Settlement, Participant.id, Trip, TripMember.role)
+            .join(Participant, _own_participant_in(Settlement.trip_id, user))
+            .join(Trip, col(Trip.id) == Settlement.trip_id)
+            .outerjoin(TripMember, _own_membership_in(Settlement.trip_id, user))
+            .where(
+                (col(Settlement.from_participant_id) == Participant.id)
+                | (col(Settlement.to_participant_id) == Participant.id)
+            )
+            .order_by(col(Settlement.trip_id), col(Settlement.settled_on), col(Settlement.id))
+        )
+    )
+    for settlement, participant_id, trip, role in rows:
+        paid = settlement.from_participant_id == participant_id
+        yield SettlementExported(
+            trip_id=settlement.trip_id,
+            id=settlement.id,
+            participant_id=participant_id,
+            direction="paid" if paid else "received",
+            counterpart_participant_id=(
+                settlement.to_participant_id if paid else settlement.from_participant_id
+            ),
+            amount_minor=None if _hidden_from_account(trip, role) else settlement.amount_minor,
+            currency=settlement.currency,
+            settled_on=settlement.settled_on,
+            deleted=settlement.deleted_at is not None,
+        )
+
+
 trip_hooks.base_currency_changing.subscribe(ensure_base_currency_can_change)
+export.register(
+    export.ExportSection(
+        "expense_shares",
+        ExpenseShareExported,
+        exported_expense_shares,
+        "The expenses the account pays or shares in, with its own part.",
+    )
+)
+export.register(
+    export.ExportSection(
+        "settlements",
+        SettlementExported,
+        exported_settlements,
+        "The settlements the account paid or received.",
+    )
+)

@@ -10,7 +10,7 @@ connection and runs no query: the worker's listener (app.sync.live) feeds it.
 Browsers' EventSource cannot send an Authorization header, and the access token must never
 go in a URL (logs, history, Referer): a client first asks `POST /sync/stream-tokens` (with its
 bearer token) for a stream token, which opens a stream and does nothing else, for
-STREAM_TOKEN_TTL_SECONDS, and stops working when the access token is revoked.
+STREAM_TOKEN_TTL_SECONDS, and stops working when the session it came from ends.
 """
 
 import asyncio
@@ -44,7 +44,7 @@ from app.sync.live import (
     WorkerState,
 )
 from app.trips.models import Trip, TripMember
-from app.users.deps import authenticate
+from app.users.deps import Caller, authenticate
 from app.users.models import User
 
 logger = logging.getLogger(__name__)
@@ -58,10 +58,15 @@ class TooManyStreams(AppError):
     retry_after = 5
 
 
-def issue_stream_token(user: User) -> tuple[str, datetime]:
-    """A token that opens the user's event stream, and nothing else, until it expires."""
+def issue_stream_token(caller: Caller) -> tuple[str, datetime]:
+    """A token that opens the user's event stream, and nothing else, until it expires or the
+    session it was issued from ends."""
     expires = datetime.now(UTC) + timedelta(seconds=get_settings().STREAM_TOKEN_TTL_SECONDS)
-    payload = {"u": str(user.id), "tv": user.token_version, "exp": expires.timestamp()}
+    payload = {
+        "u": str(caller.user.id),
+        "s": str(caller.session_id),
+        "exp": expires.timestamp(),
+    }
     return seal(payload, _STREAM_SCOPE), expires
 
 
@@ -73,14 +78,14 @@ def user_of_stream_token(session: Session, token: str) -> User:
     )
     try:
         payload = unseal(token, _STREAM_SCOPE)
-        user_id, token_version = uuid.UUID(payload["u"]), int(payload["tv"])
+        user_id, session_id = uuid.UUID(payload["u"]), uuid.UUID(payload["s"])
         expired = float(payload["exp"]) < datetime.now(UTC).timestamp()
     except (BadRequest, KeyError, TypeError, ValueError):
         raise invalid from None
     if expired:
         raise invalid
-    try:  # the rule of access tokens: an active account whose tokens were not revoked
-        return authenticate(session, user_id, token_version)
+    try:  # the rule of access tokens: an active account, a session that has not ended
+        return authenticate(session, user_id, session_id)
     except Unauthorized:
         raise invalid from None
 

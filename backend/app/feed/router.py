@@ -24,7 +24,7 @@ from app.sync.live import Listener
 from app.trips import service as trip_service
 from app.trips.deps import TripAccess, TripMember
 from app.trips.models import Role
-from app.users.deps import BearerToken, CurrentUser, get_current_user
+from app.users.deps import BearerToken, CurrentCaller, CurrentUser, get_current_user
 from app.users.models import User
 
 router = APIRouter(tags=["sync"], responses=error_responses(401, 422))
@@ -225,16 +225,16 @@ class StreamTokenPublic(BaseModel):
 @router.post(
     "/sync/stream-tokens", response_model=StreamTokenPublic, status_code=status.HTTP_201_CREATED
 )
-def create_stream_token(response: Response, user: CurrentUser) -> StreamTokenPublic:
+def create_stream_token(response: Response, caller: CurrentCaller) -> StreamTokenPublic:
     """A token that opens `GET /sync/events?token=...`, for clients that cannot send an
     Authorization header there (browsers' EventSource).
 
     It opens the caller's event stream and does nothing else, for STREAM_TOKEN_TTL_SECONDS
-    (5 minutes by default), and stops working when the access token is revoked. Never put
+    (5 minutes by default), and stops working when the caller's session ends. Never put
     the access token itself in a URL.
     """
     response.headers["Cache-Control"] = "no-store"  # nor kept under an Idempotency-Key
-    token, expires_at = events.issue_stream_token(user)
+    token, expires_at = events.issue_stream_token(caller)
     return StreamTokenPublic(token=token, expires_at=expires_at)
 
 

@@ -10,7 +10,9 @@ from sqlmodel import Session, col, select
 
 from app.core.columns import utcnow
 from app.core.config import get_settings
-from app.idempotency.models import IdempotencyKey
+from app.idempotency.models import IdempotencyKey, user_scope
+from app.users import hooks as user_hooks
+from app.users.models import User
 
 
 def lock_name(scope: str, key: str) -> str:
@@ -75,3 +77,11 @@ def delete_expired_keys(*, session: Session, now: datetime, limit: int) -> int:
         )
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def forget_deleted_accounts_keys(*, session: Session, user: User) -> None:
+    """The responses stored for the account's keys go with it (they can hold its data)."""
+    session.execute(delete(IdempotencyKey).where(col(IdempotencyKey.scope) == user_scope(user.id)))
+
+
+user_hooks.account_deleting.subscribe(forget_deleted_accounts_keys)

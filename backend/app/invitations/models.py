@@ -82,3 +82,29 @@ class ReceivedInvitation(InvitationPublic):
     trip_start_date: date
     trip_end_date: date
     invited_by_name: str | None
+
+
+class InvitationSentExported(SQLModel):
+    """An invitation the account sent, in its export (with the address the account typed)."""
+
+    trip_id: uuid.UUID
+    id: uuid.UUID
+    email: str
+    role: Role
+    status: InvitationStatus
+    created_at: datetime
+    expires_at: datetime
+    responded_at: datetime | None
+
+
+class InvitationReceivedExported(SQLModel):
+    """An invitation to the account's address, in its export: the trip's name, not who sent it."""
+
+    trip_id: uuid.UUID
+    trip_name: str
+    id: uuid.UUID
+    role: Role
+    status: InvitationStatus
+    created_at: datetime
+    expires_at: datetime
+    responded_at: datetime | None

@@ -1,6 +1,7 @@
 """Invitations: an owner invites an email; whoever holds that email accepts or declines."""
 
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
 from sqlalchemy import func, update
@@ -15,12 +16,18 @@ from app.invitations.models import (
     Invitation,
     InvitationCreate,
     InvitationPublic,
+    InvitationReceivedExported,
+    InvitationSentExported,
     InvitationStatus,
     ReceivedInvitation,
 )
+from app.outbox import service as outbox
 from app.trips import service as trip_service
 from app.trips.models import Role, Trip, TripMember
+from app.users import export
+from app.users import hooks as user_hooks
 from app.users.models import User
+from app.users.service import deleted_address
 
 
 def _expire_stale(
@@ -69,6 +76,7 @@ def invite(
         expires_at=utcnow() + timedelta(days=get_settings().INVITATION_TTL_DAYS),
     )
     session.add(invitation)
+    _queue_invitation_email(session, invitation, inviter)
     record_activity(
         session=session,
         trip_id=trip_id,
@@ -80,6 +88,28 @@ def invite(
     )
     session.flush()
     return invitation
+
+
+def _queue_invitation_email(session: Session, invitation: Invitation, inviter: User) -> None:
+    """Tell the invitee, with a link to the invitation in the web client."""
+    trip = session.get(Trip, invitation.trip_id)  # loaded already by the access check
+    assert trip is not None
+    outbox.enqueue(
+        session=session,
+        kind="invitation",
+        to=invitation.email,
+        subject=f"{inviter.full_name} invites you to {trip.name} on TripSync",
+        context={
+            "inviter_name": inviter.full_name,
+            "trip_name": trip.name,
+            "start_date": trip.start_date.isoformat(),
+            "end_date": trip.end_date.isoformat(),
+            "role": invitation.role,
+            "email": invitation.email,
+            "expires_on": invitation.expires_at.date().isoformat(),
+            "link": outbox.public_link(f"/invitations/{invitation.id}"),
+        },
+    )
 
 
 def list_for_trip(
@@ -206,3 +236,74 @@ def decline(*, session: Session, user: User, invitation_id: uuid.UUID) -> None:
         object_type="invitation",
         object_id=invitation.id,
     )
+
+
+# --- the account: its export and its deletion ------------------------------------------------
+
+
+def exported_sent(session: Session, user: User) -> Iterator[InvitationSentExported]:
+    """The invitations the account sent, for its export."""
+    invitations = session.exec(
+        export.streamed(
+            select(Invitation)
+            .where(Invitation.invited_by == user.id)
+            .order_by(col(Invitation.created_at), col(Invitation.id))
+        )
+    )
+    for invitation in invitations:
+        yield InvitationSentExported.model_validate(invitation, from_attributes=True)
+
+
+def exported_received(session: Session, user: User) -> Iterator[InvitationReceivedExported]:
+    """The invitations to the account's current address, for its export."""
+    rows = session.exec(
+        export.streamed(
+            select(Invitation, Trip.name)
+            .join(Trip, col(Trip.id) == Invitation.trip_id)
+            .where(Invitation.email == user.email)
+            .order_by(col(Invitation.created_at), col(Invitation.id))
+        )
+    )
+    for invitation, trip_name in rows:
+        yield InvitationReceivedExported(
+            trip_id=invitation.trip_id,
+            trip_name=trip_name,
+            id=invitation.id,
+            role=Role(invitation.role),
+            status=InvitationStatus(invitation.status),
+            created_at=invitation.created_at,
+            expires_at=invitation.expires_at,
+            responded_at=invitation.responded_at,
+        )
+
+
+def forget_deleted_accounts_address(*, session: Session, user: User) -> None:
+    """The invitations the account answered no longer show its address. Open ones stay as
+    they are: they were sent to an address, which someone may register again."""
+    session.execute(
+        update(Invitation)
+        .where(
+            col(Invitation.email) == user.email,
+            col(Invitation.status).in_([InvitationStatus.ACCEPTED, InvitationStatus.DECLINED]),
+        )
+        .values(email=deleted_address(user.id))
+    )
+
+
+export.register(
+    export.ExportSection(
+        "invitations_sent",
+        InvitationSentExported,
+        exported_sent,
+        "The invitations the account sent.",
+    )
+)
+export.register(
+    export.ExportSection(
+        "invitations_received",
+        InvitationReceivedExported,
+        exported_received,
+        "The invitations to the account's address.",
+    )
+)
+user_hooks.account_deleting.subscribe(forget_deleted_accounts_address)

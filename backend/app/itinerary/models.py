@@ -239,3 +239,25 @@ class DayPublic(SQLModel):
     day: date
     day_number: int
     item_count: int
+
+
+class ItemExported(SQLModel):
+    """An itinerary item the account created, in its export: as it is now."""
+
+    trip_id: uuid.UUID
+    id: uuid.UUID
+    kind: ItemKind
+    title: str
+    notes: str
+    day: date | None
+    start_local: datetime | None
+    start_timezone: str | None
+    end_local: datetime | None
+    end_timezone: str | None
+    place_name: str | None
+    place_address: str | None
+    latitude: float | None
+    longitude: float | None
+    booking_reference: str
+    created_at: datetime
+    updated_at: datetime

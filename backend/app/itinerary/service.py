@@ -7,7 +7,7 @@ therefore queue; the unique (trip_id, day, order_key) constraint is the backstop
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -26,6 +26,7 @@ from app.core.preconditions import ExpectedVersion, ensure_version
 from app.itinerary.models import (
     DayPublic,
     ItemCreate,
+    ItemExported,
     ItemMove,
     ItemParticipant,
     ItemPublic,
@@ -39,6 +40,8 @@ from app.sync.client_ids import Created, find_existing, replay
 from app.sync.versions import claim_version, holds_trip_lock
 from app.trips import hooks as trip_hooks
 from app.trips.models import Trip
+from app.users import export
+from app.users.models import User
 
 
 def _item_not_found() -> NotFound:
@@ -696,4 +699,25 @@ def list_days(
     return split_page(rows, page.limit, lambda row: Position(row.day_number, trip.id))
 
 
+def exported_items(session: Session, user: User) -> Iterator[ItemExported]:
+    """The itinerary items the account created, for its export."""
+    items = session.exec(
+        export.streamed(
+            select(ItineraryItem)
+            .where(ItineraryItem.created_by == user.id)
+            .order_by(col(ItineraryItem.created_at), col(ItineraryItem.id))
+        )
+    )
+    for item in items:
+        yield ItemExported.model_validate(item, from_attributes=True)
+
+
 trip_hooks.dates_changed.subscribe(unschedule_items_outside)
+export.register(
+    export.ExportSection(
+        "itinerary_items",
+        ItemExported,
+        exported_items,
+        "The itinerary items the account created.",
+    )
+)

@@ -68,3 +68,13 @@ class ParticipantPublic(SQLModel):
             is_member=is_member,
             version=participant.version,
         )
+
+
+class ParticipantExported(SQLModel):
+    """A participant linked to the account (in any trip it was ever in), in its export."""
+
+    trip_id: uuid.UUID
+    trip_name: str
+    id: uuid.UUID
+    name: str
+    created_at: datetime

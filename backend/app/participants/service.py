@@ -1,7 +1,7 @@
 """Participants: members get one on joining; guests are added by name and can be claimed."""
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 
 from sqlalchemy import Column, exists
 from sqlmodel import Session, SQLModel, and_, col, select
@@ -10,11 +10,14 @@ from app.activity.service import record_activity
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.core.preconditions import ExpectedVersion, ensure_version
-from app.participants.models import Participant, ParticipantPublic
+from app.participants.models import Participant, ParticipantExported, ParticipantPublic
 from app.sync.client_ids import Created, find_existing, replay
+from app.sync.versions import claim_version
 from app.trips import hooks as trip_hooks
-from app.trips.models import TripMember
-from app.users.models import User
+from app.trips.models import Trip, TripMember
+from app.users import export
+from app.users import hooks as user_hooks
+from app.users.models import FORMER_MEMBER_NAME, User
 
 
 def ensure_participant_for_member(
@@ -257,4 +260,55 @@ def claim_guest(
     return participant_public(session=session, participant=guest)
 
 
+def keep_deleted_accounts_participants_as_guests(*, session: Session, user: User) -> None:
+    """In every trip the account was ever in, its participant becomes a guest named
+    FORMER_MEMBER_NAME: expenses, shares and settlements stay theirs, so every balance still
+    sums to zero, and nothing links them to the account any more. A participant nothing
+    refers to is simply removed."""
+    participants = session.exec(
+        select(Participant)
+        .where(Participant.user_id == user.id)
+        .order_by(col(Participant.trip_id), col(Participant.id))
+    ).all()
+    for participant in participants:
+        claim_version(session, participant.trip_id)  # the trip's lock first, in trip order
+        if has_history(session=session, trip_id=participant.trip_id, participant_id=participant.id):
+            participant.user_id = None
+            participant.name = FORMER_MEMBER_NAME
+            session.add(participant)
+        else:
+            session.delete(participant)
+    session.flush()
+
+
+def exported_participants(session: Session, user: User) -> Iterator[ParticipantExported]:
+    """The account's participants, for its export, in trips it left too (their ledger
+    entries are the account's)."""
+    rows = session.exec(
+        export.streamed(
+            select(Participant, Trip.name)
+            .join(Trip, col(Trip.id) == Participant.trip_id)
+            .where(Participant.user_id == user.id)
+            .order_by(col(Participant.created_at), col(Participant.id))
+        )
+    )
+    for participant, trip_name in rows:
+        yield ParticipantExported(
+            trip_id=participant.trip_id,
+            trip_name=trip_name,
+            id=participant.id,
+            name=participant.name,
+            created_at=participant.created_at,
+        )
+
+
 trip_hooks.member_joined.subscribe(ensure_participant_for_member)
+export.register(
+    export.ExportSection(
+        "participants",
+        ParticipantExported,
+        exported_participants,
+        "The account's participants: who pays and owes as the account, in each trip.",
+    )
+)
+user_hooks.account_deleting.subscribe(keep_deleted_accounts_participants_as_guests)

@@ -32,23 +32,24 @@ def get_trip_member(
 ) -> TripAccess:
     """The caller and their access to the trip: 401 for a bad token, 404 for non-members.
 
-    One query finds the trip, the role and the user together (the common case costs one
-    round trip); only a miss looks further, to tell a revoked token (401) from a trip the
-    caller is not in (404). Writes lock the trip first, so the role checked here cannot
-    change before the write commits.
+    One query finds the trip, the role and the user of a live session together (the common
+    case costs one round trip); only a miss looks further, to tell a revoked token (401)
+    from a trip the caller is not in (404). Writes lock the trip first, so the role checked
+    here cannot change before the write commits.
     """
-    user_id, token_version = token_claims(token)
+    user_id, session_id = token_claims(token)
     found = trip_service.find_member_access(
         session=session,
         trip_id=trip_id,
         user_id=user_id,
+        session_id=session_id,
         lock=request.method not in _READ_METHODS,
     )
     if found is None:
-        authenticate(session, user_id, token_version)
+        authenticate(session, user_id, session_id)
         raise trip_service.trip_not_found()
     trip, role, user = found
-    if not user.is_active or user.token_version != token_version:
+    if not user.is_active:
         raise revoked()
     return TripAccess(trip=trip, role=role, user=user)
 

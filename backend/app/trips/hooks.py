@@ -7,26 +7,9 @@ Subscribers run in the caller's transaction, in the order they subscribed.
 """
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-Subscriber = TypeVar("Subscriber", bound=Callable[..., Any])
-
-
-class Hook(Generic[Subscriber]):
-    """One hook point: a list of subscribers, each called with the same keyword arguments."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.subscribers: list[Subscriber] = []
-
-    def subscribe(self, subscriber: Subscriber) -> Subscriber:
-        if subscriber not in self.subscribers:
-            self.subscribers.append(subscriber)
-        return subscriber
-
-    def __call__(self, **arguments: Any) -> list[Any]:
-        return [subscriber(**arguments) for subscriber in self.subscribers]
-
+from app.core.hooks import Hook
 
 # (session, trip_id, user): a user became a member (the trip's creator included).
 member_joined: Hook[Callable[..., Any]] = Hook("member_joined")

@@ -36,6 +36,18 @@ class Role(StrEnum):
     def can_write(self) -> bool:
         return self is not Role.VIEWER
 
+    @property
+    def rank(self) -> int:
+        """Roles are ranked owner > editor > viewer: each may do all the next one may."""
+        return _ROLE_RANKS[self]
+
+    def includes(self, other: "Role") -> bool:
+        """Whether this role grants at least what `other` grants (an owner includes an editor)."""
+        return self.rank >= other.rank
+
+
+_ROLE_RANKS = {Role.VIEWER: 0, Role.EDITOR: 1, Role.OWNER: 2}
+
 
 # Names that exist in the tz database but are not places: the server's own zone and test data.
 _NOT_PLACES = frozenset({"localtime", "Factory", "posixrules"})
@@ -219,3 +231,12 @@ class OwnershipTransfer(SQLModel):
     model_config = REJECT_UNKNOWN_FIELDS
 
     user_id: uuid.UUID
+
+
+class MembershipExported(SQLModel):
+    """A trip the account is a member of, in its export."""
+
+    trip_id: uuid.UUID
+    trip_name: str
+    role: Role
+    joined_at: datetime

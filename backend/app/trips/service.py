@@ -1,14 +1,15 @@
 """Trips and memberships: every query is scoped to what the caller may see."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Exists, func
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from app.core.columns import utcnow
-from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.core.errors import Blocked, Blocker, Conflict, Forbidden, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.core.preconditions import ExpectedVersion, ensure_version
 from app.sync.client_ids import Created, find_existing, id_taken, replay
@@ -17,6 +18,7 @@ from app.sync.versions import claim_version, claim_version_if
 from app.trips import hooks
 from app.trips.models import (
     MemberPublic,
+    MembershipExported,
     Role,
     Trip,
     TripBase,
@@ -25,7 +27,9 @@ from app.trips.models import (
     TripPublic,
     TripUpdate,
 )
-from app.users.models import User
+from app.users import export
+from app.users import hooks as user_hooks
+from app.users.models import User, UserSession
 
 
 def trip_not_found() -> NotFound:
@@ -95,9 +99,10 @@ def _is_member(trip_id: uuid.UUID, user_id: uuid.UUID) -> Exists:
 
 
 def find_member_access(
-    *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID, lock: bool
+    *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID, session_id: uuid.UUID, lock: bool
 ) -> tuple[Trip, Role, User] | None:
-    """The trip, the caller's role and the caller, in one query; None for a non-member.
+    """The trip, the caller's role and the caller, in one query; None for a non-member, and
+    for a caller whose session (`session_id`, app.users.sessions) has ended.
 
     With `lock` (writes), the trip row is locked first by claiming its next version, and
     only when the caller is a member at that moment; the trip and the role are then read
@@ -110,7 +115,8 @@ def find_member_access(
         select(Trip, TripMember.role, User)
         .join(TripMember, col(TripMember.trip_id) == Trip.id)
         .join(User, col(User.id) == TripMember.user_id)
-        .where(Trip.id == trip_id, TripMember.user_id == user_id)
+        .join(UserSession, col(UserSession.user_id) == User.id)
+        .where(Trip.id == trip_id, TripMember.user_id == user_id, UserSession.id == session_id)
     )
     if lock:
         statement = statement.execution_options(populate_existing=True)
@@ -383,3 +389,98 @@ def transfer_ownership(
         object_id=to_user_id,
     )
     session.flush()
+
+
+# --- account deletion ------------------------------------------------------------------------
+
+
+def _trips_of_member(session: Session, user_id: uuid.UUID) -> list[uuid.UUID]:
+    # In id order: an account's trips are always locked in the same order.
+    return list(
+        session.exec(
+            select(TripMember.trip_id)
+            .where(TripMember.user_id == user_id)
+            .order_by(col(TripMember.trip_id))
+        ).all()
+    )
+
+
+def refuse_deleting_a_sole_owner(*, session: Session, user: User) -> None:
+    """An account that is the only owner of a trip cannot be deleted: 409 listing the trips.
+
+    Each of the account's trips is locked first, so no co-owner can leave between this
+    check and the end of the deletion.
+    """
+    for trip_id in _trips_of_member(session, user.id):
+        lock_trip(session, trip_id)
+    other_owner = aliased(TripMember)
+    sole = session.exec(
+        select(Trip.id, Trip.name)
+        .join(TripMember, col(TripMember.trip_id) == Trip.id)
+        .where(
+            TripMember.user_id == user.id,
+            TripMember.role == Role.OWNER,
+            ~select(other_owner.user_id)
+            .where(
+                other_owner.trip_id == Trip.id,
+                other_owner.role == Role.OWNER,
+                other_owner.user_id != user.id,
+            )
+            .exists(),
+        )
+        .order_by(col(Trip.created_at), col(Trip.id))
+    ).all()
+    if sole:
+        raise Blocked(
+            f"You are the only owner of {len(sole)} trip(s), listed in `blocking`: make another "
+            "member owner (POST /trips/{id}/transfer-ownership) or delete each trip first.",
+            code="sole_owner",
+            blocking=[Blocker(type="trip", id=trip_id, name=name) for trip_id, name in sole],
+        )
+
+
+def end_memberships_of_deleted_account(*, session: Session, user: User) -> None:
+    """The account leaves every trip, as a removed member does: each trip gets a new
+    version, the membership's tombstone, an activity entry, and the account's live streams
+    are told their access is gone."""
+    for trip_id in _trips_of_member(session, user.id):
+        lock_trip(session, trip_id)
+        session.delete(_member(session, trip_id, user.id))
+        announce_access(session, trip_id, AccessChange.REMOVED, user.id)
+        hooks.happened(
+            session=session,
+            trip_id=trip_id,
+            actor_id=user.id,
+            action="member.account_deleted",
+            object_type="user",
+            object_id=user.id,
+        )
+    session.flush()
+
+
+def exported_memberships(session: Session, user: User) -> Iterator[MembershipExported]:
+    """The account's memberships, for its export: the trip's name and nothing of the others."""
+    rows = session.exec(
+        export.streamed(
+            select(TripMember.trip_id, Trip.name, TripMember.role, TripMember.created_at)
+            .join(Trip, col(Trip.id) == TripMember.trip_id)
+            .where(TripMember.user_id == user.id)
+            .order_by(col(TripMember.created_at), col(TripMember.trip_id))
+        )
+    )
+    for trip_id, name, role, joined_at in rows:
+        yield MembershipExported(
+            trip_id=trip_id, trip_name=name, role=Role(role), joined_at=joined_at
+        )
+
+
+export.register(
+    export.ExportSection(
+        "memberships",
+        MembershipExported,
+        exported_memberships,
+        "The trips the account is a member of, with its role.",
+    )
+)
+user_hooks.account_deletable.subscribe(refuse_deleting_a_sole_owner)
+user_hooks.account_deleting.subscribe(end_memberships_of_deleted_account)

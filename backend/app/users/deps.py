@@ -1,6 +1,8 @@
-"""The caller: the bearer token, checked against the account it names (`CurrentUser`)."""
+"""The caller: the bearer token, checked against the account and the session it names
+(`CurrentUser`, and `CurrentCaller` for routes that need the session too)."""
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends
@@ -19,8 +21,16 @@ _bearer = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
 BearerToken = Annotated[str | None, Depends(_bearer)]
 
 
-def token_claims(token: str | None) -> tuple[uuid.UUID, int]:
-    """The user id and token version a bearer token carries: 401 when missing or invalid."""
+@dataclass(frozen=True)
+class Caller:
+    """Who sends the request: the user, and the session (device) their access token belongs to."""
+
+    user: User
+    session_id: uuid.UUID
+
+
+def token_claims(token: str | None) -> tuple[uuid.UUID, uuid.UUID]:
+    """The user id and session id a bearer token carries: 401 when missing or invalid."""
     if not token:
         raise Unauthorized("Authentication required: send 'Authorization: Bearer <token>'.")
     claims = decode_access_token(token)
@@ -33,17 +43,23 @@ def revoked() -> Unauthorized:
     return Unauthorized("The access token is no longer valid.", code="invalid_token")
 
 
-def authenticate(session: Session, user_id: uuid.UUID, token_version: int) -> User:
-    """The active user a valid token names: 401 when the account or the token was revoked."""
-    user = user_service.get_active_user(session=session, user_id=user_id)
-    if user is None or user.token_version != token_version:
+def authenticate(session: Session, user_id: uuid.UUID, session_id: uuid.UUID) -> User:
+    """The active user of a live session, in one statement: 401 once the account is
+    deactivated or the session has ended (logout, revocation, password change)."""
+    user = user_service.get_signed_in_user(session=session, user_id=user_id, session_id=session_id)
+    if user is None:
         raise revoked()
     return user
 
 
+def get_caller(session: SessionDep, token: BearerToken) -> Caller:
+    user_id, session_id = token_claims(token)
+    return Caller(user=authenticate(session, user_id, session_id), session_id=session_id)
+
+
 def get_current_user(session: SessionDep, token: BearerToken) -> User:
-    user_id, token_version = token_claims(token)
-    return authenticate(session, user_id, token_version)
+    return get_caller(session, token).user
 
 
+CurrentCaller = Annotated[Caller, Depends(get_caller)]
 CurrentUser = Annotated[User, Depends(get_current_user)]

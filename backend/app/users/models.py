@@ -1,9 +1,9 @@
-"""User accounts: the table and its API shapes."""
+"""User accounts and their sessions (one per signed-in device): the tables and API shapes."""
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, LargeBinary
 from sqlmodel import Field, SQLModel
 
 from app.core.columns import timestamp_column, uuid_primary_key
@@ -11,6 +11,9 @@ from app.core.fields import REJECT_UNKNOWN_FIELDS, Email, Name, PartialUpdate
 
 EMAIL_MAX = 320
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
+# What a deleted account is called wherever it is still referred to (its participants, the
+# activity it took part in); no personal data of the account survives its deletion.
+FORMER_MEMBER_NAME = "Former member"
 
 
 class UserBase(SQLModel):
@@ -45,12 +48,13 @@ class User(UserBase, table=True):
     email: str = Field(max_length=EMAIL_MAX, unique=True)
     password_hash: str = Field(max_length=255)
     is_active: bool = Field(default=True)
-    # Bumped when the password changes: tokens carrying an older version are refused.
-    token_version: int = Field(default=0)
     # Set when the owner proved they read this address; cleared when the address changes.
     email_verified_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime = timestamp_column()
     updated_at: datetime = timestamp_column()
+    # Set when the account was deleted: the row stays (what others recorded still points at
+    # it) but holds nothing personal, and can never sign in again (users.service).
+    deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class UserPublic(UserBase):
@@ -69,12 +73,94 @@ class UserPublic(UserBase):
         )
 
 
+class AccountDeletion(SQLModel):
+    """Deleting the account is confirmed with its password."""
+
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    password: str = Field(max_length=PASSWORD_MAX)
+
+
+class AccountExported(SQLModel):
+    """The account itself, as the export (GET /users/me/export) shows it."""
+
+    id: uuid.UUID
+    email: str
+    full_name: str
+    email_verified_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RegistrationAccepted(SQLModel):
+    """The answer to every valid registration: it does not say whether the address was new."""
+
+    email: str
+    message: str = (
+        "Registration received, and a message is on its way to this address. If the address "
+        "was new, log in now with it and the password you chose."
+    )
+
+
 class EmailVerification(SQLModel):
     model_config = REJECT_UNKNOWN_FIELDS
 
     token: str = Field(min_length=1, max_length=2048)
 
 
+DEVICE_LABEL_MAX = 100
+
+
+class UserSession(SQLModel, table=True):
+    """One sign-in of a user on one device: from login until logout, revocation, a password
+    change elsewhere, reuse of an old refresh token, or REFRESH_TOKEN_TTL_DAYS unused.
+
+    Its access tokens name it (`sid`) and are refused once it is gone; its refresh token is
+    replaced at each use, and only the hash of the current one is kept.
+    """
+
+    __tablename__ = "user_sessions"
+
+    id: uuid.UUID = uuid_primary_key()
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    device_label: str = Field(max_length=DEVICE_LABEL_MAX)
+    # Part of every refresh token of the session (and nowhere else): finds the session.
+    refresh_key: uuid.UUID = Field(default_factory=uuid.uuid4, unique=True)
+    # SHA-256 of the secret of the current refresh token; an earlier one presented is reuse.
+    refresh_hash: bytes = Field(sa_type=LargeBinary)
+    created_at: datetime = timestamp_column()
+    # When it last logged in or refreshed (not every request: that would be a write each).
+    last_used_at: datetime = timestamp_column()
+    # When its refresh token stops working; `make cleanup` deletes it afterwards.
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True), index=True)
+
+
+class UserSessionExported(SQLModel):
+    """What a session shows of itself, in the session list and the account export: never its
+    refresh key or token hash."""
+
+    id: uuid.UUID
+    device_label: str
+    created_at: datetime
+    last_used_at: datetime
+
+
+class UserSessionPublic(UserSessionExported):
+    current: bool = Field(description="Whether this is the session of the access token used")
+
+
 class Token(SQLModel):
+    """The OAuth2 token response (RFC 6749 section 5.1)."""
+
     access_token: str
     token_type: str = "bearer"  # noqa: S105 (the OAuth2 token type, not a secret)
+    expires_in: int = Field(description="Seconds the access token is valid for")
+    refresh_token: str = Field(
+        description="Send to POST /auth/refresh for new tokens; it works once"
+    )
+
+
+class RefreshRequest(SQLModel):
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    refresh_token: str = Field(min_length=1, max_length=256)

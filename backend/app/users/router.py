@@ -1,24 +1,33 @@
-"""Routes for accounts: register, log in, and the caller's own profile."""
+"""Routes for accounts: register, log in, refresh, log out, and the caller's own profile and
+sessions."""
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request, Response, status
+from fastapi.responses import StreamingResponse
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.core.admission import HASHING_TURN
 from app.core.config import get_settings
-from app.core.deps import SessionDep, before_session
+from app.core.deps import SessionDep, SnapshotSessionDep, before_session
 from app.core.errors import error_responses
-from app.core.security import create_access_token
+from app.core.fields import NAME_PATTERN
+from app.core.pagination import Page, PageParams
 from app.ratelimit import service as rate_limit
-from app.users import service
-from app.users.deps import CurrentUser
+from app.users import export, service, sessions
+from app.users.deps import BearerToken, CurrentCaller, CurrentUser, authenticate, token_claims
 from app.users.models import (
+    DEVICE_LABEL_MAX,
+    AccountDeletion,
     EmailVerification,
     PasswordChange,
+    RefreshRequest,
+    RegistrationAccepted,
     Token,
     UserCreate,
     UserPublic,
+    UserSessionPublic,
     UserUpdate,
 )
 
@@ -42,14 +51,19 @@ def limit_registrations(request: Request) -> None:
 
 @auth_router.post(
     "/register",
-    status_code=status.HTTP_201_CREATED,
-    response_model=UserPublic,
-    responses=error_responses(409, 422, 429),
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RegistrationAccepted,
+    responses=error_responses(422, 429),
     dependencies=[before_session(limit_registrations), HASHING_TURN],
 )
-def register(session: SessionDep, data: UserCreate) -> UserPublic:
-    """Create an account; a verification token is mailed to the address."""
-    return UserPublic.of(service.register_user(session=session, data=data))
+def register(session: SessionDep, data: UserCreate) -> RegistrationAccepted:
+    """Register an address; the answer is the same whether or not it already has an account.
+
+    A new address gets an account and a verification mail; an address that has an account is
+    left as it was, and its owner is mailed that someone tried. Then log in (`/auth/login`).
+    """
+    service.register_user(session=session, data=data)
+    return RegistrationAccepted(email=data.email)
 
 
 @auth_router.post("/verify-email", response_model=UserPublic, responses=error_responses(400, 422))
@@ -59,7 +73,11 @@ def verify_email(session: SessionDep, data: EmailVerification) -> UserPublic:
 
 
 class LoginForm(OAuth2PasswordRequestForm):
-    """The OAuth2 password form, saying what it needs: an empty form field counts as missing."""
+    """The OAuth2 password form, saying what it needs: an empty form field counts as missing.
+
+    One field more than OAuth2's: `device_label`, what the session list calls this device
+    (else its User-Agent).
+    """
 
     def __init__(
         self,
@@ -70,6 +88,15 @@ class LoginForm(OAuth2PasswordRequestForm):
         scope: Annotated[str, Form()] = "",
         client_id: Annotated[str | None, Form()] = None,
         client_secret: Annotated[str | None, Form(json_schema_extra={"format": "password"})] = None,
+        device_label: Annotated[
+            str | None,
+            Form(
+                max_length=DEVICE_LABEL_MAX,
+                pattern=NAME_PATTERN,
+                description="What GET /users/me/sessions calls this device (default: its "
+                "User-Agent), e.g. 'Ada's phone'.",
+            ),
+        ] = None,
     ) -> None:
         super().__init__(
             grant_type=grant_type,
@@ -79,6 +106,7 @@ class LoginForm(OAuth2PasswordRequestForm):
             client_id=client_id,
             client_secret=client_secret,
         )
+        self.device_label = device_label
 
 
 LoginFormDep = Annotated[LoginForm, Depends()]
@@ -107,15 +135,34 @@ def limit_logins(request: Request, form: LoginFormDep) -> None:
     responses=error_responses(401, 422, 429),
     dependencies=[before_session(limit_logins), HASHING_TURN],
 )
-def login(session: SessionDep, response: Response, form: LoginFormDep) -> Token:
-    """Exchange email and password for a bearer token (never stored for an Idempotency-Key).
+def login(session: SessionDep, request: Request, response: Response, form: LoginFormDep) -> Token:
+    """Exchange email and password for a new session of this device: an access token
+    (`expires_in` seconds) and a refresh token (never stored for an Idempotency-Key).
 
     Attempts are limited per account and per client address (429 with Retry-After).
     """
     user = service.authenticate(session=session, email=form.username, password=form.password)
-    # RFC 6749 section 5.1; it also keeps the token out of the idempotency records.
+    # RFC 6749 section 5.1; it also keeps the tokens out of the idempotency records.
     response.headers["Cache-Control"] = "no-store"
-    return Token(access_token=create_access_token(user.id, user.token_version))
+    label = sessions.device_label(form.device_label, request.headers.get("user-agent"))
+    return sessions.start_session(session=session, user=user, label=label)
+
+
+@auth_router.post("/refresh", response_model=Token, responses=error_responses(401, 422))
+def refresh(session: SessionDep, response: Response, data: RefreshRequest) -> Token:
+    """Exchange the session's refresh token for new tokens; the one sent stops working.
+
+    Sending a refresh token that was already used ends its session (401): a copy of it may
+    be in other hands. Never stored for an Idempotency-Key.
+    """
+    response.headers["Cache-Control"] = "no-store"
+    return sessions.refresh_session(session=session, refresh_token=data.refresh_token)
+
+
+@auth_router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401))
+def logout(session: SessionDep, caller: CurrentCaller) -> None:
+    """End the caller's session: its access and refresh tokens stop working at once."""
+    sessions.end_session(session=session, user_id=caller.user.id, session_id=caller.session_id)
 
 
 @users_router.get("/me", response_model=UserPublic)
@@ -130,9 +177,9 @@ def update_me(session: SessionDep, user: CurrentUser, data: UserUpdate) -> UserP
 
 
 @users_router.post("/me/verification-email", status_code=status.HTTP_202_ACCEPTED)
-def resend_verification_email(user: CurrentUser) -> None:
+def resend_verification_email(session: SessionDep, user: CurrentUser) -> None:
     """Mail a new verification token to the current address."""
-    service.send_verification_email(user=user)
+    service.queue_verification_email(session=session, user=user)
 
 
 @users_router.put(
@@ -141,5 +188,86 @@ def resend_verification_email(user: CurrentUser) -> None:
     responses=error_responses(400, 422),
     dependencies=[HASHING_TURN],
 )
-def change_my_password(session: SessionDep, user: CurrentUser, data: PasswordChange) -> None:
-    service.change_password(session=session, user=user, data=data)
+def change_my_password(session: SessionDep, caller: CurrentCaller, data: PasswordChange) -> None:
+    """Every other session of the caller ends; this one goes on."""
+    service.change_password(
+        session=session, user=caller.user, data=data, current_session_id=caller.session_id
+    )
+
+
+@users_router.get(
+    "/me/sessions", response_model=Page[UserSessionPublic], responses=error_responses(400, 422)
+)
+def list_my_sessions(
+    session: SessionDep, caller: CurrentCaller, page: PageParams
+) -> Page[UserSessionPublic]:
+    """My sessions (one per signed-in device), newest first; `current` marks this one."""
+    rows, last = sessions.list_sessions(session=session, user_id=caller.user.id, page=page)
+    return Page(
+        items=[
+            UserSessionPublic(
+                id=row.id,
+                device_label=row.device_label,
+                created_at=row.created_at,
+                last_used_at=row.last_used_at,
+                current=row.id == caller.session_id,
+            )
+            for row in rows
+        ],
+        next_cursor=page.cursor_for(last),
+    )
+
+
+@users_router.delete(
+    "/me/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404, 422),
+)
+def revoke_my_session(session: SessionDep, user: CurrentUser, session_id: uuid.UUID) -> None:
+    """End one of my sessions (e.g. a lost phone): its tokens stop working at once."""
+    sessions.end_session(session=session, user_id=user.id, session_id=session_id)
+
+
+@users_router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(403, 409, 422),
+    dependencies=[HASHING_TURN],
+)
+def delete_me(session: SessionDep, user: CurrentUser, data: AccountDeletion) -> None:
+    """Delete the account, confirmed with its password (`403 wrong_password` otherwise).
+
+    Refused with `409 sole_owner` while the account is the only owner of a trip: the
+    problem's `blocking` lists those trips (id, name); make another member owner (`POST
+    /trips/{id}/transfer-ownership`) or delete each first. The ledger keeps the account's
+    entries under a "Former member" guest, so every balance still sums to zero; its
+    memberships end (announced to live sync), its personal data is erased, its tokens stop
+    working and its email address can register again.
+    """
+    service.delete_account(session=session, user=user, password=data.password)
+
+
+def export_router() -> APIRouter:
+    """`GET /users/me/export`: declared when the app is assembled, once every feature has
+    registered its section (app.users.export), so the OpenAPI document describes them all."""
+    router = APIRouter(prefix="/users", tags=["users"], responses=error_responses(401))
+
+    @router.get("/me/export", response_model=export.document_model())
+    def export_me(session: SnapshotSessionDep, token: BearerToken) -> StreamingResponse:
+        """Everything stored about the caller, as one JSON document, streamed as it is read.
+
+        One consistent snapshot of the database; other people appear only as far as the
+        caller's own records need them (docs/api.md, "Account export"). A download cut
+        short is not valid JSON: fetch it again.
+        """
+        user = authenticate(session, *token_claims(token))
+        return StreamingResponse(
+            export.stream_document(session, user),
+            media_type="application/json",
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Disposition": 'attachment; filename="tripsync-export.json"',
+            },
+        )
+
+    return router

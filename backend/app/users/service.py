@@ -1,13 +1,15 @@
 """Accounts: registration, authentication, profile and password changes."""
 
 import uuid
+from collections.abc import Iterator
+from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.core.columns import utcnow
-from app.core.email import send_email
-from app.core.errors import BadRequest, Conflict, Unauthorized
+from app.core.config import get_settings
+from app.core.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from app.core.security import (
     create_email_token,
     decode_email_token,
@@ -15,7 +17,25 @@ from app.core.security import (
     hash_password,
     verify_password,
 )
-from app.users.models import EMAIL_MAX, PasswordChange, User, UserCreate, UserUpdate
+from app.outbox import service as outbox
+from app.outbox.models import OutboxMessageExported
+from app.users import export, hooks
+from app.users.models import (
+    EMAIL_MAX,
+    FORMER_MEMBER_NAME,
+    PasswordChange,
+    User,
+    UserCreate,
+    UserSession,
+    UserUpdate,
+)
+from app.users.sessions import end_all_sessions
+
+# Matches no Argon2 hash, so no password ever verifies against a deleted account.
+_NO_PASSWORD = "!deleted"  # noqa: S105 (not a password: a value no hash check accepts)
+
+# The outbox kind of the notice sent when someone registers an address that has an account.
+REGISTRATION_NOTICE = "registration_attempt"
 
 
 def get_active_user(*, session: Session, user_id: uuid.UUID) -> User | None:
@@ -23,42 +43,90 @@ def get_active_user(*, session: Session, user_id: uuid.UUID) -> User | None:
     return user if user is not None and user.is_active else None
 
 
+def get_signed_in_user(
+    *, session: Session, user_id: uuid.UUID, session_id: uuid.UUID
+) -> User | None:
+    """The active user whose session this is, in one statement; None once the session ended."""
+    return session.exec(
+        select(User)
+        .join(UserSession, col(UserSession.user_id) == User.id)
+        .where(User.id == user_id, UserSession.id == session_id, col(User.is_active))
+    ).first()
+
+
 def get_user_by_email(*, session: Session, email: str) -> User | None:
     return session.exec(select(User).where(User.email == email.lower())).first()
 
 
-def _flush_unique_email(session: Session) -> None:
+def _email_taken_at_flush(session: Session, user: User) -> bool:
+    """Write `user` in a savepoint; True when its address was taken meanwhile (a race), and
+    then nothing else of the transaction is lost."""
     try:
-        with session.begin_nested():
+        with session.begin_nested():  # flushes what was pending before, outside the savepoint
+            session.add(user)
             session.flush()
     except IntegrityError:
-        raise Conflict("An account with this email already exists.", code="email_taken") from None
+        return True
+    return False
 
 
-def register_user(*, session: Session, data: UserCreate) -> User:
-    if get_user_by_email(session=session, email=data.email) is not None:
+def _flush_unique_email(session: Session, user: User) -> None:
+    if _email_taken_at_flush(session, user):
         raise Conflict("An account with this email already exists.", code="email_taken")
-    user = User(
-        email=data.email, full_name=data.full_name, password_hash=hash_password(data.password)
+
+
+def register_user(*, session: Session, data: UserCreate) -> None:
+    """Create the account and queue its verification mail; when the address already has an
+    account, change nothing and queue a notice to its owner instead.
+
+    The caller cannot tell the two apart: the route answers the same, and the password is
+    hashed in both branches so the time taken does not tell either.
+    """
+    password_hash = hash_password(data.password)
+    existing = get_user_by_email(session=session, email=data.email)
+    if existing is None:
+        user = User(email=data.email, full_name=data.full_name, password_hash=password_hash)
+        if not _email_taken_at_flush(session, user):
+            queue_verification_email(session=session, user=user)
+            return
+        # Another registration of this address committed first (the savepoint's rollback
+        # took the losing account out of the session): the same answer as above.
+        existing = get_user_by_email(session=session, email=data.email)
+    if existing is not None and existing.is_active:
+        _queue_registration_notice(session=session, user=existing)
+
+
+def _queue_registration_notice(*, session: Session, user: User) -> None:
+    """Tell the owner someone tried to register their address: at most one notice per
+    REGISTRATION_NOTICE_INTERVAL_MINUTES, so repeated attempts cannot flood their inbox."""
+    interval = timedelta(minutes=get_settings().REGISTRATION_NOTICE_INTERVAL_MINUTES)
+    if outbox.queued_since(
+        session=session, kind=REGISTRATION_NOTICE, to=user.email, since=utcnow() - interval
+    ):
+        return
+    outbox.enqueue(
+        session=session,
+        kind=REGISTRATION_NOTICE,
+        to=user.email,
+        subject="Someone tried to register with your address on TripSync",
+        context={"full_name": user.full_name, "link": outbox.public_link("/")},
     )
-    session.add(user)
-    _flush_unique_email(session)  # two registrations racing for one email
-    send_verification_email(user=user)
-    return user
 
 
-def send_verification_email(*, user: User) -> None:
+def queue_verification_email(*, session: Session, user: User) -> None:
     """Mail a token to the account's address; presenting it proves the address is theirs."""
     token = create_email_token(user.id, user.email)
-    send_email(
+    outbox.enqueue(
+        session=session,
+        kind="email_verification",
         to=user.email,
         subject="Confirm your email address for TripSync",
-        body=(
-            f"Hello {user.full_name},\n\n"
-            "To confirm this address, send this token to POST /auth/verify-email:\n\n"
-            f"token: {token}\n\n"
-            "Invitations to trips reach you once the address is confirmed.\n"
-        ),
+        context={
+            "full_name": user.full_name,
+            "token": token,
+            "link": outbox.public_link(f"/verify-email/{token}"),
+            "valid_hours": get_settings().EMAIL_VERIFICATION_TTL_HOURS,
+        },
     )
 
 
@@ -98,17 +166,74 @@ def update_profile(*, session: Session, user: User, data: UserUpdate) -> User:
     if email_changed:
         user.email_verified_at = None  # the new address must be proven again
     user.updated_at = utcnow()
-    session.add(user)
-    _flush_unique_email(session)
+    _flush_unique_email(session, user)
     if email_changed:
-        send_verification_email(user=user)
+        queue_verification_email(session=session, user=user)
     return user
 
 
-def change_password(*, session: Session, user: User, data: PasswordChange) -> None:
+def change_password(
+    *, session: Session, user: User, data: PasswordChange, current_session_id: uuid.UUID
+) -> None:
+    """Every other session of the user ends: whoever knew the old password is signed out."""
     if not verify_password(data.current_password, user.password_hash):
         raise BadRequest("The current password is incorrect.", code="wrong_current_password")
     user.password_hash = hash_password(data.new_password)
-    user.token_version += 1  # every token issued before this change stops working
     user.updated_at = utcnow()
     session.add(user)
+    end_all_sessions(session=session, user_id=user.id, except_session_id=current_session_id)
+
+
+def deleted_address(user_id: uuid.UUID) -> str:
+    """The unique, undeliverable address (RFC 2606 `.invalid`) a deleted account keeps, so
+    its real address is free to register again."""
+    return f"deleted-{user_id.hex}@deleted.invalid"
+
+
+def delete_account(*, session: Session, user: User, password: str) -> None:
+    """Delete the account, confirmed with its password; refused while it solely owns a trip.
+
+    Every feature that refers to the account ends or anonymises that (app.users.hooks: the
+    memberships end and are announced, the participants become "former member" guests so
+    the ledger keeps its sums, private rows go), then the row itself is emptied of personal
+    data: it stays, so what others recorded (an expense's author, an activity entry) still
+    points somewhere, shown as FORMER_MEMBER_NAME. It can never sign in again: inactive, no
+    password, and every session ended, so its access and refresh tokens are refused.
+    """
+    if not verify_password(password, user.password_hash):
+        raise Forbidden(
+            "The password is incorrect; the account was not deleted.", code="wrong_password"
+        )
+    # One deletion of an account at a time: a second one waits here, then finds it gone.
+    session.refresh(user, with_for_update=True)
+    if user.deleted_at is not None or not user.is_active:
+        raise Unauthorized("The access token is no longer valid.", code="invalid_token")
+    hooks.account_deletable(session=session, user=user)
+    hooks.account_deleting(session=session, user=user)
+    outbox.forget_recipient(session=session, address=user.email)  # unsent mail is not sent
+    now = utcnow()
+    user.email = deleted_address(user.id)
+    user.full_name = FORMER_MEMBER_NAME
+    user.password_hash = _NO_PASSWORD
+    user.email_verified_at = None
+    user.is_active = False
+    user.deleted_at = user.updated_at = now
+    session.add(user)
+    end_all_sessions(session=session, user_id=user.id)  # its access and refresh tokens stop
+    session.flush()
+
+
+def exported_mail(session: Session, user: User) -> Iterator[OutboxMessageExported]:
+    """The mail queued for the account's address (until the outbox's retention), for its export."""
+    for message in session.exec(export.streamed(outbox.messages_to(user.email))):
+        yield OutboxMessageExported.model_validate(message, from_attributes=True)
+
+
+export.register(
+    export.ExportSection(
+        "mail",
+        OutboxMessageExported,
+        exported_mail,
+        "Mail to the account's address still kept by the outbox: its kind, state and times.",
+    )
+)

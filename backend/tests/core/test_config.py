@@ -61,6 +61,12 @@ def test_settings_are_read_from_a_dotenv_file(tmp_path, monkeypatch: pytest.Monk
             "DB_MAX_CONCURRENT_REQUESTS",
         ),
         ({"DB_MAX_CONCURRENT_REQUESTS": 11, "THREADPOOL_SIZE": 10}, "DB_MAX_CONCURRENT_REQUESTS"),
+        # An access token may not outlive its session.
+        (
+            {"ACCESS_TOKEN_EXPIRE_MINUTES": 24 * 60, "REFRESH_TOKEN_TTL_DAYS": 1},
+            "ACCESS_TOKEN_EXPIRE_MINUTES",
+        ),
+        ({"REFRESH_TOKEN_TTL_DAYS": 0}, "REFRESH_TOKEN_TTL_DAYS"),
     ],
 )
 def test_invalid_settings_fail_naming_the_variable(values: dict[str, Any], named: str) -> None:
@@ -137,3 +143,19 @@ def test_the_environment_fixture_rebuilds_every_cached_singleton(
     environment(PASSWORD_HASH_CONCURRENCY="3")
     assert get_settings().PASSWORD_HASH_CONCURRENCY == 3
     assert security.hashing_slots()._value == 3  # type: ignore[attr-defined]
+
+
+def test_the_outbox_lease_must_outlast_a_send() -> None:
+    # One send may take 3 x SMTP_TIMEOUT_SECONDS + 1 / OUTBOX_SEND_RATE = 31 s: a lease of
+    # 61 s could run out while its message is still being sent.
+    with pytest.raises(ValidationError, match="OUTBOX_LEASE_SECONDS"):
+        make(OUTBOX_LEASE_SECONDS=61, SMTP_TIMEOUT_SECONDS=10, OUTBOX_SEND_RATE=1)
+    assert make(OUTBOX_LEASE_SECONDS=62, SMTP_TIMEOUT_SECONDS=10, OUTBOX_SEND_RATE=1)
+    with pytest.raises(ValidationError, match="OUTBOX_RETRY_MAX_SECONDS"):
+        make(OUTBOX_RETRY_BASE_SECONDS=60, OUTBOX_RETRY_MAX_SECONDS=30)
+
+
+def test_the_public_url_must_be_a_web_address() -> None:
+    with pytest.raises(ValidationError, match="PUBLIC_URL"):
+        make(PUBLIC_URL="javascript:alert(1)")
+    assert str(make(PUBLIC_URL="https://trips.example").PUBLIC_URL) == "https://trips.example/"

@@ -16,6 +16,7 @@ from app.core.db import build_engine, get_sessionmaker, init_db, server_timeout_
 from app.core.deps import SessionDep
 from app.core.errors import Conflict
 from app.main import create_app
+from app.outbox.models import OutboxMessage
 from app.users.models import User
 from tests import support
 
@@ -138,14 +139,19 @@ def test_a_write_is_committed_before_the_response(committed_app: tuple[FastAPI, 
     response = client.post(
         "/auth/register", json={"email": email, "password": "password123", "full_name": "D"}
     )
-    assert response.status_code == 201
+    assert response.status_code == 202
     try:
-        # Another connection sees the row as soon as the 2xx arrived.
+        # Another connection sees the rows as soon as the 2xx arrived: the account and its mail.
         with Session(private) as session:
             assert session.exec(select(User).where(User.email == email)).one()
+            assert session.exec(select(OutboxMessage).where(OutboxMessage.recipient == email)).one()
     finally:
         with Session(private) as session:
-            session.exec(text("DELETE FROM users WHERE email = :e").bindparams(e=email))  # type: ignore[call-overload]
+            for statement in (
+                "DELETE FROM users WHERE email = :e",
+                "DELETE FROM outbox_messages WHERE recipient = :e",
+            ):
+                session.exec(text(statement).bindparams(e=email))  # type: ignore[call-overload]
             session.commit()
 
 

@@ -63,7 +63,8 @@ def test_login_attempts_per_address_are_limited(limits: str, connection) -> None
         support.assert_problem(_login(client, f"nobody-{n}-{uuid.uuid4().hex}@example.com"), 401)
     refused = _login(client, f"someone-{uuid.uuid4().hex}@example.com")
     assert "address" in support.assert_problem(refused, 429, "rate_limited")["detail"]
-    assert _login(_client(_address()), "x@example.com").status_code == 401
+    # Another address is not affected (an account of its own: a Redis store outlives the run).
+    assert _login(_client(_address()), f"x-{uuid.uuid4().hex}@example.com").status_code == 401
 
 
 def test_registrations_per_address_are_limited(limits: str, connection) -> None:  # type: ignore[no-untyped-def]
@@ -74,7 +75,7 @@ def test_registrations_per_address_are_limited(limits: str, connection) -> None:
         body = {"email": email, "password": "password123", "full_name": "N"}
         return client.post("/auth/register", json=body)
 
-    assert [register().status_code for _ in range(2)] == [201, 201]
+    assert [register().status_code for _ in range(2)] == [202, 202]
     support.assert_problem(register(), 429, "rate_limited")
 
 

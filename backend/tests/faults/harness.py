@@ -268,7 +268,7 @@ def register(api: ApiProcess, database: Database, name: str) -> Person:
             "/auth/register",
             json_body={"email": email, "password": PASSWORD, "full_name": name},
         ),
-        201,
+        202,
     )
     database.execute("UPDATE users SET email_verified_at = now() WHERE email = %s", email)
     login = call(api, "POST", "/auth/login", form={"username": email, "password": PASSWORD})

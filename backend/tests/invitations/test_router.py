@@ -6,22 +6,12 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from app.core import email
 from app.core.columns import utcnow
+from app.core.config import get_settings
 from app.core.security import create_email_token
 from app.invitations.models import Invitation
-from app.trips.models import TripMember
+from app.trips.models import Role, TripMember
 from tests import factories, support
-
-
-def _mailed_to(address: str) -> list[str]:
-    return [str(m.get_content()) for m in email.sent_in_memory if m["To"] == address]
-
-
-def mailed_token(address: str) -> str:
-    """The verification token in the last email sent to this address."""
-    body = _mailed_to(address)[-1]
-    return next(line.split(": ", 1)[1] for line in body.splitlines() if line.startswith("token: "))
 
 
 def invite(client: TestClient, owner, trip_id: str, email: str, role: str = "editor"):  # type: ignore[no-untyped-def]
@@ -75,8 +65,7 @@ def test_someone_who_registers_later_sees_the_invitation(
         "/auth/register",
         json={"email": "Later@Example.com", "password": "password123", "full_name": "Late"},
     )
-    assert registered.status_code == 201
-    assert registered.json()["email_verified"] is False
+    assert registered.status_code == 202
     token = client.post(
         "/auth/login", data={"username": "later@example.com", "password": "password123"}
     ).json()["access_token"]
@@ -84,7 +73,9 @@ def test_someone_who_registers_later_sees_the_invitation(
     # Until they prove they read that address, the invitation is not theirs to see.
     support.assert_problem(client.get("/invitations", headers=headers), 403, "email_not_verified")
 
-    verified = client.post("/auth/verify-email", json={"token": mailed_token("later@example.com")})
+    verified = client.post(
+        "/auth/verify-email", json={"token": support.mailed_token("later@example.com")}
+    )
     assert verified.status_code == 200, verified.text
     assert verified.json()["email_verified"] is True
     received = client.get("/invitations", headers=headers).json()
@@ -194,3 +185,38 @@ def test_inviting_a_member_is_a_conflict(client: TestClient, session: Session) -
     trip = factories.create_trip(client, owner)
     support.assert_problem(invite(client, owner, trip["id"], owner.email), 409, "already_member")
     support.assert_problem(invite(client, owner, trip["id"], "not-an-email"), 422)
+
+
+def test_the_invitee_is_mailed_a_link_to_the_invitation(
+    client: TestClient, session: Session
+) -> None:
+    owner = factories.make_user(session, full_name="Alice <b>")
+    trip = factories.create_trip(client, owner, name="Lisbon & <Porto>")
+    support.deliver_mail()
+    sent = invite(client, owner, trip["id"], "Bob@Example.com", role="viewer")
+    assert sent.status_code == 201, sent.text
+
+    [mail] = support.mail_to("bob@example.com")
+    link = f"{get_settings().PUBLIC_URL}#/invitations/{sent.json()['id']}"
+    assert mail["Subject"] == "Alice <b> invites you to Lisbon & <Porto> on TripSync"
+    text = support.text_of(mail)
+    assert link in text
+    assert '"Lisbon & <Porto>"' in text
+    assert "as viewer" in text
+    html_part = mail.get_body(("html",))
+    assert html_part is not None
+    html = html_part.get_content()  # type: ignore[attr-defined]
+    assert f'href="{link}"' in html
+    # Names typed by users are text in the HTML part, never markup.
+    assert "<strong>Lisbon &amp; &lt;Porto&gt;</strong>" in html
+    assert "<strong>Alice &lt;b&gt;</strong>" in html
+    assert "<b>" not in html
+
+
+def test_a_refused_invitation_mails_nothing(client: TestClient, session: Session) -> None:
+    owner, member = factories.make_user(session), factories.make_user(session)
+    trip = factories.create_trip(client, owner)
+    factories.add_member(session, trip["id"], member, Role.EDITOR)
+    support.deliver_mail()
+    support.assert_problem(invite(client, owner, trip["id"], member.email), 409, "already_member")
+    assert support.deliver_mail() == []

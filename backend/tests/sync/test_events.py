@@ -231,11 +231,10 @@ def test_stream_tokens_open_streams_and_nothing_else(
         access = support.auth(alice)["Authorization"].removeprefix("Bearer ")
         refused = client.get(f"/sync/events?token={access}")
         support.assert_problem(refused, 401, "invalid_stream_token")
-        # Revoked with the account's tokens.
+        # Revoked with the session it was issued from.
         with engine.begin() as connection:
             connection.execute(
-                text("UPDATE users SET token_version = token_version + 1 WHERE id = :u"),
-                {"u": alice.id},
+                text("DELETE FROM user_sessions WHERE user_id = :u"), {"u": alice.id}
             )
         support.assert_problem(
             client.get(f"/sync/events?token={token}"), 401, "invalid_stream_token"

@@ -5,9 +5,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from sqlmodel import Session, col, delete, select
 
 from app.trips.models import Role, Trip, TripMember
+from app.users.models import UserSession
 from tests import factories, support
 
 
@@ -293,7 +294,7 @@ def test_a_cursor_only_works_for_the_list_that_issued_it(
     support.assert_problem(response, 400, "invalid_cursor")
 
 
-@pytest.mark.parametrize("revoke", ["password_changed", "deactivated"])
+@pytest.mark.parametrize("revoke", ["session_ended", "deactivated"])
 def test_a_member_with_a_revoked_token_is_401_on_trip_routes_and_locks_nothing(
     client: TestClient, session: Session, revoke: str
 ) -> None:
@@ -302,11 +303,11 @@ def test_a_member_with_a_revoked_token_is_401_on_trip_routes_and_locks_nothing(
     owner = factories.make_user(session)
     trip = factories.create_trip(client, owner)
     headers = support.auth(owner)
-    if revoke == "password_changed":
-        owner.token_version += 1
+    if revoke == "session_ended":
+        session.execute(delete(UserSession).where(col(UserSession.user_id) == owner.id))
     else:
         owner.is_active = False
-    session.add(owner)
+        session.add(owner)
     session.commit()
     head = session.get(Trip, uuid.UUID(trip["id"]))
     assert head is not None

@@ -1,0 +1,40 @@
+"""`python -m app.worker`: the process that sends the outbox's mail (see app.outbox.worker).
+
+Stops cleanly on SIGTERM or Ctrl-C: the message being sent is settled, the rest of its batch
+handed back. `--once` sends what is due now and exits (e.g. from cron or a test).
+"""
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from app.core.config import get_settings
+from app.outbox.worker import OutboxWorker, drain
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.worker", description=__doc__)
+    parser.add_argument("--once", action="store_true", help="send what is due, then exit")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    logging.basicConfig(level=settings.LOG_LEVEL, format="%(levelname)s %(name)s: %(message)s")
+    worker = OutboxWorker(settings)
+    if args.once:
+        result = drain(worker)
+        print(f"sent {result.sent}, retrying {result.retried}, dead {result.dead}")
+        return 1 if result.outage else 0
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
