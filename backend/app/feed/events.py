@@ -42,10 +42,11 @@ from app.sync.live import (
     Subscription,
     VersionNotice,
     WorkerState,
+    announce_sessions_ended,
 )
 from app.trips.models import Trip, TripMember
+from app.users import hooks as user_hooks
 from app.users.deps import Caller, authenticate
-from app.users.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +71,8 @@ def issue_stream_token(caller: Caller) -> tuple[str, datetime]:
     return seal(payload, _STREAM_SCOPE), expires
 
 
-def user_of_stream_token(session: Session, token: str) -> User:
-    """The user a stream token was issued to: 401 when it is forged, expired or revoked."""
+def caller_of_stream_token(session: Session, token: str) -> Caller:
+    """Who a stream token was issued to: 401 when it is forged, expired or revoked."""
     invalid = Unauthorized(
         "The stream token is invalid or expired; ask POST /sync/stream-tokens for a new one.",
         code="invalid_stream_token",
@@ -85,9 +86,18 @@ def user_of_stream_token(session: Session, token: str) -> User:
     if expired:
         raise invalid
     try:  # the rule of access tokens: an active account, a session that has not ended
-        return authenticate(session, user_id, session_id)
+        return Caller(user=authenticate(session, user_id, session_id), session_id=session_id)
     except Unauthorized:
         raise invalid from None
+
+
+def end_streams_of_sessions(session: Session, session_ids: list[uuid.UUID]) -> None:
+    """A session ended (logout, revocation, a password change or reset elsewhere, deletion):
+    its open streams end at commit, as its tokens stop working."""
+    announce_sessions_ended(session, session_ids)
+
+
+user_hooks.sessions_ended.subscribe(end_streams_of_sessions)
 
 
 # --- what a stream says ---------------------------------------------------------------------

@@ -24,8 +24,7 @@ from app.sync.live import Listener
 from app.trips import service as trip_service
 from app.trips.deps import TripAccess, TripMember
 from app.trips.models import Role
-from app.users.deps import BearerToken, CurrentCaller, CurrentUser, get_current_user
-from app.users.models import User
+from app.users.deps import BearerToken, Caller, CurrentCaller, CurrentUser, get_caller
 
 router = APIRouter(tags=["sync"], responses=error_responses(401, 422))
 
@@ -305,7 +304,8 @@ async def stream_events(
     `deleted`) and no event of it after that. At most SSE_MAX_STREAMS_PER_USER streams per
     user and worker (429); 503 while the server cannot stream (then retry later).
     """
-    user = await run_in_threadpool(_stream_user, session, token, bearer)
+    caller = await run_in_threadpool(_stream_caller, session, token, bearer)
+    user = caller.user
     listener: Listener | None = getattr(request.app.state, "listener", None)
     if listener is None:
         raise ServiceUnavailable("Live events are not available here; poll GET /sync.")
@@ -315,7 +315,8 @@ async def stream_events(
         )
     resumed_from = last_event_id_header or last_event_id
     told, told_at = _last_told(user.id, resumed_from)
-    subscription = listener.subscribe(user.id)  # before reading: nothing falls in between
+    # Before reading: nothing falls in between. It ends when the caller's session does.
+    subscription = listener.subscribe(user.id, caller.session_id)
     try:
         heads, pending = await run_in_threadpool(events.catch_up, session, user.id, told, told_at)
         listener.follow(subscription, heads)
@@ -330,10 +331,10 @@ async def stream_events(
     return events.EventStreamResponse(stream)
 
 
-def _stream_user(session: Session, token: str | None, bearer: str | None) -> User:
+def _stream_caller(session: Session, token: str | None, bearer: str | None) -> Caller:
     if token is not None:
-        return events.user_of_stream_token(session, token)
-    return get_current_user(session, bearer)
+        return events.caller_of_stream_token(session, token)
+    return get_caller(session, bearer)
 
 
 def _last_told(

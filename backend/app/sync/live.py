@@ -57,6 +57,10 @@ def payload(trip_id: uuid.UUID | str, version: int) -> str:
     return f"{trip_id}:{version}"
 
 
+def session_ended_payload(session_id: uuid.UUID) -> str:
+    return f"s:{session_id}"
+
+
 def access_payload(trip_id: uuid.UUID, change: AccessChange, user_id: uuid.UUID | None) -> str:
     return f"a:{trip_id}:{change.value}:{user_id or '*'}"
 
@@ -74,11 +78,18 @@ class AccessNotice:
     user_id: uuid.UUID | None  # None: every member of the trip
 
 
+@dataclass(frozen=True)
+class SessionEndedNotice:
+    session_id: uuid.UUID  # a signed-in device: its streams end
+
+
 Notice = VersionNotice | AccessNotice
 
 
-def parse_payload(text: str) -> Notice | None:
+def parse_payload(text: str) -> Notice | SessionEndedNotice | None:
     try:
+        if text.startswith("s:"):
+            return SessionEndedNotice(uuid.UUID(text[2:]))
         if text.startswith("a:"):
             _, trip, change, user = text.split(":")
             return AccessNotice(
@@ -88,6 +99,12 @@ def parse_payload(text: str) -> Notice | None:
         return VersionNotice(uuid.UUID(trip), int(version))
     except ValueError:
         return None
+
+
+def announce_sessions_ended(session: Session, session_ids: list[uuid.UUID]) -> None:
+    """At commit, end the open streams of these sessions (logout, revocation, ...)."""
+    for session_id in session_ids:
+        session.execute(select(func.pg_notify(CHANNEL, session_ended_payload(session_id))))
 
 
 def announce_access(
@@ -112,8 +129,9 @@ class Subscription:
     and the stream takes everything that arrived in one go (one write for a burst).
     """
 
-    def __init__(self, user_id: uuid.UUID) -> None:
+    def __init__(self, user_id: uuid.UUID, session_id: uuid.UUID | None = None) -> None:
         self.user_id = user_id
+        self.session_id = session_id  # the signed-in device it was opened for
         self.trips: set[uuid.UUID] = set()
         self._notices: list[Notice] = []
         self._waiter: asyncio.Future[None] | None = None
@@ -229,6 +247,7 @@ class Listener:
         self._waiters: dict[uuid.UUID, set[Watch]] = {}
         self._followers: dict[uuid.UUID, set[Subscription]] = {}
         self._streams: dict[uuid.UUID, set[Subscription]] = {}
+        self._devices: dict[uuid.UUID, set[Subscription]] = {}  # by session
         self._reading: set[Subscription] = set()  # streams reading their trips (early mode)
         self._connection: psycopg2.extensions.connection | None = None
         # A duplicate of the connection's socket, watched on the loop. libpq closes its own fd
@@ -263,10 +282,13 @@ class Listener:
 
     # --- streams ---------------------------------------------------------------------------
 
-    def subscribe(self, user_id: uuid.UUID) -> Subscription:
-        """A new stream of `user_id`'s events; from now on nothing announced is lost to it."""
-        subscription = Subscription(user_id)
+    def subscribe(self, user_id: uuid.UUID, session_id: uuid.UUID | None = None) -> Subscription:
+        """A new stream of `user_id`'s events, opened by their session (device) `session_id`;
+        from now on nothing announced is lost to it, and it ends when that session does."""
+        subscription = Subscription(user_id, session_id)
         self._streams.setdefault(user_id, set()).add(subscription)
+        if session_id is not None:
+            self._devices.setdefault(session_id, set()).add(subscription)
         self._reading.add(subscription)
         return subscription
 
@@ -312,6 +334,12 @@ class Listener:
             streams.discard(subscription)
             if not streams:
                 del self._streams[subscription.user_id]
+        if subscription.session_id is not None:
+            device = self._devices.get(subscription.session_id)
+            if device is not None:
+                device.discard(subscription)
+                if not device:
+                    del self._devices[subscription.session_id]
 
     def streams_of(self, user_id: uuid.UUID) -> int:
         return len(self._streams.get(user_id, ()))
@@ -470,7 +498,10 @@ class Listener:
         while connection.notifies:
             notification = connection.notifies.pop(0)
             notice = parse_payload(notification.payload)
-            if notice is not None:
+            if isinstance(notice, SessionEndedNotice):
+                for subscription in list(self._devices.get(notice.session_id, ())):
+                    subscription.close()  # the device signed out, or was signed out
+            elif notice is not None:
                 self._announce(notice)
 
     def _unwatch(self) -> None:

@@ -18,7 +18,11 @@ account_deletable: Hook[Callable[..., None]] = Hook("account_deletable")
 # anonymised afterwards by users.
 account_deleting: Hook[Callable[..., None]] = Hook("account_deleting")
 
-HOOKS = (account_deletable, account_deleting)
+# (session, session_ids): these sessions (devices) just ended, in the caller's transaction:
+# what runs on their behalf stops at commit (their open event streams).
+sessions_ended: Hook[Callable[..., None]] = Hook("sessions_ended")
+
+HOOKS = (account_deletable, account_deleting, sessions_ended)
 
 
 def unsubscribed() -> list[str]:

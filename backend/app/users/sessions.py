@@ -23,7 +23,7 @@ from app.core.config import get_settings
 from app.core.errors import NotFound, Unauthorized
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.core.security import create_access_token, issue_refresh_token, read_refresh_token
-from app.users import export
+from app.users import export, hooks
 from app.users.models import DEVICE_LABEL_MAX, Token, User, UserSession, UserSessionExported
 
 logger = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ def refresh_session(*, session: Session, refresh_token: str) -> Token:
         raise _invalid_refresh_token()
     if not hmac.compare_digest(presented_hash, user_session.refresh_hash):
         session.delete(user_session)
+        hooks.sessions_ended(session=session, session_ids=[user_session.id])
         logger.warning("refresh token reuse: ended session %s of user %s", user_session.id, user.id)
         raise RefreshTokenReused(
             "This refresh token was already used, so a copy of it may be in other hands: its "
@@ -132,6 +133,7 @@ def end_session(*, session: Session, user_id: uuid.UUID, session_id: uuid.UUID) 
     ).first()
     if ended is None:
         raise NotFound("No such session.", code="session_not_found")
+    hooks.sessions_ended(session=session, session_ids=[session_id])
 
 
 def end_all_sessions(
@@ -142,7 +144,9 @@ def end_all_sessions(
     statement = delete(UserSession).where(col(UserSession.user_id) == user_id)
     if except_session_id is not None:
         statement = statement.where(col(UserSession.id) != except_session_id)
-    ended = session.execute(statement.returning(col(UserSession.id))).all()
+    ended = [row[0] for row in session.execute(statement.returning(col(UserSession.id)))]
+    if ended:
+        hooks.sessions_ended(session=session, session_ids=ended)
     return len(ended)
 
 
@@ -166,9 +170,16 @@ def delete_expired_sessions(*, session: Session, now: datetime, limit: int) -> i
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    deleted = session.execute(
-        delete(UserSession).where(col(UserSession.id).in_(expired)).returning(col(UserSession.id))
-    ).all()
+    deleted = [
+        row[0]
+        for row in session.execute(
+            delete(UserSession)
+            .where(col(UserSession.id).in_(expired))
+            .returning(col(UserSession.id))
+        )
+    ]
+    if deleted:
+        hooks.sessions_ended(session=session, session_ids=deleted)
     return len(deleted)
 
 

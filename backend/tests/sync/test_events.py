@@ -91,6 +91,11 @@ class Listening:
             return True
         return False
 
+    def ended(self, timeout: float = 10) -> bool:
+        """Whether the server ended the stream within `timeout`."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     def close(self, app: FastAPI) -> None:
         self._stop.set()
         # A stream ends when the server does; here, end it by stopping its subscription.
@@ -328,3 +333,48 @@ def test_a_browser_on_another_origin_may_resume_a_stream(client: TestClient) -> 
     assert preflight.status_code == 200, preflight.text
     allowed = preflight.headers["access-control-allow-headers"].lower()
     assert "last-event-id" in allowed
+
+
+def _log_in(client: TestClient, user: User, device: str) -> dict[str, str]:
+    response = client.post(
+        "/auth/login",
+        data={"username": user.email, "password": support.PASSWORD, "device_label": device},
+    )
+    assert response.status_code == 200, response.text
+    tokens: dict[str, str] = response.json()
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def test_a_stream_ends_when_its_session_ends_and_the_others_go_on(
+    app: FastAPI, people: tuple[User, User]
+) -> None:
+    """Logging out, or signing a lost phone out from another device, cuts its live stream too,
+    not only its tokens; the streams of other devices are untouched."""
+    alice, _ = people
+    with TestClient(app) as client:
+        trip = factories.create_trip(client, alice)
+        phone, laptop, tablet = (
+            _log_in(client, alice, name) for name in ("phone", "laptop", "tablet")
+        )
+        token = client.post("/sync/stream-tokens", headers=phone).json()["token"]
+        on_phone = Listening(client, f"/sync/events?token={token}", {})
+        on_laptop = Listening(client, "/sync/events", laptop)  # a native client: bearer header
+        on_tablet = Listening(client, "/sync/events", tablet)
+        try:
+            for stream in (on_phone, on_laptop, on_tablet):
+                assert stream.next()["event"] == "version"
+            sessions = client.get("/users/me/sessions", headers=laptop).json()["items"]
+            phone_session = next(s["id"] for s in sessions if s["device_label"] == "phone")
+
+            revoked = client.delete(f"/users/me/sessions/{phone_session}", headers=laptop)
+            assert revoked.status_code == 204, revoked.text
+            assert on_phone.ended()
+
+            assert client.post("/auth/logout", headers=laptop).status_code == 204
+            assert on_laptop.ended()
+
+            factories.add_item(client, alice, trip["id"], kind="note", title="still live")
+            assert on_tablet.next()["event"] == "version"  # the other device streams on
+            assert not on_tablet.ended(0.2)
+        finally:
+            on_tablet.close(app)
