@@ -18,7 +18,7 @@ from app.main import create_app
 def test_the_hand_off_is_outermost_and_no_middleware_inside_it_touches_bodies() -> None:
     """A middleware that rewrites bodies (compression, say) would never see a handed-off one:
     adding one must be a decision, made here, not an accident."""
-    stack = [middleware.cls for middleware in create_app().user_middleware]
+    stack: list[object] = [middleware.cls for middleware in create_app().user_middleware]
     assert stack[0] is HandOff  # the last added, so the outermost
     # Each of these looks at the headers only (reviewed): the body passes untouched.
     assert set(stack[1:]) == {CORSMiddleware, SecurityHeadersMiddleware, BodySizeLimit}

@@ -2,6 +2,7 @@
 dropped; spread over the period rather than in step after a commit."""
 
 import asyncio
+import contextlib
 import uuid
 
 import pytest
@@ -82,10 +83,8 @@ def test_a_send_stuck_for_two_periods_cancels_the_writer_and_a_slow_one_does_not
             box: list[events._Ticker] = []
             task = loop.create_task(writer(box, progress))
             box.append(events._Ticker(Subscription(uuid.uuid4()), task, loop))
-            try:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), PERIOD * 8)
-            except (asyncio.CancelledError, TimeoutError):
-                pass
             box[0].stop()
             results.append(box[0].dropped and task.cancelled())
         return results[0], results[1]

@@ -428,6 +428,10 @@ def test_live_sync_hears_that_the_account_left_each_trip(
     assert delete_account(client, bob).status_code == 204
 
     heard = _received(listening_connection, 2)
+    # Bob's sessions end with the account: their streams are told to stop.
+    ended = [payload for payload in heard if payload.startswith("s:")]
+    heard = [payload for payload in heard if not payload.startswith("s:")]
+    assert ended, "the deleted account's sessions were not announced as ended"
     with Session(engine) as session:
         heads = {
             trip["id"]: session.get_one(Trip, uuid.UUID(trip["id"])).head_version for trip in trips
