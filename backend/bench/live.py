@@ -58,6 +58,7 @@ LONG_POLL_WAIT = 30  # the API's maximum, as a client would use
 IDLE_WINDOW = {"sse": 20.0, "long_poll": float(LONG_POLL_WAIT)}  # ≥ one heartbeat / one wait
 GETS = 400  # sequential GET /trips/{id} per measurement
 RETRY_AFTER = 1.0  # a 503/429 answer is retried after this, as its Retry-After says
+STAGE_LIMIT = 600.0  # seconds for one transport's whole run (all its subscriber counts)
 
 
 def _ints(name: str, default: str) -> list[int]:
@@ -674,27 +675,49 @@ async def bench(limit: int) -> dict[str, Any]:
         here = REPO_DIR / "backend"
         for transport in transports:
             print(f"running {transport} …", flush=True)
-            runs[transport] = await run_transport(
-                transport, here, counts, url, server, tokens, owner_token
+            runs[transport] = await _bounded(
+                run_transport(transport, here, counts, url, server, tokens, owner_token)
             )
+            _save({"partial": True, "runs": runs})  # a later stage that fails loses only itself
         if before:
             before_counts = _ints("BENCH_LIVE_BEFORE_SUBSCRIBERS", "1,1000")
             git = ["git", "-C", before, "rev-parse", "--short", "HEAD"]
             revision = subprocess.run(git, capture_output=True, text=True, check=False)  # noqa: S603
             name = f"long_poll before ({revision.stdout.strip() or before})"
             print(f"running {name} …", flush=True)
-            runs[name] = await run_transport(
-                "long_poll",
-                Path(before) / "backend",
-                before_counts,
-                url,
-                server,
-                tokens,
-                owner_token,
+            runs[name] = await _bounded(
+                run_transport(
+                    "long_poll",
+                    Path(before) / "backend",
+                    before_counts,
+                    url,
+                    server,
+                    tokens,
+                    owner_token,
+                )
             )
+            _save({"partial": True, "runs": runs})
     finally:
         server.stop()
     return {"machine": f"{os.cpu_count()} cores, loopback", "open_file_limit": limit, "runs": runs}
+
+
+async def _bounded(run: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A transport's run, stopped after STAGE_LIMIT seconds (its figures so far are lost, the
+    others kept): the bench always ends by itself."""
+    try:
+        return await asyncio.wait_for(run, STAGE_LIMIT)
+    except TimeoutError:
+        print(f"  stopped after {STAGE_LIMIT:.0f} s", flush=True)
+        return {"unavailable": f"stopped after {STAGE_LIMIT:.0f} s"}
+
+
+def _save(results: dict[str, Any]) -> Path:
+    out = REPO_DIR / "bench-results"
+    out.mkdir(exist_ok=True)
+    path = out / "live.json"
+    path.write_text(json.dumps(results, indent=2))
+    return path
 
 
 def main() -> None:
@@ -707,9 +730,7 @@ def main() -> None:
     except ImportError:
         results = asyncio.run(bench(limit))
     results["duration_s"] = round(time.monotonic() - started)
-    out = REPO_DIR / "bench-results"
-    out.mkdir(exist_ok=True)
-    (out / "live.json").write_text(json.dumps(results, indent=2))
+    _save(results)
     _print_tables(results, limit)
     print(f"\n{results['duration_s']} s in all; bench-results/live.json")
 
