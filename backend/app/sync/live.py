@@ -150,7 +150,7 @@ class Subscription:
         self._wake()
 
     def close(self) -> None:
-        """End the stream (the server is stopping, or its client left)."""
+        """End the stream (the server is stopping, its client left, or its session ended)."""
         self.closed = True
         self._wake()
 
