@@ -1,11 +1,15 @@
 // TripSync frontend stub: a tiny, dependency-free client for the TripSync API.
 // Loaded as an ES module (see index.html); no build step. This module signs in and out and
 // picks the screen from the URL: #/trips/<id> is a trip, #/verify-email/<token> (the link in
-// the verification mail) confirms the address, anything else (such as #/invitations/<id>, the
-// link in an invitation mail) is the home screen, which lists the invitations.
+// the verification mail) confirms the address, #/reset-password/<token> (the link in a reset
+// mail) asks for a new password, #/join/<token> (an invite link) joins a trip once signed in,
+// anything else (such as #/invitations/<id>, the link in an invitation mail) is the home
+// screen, which lists the invitations.
 
 import { API_BASE, ApiError, api, clearTokens, getToken, session, setTokens, setUnauthorizedHandler } from "./api.js";
 import { clearHome, showHome } from "./home.js";
+import { joinLinkToken, joinWithLink } from "./join.js";
+import { clearRecovery, resetLinkToken, setResetHandler } from "./recovery.js";
 import { leaveTrip, showTrip } from "./trip.js";
 import { $, act, onSubmit } from "./ui.js";
 
@@ -37,11 +41,40 @@ function showLoggedOut() {
   $("#session").hidden = true;
   $("#app-view").hidden = true;
   $("#trip-view").hidden = true;
+  $("#reset-view").hidden = true;
+  clearRecovery();
   $("#auth-view").hidden = false;
 }
 
+// The page a reset link opens, signed in or not (the other screens hide); whether it is one.
+function showResetPage() {
+  const open = resetLinkToken() !== null;
+  $("#reset-view").hidden = !open;
+  if (open) {
+    leaveTrip();
+    for (const view of ["#auth-view", "#app-view", "#trip-view"]) $(view).hidden = true;
+  }
+  return open;
+}
+
 async function route() {
-  if (!session.me) return;
+  if (showResetPage()) return;
+  if (!session.me) {
+    $("#auth-view").hidden = false;
+    if (joinLinkToken()) notify("Log in or create an account to join the trip.");
+    return;
+  }
+  const joining = joinLinkToken();
+  if (joining) {
+    let joined;
+    try {
+      joined = await joinWithLink(joining); // on to #/trips/<id>, or #/ if it failed
+    } catch (err) {
+      await route(); // the home screen, with the error shown
+      throw err;
+    }
+    notify(`You are in ${joined.trip.name}, as ${joined.membership.role}.`);
+  }
   const match = TRIP_ROUTE.exec(window.location.hash);
   $("#app-view").hidden = Boolean(match);
   $("#trip-view").hidden = !match;
@@ -70,6 +103,12 @@ async function logIn(email, password) {
 }
 
 setUnauthorizedHandler(showLoggedOut);
+
+// A reset ends every session of the account, this browser's too.
+setResetHandler(() => {
+  showLoggedOut();
+  notify("Your password is changed and every device was signed out: log in with the new one.");
+});
 
 onSubmit("#login-form", async ({ email, password }, form) => {
   await logIn(email, password);
@@ -128,6 +167,6 @@ act(null, async () => {
         if (!session.me) $("#auth-view").hidden = false; // e.g. API unreachable
         throw err;
       }
-    }
+    } else await route(); // the login, or the page of a reset link
   }
 });

@@ -1,8 +1,9 @@
-// One trip: its days and items, new items and expenses, balances, and invitations (owners).
+// One trip: its days and items, new items and expenses, balances, invitations (owners) and
+// invite links (owners and editors).
 
-import { allPages, api, ApiError, session, uuid } from "./api.js";
+import { allPages, api, API_BASE, ApiError, session, uuid } from "./api.js";
 import { openEventStream } from "./live.js";
-import { $, element, onSubmit, showError } from "./ui.js";
+import { $, act, element, onSubmit, showError } from "./ui.js";
 import { formatMoney, toMinor } from "./money.js";
 
 // The trip on screen; loaders drop their answer if another trip was opened meanwhile.
@@ -11,15 +12,18 @@ const view = { trip: null, live: null };
 const at = (trip, suffix) => `/trips/${trip.id}${suffix}`;
 // How long opening a trip waits for its live stream's first event before reading anyway.
 const FIRST_EVENT_WAIT_MS = 1000;
+// What the page lists of a trip; emptied when it opens another or loses this one.
+const TRIP_LISTS = ["#days", "#balances", "#settle-up", "#sent-invitations", "#invite-links"];
 
 export async function showTrip(tripId) {
   leaveTrip();
   view.trip = null;
-  for (const list of ["#days", "#balances", "#settle-up", "#sent-invitations"]) $(list).replaceChildren();
+  for (const list of TRIP_LISTS) $(list).replaceChildren();
   $("#trip-title").textContent = "";
   $("#trip-meta").textContent = "";
   $("#balances-note").textContent = "";
-  for (const card of ["#item-form", "#expense-form", "#invite-card", "#trip-gone"]) $(card).hidden = true;
+  for (const card of ["#item-form", "#expense-form", "#invite-card", "#invite-links-card", "#trip-gone"]) $(card).hidden = true;
+  forgetNewInviteLink();
   $("#trip-body").hidden = false;
   // Subscribed before the first read, so that no version committed meanwhile goes unseen.
   const live = followTrip(tripId);
@@ -59,6 +63,9 @@ function showTripHeader(trip) {
   $("#item-form").hidden = !canWrite;
   $("#expense-form").hidden = !canWrite;
   $("#invite-card").hidden = trip.role !== "owner";
+  $("#invite-links-card").hidden = !canWrite;
+  // A link gives at most its creator's role.
+  $("#invite-link-form").elements.role.querySelector("option[value=owner]").hidden = trip.role !== "owner";
   $("#expense-currency").textContent = trip.base_currency;
 }
 
@@ -72,6 +79,7 @@ async function loadSections(live, trip) {
     loadParticipants(),
     loadBalances(),
     trip.role === "owner" ? loadSentInvitations() : null,
+    trip.role !== "viewer" ? loadInviteLinks() : null,
   ]);
   live.shown = Math.max(live.shown, announced);
 }
@@ -138,7 +146,8 @@ function showTripGone(live) {
   if (view.live !== live) return;
   leaveTrip();
   view.trip = null;
-  for (const list of ["#days", "#balances", "#settle-up", "#sent-invitations"]) $(list).replaceChildren();
+  for (const list of TRIP_LISTS) $(list).replaceChildren();
+  forgetNewInviteLink();
   $("#trip-title").textContent = "";
   $("#trip-meta").textContent = "";
   $("#trip-body").hidden = true;
@@ -297,3 +306,70 @@ onSubmit("#invite-form", async (values, form) => {
   form.reset();
   await loadSentInvitations();
 });
+
+// ---------------------------------------------------------------- invite links (owners and editors)
+
+// The address a link's token opens: this page's own (the API's PUBLIC_URL when the API or
+// nginx serves it), plus ?api= when the API lives elsewhere, then #/join/<token>.
+function joinUrl(token) {
+  const page = new URL(window.location.pathname, window.location.origin);
+  if (API_BASE !== window.location.origin) page.searchParams.set("api", API_BASE);
+  return `${page}#/join/${token}`;
+}
+
+function forgetNewInviteLink() {
+  $("#invite-link-url").value = "";
+  $("#new-invite-link").hidden = true;
+}
+
+const shortDate = (iso) => new Date(iso).toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "short" });
+
+function inviteLinkItem(link) {
+  const li = document.createElement("li");
+  li.dataset.testid = "invite-link";
+  li.dataset.linkId = link.id;
+  const by = link.created_by === session.me.id ? "by you" : "by another member";
+  const what = element("span", `${link.role} · ${link.uses} of ${link.max_uses} used · ${by} · `);
+  what.append(element("span", link.status.replace("_", " "), `badge status-${link.status}`));
+  li.append(what, element("span", `Until ${shortDate(link.expires_at)}`, "muted"));
+  if (!link.revoked) {
+    // Revoking stops the link at once; people who joined with it stay members.
+    const revoke = element("button", "Revoke", "secondary");
+    revoke.type = "button";
+    revoke.dataset.testid = "revoke-invite-link";
+    revoke.addEventListener("click", () =>
+      act(revoke, async () => {
+        await api(at(view.trip, `/invite-links/${link.id}`), { method: "DELETE" });
+        await loadInviteLinks();
+      }),
+    );
+    li.append(revoke);
+  }
+  return li;
+}
+
+// Owners see every link of the trip, editors the ones they made (never a token: not kept).
+async function loadInviteLinks() {
+  const links = await forCurrentTrip((trip) => allPages(at(trip, "/invite-links")));
+  if (!links) return;
+  $("#invite-links").replaceChildren(...links.map(inviteLinkItem));
+}
+
+onSubmit("#invite-link-form", async (values) => {
+  const created = await api(at(view.trip, "/invite-links"), {
+    method: "POST",
+    json: { role: values.role, max_uses: Number(values.max_uses), expires_in_hours: Number(values.expires_in_hours) },
+  });
+  // The only time the token is shown: the API keeps its hash only.
+  $("#invite-link-url").value = joinUrl(created.token);
+  $("#new-invite-link").hidden = false;
+  await loadInviteLinks();
+});
+
+$("#copy-invite-link").addEventListener("click", (event) =>
+  act(event.currentTarget, async () => {
+    const input = $("#invite-link-url");
+    input.select(); // selected either way, for copying by hand
+    await navigator.clipboard?.writeText(input.value); // only in secure contexts (https, localhost)
+  }),
+);

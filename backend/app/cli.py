@@ -15,7 +15,7 @@ from app.feed import service as sync_service
 from app.idempotency import service as idempotency_service
 from app.outbox import service as outbox_service
 from app.ratelimit import service as rate_limit
-from app.users import sessions
+from app.users import password_reset, sessions
 
 
 class BatchDelete(Protocol):
@@ -30,6 +30,7 @@ CLEANUP_TASKS: dict[str, BatchDelete] = {
     "tombstones past the sync retention": sync_service.prune_tombstones,
     "ended rate-limit windows": rate_limit.delete_expired_counters,
     "sessions unused past their expiry": sessions.delete_expired_sessions,
+    "password reset tokens past their expiry": password_reset.delete_expired_reset_tokens,
     "sent and dead mail past the outbox retention": outbox_service.delete_finished,
 }
 
@@ -80,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cleanup_parser = commands.add_parser(
         "cleanup",
         help="delete what has outlived its retention "
-        "(idempotency keys, tombstones, rate-limit windows, expired sessions, sent and dead mail)",
+        "(idempotency keys, tombstones, rate-limit windows, expired sessions and reset tokens, "
+        "sent and dead mail)",
     )
     cleanup_parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="rows per transaction"

@@ -46,6 +46,10 @@ def pytest_configure(config: pytest.Config) -> None:
         LOGIN_ATTEMPTS_PER_ACCOUNT="1000000",
         LOGIN_ATTEMPTS_PER_ADDRESS="1000000",
         REGISTRATIONS_PER_ADDRESS="1000000",
+        PASSWORD_RESETS_PER_ACCOUNT="1000000",
+        PASSWORD_RESETS_PER_ADDRESS="1000000",
+        # Reset requests wait this long at least (the production floor is tested on its own).
+        PASSWORD_RESET_MIN_RESPONSE_MS="20",
     )
     os.environ.pop("POSTGRES_SERVER", None)
     support.reset_singletons()

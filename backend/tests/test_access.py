@@ -33,6 +33,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/auth/verify-email"): Rule(public=True),
     # The refresh token is the credential (tests/users/test_sessions.py).
     ("POST", "/auth/refresh"): Rule(public=True),
+    # The same answer for every address; the mailed token is the credential
+    # (tests/users/test_password_reset.py).
+    ("POST", "/auth/password-reset"): Rule(public=True),
+    ("POST", "/auth/password-reset/confirm"): Rule(public=True),
     ("POST", "/auth/logout"): Rule(),
     # Only the caller's own sessions; another user's is the same 404 as a missing one
     # (tests/users/test_sessions.py).

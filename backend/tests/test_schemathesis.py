@@ -58,7 +58,7 @@ _POSITIVE = ["2xx", "3xx", "401", "403", "404", "409", "410", "412", "422", "429
 # out, a mailed token, the current password): a well-formed made-up one is rightly 400.
 _SERVER_ISSUED = ("cursor", "since")
 _OPAQUE_INPUT_OPERATIONS = sorted(
-    {"POST /auth/verify-email", "PUT /users/me/password"}
+    {"POST /auth/verify-email", "POST /auth/password-reset/confirm", "PUT /users/me/password"}
     | {
         f"{method.upper()} {path}"
         for path, item in app.openapi()["paths"].items()

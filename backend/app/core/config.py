@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     LOGIN_ATTEMPTS_PER_ACCOUNT: int = Field(default=10, ge=1)
     LOGIN_ATTEMPTS_PER_ADDRESS: int = Field(default=100, ge=1)
     REGISTRATIONS_PER_ADDRESS: int = Field(default=20, ge=1)
+    # Password reset requests (POST /auth/password-reset), per email address typed (whether
+    # or not it has an account) and per client address.
+    PASSWORD_RESETS_PER_ACCOUNT: int = Field(default=5, ge=1)
+    PASSWORD_RESETS_PER_ADDRESS: int = Field(default=20, ge=1)
 
     SYNC_RETENTION_DAYS: int = Field(default=56, ge=1, le=3650)
     # Event streams (GET /sync/events): how long a stream token may open one, and how many
@@ -97,6 +101,11 @@ class Settings(BaseSettings):
     STREAM_TOKEN_TTL_SECONDS: int = Field(default=300, ge=10, le=3600)
     SSE_MAX_STREAMS_PER_USER: int = Field(default=10, ge=1, le=10_000)
     EMAIL_VERIFICATION_TTL_HOURS: int = Field(default=48, ge=1, le=24 * 30)
+    # How long a mailed password reset link works (once).
+    PASSWORD_RESET_TTL_MINUTES: int = Field(default=30, ge=1, le=24 * 60)
+    # A reset request is answered no sooner than this, whether or not the address has an
+    # account, so the time taken does not tell them apart (the wait holds no connection).
+    PASSWORD_RESET_MIN_RESPONSE_MS: int = Field(default=250, ge=0, le=10_000)
     # Registering an address that has an account mails its owner a notice, at most once in
     # this many minutes (0: every time).
     REGISTRATION_NOTICE_INTERVAL_MINUTES: int = Field(default=60, ge=0, le=7 * 24 * 60)

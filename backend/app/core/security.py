@@ -143,3 +143,24 @@ def decode_email_token(token: str) -> tuple[uuid.UUID, str] | None:
         return uuid.UUID(str(claims["sub"])), claims["email"]
     except (jwt.PyJWTError, ValueError):
         return None
+
+
+# Single-use secrets handed out once and looked up by their hash (invite links, password
+# resets): 32 random bytes in URL-safe base64 (43 characters), of which only the SHA-256 is
+# stored. A 256-bit random token needs no slow hash: nobody can guess one to try.
+_OPAQUE_TOKEN_BYTES = 32
+# Longer input is never such a token (input shapes cap it here).
+OPAQUE_TOKEN_MAX_LENGTH = 128
+# The stored hash: SHA-256, hex.
+TOKEN_HASH_LENGTH = 64
+
+
+def opaque_token_hash(token: str) -> str:
+    """What is stored of an opaque token: its SHA-256, hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_opaque_token() -> tuple[str, str]:
+    """A new opaque token (given out once, never stored) and its hash (stored)."""
+    token = secrets.token_urlsafe(_OPAQUE_TOKEN_BYTES)
+    return token, opaque_token_hash(token)

@@ -12,15 +12,12 @@ from sqlmodel import Field, SQLModel
 
 from app.core.columns import timestamp_column, utcnow, uuid_primary_key
 from app.core.fields import REJECT_UNKNOWN_FIELDS
+from app.core.security import TOKEN_HASH_LENGTH
 from app.trips.models import MemberPublic, Role, TripPublic
 
 MAX_LINK_HOURS = 30 * 24  # a link lives at most 30 days
 DEFAULT_LINK_HOURS = 7 * 24
 MAX_LINK_USES = 1000
-# SHA-256 of the token, hex: the token itself is never stored.
-TOKEN_HASH_LENGTH = 64
-# Tokens are 32 random bytes in URL-safe base64 (43 characters); longer input is never one.
-MAX_TOKEN_LENGTH = 128
 
 LinkHours = Annotated[int, Strict(), Ge(1), Le(MAX_LINK_HOURS)]
 LinkUses = Annotated[int, Strict(), Ge(1), Le(MAX_LINK_USES)]
@@ -51,6 +48,7 @@ class InviteLink(SQLModel, table=True):
 
     trip_id: uuid.UUID = Field(foreign_key="trips.id", primary_key=True, ondelete="CASCADE")
     id: uuid.UUID = uuid_primary_key()
+    # SHA-256 of the token, hex (app.core.security): the token itself is never stored.
     token_hash: str = Field(min_length=TOKEN_HASH_LENGTH, max_length=TOKEN_HASH_LENGTH)
     role: Role = Field(sa_type=String(16))
     created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")

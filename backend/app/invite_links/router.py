@@ -8,9 +8,9 @@ from fastapi import APIRouter, Path, Response, status
 from app.core.deps import SessionDep
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
+from app.core.security import OPAQUE_TOKEN_MAX_LENGTH
 from app.invite_links import service
 from app.invite_links.models import (
-    MAX_TOKEN_LENGTH,
     InviteLinkCreate,
     InviteLinkCreated,
     InviteLinkPublic,
@@ -30,7 +30,7 @@ Token = Annotated[
     str,
     Path(
         description="The token of an invite link, as its creation answered it",
-        pattern=f"^[A-Za-z0-9_-]{{1,{MAX_TOKEN_LENGTH}}}$",
+        pattern=f"^[A-Za-z0-9_-]{{1,{OPAQUE_TOKEN_MAX_LENGTH}}}$",
     ),
 ]
 

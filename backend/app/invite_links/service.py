@@ -8,8 +8,6 @@ creator still a member with at least the link's role (a member who leaves or is 
 cannot come back, or bring others, through a link they made before).
 """
 
-import hashlib
-import secrets
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -23,6 +21,7 @@ from app.activity.service import record_activity
 from app.core.columns import utcnow
 from app.core.errors import Forbidden, NotFound
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
+from app.core.security import issue_opaque_token, opaque_token_hash
 from app.invite_links.models import (
     InviteLink,
     InviteLinkCreate,
@@ -35,13 +34,6 @@ from app.trips import service as trip_service
 from app.trips.models import MemberPublic, Role, TripMember, TripPublic
 from app.users import export
 from app.users.models import User
-
-TOKEN_BYTES = 32
-
-
-def hash_token(token: str) -> str:
-    """What is stored of a token: its SHA-256 (a 256-bit random token needs no slow hash)."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def link_not_found() -> NotFound:
@@ -66,10 +58,10 @@ def create_link(
         raise Forbidden(
             f"A link can give at most your own role ({creator_role}).", code="role_above_own"
         )
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    token, token_hash = issue_opaque_token()
     link = InviteLink(
         trip_id=trip_id,
-        token_hash=hash_token(token),
+        token_hash=token_hash,
         role=data.role,
         created_by=creator.id,
         expires_at=utcnow() + timedelta(hours=data.expires_in_hours),
@@ -185,7 +177,7 @@ def join_with_token(*, session: Session, user: User, token: str) -> tuple[Joined
     activity entry, the trip version and the access announcement to live streams.
     """
     link = session.exec(
-        select(InviteLink).where(InviteLink.token_hash == hash_token(token))
+        select(InviteLink).where(InviteLink.token_hash == opaque_token_hash(token))
     ).first()
     if link is None:
         raise link_not_found()

@@ -3,11 +3,12 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, LargeBinary
+from sqlalchemy import CheckConstraint, DateTime, Index, LargeBinary
 from sqlmodel import Field, SQLModel
 
 from app.core.columns import timestamp_column, uuid_primary_key
 from app.core.fields import REJECT_UNKNOWN_FIELDS, Email, Name, PartialUpdate
+from app.core.security import OPAQUE_TOKEN_MAX_LENGTH, TOKEN_HASH_LENGTH
 
 EMAIL_MAX = 320
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -164,3 +165,61 @@ class RefreshRequest(SQLModel):
     model_config = REJECT_UNKNOWN_FIELDS
 
     refresh_token: str = Field(min_length=1, max_length=256)
+
+
+class PasswordResetToken(SQLModel, table=True):
+    """A password reset asked for by email: the SHA-256 of the token mailed, never the token.
+
+    It works once, for PASSWORD_RESET_TTL_MINUTES, and only while it is the user's newest
+    unused one (app.users.password_reset): asking again deletes the earlier unused ones.
+    """
+
+    __tablename__ = "password_reset_tokens"
+    __table_args__ = (
+        CheckConstraint("expires_at > created_at", name="expiry_after_creation"),
+        Index("uq_password_reset_tokens_token_hash", "token_hash", unique=True),
+    )
+
+    id: uuid.UUID = uuid_primary_key()
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    # SHA-256 of the token, hex (app.core.security.opaque_token_hash).
+    token_hash: str = Field(min_length=TOKEN_HASH_LENGTH, max_length=TOKEN_HASH_LENGTH)
+    created_at: datetime = timestamp_column()
+    # When it stops working; `make cleanup` deletes it afterwards, used or not.
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True), index=True)
+    used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class PasswordResetRequest(SQLModel):
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    email: Email = Field(max_length=EMAIL_MAX)
+
+
+class PasswordResetRequested(SQLModel):
+    """The answer to every valid reset request: it does not say whether the address has an
+    account."""
+
+    email: str
+    message: str = Field(
+        description="The same text for every address: a link is mailed if it has an account."
+    )
+
+
+class PasswordReset(SQLModel):
+    """The token from the reset mail, and the new password (the rules of registration)."""
+
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    token: str = Field(min_length=1, max_length=OPAQUE_TOKEN_MAX_LENGTH)
+    new_password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+
+
+class PasswordResetExported(SQLModel):
+    """A reset the account asked for, in its export: when, until when, whether it was used
+    (never the token, which is not kept, nor its hash)."""
+
+    id: uuid.UUID
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None

@@ -1,9 +1,12 @@
 """Routes for accounts: register, log in, refresh, log out, and the caller's own profile and
 sessions."""
 
+import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.responses import StreamingResponse
 from fastapi.security import OAuth2PasswordRequestForm
@@ -22,6 +25,9 @@ from app.users.models import (
     AccountDeletion,
     EmailVerification,
     PasswordChange,
+    PasswordReset,
+    PasswordResetRequest,
+    PasswordResetRequested,
     RefreshRequest,
     RegistrationAccepted,
     Token,
@@ -70,6 +76,85 @@ def register(session: SessionDep, data: UserCreate) -> RegistrationAccepted:
 def verify_email(session: SessionDep, data: EmailVerification) -> UserPublic:
     """Confirm the address with the token that was mailed to it."""
     return UserPublic.of(service.verify_email(session=session, token=data.token))
+
+
+async def answer_no_sooner_than_the_reset_floor() -> AsyncIterator[None]:
+    """Hold a reset request's answer until PASSWORD_RESET_MIN_RESPONSE_MS after it started.
+
+    Solved first (before the session) and so left last: the wait comes after the commit and
+    after the database slot is given back, on the event loop, holding nothing.
+    """
+    started = time.monotonic()
+    yield
+    floor = get_settings().PASSWORD_RESET_MIN_RESPONSE_MS / 1000
+    remaining = floor - (time.monotonic() - started)
+    if remaining > 0:
+        await anyio.sleep(remaining)
+
+
+def limit_password_resets(request: Request, data: PasswordResetRequest) -> None:
+    """Count the request per client address and per email address typed (429 over either)."""
+    settings = get_settings()
+    rate_limit.check(
+        "password_reset:address",
+        _address(request),
+        settings.PASSWORD_RESETS_PER_ADDRESS,
+        what="password reset requests from this address",
+    )
+    rate_limit.check(
+        "password_reset:account",
+        data.email,
+        settings.PASSWORD_RESETS_PER_ACCOUNT,
+        what="password reset requests for this email address",
+    )
+
+
+@auth_router.post(
+    "/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=PasswordResetRequested,
+    responses=error_responses(422, 429),
+    dependencies=[
+        before_session(answer_no_sooner_than_the_reset_floor),
+        before_session(limit_password_resets),
+    ],
+)
+def request_password_reset(
+    session: SessionDep, data: PasswordResetRequest
+) -> PasswordResetRequested:
+    """Ask for a password reset link by email; the answer is the same whether or not the
+    address has an account, and comes no sooner than PASSWORD_RESET_MIN_RESPONSE_MS.
+
+    An active account with this address is mailed a link (`PUBLIC_URL#/reset-password/<token>`)
+    that works once, for PASSWORD_RESET_TTL_MINUTES; asking again makes earlier links stop
+    working. Limited per email address and per client address (429 with Retry-After).
+    """
+    service.request_password_reset(session=session, email=data.email)
+    minutes = get_settings().PASSWORD_RESET_TTL_MINUTES
+    return PasswordResetRequested(
+        email=data.email,
+        message=(
+            "If an account has this address, a link to choose a new password is on its way "
+            f"to it. The link works once, for {minutes} minutes."
+        ),
+    )
+
+
+@auth_router.post(
+    "/password-reset/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(400, 422),
+    dependencies=[HASHING_TURN],
+)
+def confirm_password_reset(session: SessionDep, data: PasswordReset) -> None:
+    """Set a new password with the token of a reset mail; then log in with it.
+
+    The token is used up; every session of the account ends (its access and refresh tokens
+    stop working), the address counts as verified, and a notice is mailed to it. A token
+    that does not work, for whatever reason (unknown, used, expired, superseded by a newer
+    request), is `400 invalid_reset_token`.
+    """
+    service.reset_password(session=session, data=data)
 
 
 class LoginForm(OAuth2PasswordRequestForm):

@@ -19,11 +19,12 @@ from app.core.security import (
 )
 from app.outbox import service as outbox
 from app.outbox.models import OutboxMessageExported
-from app.users import export, hooks
+from app.users import export, hooks, password_reset
 from app.users.models import (
     EMAIL_MAX,
     FORMER_MEMBER_NAME,
     PasswordChange,
+    PasswordReset,
     User,
     UserCreate,
     UserSession,
@@ -36,6 +37,9 @@ _NO_PASSWORD = "!deleted"  # noqa: S105 (not a password: a value no hash check a
 
 # The outbox kind of the notice sent when someone registers an address that has an account.
 REGISTRATION_NOTICE = "registration_attempt"
+# The outbox kinds of the password reset link and of the notice that the password changed.
+PASSWORD_RESET_MAIL = "password_reset"  # noqa: S105 (a template's name, not a password)
+PASSWORD_CHANGED_NOTICE = "password_changed"  # noqa: S105 (likewise)
 
 
 def get_active_user(*, session: Session, user_id: uuid.UUID) -> User | None:
@@ -54,8 +58,10 @@ def get_signed_in_user(
     ).first()
 
 
-def get_user_by_email(*, session: Session, email: str) -> User | None:
-    return session.exec(select(User).where(User.email == email.lower())).first()
+def get_user_by_email(*, session: Session, email: str, lock: bool = False) -> User | None:
+    """The account with this address (any case); `lock`: its row locked until the commit."""
+    statement = select(User).where(User.email == email.lower())
+    return session.exec(statement.with_for_update() if lock else statement).first()
 
 
 def _email_taken_at_flush(session: Session, user: User) -> bool:
@@ -169,6 +175,8 @@ def update_profile(*, session: Session, user: User, data: UserUpdate) -> User:
     _flush_unique_email(session, user)
     if email_changed:
         queue_verification_email(session=session, user=user)
+        # A reset link mailed to the old address no longer gets in.
+        password_reset.forget_reset_tokens(session=session, user_id=user.id)
     return user
 
 
@@ -182,6 +190,61 @@ def change_password(
     user.updated_at = utcnow()
     session.add(user)
     end_all_sessions(session=session, user_id=user.id, except_session_id=current_session_id)
+
+
+def request_password_reset(*, session: Session, email: str) -> None:
+    """Mail a reset link to the address if an active account has it; otherwise do nothing.
+
+    The caller cannot tell the two apart: the route answers the same, no sooner than
+    PASSWORD_RESET_MIN_RESPONSE_MS either way. An unverified address may ask: reading the
+    mail is the proof a reset needs. The account's row is locked, so two requests at once
+    leave one working token.
+    """
+    user = get_user_by_email(session=session, email=email, lock=True)
+    if user is None or not user.is_active:
+        return
+    token = password_reset.issue_reset_token(session=session, user=user)
+    outbox.enqueue(
+        session=session,
+        kind=PASSWORD_RESET_MAIL,
+        to=user.email,
+        subject="Reset your TripSync password",
+        context={
+            "full_name": user.full_name,
+            "token": token,
+            "link": outbox.public_link(f"/reset-password/{token}"),
+            "valid_minutes": get_settings().PASSWORD_RESET_TTL_MINUTES,
+        },
+    )
+
+
+def reset_password(*, session: Session, data: PasswordReset) -> User:
+    """Set a new password with a mailed reset token, which is used up.
+
+    Every session of the account ends (whoever knew the old password, or held a device, is
+    signed out), the address counts as verified (the token was mailed to it, and an address
+    change deletes the tokens), and the owner is mailed that the password changed.
+    """
+    user = password_reset.redeem_reset_token(session=session, token=data.token)
+    now = utcnow()
+    user.password_hash = hash_password(data.new_password)
+    if user.email_verified_at is None:
+        user.email_verified_at = now
+    user.updated_at = now
+    session.add(user)
+    end_all_sessions(session=session, user_id=user.id)
+    outbox.enqueue(
+        session=session,
+        kind=PASSWORD_CHANGED_NOTICE,
+        to=user.email,
+        subject="Your TripSync password was changed",
+        context={
+            "full_name": user.full_name,
+            "changed_at": now.strftime("%Y-%m-%d %H:%M UTC"),
+            "link": outbox.public_link("/"),
+        },
+    )
+    return user
 
 
 def deleted_address(user_id: uuid.UUID) -> str:
@@ -220,6 +283,7 @@ def delete_account(*, session: Session, user: User, password: str) -> None:
     user.deleted_at = user.updated_at = now
     session.add(user)
     end_all_sessions(session=session, user_id=user.id)  # its access and refresh tokens stop
+    password_reset.forget_reset_tokens(session=session, user_id=user.id)
     session.flush()
 
 

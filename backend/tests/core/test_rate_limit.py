@@ -1,4 +1,5 @@
-"""Login and registration are rate-limited per account and per client address (429)."""
+"""Login, registration and password reset requests are rate-limited per account and per
+client address (429)."""
 
 import socket
 import uuid
@@ -31,6 +32,8 @@ def limits(request: pytest.FixtureRequest, environment: Callable[..., None]) -> 
         LOGIN_ATTEMPTS_PER_ACCOUNT="3",
         LOGIN_ATTEMPTS_PER_ADDRESS="5",
         REGISTRATIONS_PER_ADDRESS="2",
+        PASSWORD_RESETS_PER_ACCOUNT="2",
+        PASSWORD_RESETS_PER_ADDRESS="3",
         RATE_LIMIT_WINDOW_SECONDS="600",
     )
     return str(request.param)
@@ -77,6 +80,39 @@ def test_registrations_per_address_are_limited(limits: str, connection) -> None:
 
     assert [register().status_code for _ in range(2)] == [202, 202]
     support.assert_problem(register(), 429, "rate_limited")
+
+
+def _ask_reset(client: TestClient, email: str):  # type: ignore[no-untyped-def]
+    return client.post("/auth/password-reset", json={"email": email})
+
+
+@pytest.mark.parametrize("has_account", [True, False])
+def test_password_reset_requests_per_email_are_limited(  # type: ignore[no-untyped-def]
+    limits: str, connection, session: Session, has_account: bool
+) -> None:
+    email = f"reset-{uuid.uuid4().hex}@example.com"
+    if has_account:
+        factories.make_user(session, email=email)
+    for _ in range(2):  # from different addresses: the limit per email still applies
+        assert _ask_reset(_client(_address()), email).status_code == 202
+    refused = _ask_reset(_client(_address()), email)
+    body = support.assert_problem(refused, 429, "rate_limited")
+    assert "email address" in body["detail"]
+    assert 1 <= int(refused.headers["retry-after"]) <= get_settings().RATE_LIMIT_WINDOW_SECONDS
+    # The same refusal whether or not the address has an account.
+    assert body["detail"].startswith("Too many password reset requests for this email address")
+    # Another email is not affected.
+    other = f"other-{uuid.uuid4().hex}@example.com"
+    assert _ask_reset(_client(_address()), other).status_code == 202
+
+
+def test_password_reset_requests_per_address_are_limited(limits: str, connection) -> None:  # type: ignore[no-untyped-def]
+    client = _client(_address())
+    for n in range(3):
+        assert _ask_reset(client, f"r{n}-{uuid.uuid4().hex}@example.com").status_code == 202
+    refused = _ask_reset(client, f"r-{uuid.uuid4().hex}@example.com")
+    assert "from this address" in support.assert_problem(refused, 429, "rate_limited")["detail"]
+    assert _ask_reset(_client(_address()), f"x-{uuid.uuid4().hex}@example.com").status_code == 202
 
 
 def test_the_postgres_store_counts_across_connections(connection) -> None:  # type: ignore[no-untyped-def]

@@ -80,6 +80,41 @@ def test_mail_arrives_with_its_links(committed_smtp: tuple[SmtpServer, str]) -> 
     assert [m.status for m in _messages(domain)] == [OutboxStatus.SENT] * 2
 
 
+def test_a_password_reset_mail_arrives_with_a_working_link(
+    committed_smtp: tuple[SmtpServer, str],
+) -> None:
+    smtp, domain = committed_smtp
+    client = TestClient(create_app())
+    with Session(get_engine(), expire_on_commit=False) as session:
+        user = factories.make_user(session, email=f"forgetful@{domain}", full_name="Fay")
+    unknown = f"nobody@{domain}"
+    for address in (user.email, unknown):
+        asked = client.post("/auth/password-reset", json={"email": address})
+        assert asked.status_code == 202, asked.text
+    assert smtp.received == []  # nothing is sent inside a request
+
+    assert drain(OutboxWorker()).sent == 1  # none for the address without an account
+    [mail] = smtp.to(user.email)
+    assert mail["Subject"] == "Reset your TripSync password"
+    prefix = f"{get_settings().PUBLIC_URL}#/reset-password/"
+    link = next(line for line in support.text_of(mail).splitlines() if line.startswith(prefix))
+    html = mail.get_body(("html",))
+    assert html is not None
+    assert f'href="{link}"' in html.get_content()  # type: ignore[attr-defined]
+
+    token = link.removeprefix(prefix)
+    body = {"token": token, "new_password": "a new passphrase"}
+    assert client.post("/auth/password-reset/confirm", json=body).status_code == 204
+    login = {"username": user.email, "password": "a new passphrase"}
+    assert client.post("/auth/login", data=login).status_code == 200
+    assert drain(OutboxWorker()).sent == 1
+    assert [m["Subject"] for m in smtp.to(user.email)] == [
+        "Reset your TripSync password",
+        "Your TripSync password was changed",
+    ]
+    assert smtp.to(unknown) == []
+
+
 def test_an_smtp_outage_fails_no_request_and_loses_no_mail(
     committed_smtp: tuple[SmtpServer, str], worker_threads: WorkerThreads
 ) -> None:
