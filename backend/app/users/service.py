@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -183,13 +183,16 @@ def update_profile(*, session: Session, user: User, data: UserUpdate) -> User:
 def change_password(
     *, session: Session, user: User, data: PasswordChange, current_session_id: uuid.UUID
 ) -> None:
-    """Every other session of the user ends: whoever knew the old password is signed out."""
+    """Every other session of the user ends (whoever knew the old password is signed out), and
+    the owner is mailed that the password changed (a notice of what they did, or of a thief)."""
     if not verify_password(data.current_password, user.password_hash):
         raise BadRequest("The current password is incorrect.", code="wrong_current_password")
+    now = utcnow()
     user.password_hash = hash_password(data.new_password)
-    user.updated_at = utcnow()
+    user.updated_at = now
     session.add(user)
     end_all_sessions(session=session, user_id=user.id, except_session_id=current_session_id)
+    _notify_password_changed(session=session, user=user, now=now, via_reset=False)
 
 
 def request_password_reset(*, session: Session, email: str) -> None:
@@ -233,6 +236,13 @@ def reset_password(*, session: Session, data: PasswordReset) -> User:
     user.updated_at = now
     session.add(user)
     end_all_sessions(session=session, user_id=user.id)
+    _notify_password_changed(session=session, user=user, now=now, via_reset=True)
+    return user
+
+
+def _notify_password_changed(
+    *, session: Session, user: User, now: datetime, via_reset: bool
+) -> None:
     outbox.enqueue(
         session=session,
         kind=PASSWORD_CHANGED_NOTICE,
@@ -241,10 +251,10 @@ def reset_password(*, session: Session, data: PasswordReset) -> User:
         context={
             "full_name": user.full_name,
             "changed_at": now.strftime("%Y-%m-%d %H:%M UTC"),
+            "via_reset": via_reset,
             "link": outbox.public_link("/"),
         },
     )
-    return user
 
 
 def deleted_address(user_id: uuid.UUID) -> str:

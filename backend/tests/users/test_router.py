@@ -215,6 +215,24 @@ def test_update_profile_and_refuse_taken_email(client: TestClient, session: Sess
     )
 
 
+def test_a_password_change_is_mailed_to_the_owner(client: TestClient, session: Session) -> None:
+    user = factories.make_user(session)
+    changed = client.put(
+        "/users/me/password",
+        headers=support.auth(user),
+        json={"current_password": support.PASSWORD, "new_password": "new-password-1"},
+    )
+    assert changed.status_code == 204, changed.text
+    [notice] = support.mail_to(user.email)
+    assert notice["Subject"] == "Your TripSync password was changed"
+    text = support.text_of(notice)
+    assert "from one of your signed-in devices" in text
+    assert "reset link" in text  # what to do if it was not them
+    html = notice.get_body(("html",))
+    assert html is not None
+    assert "signed-in devices" in str(html.get_content())  # type: ignore[attr-defined]
+
+
 def test_a_wrong_current_password_changes_nothing(client: TestClient, session: Session) -> None:
     user = factories.make_user(session)
     old = support.auth(user)
