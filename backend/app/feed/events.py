@@ -229,6 +229,8 @@ class Stream:
     streams of a commit within milliseconds.
     """
 
+    __slots__ = ("listener", "pending", "subscription", "told")
+
     def __init__(
         self,
         listener: Listener,
@@ -371,6 +373,18 @@ class EventStreamResponse(Response):
 
 class _Ticker:
     """A stream's heartbeat and stuck-send check: one timer, every HEARTBEAT_SECONDS."""
+
+    __slots__ = (
+        "_seen",
+        "_stuck",
+        "_timer",
+        "dropped",
+        "loop",
+        "sending",
+        "sends",
+        "subscription",
+        "writer",
+    )
 
     def __init__(
         self,

@@ -126,8 +126,21 @@ class Subscription:
     """One event stream: the trips it follows, and what happened to them, in order.
 
     Not an asyncio.Queue: the listener appends to a list and wakes the stream at most once,
-    and the stream takes everything that arrived in one go (one write for a burst).
+    and the stream takes everything that arrived in one go (one write for a burst). Slotted: a
+    worker holds one per open stream, ten thousand of them.
     """
+
+    __slots__ = (
+        "_notices",
+        "_waiter",
+        "closed",
+        "early",
+        "nudged",
+        "session_id",
+        "stale",
+        "trips",
+        "user_id",
+    )
 
     def __init__(self, user_id: uuid.UUID, session_id: uuid.UUID | None = None) -> None:
         self.user_id = user_id
