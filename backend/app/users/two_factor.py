@@ -196,10 +196,25 @@ def _accept_second_factor(
 # --- enrolment --------------------------------------------------------------------------------
 
 
-def _lock_account(session: Session, user: User) -> None:
-    # Changes to one account's second factor run one at a time: two enrolments started at
-    # once would both insert, two confirmations both hand out codes.
-    session.exec(select(User.id).where(User.id == user.id).with_for_update()).one()
+def _lock_account(session: Session, user_id: uuid.UUID) -> User | None:
+    """Lock the active account's row: everything that reads and writes its second factor
+    (enrolment, confirmation, turning off, a login's second step, the account's deletion)
+    holds it, so they run one at a time per account, always taking this lock first.
+
+    FOR NO KEY UPDATE: rows referring to the account (a new session) may still be written
+    under it, which FOR UPDATE would block.
+    """
+    return session.exec(
+        select(User)
+        .where(User.id == user_id, col(User.is_active))
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).first()
+
+
+def _lock_signed_in(session: Session, user: User) -> None:
+    if _lock_account(session, user.id) is None:  # deleted meanwhile
+        raise Unauthorized("The access token is no longer valid.", code="invalid_token")
 
 
 def start_enrolment(*, session: Session, user: User, password: str) -> TwoFactorEnrolment:
@@ -207,7 +222,7 @@ def start_enrolment(*, session: Session, user: User, password: str) -> TwoFactor
     replacing a pending one). Refused once two-factor sign-in is on: turn it off first."""
     if not verify_password(password, user.password_hash):
         raise _wrong_password()
-    _lock_account(session, user)
+    _lock_signed_in(session, user)
     enrolment = _enrolment(session, user.id)
     if enrolment is not None and enrolment.enabled_at is not None:
         raise Conflict(
@@ -259,7 +274,7 @@ def confirm_enrolment(
 ) -> list[str]:
     """Turn two-factor sign-in on with a first code from the app; returns the recovery codes
     (shown this once). Every other session of the user ends, and they are mailed a notice."""
-    _lock_account(session, user)
+    _lock_signed_in(session, user)
     enrolment = _enrolment(session, user.id)
     if enrolment is None:
         raise Conflict(
@@ -295,7 +310,7 @@ def disable(
     other session of the user ends, and they are mailed a notice."""
     if not verify_password(password, user.password_hash):
         raise _wrong_password()
-    _lock_account(session, user)
+    _lock_signed_in(session, user)
     enrolment = _enrolment(session, user.id)
     if enrolment is None or enrolment.enabled_at is None:
         raise _not_enabled()
@@ -353,19 +368,12 @@ def finish_login(*, session: Session, mfa_token: str, code: str) -> Token:
     claims = decode_mfa_token(mfa_token)
     if claims is None:
         raise _invalid_mfa_token()
-    row = session.exec(
-        select(UserTwoFactor, User)
-        .join(User, col(User.id) == UserTwoFactor.user_id)
-        .where(
-            UserTwoFactor.user_id == claims.user_id,
-            col(UserTwoFactor.enabled_at).is_not(None),
-            col(User.is_active),
-        )
-        .with_for_update(of=UserTwoFactor)  # one second step per account at a time
-    ).first()
-    if row is None:
+    # One second step per account at a time: of two racing with one token, or with one
+    # code, the second finds it spent or used.
+    user = _lock_account(session, claims.user_id)
+    enrolment = _enrolment(session, claims.user_id) if user is not None else None
+    if user is None or enrolment is None or enrolment.enabled_at is None:
         raise _invalid_mfa_token()
-    enrolment, user = row
     spent = enrolment.last_login_at is not None and (
         claims.issued_at <= enrolment.last_login_at.timestamp()
     )

@@ -4,6 +4,7 @@ what the account's deletion and export do with it."""
 
 import base64
 import json
+import threading
 import time
 import urllib.parse
 import uuid
@@ -17,13 +18,14 @@ import jwt
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
 from app.core import security
 from app.core.columns import utcnow
 from app.core.config import get_settings
 from app.idempotency.models import IdempotencyKey
-from app.main import app
+from app.main import app, create_app
 from app.users import two_factor
 from app.users.models import User, UserRecoveryCode, UserSession, UserTwoFactor
 from tests import factories, support
@@ -579,3 +581,83 @@ def test_the_export_says_whether_it_is_on_and_holds_no_secret(
     assert secret not in text
     assert urllib.parse.quote(secret) not in text
     assert not any(code in text or code.replace("-", "") in text for code in codes)
+
+
+# --- Racing second steps, on committed data -------------------------------------------------
+
+
+@pytest.fixture
+def committed_user(engine: Engine) -> Iterator[User]:
+    with Session(engine, expire_on_commit=False) as session:
+        user = factories.make_user(session)
+    yield user
+    with engine.begin() as connection:
+        connection.execute(
+            text("DELETE FROM outbox_messages WHERE recipient = :e"), {"e": user.email}
+        )
+        connection.execute(text("DELETE FROM users WHERE id = :u"), {"u": user.id})
+
+
+def _race(*calls: Callable[[], Any]) -> list[Any]:
+    """Run the calls at once, each on its own thread; their answers, in order."""
+    start = threading.Barrier(len(calls))
+    answers: list[Any] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        start.wait()
+        answers[index] = calls[index]()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return answers
+
+
+def test_racing_second_steps_finish_one_login(
+    committed_user: User, engine: Engine, clock: Clock
+) -> None:
+    """The account's row is locked by each second step: of two with one token, the second
+    finds it spent; of two with one code, the second finds it used."""
+    user = committed_user
+    client = TestClient(create_app(), raise_server_exceptions=False)
+    secret, codes = enable(client, clock, user)
+    for round_ in range(3):
+        # One token, the app's code and a recovery code at once: one login.
+        mfa_token = first_step(client, user)
+        code, recovery = clock.code(secret), codes[round_]
+        answers = _race(
+            lambda: second_step(client, mfa_token, code),  # noqa: B023 (joined in _race)
+            lambda: second_step(client, mfa_token, recovery),  # noqa: B023
+        )
+        assert sorted(a.status_code for a in answers) == [200, 401]
+        [refused] = [a for a in answers if a.status_code == 401]
+        assert refused.json()["code"] == "invalid_mfa_token"
+        clock.advance()
+
+        # Two tokens, one code at once: one login (the other token, older than that login,
+        # is spent by it, before its code is even looked at).
+        code = clock.code(secret)
+        tokens = first_step(client, user), first_step(client, user)
+        answers = _race(*(lambda t=t, c=code: second_step(client, t, c) for t in tokens))
+        assert sorted(a.status_code for a in answers) == [200, 401]
+        [refused] = [a for a in answers if a.status_code == 401]
+        assert refused.json()["code"] == "invalid_mfa_token"
+        clock.advance()
+    with Session(engine) as session:
+        assert len(sessions_of(session, user)) == 1 + 2 * 3  # the test's own, and the winners
+        # Each round used one recovery code, or none (when the app's code won).
+        assert 10 - 3 <= len(recovery_rows(session, user)) <= 10
+
+    # Turning it off while a login finishes: one after the other, in either order.
+    mfa_token = first_step(client, user)
+    turned_off, logged_in = _race(
+        lambda: disable(client, user, clock.code(secret)),
+        lambda: second_step(client, mfa_token, codes[9]),
+    )
+    assert turned_off.status_code == 204, turned_off.text
+    assert logged_in.status_code in (200, 401), logged_in.text
+    with Session(engine) as session:
+        assert enrolment_of(session, user) is None
+        assert recovery_rows(session, user) == []
