@@ -339,7 +339,9 @@ def forget(*, session: Session, user_id: uuid.UUID) -> None:
 
 def _binding(user: User) -> str:
     # An mfa_token stops working when the password changes (a reset, a change elsewhere).
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:32]
+    # Keyed: the token's payload is readable, and must tell nothing about the password hash.
+    key = get_settings().SECRET_KEY.get_secret_value().encode()
+    return hmac.new(key, user.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def require_second_factor(*, session: Session, user: User, device_label: str) -> None:
