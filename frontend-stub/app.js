@@ -5,12 +5,18 @@
 // mail) asks for a new password, #/join/<token> (an invite link) joins a trip once signed in,
 // anything else (such as #/invitations/<id>, the link in an invitation mail) is the home
 // screen, which lists the invitations.
+// Loaded as an ES module (see index.html); no build step. This module signs in (with the
+// second step of two-factor sign-in when the account asks for it) and out and picks the
+// screen from the URL: #/trips/<id> is a trip, #/verify-email/<token> (the link in
+// the verification mail) confirms the address, anything else (such as #/invitations/<id>, the
+// link in an invitation mail) is the home screen, which lists the invitations.
 
 import { API_BASE, ApiError, api, clearTokens, getToken, session, setTokens, setUnauthorizedHandler } from "./api.js";
 import { clearHome, showHome } from "./home.js";
 import { joinLinkToken, joinWithLink } from "./join.js";
 import { clearRecovery, resetLinkToken, setResetHandler } from "./recovery.js";
 import { leaveTrip, showTrip } from "./trip.js";
+import { clearTwoFactor } from "./twofactor.js";
 import { $, act, onSubmit } from "./ui.js";
 
 const TRIP_ROUTE = /^#\/trips\/([0-9a-f-]{36})$/i;
@@ -32,11 +38,32 @@ async function verifyFromLink() {
   return true;
 }
 
+// The login waiting for its second step: the mfa_token of its first (never stored).
+let secondStep = null;
+
+function showSecondStep(mfaToken) {
+  secondStep = mfaToken;
+  $("#login-form").hidden = true;
+  $("#register-form").hidden = true;
+  $("#mfa-form").hidden = false;
+  $("#mfa-form").querySelector("input").focus();
+}
+
+function hideSecondStep() {
+  secondStep = null;
+  $("#mfa-form").reset();
+  $("#mfa-form").hidden = true;
+  $("#login-form").hidden = false;
+  $("#register-form").hidden = false;
+}
+
 function showLoggedOut() {
   leaveTrip();
   clearTokens();
   session.me = null;
+  hideSecondStep();
   clearHome();
+  clearTwoFactor();
   $("#whoami").textContent = "";
   $("#session").hidden = true;
   $("#app-view").hidden = true;
@@ -97,10 +124,38 @@ async function showLoggedIn() {
 
 async function logIn(email, password) {
   // A new session of this browser; GET /users/me/sessions labels it with the User-Agent.
-  const tokens = await api("/auth/login", { method: "POST", form: { username: email, password }, auth: false });
+  let tokens;
+  try {
+    tokens = await api("/auth/login", { method: "POST", form: { username: email, password }, auth: false });
+  } catch (err) {
+    // The password was right and the account asks for a code: no tokens yet (docs/api.md).
+    if (!(err instanceof ApiError) || err.problem.code !== "mfa_required") throw err;
+    showSecondStep(err.problem.mfa_token);
+    return;
+  }
   setTokens(tokens);
   await showLoggedIn();
 }
+
+onSubmit("#mfa-form", async ({ code }) => {
+  let tokens;
+  try {
+    tokens = await api("/auth/login/2fa", {
+      method: "POST",
+      json: { mfa_token: secondStep, code: code.trim() },
+      auth: false,
+    });
+  } catch (err) {
+    // Expired or spent: back to the password (a wrong code may simply be typed again).
+    if (err instanceof ApiError && err.problem.code === "invalid_mfa_token") hideSecondStep();
+    throw err;
+  }
+  hideSecondStep();
+  setTokens(tokens);
+  await showLoggedIn();
+});
+
+$("#mfa-cancel").addEventListener("click", () => hideSecondStep());
 
 setUnauthorizedHandler(showLoggedOut);
 

@@ -30,7 +30,7 @@ from app.ratelimit.models import RateLimitCounter
 from app.sync.models import Tombstone
 from app.trips import synced as _trips_synced  # noqa: F401
 from app.trips.models import Trip, TripMember
-from app.users.models import User
+from app.users.models import User, UserRecoveryCode, UserSession, UserTwoFactor
 
 metadata = SQLModel.metadata
 
@@ -56,4 +56,7 @@ __all__ = [
     "Trip",
     "TripMember",
     "User",
+    "UserRecoveryCode",
+    "UserSession",
+    "UserTwoFactor",
 ]

@@ -45,6 +45,8 @@ def pytest_configure(config: pytest.Config) -> None:
         # Every test logs in from the same test client: rate limits are tested on their own.
         LOGIN_ATTEMPTS_PER_ACCOUNT="1000000",
         LOGIN_ATTEMPTS_PER_ADDRESS="1000000",
+        TWO_FACTOR_ATTEMPTS_PER_ACCOUNT="1000000",
+        TWO_FACTOR_ATTEMPTS_PER_ACCOUNT_DAILY="1000000",
         REGISTRATIONS_PER_ADDRESS="1000000",
         PASSWORD_RESETS_PER_ACCOUNT="1000000",
         PASSWORD_RESETS_PER_ADDRESS="1000000",

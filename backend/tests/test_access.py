@@ -49,6 +49,13 @@ RULES: dict[tuple[str, str], Rule] = {
     # The caller's own account only: tests/users/test_account_deletion.py, test_export.py.
     ("DELETE", "/users/me"): Rule(),
     ("GET", "/users/me/export"): Rule(),
+    # The caller's own second factor only (tests/users/test_two_factor.py).
+    ("GET", "/users/me/2fa"): Rule(),
+    ("POST", "/users/me/2fa"): Rule(),
+    ("POST", "/users/me/2fa/confirm"): Rule(),
+    ("DELETE", "/users/me/2fa"): Rule(),
+    # The mfa_token of a login's first step is the credential (tests/users/test_two_factor.py).
+    ("POST", "/auth/login/2fa"): Rule(public=True),
     ("GET", "/trips"): Rule(),
     ("POST", "/trips"): Rule(),
     ("GET", "/trips/{trip_id}"): Rule(in_trip=True),

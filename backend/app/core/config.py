@@ -94,6 +94,16 @@ class Settings(BaseSettings):
     # or not it has an account) and per client address.
     PASSWORD_RESETS_PER_ACCOUNT: int = Field(default=5, ge=1)
     PASSWORD_RESETS_PER_ADDRESS: int = Field(default=20, ge=1)
+    # Second-factor codes tried per account (the login's second step, confirming and turning
+    # off two-factor sign-in), per window and per day: a 6-digit code is not to be guessed.
+    TWO_FACTOR_ATTEMPTS_PER_ACCOUNT: int = Field(default=5, ge=1)
+    TWO_FACTOR_ATTEMPTS_PER_ACCOUNT_DAILY: int = Field(default=20, ge=1)
+    # How long the `mfa_token` of a login's first step (the password) may finish it.
+    MFA_TOKEN_TTL_SECONDS: int = Field(default=300, ge=30, le=3600)
+    # The keys two-factor secrets are encrypted with (Fernet, each derived with HKDF): the
+    # first encrypts, all decrypt, so a new key goes first and the old one stays behind it.
+    # Empty: SECRET_KEY alone.
+    TWO_FACTOR_ENCRYPTION_KEYS: Annotated[list[SecretStr], NoDecode] = []
 
     SYNC_RETENTION_DAYS: int = Field(default=56, ge=1, le=3650)
     # Event streams (GET /sync/events): how long a stream token may open one, and how many
@@ -167,11 +177,11 @@ class Settings(BaseSettings):
     EMBEDDED_PG_DATA: str = ".data/postgres"
     EMBEDDED_PG_PORT: int = Field(default=54329, ge=1024, le=65535)
 
-    @field_validator("CORS_ORIGINS", mode="before")
+    @field_validator("CORS_ORIGINS", "TWO_FACTOR_ENCRYPTION_KEYS", mode="before")
     @classmethod
-    def _split_origins(cls, value: Any) -> Any:
+    def _split_comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @model_validator(mode="after")
@@ -213,6 +223,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "SECRET_KEY must be set to a random value of at least 32 characters "
                     "when ENVIRONMENT=production (e.g. `openssl rand -hex 32`)"
+                )
+            if any(len(key.get_secret_value()) < 32 for key in self.TWO_FACTOR_ENCRYPTION_KEYS):
+                raise ValueError(
+                    "each of TWO_FACTOR_ENCRYPTION_KEYS must be a random value of at least 32 "
+                    "characters when ENVIRONMENT=production"
                 )
             if self.EMAIL_DELIVERY is not EmailDelivery.SMTP:
                 raise ValueError("EMAIL_DELIVERY must be 'smtp' when ENVIRONMENT=production")

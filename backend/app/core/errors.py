@@ -36,6 +36,9 @@ class AppError(Exception):
     keeps_writes = False
     # What the caller must deal with first (409 `Blocked`), listed in the problem.
     blocking: "list[Blocker] | None" = None
+    # More members of the problem (RFC 9457 extension members), e.g. the token of a login's
+    # second step; a problem that has them is sent with `Cache-Control: no-store`.
+    extensions: dict[str, Any] | None = None
 
     def __init__(self, detail: str, *, code: str | None = None) -> None:
         super().__init__(detail)
@@ -167,9 +170,11 @@ def problem_response(
     errors: list[dict[str, Any]] | None = None,
     current: dict[str, Any] | None = None,
     blocking: list[dict[str, Any]] | None = None,
+    extensions: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
+        **(extensions or {}),
         "type": PROBLEM_TYPE_BASE + code,
         "title": title,
         "status": status,
@@ -213,6 +218,8 @@ async def _app_error(_: Request, error: Exception) -> JSONResponse:
         headers["ETag"] = entity_tag(error.current_version)
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
+    if error.extensions:
+        headers["Cache-Control"] = "no-store"
     current = error.current.model_dump(mode="json") if error.current is not None else None
     blocking = (
         [blocker.model_dump(mode="json") for blocker in error.blocking]
@@ -226,6 +233,7 @@ async def _app_error(_: Request, error: Exception) -> JSONResponse:
         error.detail,
         current=current,
         blocking=blocking,
+        extensions=error.extensions,
         headers=headers or None,
     )
 

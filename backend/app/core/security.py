@@ -1,5 +1,5 @@
-"""Password hashing (Argon2), access tokens (signed JWT) and refresh tokens (opaque, stored
-only as a hash)."""
+"""Password hashing (Argon2), access tokens (signed JWT), refresh tokens (opaque, stored
+only as a hash), the tokens of a login's second step, and secrets encrypted at rest (Fernet)."""
 
 import base64
 import binascii
@@ -7,12 +7,16 @@ import hashlib
 import secrets
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from app.core.columns import utcnow
 from app.core.config import get_settings
@@ -164,3 +168,97 @@ def issue_opaque_token() -> tuple[str, str]:
     """A new opaque token (given out once, never stored) and its hash (stored)."""
     token = secrets.token_urlsafe(_OPAQUE_TOKEN_BYTES)
     return token, opaque_token_hash(token)
+
+
+_MFA_PURPOSE = "mfa-login"
+
+
+@dataclass(frozen=True)
+class MfaClaims:
+    """What the token of a login's first step carries: whose password was right, when, what
+    it was bound to, and the device label the login asked for."""
+
+    user_id: uuid.UUID
+    issued_at: float  # seconds since the epoch, to the microsecond
+    binding: str
+    device_label: str
+
+
+def create_mfa_token(user_id: uuid.UUID, *, binding: str, device_label: str) -> str:
+    """A token that finishes this user's login with a second factor (and does nothing else)
+    for MFA_TOKEN_TTL_SECONDS; `binding` is checked again when it is used."""
+    settings = get_settings()
+    now = utcnow()
+    claims = {
+        "sub": str(user_id),
+        "purpose": _MFA_PURPOSE,
+        # Not an integer: a token issued in the same second as a finished login is newer.
+        "iat": now.timestamp(),
+        "exp": now + timedelta(seconds=settings.MFA_TOKEN_TTL_SECONDS),
+        "bnd": binding,
+        "dev": device_label,
+    }
+    return jwt.encode(claims, settings.SECRET_KEY.get_secret_value(), algorithm=ALGORITHM)
+
+
+def decode_mfa_token(token: str) -> MfaClaims | None:
+    """The claims of a valid, unexpired second-step token; None for anything else."""
+    try:
+        claims = jwt.decode(
+            token,
+            get_settings().SECRET_KEY.get_secret_value(),
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp", "iat", "purpose", "bnd", "dev"]},
+        )
+        if claims["purpose"] != _MFA_PURPOSE:
+            return None
+        if not isinstance(claims["bnd"], str) or not isinstance(claims["dev"], str):
+            return None
+        return MfaClaims(
+            user_id=uuid.UUID(str(claims["sub"])),
+            issued_at=float(claims["iat"]),
+            binding=claims["bnd"],
+            device_label=claims["dev"],
+        )
+    except (jwt.PyJWTError, ValueError, TypeError):
+        return None
+
+
+# The key of each secret box is derived from its configured key with HKDF, so any long random
+# text will do as one, and the SECRET_KEY used for signing is never used for encrypting as is.
+_SECRET_BOX_INFO = b"tripsync two-factor secrets v1"
+
+
+def _fernet_key(key: str) -> bytes:
+    derived = HKDF(algorithm=SHA256(), length=32, salt=None, info=_SECRET_BOX_INFO).derive(
+        key.encode()
+    )
+    return base64.urlsafe_b64encode(derived)
+
+
+@cache
+def _secret_box() -> MultiFernet:
+    settings = get_settings()
+    keys = settings.TWO_FACTOR_ENCRYPTION_KEYS or [settings.SECRET_KEY]
+    return MultiFernet([Fernet(_fernet_key(key.get_secret_value())) for key in keys])
+
+
+def encrypt_secret(secret: str) -> bytes:
+    """The secret encrypted and authenticated (Fernet: AES-128-CBC and HMAC-SHA256) with the
+    first of TWO_FACTOR_ENCRYPTION_KEYS (else SECRET_KEY)."""
+    return _secret_box().encrypt(secret.encode())
+
+
+def decrypt_secret(encrypted: bytes) -> str | None:
+    """The secret, decrypted with whichever configured key encrypted it; None when none did
+    (the key was changed without keeping the old one) or the value was altered."""
+    try:
+        return _secret_box().decrypt(encrypted).decode()
+    except (InvalidToken, UnicodeDecodeError):
+        return None
+
+
+def reencrypt_secret(encrypted: bytes) -> bytes:
+    """The same secret encrypted again with the first key: secrets move to a new key as they
+    are used. Only for a value `decrypt_secret` accepted."""
+    return _secret_box().rotate(encrypted)

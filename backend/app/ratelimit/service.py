@@ -1,4 +1,5 @@
-"""Rate limits for logging in and registering, counted in a store every worker shares.
+"""Rate limits for logging in, second-factor codes and registering, counted in a store every
+worker shares.
 
 Fixed windows: a key (`login:account:<email>`, `login:address:<ip>`, ...) may be hit `limit`
 times per window; the next hit is refused with the seconds until the window ends. The
@@ -83,9 +84,15 @@ def _key(kind: str, value: str) -> str:
     return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()[:32]}"
 
 
-def check(kind: str, value: str, limit: int, *, what: str) -> None:
-    """Count a hit; raise TooManyRequests (429) once `limit` hits in the window are exceeded."""
-    window_seconds = get_settings().RATE_LIMIT_WINDOW_SECONDS
+def check(
+    kind: str, value: str, limit: int, *, what: str, window_seconds: int | None = None
+) -> None:
+    """Count a hit; raise TooManyRequests (429) once `limit` hits in the window are exceeded.
+
+    The window is RATE_LIMIT_WINDOW_SECONDS unless `window_seconds` says otherwise (a daily
+    limit beside a short one); a kind is always counted in windows of one length.
+    """
+    window_seconds = window_seconds or get_settings().RATE_LIMIT_WINDOW_SECONDS
     now = time.time()
     window = int(now // window_seconds)
     ends = (window + 1) * window_seconds

@@ -20,11 +20,11 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, TypeAdapter, create_model
 from pydantic import Field as PydanticField
 from sqlalchemy.sql.base import Executable
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from app.core.columns import utcnow
 from app.core.config import get_settings
-from app.users.models import AccountExported, User
+from app.users.models import AccountExported, User, UserTwoFactor
 
 FORMAT = "tripsync-account-export/1"
 CHUNK_BYTES = 64 * 1024
@@ -88,15 +88,27 @@ def document_model() -> type[BaseModel]:
 _TIMESTAMP = TypeAdapter(datetime)
 
 
-def _account(user: User) -> AccountExported:
-    return AccountExported.model_validate(user, from_attributes=True)
+def _account(session: Session, user: User) -> AccountExported:
+    # Whether logging in asks for a second factor, and since when: never its secret or codes.
+    enabled_at = session.exec(
+        select(UserTwoFactor.enabled_at).where(UserTwoFactor.user_id == user.id)
+    ).first()
+    return AccountExported(
+        id=user.id,
+        email=user.email,
+        full_name=user.full_name,
+        email_verified_at=user.email_verified_at,
+        created_at=user.created_at,
+        updated_at=user.updated_at,
+        two_factor_enabled_at=enabled_at,
+    )
 
 
 def stream_document(session: Session, user: User) -> Iterator[bytes]:
     """The export of `user`, as JSON text in chunks, read section by section as it is sent."""
     chunk = bytearray(b'{"format":"' + FORMAT.encode() + b'","exported_at":')
     chunk += _TIMESTAMP.dump_json(utcnow())
-    chunk += b',"account":' + _account(user).model_dump_json().encode()
+    chunk += b',"account":' + _account(session, user).model_dump_json().encode()
     for section in sections():
         chunk += b',"' + section.name.encode() + b'":['
         first = True

@@ -1,12 +1,17 @@
-"""User accounts and their sessions (one per signed-in device): the tables and API shapes."""
+"""User accounts, their sessions (one per signed-in device) and their second factor (TOTP):
+the tables and API shapes."""
 
 import uuid
 from datetime import datetime
+from typing import Annotated, Literal
 
-from sqlalchemy import CheckConstraint, DateTime, Index, LargeBinary
+from pydantic import Field as ProblemField
+from pydantic import StringConstraints
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, LargeBinary
 from sqlmodel import Field, SQLModel
 
 from app.core.columns import timestamp_column, uuid_primary_key
+from app.core.errors import Problem
 from app.core.fields import REJECT_UNKNOWN_FIELDS, Email, Name, PartialUpdate
 from app.core.security import OPAQUE_TOKEN_MAX_LENGTH, TOKEN_HASH_LENGTH
 
@@ -91,6 +96,10 @@ class AccountExported(SQLModel):
     email_verified_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    two_factor_enabled_at: datetime | None = Field(
+        description="Since when logging in asks for a second factor (null: it does not); "
+        "the export never holds its secret or recovery codes"
+    )
 
 
 class RegistrationAccepted(SQLModel):
@@ -223,3 +232,125 @@ class PasswordResetExported(SQLModel):
     created_at: datetime
     expires_at: datetime
     used_at: datetime | None
+
+
+class UserTwoFactor(SQLModel, table=True):
+    """A user's authenticator (TOTP, RFC 6238): pending from enrolment until a code from it
+    confirms it, then asked for at every login.
+
+    The secret must be read to check a code, so it cannot be hashed: it is stored encrypted
+    (app.core.security.encrypt_secret). Recovery codes are stored by their hash
+    (`UserRecoveryCode`).
+    """
+
+    __tablename__ = "user_two_factor"
+
+    user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
+    # The base32 secret, encrypted and authenticated (Fernet).
+    secret_encrypted: bytes = Field(sa_type=LargeBinary)
+    created_at: datetime = timestamp_column()
+    # Set when a code confirmed the enrolment; until then logging in does not ask for one.
+    enabled_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # The time step (30 s) of the last code accepted: that code and older ones are refused.
+    last_used_step: int | None = Field(default=None, sa_type=BigInteger)
+    # The last login finished with a second factor: tokens of a first step issued before it
+    # are spent.
+    last_login_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class UserRecoveryCode(SQLModel, table=True):
+    """One unused recovery code of a user's second factor, by the SHA-256 of the code (80
+    random bits: no hash table or search reaches it). Used, it is deleted."""
+
+    __tablename__ = "user_recovery_codes"
+
+    user_id: uuid.UUID = Field(
+        foreign_key="user_two_factor.user_id", primary_key=True, ondelete="CASCADE"
+    )
+    code_hash: bytes = Field(sa_type=LargeBinary, primary_key=True)
+
+
+# A code from the authenticator app (6 digits) or a recovery code (16 letters and digits,
+# grouped by hyphens); spaces and hyphens are ignored, letters in either case.
+SECOND_FACTOR_PATTERN = r"^[0-9A-Za-z]([0-9A-Za-z -]*[0-9A-Za-z])?$"
+SECOND_FACTOR_MAX = 40
+SecondFactor = Annotated[
+    str,
+    StringConstraints(min_length=6, max_length=SECOND_FACTOR_MAX, pattern=SECOND_FACTOR_PATTERN),
+]
+_SECOND_FACTOR_DESCRIPTION = (
+    "The 6-digit code the authenticator app shows now, or one of the recovery codes (each "
+    "works once)"
+)
+
+
+class TwoFactorEnrolmentRequest(SQLModel):
+    """Starting (or starting again) an enrolment is confirmed with the password."""
+
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    password: str = Field(max_length=PASSWORD_MAX)
+
+
+class TwoFactorEnrolment(SQLModel):
+    """The new secret, for the authenticator app: scan `otpauth_uri` as a QR code, or type
+    `secret` in. Shown once; confirm it with a code (POST /users/me/2fa/confirm)."""
+
+    secret: str = Field(description="The base32 secret, for typing into the app")
+    otpauth_uri: str = Field(
+        description="otpauth://totp/… URI (issuer: the service's name, account: the email "
+        "address), the content of a QR code for the app"
+    )
+    digits: Literal[6] = 6
+    period: Literal[30] = Field(default=30, description="Seconds each code lasts")
+    algorithm: Literal["SHA1"] = "SHA1"
+
+
+class TwoFactorCode(SQLModel):
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    code: SecondFactor = Field(description="The 6-digit code the authenticator app shows now")
+
+
+class RecoveryCodes(SQLModel):
+    """Two-factor sign-in is on. The recovery codes are shown this once: each replaces a code
+    from the app once, when the app is lost."""
+
+    recovery_codes: list[str]
+
+
+class TwoFactorRemoval(SQLModel):
+    """Turning two-factor sign-in off takes the password and a second factor."""
+
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    password: str = Field(max_length=PASSWORD_MAX)
+    code: SecondFactor = Field(description=_SECOND_FACTOR_DESCRIPTION)
+
+
+class TwoFactorStatus(SQLModel):
+    enabled: bool = Field(description="Whether logging in asks for a second factor")
+    enabled_at: datetime | None
+    pending: bool = Field(description="An enrolment was started and awaits its first code")
+    recovery_codes_left: int
+
+
+class TwoFactorLogin(SQLModel):
+    """The second step of a login: the `mfa_token` of the first and a second factor."""
+
+    model_config = REJECT_UNKNOWN_FIELDS
+
+    mfa_token: str = Field(min_length=1, max_length=2048)
+    code: SecondFactor = Field(description=_SECOND_FACTOR_DESCRIPTION)
+
+
+class MfaRequiredProblem(Problem):
+    """A 401 of POST /auth/login: `invalid_credentials`, or `mfa_required` (the password was
+    right) with the token that finishes the login at POST /auth/login/2fa."""
+
+    mfa_token: str | None = ProblemField(
+        default=None, description="mfa_required: send to POST /auth/login/2fa with a code"
+    )
+    mfa_token_expires_in: int | None = ProblemField(
+        default=None, description="mfa_required: seconds the mfa_token is valid for"
+    )

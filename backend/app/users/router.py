@@ -1,5 +1,5 @@
-"""Routes for accounts: register, log in, refresh, log out, and the caller's own profile and
-sessions."""
+"""Routes for accounts: register, log in (with a second step for two-factor sign-in),
+refresh, log out, and the caller's own profile, sessions and second factor."""
 
 import time
 import uuid
@@ -14,23 +14,32 @@ from fastapi.security import OAuth2PasswordRequestForm
 from app.core.admission import HASHING_TURN
 from app.core.config import get_settings
 from app.core.deps import SessionDep, SnapshotSessionDep, before_session
-from app.core.errors import error_responses
+from app.core.errors import PROBLEM_MEDIA_TYPE, error_responses
 from app.core.fields import NAME_PATTERN
 from app.core.pagination import Page, PageParams
+from app.core.security import decode_access_token
 from app.ratelimit import service as rate_limit
-from app.users import export, service, sessions
+from app.users import export, service, sessions, two_factor
 from app.users.deps import BearerToken, CurrentCaller, CurrentUser, authenticate, token_claims
 from app.users.models import (
     DEVICE_LABEL_MAX,
     AccountDeletion,
     EmailVerification,
+    MfaRequiredProblem,
     PasswordChange,
     PasswordReset,
     PasswordResetRequest,
     PasswordResetRequested,
+    RecoveryCodes,
     RefreshRequest,
     RegistrationAccepted,
     Token,
+    TwoFactorCode,
+    TwoFactorEnrolment,
+    TwoFactorEnrolmentRequest,
+    TwoFactorLogin,
+    TwoFactorRemoval,
+    TwoFactorStatus,
     UserCreate,
     UserPublic,
     UserSessionPublic,
@@ -217,20 +226,84 @@ def limit_logins(request: Request, form: LoginFormDep) -> None:
 @auth_router.post(
     "/login",
     response_model=Token,
-    responses=error_responses(401, 422, 429),
+    responses={
+        **error_responses(422, 429),
+        401: {"model": MfaRequiredProblem, "content": {PROBLEM_MEDIA_TYPE: {}}},
+    },
     dependencies=[before_session(limit_logins), HASHING_TURN],
 )
 def login(session: SessionDep, request: Request, response: Response, form: LoginFormDep) -> Token:
     """Exchange email and password for a new session of this device: an access token
     (`expires_in` seconds) and a refresh token (never stored for an Idempotency-Key).
 
-    Attempts are limited per account and per client address (429 with Retry-After).
+    An account with two-factor sign-in gets no tokens here: the right password answers `401
+    mfa_required` with an `mfa_token` (valid `mfa_token_expires_in` seconds), which `POST
+    /auth/login/2fa` exchanges, with a code, for the tokens. A 200 is always the token
+    response. Attempts are limited per account and per client address (429 with
+    Retry-After).
     """
     user = service.authenticate(session=session, email=form.username, password=form.password)
     # RFC 6749 section 5.1; it also keeps the tokens out of the idempotency records.
     response.headers["Cache-Control"] = "no-store"
     label = sessions.device_label(form.device_label, request.headers.get("user-agent"))
+    two_factor.require_second_factor(session=session, user=user, device_label=label)
     return sessions.start_session(session=session, user=user, label=label)
+
+
+def _limit_second_factor(user_id: str) -> None:
+    """Count a check of a password or code for the account's second factor: per window and
+    per day, so a 6-digit code cannot be guessed (429 with Retry-After beyond either)."""
+    settings = get_settings()
+    what = "second-factor attempts for this account"
+    rate_limit.check(
+        "two-factor:account", user_id, settings.TWO_FACTOR_ATTEMPTS_PER_ACCOUNT, what=what
+    )
+    rate_limit.check(
+        "two-factor:account:day",
+        user_id,
+        settings.TWO_FACTOR_ATTEMPTS_PER_ACCOUNT_DAILY,
+        what=what + " today",
+        window_seconds=24 * 60 * 60,
+    )
+
+
+def two_factor_login(data: TwoFactorLogin) -> TwoFactorLogin:
+    return data
+
+
+TwoFactorLoginDep = Annotated[TwoFactorLogin, Depends(two_factor_login)]
+
+
+def limit_second_steps(request: Request, data: TwoFactorLoginDep) -> None:
+    """Count the attempt per client address (with the logins) and per account the token
+    names."""
+    rate_limit.check(
+        "login:address",
+        _address(request),
+        get_settings().LOGIN_ATTEMPTS_PER_ADDRESS,
+        what="login attempts from this address",
+    )
+    user_id = two_factor.mfa_token_user(data.mfa_token)
+    if user_id is not None:
+        _limit_second_factor(str(user_id))
+
+
+@auth_router.post(
+    "/login/2fa",
+    response_model=Token,
+    responses=error_responses(401, 422, 429),
+    dependencies=[before_session(limit_second_steps)],
+)
+def login_second_step(session: SessionDep, response: Response, data: TwoFactorLoginDep) -> Token:
+    """Finish a login that answered `401 mfa_required`: its `mfa_token` and the code the
+    authenticator app shows now (or an unused recovery code) give the session's tokens.
+
+    `401 invalid_two_factor_code` for a wrong code or one already used (each code works
+    once), `401 invalid_mfa_token` once the token expired, was used, or its password
+    changed: log in again. Attempts are limited per account (429 with Retry-After).
+    """
+    response.headers["Cache-Control"] = "no-store"
+    return two_factor.finish_login(session=session, mfa_token=data.mfa_token, code=data.code)
 
 
 @auth_router.post("/refresh", response_model=Token, responses=error_responses(401, 422))
@@ -311,6 +384,83 @@ def list_my_sessions(
 def revoke_my_session(session: SessionDep, user: CurrentUser, session_id: uuid.UUID) -> None:
     """End one of my sessions (e.g. a lost phone): its tokens stop working at once."""
     sessions.end_session(session=session, user_id=user.id, session_id=session_id)
+
+
+def limit_second_factor_changes(token: BearerToken) -> None:
+    """Count the caller's attempt at a password or code (the token is checked afterwards;
+    without a valid one the route answers 401 and nothing is counted)."""
+    claims = decode_access_token(token) if token else None
+    if claims is not None:
+        _limit_second_factor(str(claims[0]))
+
+
+_CHECKS_SECOND_FACTOR = before_session(limit_second_factor_changes)
+
+
+@users_router.get("/me/2fa", response_model=TwoFactorStatus)
+def read_my_two_factor(session: SessionDep, user: CurrentUser) -> TwoFactorStatus:
+    """Whether logging in asks for a second factor, and how many recovery codes are left."""
+    return two_factor.status(session=session, user=user)
+
+
+@users_router.post(
+    "/me/2fa",
+    response_model=TwoFactorEnrolment,
+    responses=error_responses(403, 409, 422, 429),
+    dependencies=[_CHECKS_SECOND_FACTOR, HASHING_TURN],
+)
+def start_two_factor(
+    session: SessionDep, user: CurrentUser, response: Response, data: TwoFactorEnrolmentRequest
+) -> TwoFactorEnrolment:
+    """Start turning on two-factor sign-in, confirmed with the password (`403
+    wrong_password`): a new secret for an authenticator app, as text and as an `otpauth://`
+    URI (a QR code's content). Nothing changes at login until `POST /users/me/2fa/confirm`;
+    starting again replaces the secret. `409 two_factor_enabled` once it is on. Shown once
+    (never stored for an Idempotency-Key).
+    """
+    response.headers["Cache-Control"] = "no-store"
+    return two_factor.start_enrolment(session=session, user=user, password=data.password)
+
+
+@users_router.post(
+    "/me/2fa/confirm",
+    response_model=RecoveryCodes,
+    responses=error_responses(403, 409, 422, 429),
+    dependencies=[_CHECKS_SECOND_FACTOR],
+)
+def confirm_two_factor(
+    session: SessionDep, caller: CurrentCaller, response: Response, data: TwoFactorCode
+) -> RecoveryCodes:
+    """Turn two-factor sign-in on with the code the app shows now (`403
+    invalid_two_factor_code` otherwise). Answers the recovery codes, shown this once (never
+    stored for an Idempotency-Key). Every other session of the caller ends; a notice is
+    mailed.
+    """
+    response.headers["Cache-Control"] = "no-store"
+    codes = two_factor.confirm_enrolment(
+        session=session, user=caller.user, code=data.code, current_session_id=caller.session_id
+    )
+    return RecoveryCodes(recovery_codes=codes)
+
+
+@users_router.delete(
+    "/me/2fa",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(403, 409, 422, 429),
+    dependencies=[_CHECKS_SECOND_FACTOR, HASHING_TURN],
+)
+def disable_two_factor(session: SessionDep, caller: CurrentCaller, data: TwoFactorRemoval) -> None:
+    """Turn two-factor sign-in off, with the password (`403 wrong_password`) and a code or a
+    recovery code (`403 invalid_two_factor_code`); `409 two_factor_not_enabled` when it is
+    off. Every other session of the caller ends; a notice is mailed.
+    """
+    two_factor.disable(
+        session=session,
+        user=caller.user,
+        password=data.password,
+        code=data.code,
+        current_session_id=caller.session_id,
+    )
 
 
 @users_router.delete(

@@ -19,7 +19,7 @@ from app.core.security import (
 )
 from app.outbox import service as outbox
 from app.outbox.models import OutboxMessageExported
-from app.users import export, hooks, password_reset
+from app.users import export, hooks, password_reset, two_factor
 from app.users.models import (
     EMAIL_MAX,
     FORMER_MEMBER_NAME,
@@ -271,7 +271,8 @@ def delete_account(*, session: Session, user: User, password: str) -> None:
     the ledger keeps its sums, private rows go), then the row itself is emptied of personal
     data: it stays, so what others recorded (an expense's author, an activity entry) still
     points somewhere, shown as FORMER_MEMBER_NAME. It can never sign in again: inactive, no
-    password, and every session ended, so its access and refresh tokens are refused.
+    password, no second factor, and every session ended, so its access and refresh tokens are
+    refused.
     """
     if not verify_password(password, user.password_hash):
         raise Forbidden(
@@ -284,6 +285,7 @@ def delete_account(*, session: Session, user: User, password: str) -> None:
     hooks.account_deletable(session=session, user=user)
     hooks.account_deleting(session=session, user=user)
     outbox.forget_recipient(session=session, address=user.email)  # unsent mail is not sent
+    two_factor.forget(session=session, user_id=user.id)  # its secret and recovery codes
     now = utcnow()
     user.email = deleted_address(user.id)
     user.full_name = FORMER_MEMBER_NAME
