@@ -271,33 +271,31 @@ class Stream:
         return "".join(frames).encode()
 
     async def next_burst(self) -> bytes | None:
-        """The stream's next bytes (a heartbeat comment when nudged), or None when it ends (the
-        server is stopping, the client left, or its state could not be read again)."""
+        """What the stream has to write now: its next bytes (a heartbeat comment when one is
+        due), b"" when nothing, or None when it ends (the server is stopping, its session
+        ended, or its state could not be read again)."""
         subscription = self.subscription
         if self.pending:
             events, self.pending = self.pending, []
             if burst := self._burst(events):
                 return burst
-        while True:
-            notices = await subscription.take()
-            if subscription.closed:
+        if subscription.closed:
+            return None
+        if subscription.stale:  # it fell behind: read its state again
+            subscription.stale = False
+            subscription.drop_notices()  # all superseded by the read
+            self.listener.reread(subscription)
+            try:
+                heads, events = await _reread_state(subscription.user_id, self.told)
+            except Exception:  # busy or down: end it; the client resumes from its id
+                logger.warning("event stream ended: its state could not be read")
                 return None
-            if subscription.stale:  # it fell behind: read its state again
-                subscription.stale = False
-                subscription.drop_notices()  # all superseded by the read
-                self.listener.reread(subscription)
-                try:
-                    heads, events = await _reread_state(subscription.user_id, self.told)
-                except Exception:  # busy or down: end it; the client resumes from its id
-                    logger.warning("event stream ended: its state could not be read")
-                    return None
-                self.listener.follow(subscription, heads)
-            elif notices:
-                events = [_event_of(notice) for notice in notices]
-            else:
-                return HEARTBEAT
-            if burst := self._burst(events):
-                return burst
+            self.listener.follow(subscription, heads)
+            return self._burst(events)
+        nudged = subscription.nudged
+        if notices := subscription.take():
+            return self._burst([_event_of(notice) for notice in notices])
+        return HEARTBEAT if nudged else b""
 
 
 @functools.lru_cache(maxsize=1024)  # one notice reaches every stream of the trip
@@ -343,32 +341,65 @@ class EventStreamResponse(Response):
             self.stream.listener.unsubscribe(self.stream.subscription)
             raise
         # The headers went through every middleware; the body is sent from outside the request
-        # (app.core.handoff says why), or from here where nothing takes it over.
-        if not hand_off(scope, self._send_body):
-            await self._send_body(receive, send)
+        # (app.core.handoff says why), or from here where nothing takes it over. It holds the
+        # stream only, not this response and its headers.
+        body = functools.partial(_send_body, self.stream)
+        if not hand_off(scope, body):
+            await body(receive, send)
 
-    async def _send_body(self, receive: Receive, send: Send) -> None:
-        stream, subscription = self.stream, self.stream.subscription
-        loop = asyncio.get_running_loop()
-        watch = loop.create_task(_close_on_disconnect(receive, subscription))
-        ticker = _Ticker(subscription, asyncio.current_task(), loop)
-        try:
-            while (burst := await stream.next_burst()) is not None:
-                ticker.sending = True
-                await send({"type": "http.response.body", "body": burst, "more_body": True})
-                ticker.sending = False
-                ticker.sends += 1
-            if not watch.done():  # the client is still there: end the response properly
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except asyncio.CancelledError:
-            if not ticker.dropped or ticker.writer is None:
-                raise
-            ticker.writer.uncancel()
+
+async def _send_body(stream: Stream, receive: Receive, send: Send) -> None:
+    """The stream's bytes, until it ends, the client leaves, or a send stays stuck.
+
+    The request's own task waits for the client to leave (`receive`); writing is done by a
+    short task started when the subscription has something (`on_wake`), which ends once it
+    has written everything. So an idle stream is one waiting task, not two: ~1.4 KiB less per
+    stream, 14 MB at ten thousand. Ending (the server stopping, the session ending, a stuck
+    send) cancels the request's wait.
+    """
+    subscription = stream.subscription
+    loop = asyncio.get_running_loop()
+    waiting = asyncio.current_task()
+    assert waiting is not None
+    ticker = _Ticker(subscription, waiting, loop)
+    writing: asyncio.Task[None] | None = None
+    ended = False  # by the server's side (not the client leaving)
+
+    async def write() -> None:
+        nonlocal ended
+        while burst := await stream.next_burst():
+            ticker.sending = True
+            await send({"type": "http.response.body", "body": burst, "more_body": True})
+            ticker.sending = False
+            ticker.sends += 1
+        if burst is None:
+            ended = True
+            waiting.cancel()
+
+    def write_soon() -> None:
+        nonlocal writing
+        if writing is None or writing.done():
+            writing = loop.create_task(write())
+
+    subscription.on_wake = write_soon
+    write_soon()  # what it starts with
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except asyncio.CancelledError:
+        if not (ended or ticker.dropped):
+            raise
+        waiting.uncancel()
+        if ticker.dropped:
             logger.info("event stream dropped: its client stopped reading")
-        finally:
-            ticker.stop()
-            watch.cancel()
-            stream.listener.unsubscribe(subscription)
+        else:  # the client is still there: end the response properly
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        subscription.on_wake = None
+        ticker.stop()
+        if writing is not None:
+            writing.cancel()
+        stream.listener.unsubscribe(subscription)
 
 
 class _Ticker:
@@ -418,9 +449,3 @@ class _Ticker:
 
     def stop(self) -> None:
         self._timer.cancel()
-
-
-async def _close_on_disconnect(receive: Receive, subscription: Subscription) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    subscription.close()

@@ -125,17 +125,18 @@ class _Early:
 class Subscription:
     """One event stream: the trips it follows, and what happened to them, in order.
 
-    Not an asyncio.Queue: the listener appends to a list and wakes the stream at most once,
-    and the stream takes everything that arrived in one go (one write for a burst). Slotted: a
+    Not an asyncio.Queue, and no task waits on it: the listener appends to a list and calls
+    `on_wake`, and the stream then writes everything that arrived in one go (one write for a
+    burst). An idle stream is only its request, waiting for the client to leave. Slotted: a
     worker holds one per open stream, ten thousand of them.
     """
 
     __slots__ = (
         "_notices",
-        "_waiter",
         "closed",
         "early",
         "nudged",
+        "on_wake",
         "session_id",
         "stale",
         "trips",
@@ -147,7 +148,8 @@ class Subscription:
         self.session_id = session_id  # the signed-in device it was opened for
         self.trips: set[uuid.UUID] = set()
         self._notices: list[Notice] = []
-        self._waiter: asyncio.Future[None] | None = None
+        # Called (on the event loop) whenever there is something to write, or it must end.
+        self.on_wake: Callable[[], None] | None = None
         # Until it knows its trips (`Listener.follow`), what was announced meanwhile.
         self.early: _Early | None = _Early()
         # Set when it fell behind (too many notices unread): re-read the state, then go on.
@@ -173,19 +175,11 @@ class Subscription:
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self.on_wake is not None:
+            self.on_wake()
 
-    async def take(self) -> list[Notice]:
-        """What was announced since the last call, once there is something (empty when only
-        nudged). Returns at once when closed or stale."""
-        if not self._notices and not self.stale and not self.closed and not self.nudged:
-            self._waiter = waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+    def take(self) -> list[Notice]:
+        """What was announced since the last call (a heartbeat is no longer due after it)."""
         self.nudged = False
         notices, self._notices = self._notices, []
         return notices

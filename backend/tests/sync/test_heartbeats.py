@@ -94,19 +94,19 @@ def test_a_send_stuck_for_two_periods_cancels_the_writer_and_a_slow_one_does_not
     assert not slow_dropped
 
 
-def test_a_nudge_wakes_a_waiting_stream_with_nothing_to_tell_and_notices_win() -> None:
-    async def scenario() -> tuple[list[object], list[object]]:
-        subscription = Subscription(uuid.uuid4())
-        waiting = asyncio.ensure_future(subscription.take())
-        await asyncio.sleep(0)
-        subscription.nudge()
-        nudged = await waiting
-        notice = VersionNotice(uuid.uuid4(), 3)
-        subscription.put(notice)
-        subscription.nudge()
-        both = await subscription.take()
-        return list(nudged), list(both)
+def test_a_nudge_wakes_the_stream_with_nothing_to_tell_and_notices_win() -> None:
+    subscription = Subscription(uuid.uuid4())
+    woken: list[str] = []
+    subscription.on_wake = lambda: woken.append("woken")
+    subscription.nudge()
+    assert woken == ["woken"]
+    assert subscription.nudged
+    assert subscription.take() == []
+    assert not subscription.nudged  # one heartbeat per nudge
 
-    nudged, both = asyncio.run(scenario())
-    assert nudged == []
-    assert len(both) == 1
+    notice = VersionNotice(uuid.uuid4(), 3)
+    subscription.put(notice)
+    subscription.nudge()
+    assert subscription.take() == [notice]
+    assert not subscription.nudged  # something is written anyway: no heartbeat besides
+    assert len(woken) == 3
