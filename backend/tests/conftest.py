@@ -5,6 +5,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +14,9 @@ from sqlmodel import Session
 
 from alembic import command
 from tests import support
+
+if TYPE_CHECKING:
+    import psycopg2.extensions
 
 _state: dict[str, object] = {}
 
@@ -123,3 +127,10 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]
     get_engine().dispose()
     monkeypatch.undo()
     support.reset_singletons()
+
+
+@pytest.fixture
+def listening_connection() -> Iterator["psycopg2.extensions.connection"]:
+    """A LISTEN of our own on the live-version channel (tests of what commits announce)."""
+    with support.listening() as connection:
+        yield connection

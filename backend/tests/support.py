@@ -1,6 +1,8 @@
 """Helpers shared by the tests: throwaway databases, settings swaps, users and tokens."""
 
+import select
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -8,6 +10,8 @@ from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
+import psycopg2
+import psycopg2.extensions
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.dialects.postgresql import insert
@@ -15,7 +19,9 @@ from sqlmodel import Session
 
 from app.core import db
 from app.core.columns import utcnow
+from app.core.config import get_settings
 from app.core.security import create_access_token
+from app.sync import live
 from app.users.models import User, UserSession
 
 PASSWORD = "correct horse battery"
@@ -207,3 +213,30 @@ def mailed_token(address: str) -> str:
             if line.startswith("token: "):
                 return line[len("token: ") :]
     raise AssertionError(f"no token was mailed to {address}")
+
+
+@contextmanager
+def listening() -> Iterator[psycopg2.extensions.connection]:
+    """A LISTEN of our own on the test database's live-version channel, as a worker's
+    listener has (the `listening_connection` fixture)."""
+    url = get_settings().database_url.replace("postgresql+psycopg2://", "postgresql://")
+    connection = psycopg2.connect(url)
+    connection.set_session(autocommit=True)
+    with connection.cursor() as cursor:
+        cursor.execute(f"LISTEN {live.CHANNEL}")
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def received(connection: psycopg2.extensions.connection, seconds: float) -> list[str]:
+    """The payloads notified to `connection` within `seconds`, in order."""
+    deadline = time.monotonic() + seconds
+    payloads: list[str] = []
+    while time.monotonic() < deadline:
+        select.select([connection], [], [], max(0.0, deadline - time.monotonic()))
+        connection.poll()
+        payloads.extend(n.payload for n in connection.notifies)
+        connection.notifies.clear()
+    return payloads

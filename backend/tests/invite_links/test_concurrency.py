@@ -1,7 +1,6 @@
 """Joins racing for a link's last use, on committed data with real concurrent transactions;
 and what a committed join announces to the live sync listeners."""
 
-import select
 import threading
 import time
 import uuid
@@ -16,7 +15,6 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
-from app.core.config import get_settings
 from app.invite_links.models import InviteLink
 from app.main import create_app
 from app.sync import live
@@ -42,29 +40,6 @@ def committed_trip(engine: Engine) -> Iterator[tuple[uuid.UUID, User, User, User
             connection.execute(text("DELETE FROM users WHERE id = :u"), {"u": user.id})
 
 
-@pytest.fixture
-def listening_connection() -> Iterator[psycopg2.extensions.connection]:
-    """A LISTEN of our own on the test database, as a worker's listener has."""
-    url = get_settings().database_url.replace("postgresql+psycopg2://", "postgresql://")
-    connection = psycopg2.connect(url)
-    connection.set_session(autocommit=True)
-    with connection.cursor() as cursor:
-        cursor.execute(f"LISTEN {live.CHANNEL}")
-    yield connection
-    connection.close()
-
-
-def _received(connection: psycopg2.extensions.connection, seconds: float) -> list[str]:
-    deadline = time.monotonic() + seconds
-    payloads: list[str] = []
-    while time.monotonic() < deadline:
-        select.select([connection], [], [], max(0.0, deadline - time.monotonic()))
-        connection.poll()
-        payloads.extend(n.payload for n in connection.notifies)
-        connection.notifies.clear()
-    return payloads
-
-
 def test_two_joins_racing_for_the_last_use_let_exactly_one_in(
     engine: Engine,
     committed_trip: tuple[uuid.UUID, User, User, User],
@@ -73,7 +48,7 @@ def test_two_joins_racing_for_the_last_use_let_exactly_one_in(
     trip_id, owner, ana, ben = committed_trip
     app = create_app()
     link = factories.create_invite_link(TestClient(app), owner, str(trip_id), max_uses=1)
-    _received(listening_connection, 0.3)  # the link's own commit
+    support.received(listening_connection, 0.3)  # the link's own commit
     answers: dict[uuid.UUID, int] = {}
 
     def join(user: User) -> None:
@@ -109,6 +84,6 @@ def test_two_joins_racing_for_the_last_use_let_exactly_one_in(
     assert uses == 1
     # Announced as an invitation's acceptance is: the trip's new version, and access for the
     # one who joined, so their other devices' streams start following the trip.
-    assert sorted(_received(listening_connection, 2)) == sorted(
+    assert sorted(support.received(listening_connection, 2)) == sorted(
         [live.payload(trip_id, head), live.access_payload(trip_id, live.AccessChange.ADDED, winner)]
     )

@@ -3,11 +3,9 @@
 These use committed data and a running app (its lifespan starts the worker's listener).
 """
 
-import select
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg2
@@ -17,36 +15,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from app.core.config import get_settings
 from app.main import create_app
 from app.sync import live
 from app.sync.versions import claim_version
 from app.users.models import User
 from tests import factories, support
 from tests.sync import support as sync_support
-
-
-@pytest.fixture
-def listening_connection() -> Iterator[psycopg2.extensions.connection]:
-    """A LISTEN of our own on the test database, as a worker's listener has."""
-    url = get_settings().database_url.replace("postgresql+psycopg2://", "postgresql://")
-    connection = psycopg2.connect(url)
-    connection.set_session(autocommit=True)
-    with connection.cursor() as cursor:
-        cursor.execute(f"LISTEN {live.CHANNEL}")
-    yield connection
-    connection.close()
-
-
-def _received(connection: psycopg2.extensions.connection, seconds: float) -> list[str]:
-    deadline = time.monotonic() + seconds
-    payloads: list[str] = []
-    while time.monotonic() < deadline:
-        select.select([connection], [], [], max(0.0, deadline - time.monotonic()))
-        connection.poll()
-        payloads.extend(n.payload for n in connection.notifies)
-        connection.notifies.clear()
-    return payloads
 
 
 def test_a_commit_announces_the_trip_and_its_version_and_a_rollback_does_not(
@@ -58,14 +32,14 @@ def test_a_commit_announces_the_trip_and_its_version_and_a_rollback_does_not(
     with Session(engine) as session:
         rolled_back = claim_version(session, trip_id)
         session.rollback()
-    assert _received(listening_connection, 0.3) == []
+    assert support.received(listening_connection, 0.3) == []
 
     with Session(engine) as session:
         version = claim_version(session, trip_id)
-        assert _received(listening_connection, 0.3) == []  # not before the commit
+        assert support.received(listening_connection, 0.3) == []  # not before the commit
         session.commit()
     assert version == rolled_back  # the rolled-back claim left no trace
-    assert _received(listening_connection, 2) == [live.payload(trip_id, version)]
+    assert support.received(listening_connection, 2) == [live.payload(trip_id, version)]
 
 
 def _long_poll(client: TestClient, owner: User, trip_id: uuid.UUID, since: int) -> Any:

@@ -1,8 +1,6 @@
 """DELETE /users/me: confirmed by password, refused to a sole owner, and the ledger keeps its
 sums under a "former member" guest while the account's personal data goes."""
 
-import select as select_
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +14,6 @@ from sqlmodel import Session, col, func, select
 
 from app.activity.models import Activity
 from app.core.columns import utcnow
-from app.core.config import get_settings
 from app.expenses import service as expense_service
 from app.expenses.models import ParticipantTotals
 from app.idempotency.models import IdempotencyKey, user_scope
@@ -375,29 +372,6 @@ def test_a_participant_in_a_trip_left_earlier_becomes_a_former_member_too(
 
 
 @pytest.fixture
-def listening_connection() -> Iterator[psycopg2.extensions.connection]:
-    """A LISTEN of our own on the test database, as a worker's listener has."""
-    url = get_settings().database_url.replace("postgresql+psycopg2://", "postgresql://")
-    connection = psycopg2.connect(url)
-    connection.set_session(autocommit=True)
-    with connection.cursor() as cursor:
-        cursor.execute(f"LISTEN {live.CHANNEL}")
-    yield connection
-    connection.close()
-
-
-def _received(connection: psycopg2.extensions.connection, seconds: float) -> list[str]:
-    deadline = time.monotonic() + seconds
-    payloads: list[str] = []
-    while time.monotonic() < deadline:
-        select_.select([connection], [], [], max(0.0, deadline - time.monotonic()))
-        connection.poll()
-        payloads.extend(n.payload for n in connection.notifies)
-        connection.notifies.clear()
-    return payloads
-
-
-@pytest.fixture
 def committed_people(engine: Engine) -> Iterator[tuple[User, User]]:
     """Two committed accounts (the announcement is sent only at commit); cleaned up after."""
     with Session(engine, expire_on_commit=False) as session:
@@ -423,11 +397,11 @@ def test_live_sync_hears_that_the_account_left_each_trip(
     trips = [factories.create_trip(client, alice, name=name) for name in ("One", "Two")]
     for trip in trips:
         factories.join(client, alice, trip["id"], bob, "editor")
-    _received(listening_connection, 0.3)
+    support.received(listening_connection, 0.3)
 
     assert delete_account(client, bob).status_code == 204
 
-    heard = _received(listening_connection, 2)
+    heard = support.received(listening_connection, 2)
     # Bob's sessions end with the account: their streams are told to stop.
     ended = [payload for payload in heard if payload.startswith("s:")]
     heard = [payload for payload in heard if not payload.startswith("s:")]
