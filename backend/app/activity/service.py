@@ -66,15 +66,13 @@ def list_activity(
 
 def exported_activity(session: Session, user: User) -> Iterator[ActivityExported]:
     """The entries of what the account did (that it may see), for its export."""
-    entries = session.exec(
-        export.streamed(
-            select(Activity)
-            .where(Activity.actor_id == user.id, _visible_to(user.id))
-            .order_by(col(Activity.created_at), col(Activity.id))
-        )
+    return export.exported_rows(
+        session,
+        ActivityExported,
+        select(Activity)
+        .where(Activity.actor_id == user.id, _visible_to(user.id))
+        .order_by(col(Activity.created_at), col(Activity.id)),
     )
-    for entry in entries:
-        yield ActivityExported.model_validate(entry, from_attributes=True)
 
 
 def forget_deleted_account(*, session: Session, user: User) -> None:

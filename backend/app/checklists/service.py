@@ -399,28 +399,24 @@ def delete_item(
 
 def exported_checklists(session: Session, user: User) -> Iterator[ChecklistExported]:
     """The checklists the account created, for its export."""
-    checklists = session.exec(
-        export.streamed(
-            select(Checklist)
-            .where(Checklist.created_by == user.id)
-            .order_by(col(Checklist.created_at), col(Checklist.id))
-        )
+    return export.exported_rows(
+        session,
+        ChecklistExported,
+        select(Checklist)
+        .where(Checklist.created_by == user.id)
+        .order_by(col(Checklist.created_at), col(Checklist.id)),
     )
-    for checklist in checklists:
-        yield ChecklistExported.model_validate(checklist, from_attributes=True)
 
 
 def exported_checklist_items(session: Session, user: User) -> Iterator[ChecklistItemExported]:
     """The checklist items the account created (its private ones too), for its export."""
-    items = session.exec(
-        export.streamed(
-            select(ChecklistItem)
-            .where(ChecklistItem.created_by == user.id)
-            .order_by(col(ChecklistItem.created_at), col(ChecklistItem.id))
-        )
+    return export.exported_rows(
+        session,
+        ChecklistItemExported,
+        select(ChecklistItem)
+        .where(ChecklistItem.created_by == user.id)
+        .order_by(col(ChecklistItem.created_at), col(ChecklistItem.id)),
     )
-    for item in items:
-        yield ChecklistItemExported.model_validate(item, from_attributes=True)
 
 
 def delete_private_items_of_deleted_account(*, session: Session, user: User) -> None:

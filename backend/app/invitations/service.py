@@ -243,15 +243,13 @@ def decline(*, session: Session, user: User, invitation_id: uuid.UUID) -> None:
 
 def exported_sent(session: Session, user: User) -> Iterator[InvitationSentExported]:
     """The invitations the account sent, for its export."""
-    invitations = session.exec(
-        export.streamed(
-            select(Invitation)
-            .where(Invitation.invited_by == user.id)
-            .order_by(col(Invitation.created_at), col(Invitation.id))
-        )
+    return export.exported_rows(
+        session,
+        InvitationSentExported,
+        select(Invitation)
+        .where(Invitation.invited_by == user.id)
+        .order_by(col(Invitation.created_at), col(Invitation.id)),
     )
-    for invitation in invitations:
-        yield InvitationSentExported.model_validate(invitation, from_attributes=True)
 
 
 def exported_received(session: Session, user: User) -> Iterator[InvitationReceivedExported]:

@@ -205,15 +205,13 @@ def join_with_token(*, session: Session, user: User, token: str) -> tuple[Joined
 
 def exported_links(session: Session, user: User) -> Iterator[InviteLinkExported]:
     """The invite links the account created, for its export."""
-    links = session.exec(
-        export.streamed(
-            select(InviteLink)
-            .where(InviteLink.created_by == user.id)
-            .order_by(col(InviteLink.created_at), col(InviteLink.id))
-        )
+    return export.exported_rows(
+        session,
+        InviteLinkExported,
+        select(InviteLink)
+        .where(InviteLink.created_by == user.id)
+        .order_by(col(InviteLink.created_at), col(InviteLink.id)),
     )
-    for link in links:
-        yield InviteLinkExported.model_validate(link, from_attributes=True)
 
 
 export.register(

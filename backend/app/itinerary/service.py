@@ -701,15 +701,13 @@ def list_days(
 
 def exported_items(session: Session, user: User) -> Iterator[ItemExported]:
     """The itinerary items the account created, for its export."""
-    items = session.exec(
-        export.streamed(
-            select(ItineraryItem)
-            .where(ItineraryItem.created_by == user.id)
-            .order_by(col(ItineraryItem.created_at), col(ItineraryItem.id))
-        )
+    return export.exported_rows(
+        session,
+        ItemExported,
+        select(ItineraryItem)
+        .where(ItineraryItem.created_by == user.id)
+        .order_by(col(ItineraryItem.created_at), col(ItineraryItem.id)),
     )
-    for item in items:
-        yield ItemExported.model_validate(item, from_attributes=True)
 
 
 trip_hooks.dates_changed.subscribe(unschedule_items_outside)

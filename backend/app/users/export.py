@@ -70,6 +70,15 @@ def streamed(statement: Statement) -> Statement:
     return statement.execution_options(yield_per=get_settings().EXPORT_BATCH_ROWS)
 
 
+Shape = TypeVar("Shape", bound=BaseModel)
+
+
+def exported_rows(session: Session, shape: type[Shape], statement: Any) -> Iterator[Shape]:
+    """Each row of `statement` (one table row each), read streamed, in the export's `shape`."""
+    for row in session.exec(streamed(statement)):
+        yield shape.model_validate(row, from_attributes=True)
+
+
 def document_model() -> type[BaseModel]:
     """The document's shape, for the OpenAPI description: built once the sections are known."""
     fields: dict[str, Any] = {

@@ -108,15 +108,13 @@ def delete_expired_reset_tokens(*, session: Session, now: datetime, limit: int) 
 
 def exported_resets(session: Session, user: User) -> Iterator[PasswordResetExported]:
     """The password resets the account asked for and that are still kept, for its export."""
-    rows = session.exec(
-        export.streamed(
-            select(PasswordResetToken)
-            .where(PasswordResetToken.user_id == user.id)
-            .order_by(col(PasswordResetToken.created_at), col(PasswordResetToken.id))
-        )
+    return export.exported_rows(
+        session,
+        PasswordResetExported,
+        select(PasswordResetToken)
+        .where(PasswordResetToken.user_id == user.id)
+        .order_by(col(PasswordResetToken.created_at), col(PasswordResetToken.id)),
     )
-    for row in rows:
-        yield PasswordResetExported.model_validate(row, from_attributes=True)
 
 
 export.register(

@@ -301,8 +301,7 @@ def delete_account(*, session: Session, user: User, password: str) -> None:
 
 def exported_mail(session: Session, user: User) -> Iterator[OutboxMessageExported]:
     """The mail queued for the account's address (until the outbox's retention), for its export."""
-    for message in session.exec(export.streamed(outbox.messages_to(user.email))):
-        yield OutboxMessageExported.model_validate(message, from_attributes=True)
+    return export.exported_rows(session, OutboxMessageExported, outbox.messages_to(user.email))
 
 
 export.register(

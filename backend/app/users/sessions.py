@@ -185,15 +185,13 @@ def delete_expired_sessions(*, session: Session, now: datetime, limit: int) -> i
 
 def exported_sessions(session: Session, user: User) -> Iterator[UserSessionExported]:
     """The account's sessions (signed-in devices), for its export."""
-    rows = session.exec(
-        export.streamed(
-            select(UserSession)
-            .where(UserSession.user_id == user.id)
-            .order_by(col(UserSession.created_at), col(UserSession.id))
-        )
+    return export.exported_rows(
+        session,
+        UserSessionExported,
+        select(UserSession)
+        .where(UserSession.user_id == user.id)
+        .order_by(col(UserSession.created_at), col(UserSession.id)),
     )
-    for row in rows:
-        yield UserSessionExported.model_validate(row, from_attributes=True)
 
 
 export.register(
