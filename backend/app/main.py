@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Idempotency-Key",
             "Last-Event-ID",
         ],
-        expose_headers=["ETag", "Retry-After", "Idempotent-Replayed"],
+        expose_headers=["ETag", "Retry-After", "Idempotent-Replayed", "Content-Disposition"],
     )
     # Outermost: long-lived bodies (event streams) are sent from here (app.core.handoff).
     app.add_middleware(HandOff)
