@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev worker test test-e2e test-faults migrate cleanup lint fmt clean bench-sync bench-live bench
+.PHONY: install dev worker test test-e2e test-faults migrate cleanup lint fmt clean bench-sync bench-live bench-export bench
 
 $(STAMP): backend/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -67,6 +67,11 @@ clean:
 ## Sync feed figures on a 100,000-row trip (embedded PostgreSQL unless BENCH_DATABASE_URL).
 bench-sync: $(STAMP)
 	cd backend && ../$(BIN)/python -m bench.sync_pull
+
+## Ledger CSV export of a 10,000-expense trip: time, bytes, rows, the server's peak RSS growth,
+## and tracemalloc's peak streamed against joined (embedded PostgreSQL unless BENCH_DATABASE_URL).
+bench-export: $(STAMP)
+	cd backend && ../$(BIN)/python -m bench.export
 
 ## Live sync (~10 min): write → event latency for SSE and long polls with 1, 1,000 and 10,000
 ## subscribers on one worker, RSS and database statements per idle subscriber, GET p99 beside

@@ -135,11 +135,13 @@ async function send(path, method, headers, body, auth) {
   return { response, token };
 }
 
-// options: { method, json, form, auth } — json is sent as JSON, form as x-www-form-urlencoded.
+// options: { method, json, form, auth, raw } — json is sent as JSON, form as
+// x-www-form-urlencoded; with raw, a successful answer is returned as the Response itself
+// (a download: read it with .blob()).
 // Every write carries a fresh Idempotency-Key, so the API may answer a resent one as a replay.
 // A 401 to an authenticated request is retried once with a refreshed access token; if the
 // session has ended, the page signs out.
-export async function api(path, { method = "GET", json, form, auth = true } = {}) {
+export async function api(path, { method = "GET", json, form, auth = true, raw = false } = {}) {
   const headers = { Accept: "application/json, application/problem+json" };
   let body;
   if (json !== undefined) {
@@ -160,6 +162,7 @@ export async function api(path, { method = "GET", json, form, auth = true } = {}
         response = (await send(path, method, headers, body, auth)).response;
       }
     }
+    if (raw && response.ok) return response;
     const data = await readBody(response);
     if (!response.ok) {
       if (response.status === 401 && auth) onUnauthorized();

@@ -286,6 +286,21 @@ async function loadBalances() {
   $("#balances-note").textContent = transfers.length ? "To settle up:" : "All square.";
 }
 
+// The ledger as a CSV file: fetched with the bearer token (a plain link could not send it),
+// then handed to the browser as a Blob to save under the server's file name.
+$("#export-csv").addEventListener("click", (event) =>
+  act(event.currentTarget, async () => {
+    const response = await api(at(view.trip, "/export?format=csv"), { raw: true });
+    const named = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "");
+    const url = URL.createObjectURL(await response.blob());
+    const link = element("a", "");
+    link.href = url;
+    link.download = named ? named[1] : "ledger.csv";
+    link.click();
+    URL.revokeObjectURL(url);
+  }),
+);
+
 // ---------------------------------------------------------------- invitations (owners)
 
 async function loadSentInvitations() {

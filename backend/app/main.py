@@ -24,6 +24,7 @@ from app.core.db import REPO_DIR, check_server_timeouts, get_engine
 from app.core.errors import install_error_handlers
 from app.core.handoff import HandOff
 from app.expenses.router import router as expenses_router
+from app.exports.router import router as exports_router
 from app.feed.events import reread_worker_state
 from app.feed.router import router as sync_router
 from app.health.router import router as health_router
@@ -87,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Idempotency-Key",
             "Last-Event-ID",
         ],
-        expose_headers=["ETag", "Retry-After", "Idempotent-Replayed"],
+        expose_headers=["ETag", "Retry-After", "Idempotent-Replayed", "Content-Disposition"],
     )
     # Outermost: long-lived bodies (event streams) are sent from here (app.core.handoff).
     app.add_middleware(HandOff)
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             join_router,
             activity_router,
             sync_router,
+            exports_router,
             itinerary_router,
             checklists_router,
             expenses_router,

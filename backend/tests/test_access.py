@@ -90,6 +90,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/trips/{trip_id}/activity"): Rule(in_trip=True),
     ("GET", "/trips/{trip_id}/snapshot"): Rule(in_trip=True),
     ("GET", "/trips/{trip_id}/changes"): Rule(in_trip=True),
+    # Amounts hidden from a viewer are refused (csv) or masked (json): tests/exports.
+    ("GET", "/trips/{trip_id}/export"): Rule(in_trip=True),
     ("GET", "/sync"): Rule(),
     ("POST", "/sync/stream-tokens"): Rule(),
     # Every event is about the caller's own trips: tests/sync/test_events.py.

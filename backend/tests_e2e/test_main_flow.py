@@ -1,6 +1,9 @@
 """The main flow of the client, by two people in two browsers, against the real API."""
 
+import csv
+import io
 from collections.abc import Callable
+from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
@@ -107,6 +110,17 @@ def test_plan_a_trip_together(stack: Stack, new_page: Callable[[], Page]) -> Non
     expect(balances).to_have_text(["Alice+€45.00", "Bob-€45.00"])
     expect(alice.locator("[data-testid=transfer]")).to_have_text(["Bob pays Alice €45.00"])
     screenshot(alice, "balances")
+
+    # The ledger downloads as CSV (fetched with the token, saved from a Blob).
+    with alice.expect_download() as downloading:
+        alice.get_by_role("button", name="Export CSV").click()
+    download = downloading.value
+    assert download.suggested_filename.endswith("-ledger.csv")
+    text = Path(download.path()).read_text(encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert [(r["kind"], r["title"], r["amount"], r["paid: Alice"]) for r in rows] == [
+        ("expense", "Dinner", "90.00", "90.00")
+    ]
 
     # Bob opens the trip: the same plan, the same balances, and no invitation form (not owner).
     bobs_trip.get_by_role("link", name="Lisbon").click()

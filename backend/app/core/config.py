@@ -123,8 +123,8 @@ class Settings(BaseSettings):
     IDEMPOTENCY_RETENTION_DAYS: int = Field(default=28, ge=1, le=366)
     # Larger request bodies are refused with 413 before anything reads them.
     MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
-    # The account export (GET /users/me/export) reads each kind of row through a server-side
-    # cursor this many rows at a time: what one export holds in memory, whatever its size.
+    # The account and ledger exports (GET /users/me/export, /trips/{id}/export) read rows through
+    # a server-side cursor this many at a time: what one export holds, whatever its size.
     EXPORT_BATCH_ROWS: int = Field(default=500, ge=1, le=100_000)
 
     # Mail (verification, invitations, security notices) is written to the outbox in the

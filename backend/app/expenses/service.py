@@ -929,6 +929,42 @@ def compute_balances(*, session: Session, trip_id: uuid.UUID) -> BalancesPublic:
     )
 
 
+# --- the ledger export ----------------------------------------------------------------------
+
+
+def ledger_participants(*, session: Session, trip_id: uuid.UUID) -> list[tuple[uuid.UUID, str]]:
+    """The trip's participants (id, name), in the balances' order: the export's columns."""
+    rows = session.exec(
+        select(Participant.id, Participant.name, User.full_name)
+        .outerjoin(User, col(User.id) == Participant.user_id)
+        .where(Participant.trip_id == trip_id)
+        .order_by(col(Participant.created_at), col(Participant.id))
+    ).all()
+    return [(pid, member if member is not None else guest) for pid, guest, member in rows]
+
+
+def streamed_ledger(
+    *, session: Session, trip_id: uuid.UUID
+) -> Iterator[ExpenseRecord | Settlement]:
+    """Live expenses (by date, then id) with their payers and splits, then live settlements
+    (likewise), read through server-side cursors EXPORT_BATCH_ROWS rows at a time: three
+    queries a batch, and one batch in memory."""
+    expenses = session.exec(
+        export.streamed(
+            _current_expenses(trip_id).order_by(col(ExpenseRevision.spent_on), col(Expense.id))
+        )
+    )
+    for batch in expenses.partitions():
+        yield from _records(session, trip_id, [(expense, revision) for expense, revision in batch])
+    yield from session.exec(
+        export.streamed(
+            select(Settlement)
+            .where(Settlement.trip_id == trip_id, col(Settlement.deleted_at).is_(None))
+            .order_by(col(Settlement.settled_on), col(Settlement.id))
+        )
+    )
+
+
 # --- the account export ----------------------------------------------------------------------
 
 

@@ -4,8 +4,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
 from app.expenses import ledger
 from app.users.models import User
+from tests import factories, support
 
 
 @dataclass(frozen=True)
@@ -53,3 +57,25 @@ def check_settles(balances: dict[uuid.UUID, int]) -> list[ledger.Transfer]:
         after[transfer.to_participant_id] -= transfer.amount_minor
     assert set(after.values()) <= {0}
     return plan
+
+
+def make_ledger(client: TestClient, session: Session) -> Ledger:
+    """A trip with an owner, an editor, a viewer and a guest, built through the API."""
+    owner = factories.make_user(session, full_name="Olivia Owner")
+    editor = factories.make_user(session, full_name="Eddie Editor")
+    viewer = factories.make_user(session, full_name="Vera Viewer")
+    trip = factories.create_trip(client, owner)
+    factories.join(client, owner, trip["id"], editor, "editor")
+    factories.join(client, owner, trip["id"], viewer, "viewer")
+    guest_pid = factories.add_guest(client, owner, trip["id"], "Gus Guest")
+    by_user = {p["user_id"]: p["id"] for p in support.participants(client, owner, trip["id"])}
+    return Ledger(
+        trip_id=trip["id"],
+        owner=owner,
+        editor=editor,
+        viewer=viewer,
+        owner_pid=by_user[str(owner.id)],
+        editor_pid=by_user[str(editor.id)],
+        viewer_pid=by_user[str(viewer.id)],
+        guest_pid=guest_pid,
+    )
