@@ -127,6 +127,18 @@ class ShareLinkCreated(ShareLinkPublic):
     shared_path: str = Field(description="GET it, with no account: /shared/{token}")
 
 
+class ShareLinkExported(SQLModel):
+    """A share link the account created, in its export (never its token: it is not kept)."""
+
+    trip_id: uuid.UUID
+    id: uuid.UUID
+    scope: ShareScope
+    hide_amounts: bool
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
 class SharedTripPublic(BaseModel):
     """A trip as a share link shows it: the rows of a viewer's snapshot that its scope
     covers, amounts masked when the link or the trip hides them."""

@@ -9,6 +9,7 @@ member row (account emails) is shown.
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
 from sqlmodel import Session, col, select
@@ -26,12 +27,15 @@ from app.share_links.models import (
     ShareLink,
     ShareLinkCreate,
     ShareLinkCreated,
+    ShareLinkExported,
     ShareLinkPublic,
     ShareLinkStatus,
     ShareScope,
     status_of,
 )
 from app.trips.models import Role, Trip
+from app.users import export
+from app.users.models import User
 
 # The reader of a shared trip: an id no account has, so the snapshot's "own" rows are none.
 SHARED_READER = uuid.UUID(int=0)
@@ -135,3 +139,23 @@ def shared_trip(*, session: Session, token: str) -> SharedTripPublic:
         expires_at=link.expires_at,
         rows=[row for row in snapshot["rows"] if row["entity"] in shown],
     )
+
+
+def exported_links(session: Session, user: User) -> Iterator[ShareLinkExported]:
+    """The share links the account created, for its export."""
+    links = session.exec(
+        export.streamed(
+            select(ShareLink)
+            .where(ShareLink.created_by == user.id)
+            .order_by(col(ShareLink.created_at), col(ShareLink.id))
+        )
+    )
+    for link in links:
+        yield ShareLinkExported.model_validate(link, from_attributes=True)
+
+
+export.register(
+    export.ExportSection(
+        "share_links", ShareLinkExported, exported_links, "The share links the account created."
+    )
+)
