@@ -1,5 +1,5 @@
-// One trip: its days and items, new items and expenses, balances, invitations (owners) and
-// invite links (owners and editors).
+// One trip: its days and items, new items and expenses, balances, invitations (owners),
+// invite links (owners and editors) and read-only share links (owners).
 
 import { allPages, api, API_BASE, ApiError, session, uuid } from "./api.js";
 import { openEventStream } from "./live.js";
@@ -13,7 +13,7 @@ const at = (trip, suffix) => `/trips/${trip.id}${suffix}`;
 // How long opening a trip waits for its live stream's first event before reading anyway.
 const FIRST_EVENT_WAIT_MS = 1000;
 // What the page lists of a trip; emptied when it opens another or loses this one.
-const TRIP_LISTS = ["#days", "#balances", "#settle-up", "#sent-invitations", "#invite-links"];
+const TRIP_LISTS = ["#days", "#balances", "#settle-up", "#sent-invitations", "#invite-links", "#share-links"];
 
 export async function showTrip(tripId) {
   leaveTrip();
@@ -22,8 +22,9 @@ export async function showTrip(tripId) {
   $("#trip-title").textContent = "";
   $("#trip-meta").textContent = "";
   $("#balances-note").textContent = "";
-  for (const card of ["#item-form", "#expense-form", "#invite-card", "#invite-links-card", "#trip-gone"]) $(card).hidden = true;
+  for (const card of ["#item-form", "#expense-form", "#invite-card", "#invite-links-card", "#share-links-card", "#trip-gone"]) $(card).hidden = true;
   forgetNewInviteLink();
+  forgetNewShareLink();
   $("#trip-body").hidden = false;
   // Subscribed before the first read, so that no version committed meanwhile goes unseen.
   const live = followTrip(tripId);
@@ -64,6 +65,7 @@ function showTripHeader(trip) {
   $("#expense-form").hidden = !canWrite;
   $("#invite-card").hidden = trip.role !== "owner";
   $("#invite-links-card").hidden = !canWrite;
+  $("#share-links-card").hidden = trip.role !== "owner";
   // A link gives at most its creator's role.
   $("#invite-link-form").elements.role.querySelector("option[value=owner]").hidden = trip.role !== "owner";
   $("#expense-currency").textContent = trip.base_currency;
@@ -80,6 +82,7 @@ async function loadSections(live, trip) {
     loadBalances(),
     trip.role === "owner" ? loadSentInvitations() : null,
     trip.role !== "viewer" ? loadInviteLinks() : null,
+    trip.role === "owner" ? loadShareLinks() : null,
   ]);
   live.shown = Math.max(live.shown, announced);
 }
@@ -148,6 +151,7 @@ function showTripGone(live) {
   view.trip = null;
   for (const list of TRIP_LISTS) $(list).replaceChildren();
   forgetNewInviteLink();
+  forgetNewShareLink();
   $("#trip-title").textContent = "";
   $("#trip-meta").textContent = "";
   $("#trip-body").hidden = true;
@@ -384,6 +388,72 @@ onSubmit("#invite-link-form", async (values) => {
 $("#copy-invite-link").addEventListener("click", (event) =>
   act(event.currentTarget, async () => {
     const input = $("#invite-link-url");
+    input.select(); // selected either way, for copying by hand
+    await navigator.clipboard?.writeText(input.value); // only in secure contexts (https, localhost)
+  }),
+);
+
+// ---------------------------------------------------------------- share links (owners)
+
+// The address a share link's token opens: the API's GET /shared/<token> (the trip as JSON,
+// read-only, no account needed; this stub has no public page for it yet).
+const sharedUrl = (token) => `${API_BASE}/shared/${token}`;
+
+function forgetNewShareLink() {
+  $("#share-link-url").value = "";
+  $("#new-share-link").hidden = true;
+}
+
+function shareLinkItem(link) {
+  const li = document.createElement("li");
+  li.dataset.testid = "share-link";
+  li.dataset.linkId = link.id;
+  const scope = link.scope === "itinerary" ? "itinerary" : "itinerary and expenses";
+  const amounts = link.hide_amounts ? " · amounts hidden" : "";
+  const what = element("span", `${scope}${amounts} · `);
+  what.append(element("span", link.status, `badge status-${link.status}`));
+  li.append(what, element("span", `Until ${shortDate(link.expires_at)}`, "muted"));
+  if (!link.revoked) {
+    // Revoking stops the link at once: it answers 404 from then on.
+    const revoke = element("button", "Revoke", "secondary");
+    revoke.type = "button";
+    revoke.dataset.testid = "revoke-share-link";
+    revoke.addEventListener("click", () =>
+      act(revoke, async () => {
+        await api(at(view.trip, `/share-links/${link.id}`), { method: "DELETE" });
+        await loadShareLinks();
+      }),
+    );
+    li.append(revoke);
+  }
+  return li;
+}
+
+// Every share link of the trip (never a token: not kept).
+async function loadShareLinks() {
+  const links = await forCurrentTrip((trip) => allPages(at(trip, "/share-links")));
+  if (!links) return;
+  $("#share-links").replaceChildren(...links.map(shareLinkItem));
+}
+
+onSubmit("#share-link-form", async (values, form) => {
+  const created = await api(at(view.trip, "/share-links"), {
+    method: "POST",
+    json: {
+      scope: values.scope,
+      hide_amounts: form.elements.hide_amounts.checked,
+      expires_in_hours: Number(values.expires_in_hours),
+    },
+  });
+  // The only time the token is shown: the API keeps its hash only.
+  $("#share-link-url").value = sharedUrl(created.token);
+  $("#new-share-link").hidden = false;
+  await loadShareLinks();
+});
+
+$("#copy-share-link").addEventListener("click", (event) =>
+  act(event.currentTarget, async () => {
+    const input = $("#share-link-url");
     input.select(); // selected either way, for copying by hand
     await navigator.clipboard?.writeText(input.value); // only in secure contexts (https, localhost)
   }),

@@ -34,6 +34,8 @@ from app.invite_links.router import router as join_router
 from app.invite_links.router import trip_router as trip_invite_links_router
 from app.itinerary.router import router as itinerary_router
 from app.participants.router import router as participants_router
+from app.share_links.router import router as shared_router
+from app.share_links.router import trip_router as trip_share_links_router
 from app.sync.live import listening
 from app.trips import hooks as trip_hooks
 from app.trips.router import router as trips_router
@@ -105,6 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             invitations_router,
             trip_invite_links_router,
             join_router,
+            trip_share_links_router,
+            shared_router,
             activity_router,
             sync_router,
             exports_router,

@@ -27,6 +27,7 @@ from app.outbox.models import OutboxMessage
 from app.participants import synced as _participants_synced  # noqa: F401
 from app.participants.models import Participant
 from app.ratelimit.models import RateLimitCounter
+from app.share_links.models import ShareLink
 from app.sync.models import Tombstone
 from app.trips import synced as _trips_synced  # noqa: F401
 from app.trips.models import Trip, TripMember
@@ -52,6 +53,7 @@ __all__ = [
     "ParticipantTotals",
     "RateLimitCounter",
     "Settlement",
+    "ShareLink",
     "Tombstone",
     "Trip",
     "TripMember",

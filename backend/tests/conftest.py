@@ -52,6 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
         TWO_FACTOR_ATTEMPTS_PER_ACCOUNT="1000000",
         TWO_FACTOR_ATTEMPTS_PER_ACCOUNT_DAILY="1000000",
         REGISTRATIONS_PER_ADDRESS="1000000",
+        SHARED_READS_PER_ADDRESS="1000000",
         PASSWORD_RESETS_PER_ACCOUNT="1000000",
         PASSWORD_RESETS_PER_ADDRESS="1000000",
         # Reset requests wait this long at least (the production floor is tested on its own).

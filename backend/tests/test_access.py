@@ -87,6 +87,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/trips/{trip_id}/invite-links/{link_id}"): Rule(
         in_trip=True, viewer_forbidden=True
     ),
+    # Owners only: editors get 403 too (tests/share_links).
+    ("GET", "/trips/{trip_id}/share-links"): Rule(in_trip=True, viewer_forbidden=True),
+    ("POST", "/trips/{trip_id}/share-links"): Rule(in_trip=True, viewer_forbidden=True),
+    ("DELETE", "/trips/{trip_id}/share-links/{link_id}"): Rule(in_trip=True, viewer_forbidden=True),
     ("GET", "/trips/{trip_id}/activity"): Rule(in_trip=True),
     ("GET", "/trips/{trip_id}/snapshot"): Rule(in_trip=True),
     ("GET", "/trips/{trip_id}/changes"): Rule(in_trip=True),
@@ -142,6 +146,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/invitations/{invitation_id}/decline"): Rule(),
     # Whoever holds the token, signed in; the token alone names the trip (tests/invite_links).
     ("POST", "/join/{token}"): Rule(),
+    # No account: the token alone names the trip and its scope (tests/share_links).
+    ("GET", "/shared/{token}"): Rule(public=True),
 }
 
 # Every operation the app serves, read from its own OpenAPI description.
@@ -170,6 +176,7 @@ BODIES = {
     ("PATCH", "/trips/{trip_id}/guests/{participant_id}"): {"name": "Guest"},
     ("POST", "/trips/{trip_id}/invitations"): {"email": "someone@example.com", "role": "viewer"},
     ("POST", "/trips/{trip_id}/invite-links"): {"role": "viewer"},
+    ("POST", "/trips/{trip_id}/share-links"): {"scope": "itinerary"},
     ("POST", "/trips/{trip_id}/items"): {"kind": "note", "title": "Item"},
     ("PATCH", "/trips/{trip_id}/items/{item_id}"): {"title": "Item"},
     ("POST", "/trips/{trip_id}/items/{item_id}/move"): {"day": None},

@@ -297,6 +297,10 @@ def _seed(client: TestClient, owner: User, editor: User) -> dict[str, list[str]]
     assert other_device.status_code == 200, other_device.text
     sessions = client.get("/users/me/sessions", headers=support.auth(owner)).json()["items"]
     link = factories.create_invite_link(client, owner, trip["id"], role="editor", max_uses=5)
+    shared = client.post(
+        f"{trip_path}/share-links", headers=support.auth(owner), json={"scope": "itinerary"}
+    )
+    assert shared.status_code == 201, shared.text
     return {
         "trip_id": [trip["id"]],
         "user_id": [str(editor.id)],
@@ -307,7 +311,7 @@ def _seed(client: TestClient, owner: User, editor: User) -> dict[str, list[str]]
         "settlement_id": [settlement["id"]],
         "invitation_id": [invitation["id"]],
         "session_id": [s["id"] for s in sessions if not s["current"]],
-        "link_id": [link["id"]],
+        "link_id": [link["id"], shared.json()["id"]],
     }
 
 

@@ -1,4 +1,5 @@
-"""Security headers on every response: no sniffing, no framing, no referrer, a tight CSP."""
+"""Security headers on every response: no sniffing, no framing, no referrer, a tight CSP;
+no caching and no indexing of shared trips."""
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -8,6 +9,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 _CLIENT_POLICY = "default-src 'self'; frame-ancestors 'none'; form-action 'self'"
 _DOCS = ("/docs", "/redoc")
+# A shared trip (GET /shared/{token}), whatever the answer, errors included: kept by no cache
+# (a revoked link shows nothing from the moment it is revoked) and indexed by no search
+# engine, wherever the link gets posted.
+_SHARED = "/shared/"
 
 
 class SecurityHeadersMiddleware:
@@ -31,6 +36,9 @@ class SecurityHeadersMiddleware:
                 if not path.startswith(_DOCS):
                     policy = _CLIENT_POLICY if path.startswith("/app") else _API_POLICY
                     headers.setdefault("Content-Security-Policy", policy)
+                if path.startswith(_SHARED):
+                    headers["Cache-Control"] = "no-store"
+                    headers["X-Robots-Tag"] = "noindex, nofollow"
                 if self.hsts:
                     headers.setdefault("Strict-Transport-Security", "max-age=31536000")
             await send(message)

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     LOGIN_ATTEMPTS_PER_ACCOUNT: int = Field(default=10, ge=1)
     LOGIN_ATTEMPTS_PER_ADDRESS: int = Field(default=100, ge=1)
     REGISTRATIONS_PER_ADDRESS: int = Field(default=20, ge=1)
+    # Reads of shared trips (GET /shared/{token}) per window from one client address: a guess
+    # at tokens, or a scraper of one link, is slowed down.
+    SHARED_READS_PER_ADDRESS: int = Field(default=300, ge=1)
     # Password reset requests (POST /auth/password-reset), per email address typed (whether
     # or not it has an account) and per client address.
     PASSWORD_RESETS_PER_ACCOUNT: int = Field(default=5, ge=1)

@@ -48,10 +48,12 @@ class Viewer:
     trip: Trip
     user_id: uuid.UUID
     role: Role
+    # A share link's own option: amounts masked whatever the trip's setting (never unmasked).
+    hide_amounts: bool = False
 
     @property
     def amounts_hidden(self) -> bool:
-        return self.trip.hides_amounts_from(self.role)
+        return self.hide_amounts or self.trip.hides_amounts_from(self.role)
 
 
 # --- the feed, as JSON ----------------------------------------------------------------------

@@ -86,6 +86,8 @@ def test_the_export_holds_the_callers_rows_and_no_one_elses_private_data(
     mine = post(client, alice, items_path, {"text": "Alice's passport", "private": True})
     post(client, bob, items_path, {"text": "Bob's hidden thing", "private": True})
     link = factories.create_invite_link(client, alice, trip["id"])
+    share_link = post(client, alice, f"{base}/share-links", {"scope": "itinerary"})
+    post(client, carol, f"/trips/{elsewhere['id']}/share-links", {})  # Carol's: not Alice's
     invited = client.post(
         f"/trips/{elsewhere['id']}/invitations",
         headers=support.auth(carol),
@@ -120,6 +122,8 @@ def test_the_export_holds_the_callers_rows_and_no_one_elses_private_data(
     assert ids(document["checklist_items"]) == {mine["id"]}
     assert ids(document["invite_links"]) == {link["id"]}
     assert "token" not in json.dumps(document["invite_links"])
+    assert ids(document["share_links"]) == {share_link["id"]}
+    assert share_link["token"] not in json.dumps(document)
     assert [i["trip_name"] for i in document["invitations_received"]] == ["Carol's own trip"]
     # Her signed-in devices (the tests' own session and the phone), never a token or its hash.
     assert sorted(row["device_label"] for row in document["sessions"]) == ["Phone", "Test client"]
