@@ -6,6 +6,7 @@ that user is a member of, and nothing else.
 """
 
 import uuid
+from collections.abc import Iterator
 
 from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
@@ -13,7 +14,13 @@ from sqlmodel import Session, col, select
 
 from app.core.columns import utcnow
 from app.core.security import OPAQUE_TOKEN_MAX_LENGTH, issue_opaque_token, opaque_token_hash
-from app.users.models import CalendarFeedToken, CalendarFeedTokenCreated, User
+from app.users import export
+from app.users.models import (
+    CalendarFeedToken,
+    CalendarFeedTokenCreated,
+    CalendarFeedTokenExported,
+    User,
+)
 
 FEED_PATH = "/trips/{trip_id}/calendar.ics?token="
 
@@ -49,3 +56,20 @@ def user_for_token(*, session: Session, token: str) -> uuid.UUID | None:
         .join(User, col(User.id) == CalendarFeedToken.user_id)
         .where(CalendarFeedToken.token_hash == opaque_token_hash(token), col(User.is_active))
     ).first()
+
+
+def exported_tokens(session: Session, user: User) -> Iterator[CalendarFeedTokenExported]:
+    """The account's calendar feed token (none or one), for its export."""
+    row = session.get(CalendarFeedToken, user.id)
+    if row is not None:
+        yield CalendarFeedTokenExported(created_at=row.created_at)
+
+
+export.register(
+    export.ExportSection(
+        "calendar_feed_tokens",
+        CalendarFeedTokenExported,
+        exported_tokens,
+        "The calendar feed token, if there is one: since when (never the token or its hash).",
+    )
+)

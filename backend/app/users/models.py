@@ -372,6 +372,13 @@ class CalendarFeedToken(SQLModel, table=True):
     created_at: datetime = timestamp_column()
 
 
+class CalendarFeedTokenExported(SQLModel):
+    """The account's calendar feed token, in its export: since when (never the token, which
+    is not kept, nor its hash)."""
+
+    created_at: datetime
+
+
 class CalendarFeedTokenCreated(SQLModel):
     """A new calendar feed token, shown this once: put it in a trip's feed address."""
 

@@ -220,3 +220,17 @@ def test_replacing_or_revoking_the_token_stops_the_old_address(
     for made_up in ("x", "a" * 128, second[:-1]):
         support.assert_problem(_feed(client, trip["id"], made_up), 404, "calendar_feed_not_found")
     support.assert_problem(_feed(client, trip["id"], "a" * 129), 422)
+
+
+def test_the_account_export_says_since_when_never_the_token(
+    client: TestClient, session: Session
+) -> None:
+    owner = factories.make_user(session)
+    exported = client.get("/users/me/export", headers=support.auth(owner))
+    assert exported.json()["calendar_feed_tokens"] == []
+    token = _feed_token(client, owner)
+    exported = client.get("/users/me/export", headers=support.auth(owner))
+    assert exported.status_code == 200, exported.text
+    (row,) = exported.json()["calendar_feed_tokens"]
+    assert set(row) == {"created_at"}
+    assert token not in exported.text
