@@ -1,5 +1,6 @@
 // One trip: its days and items, new items and expenses, balances, invitations (owners),
-// invite links (owners and editors) and read-only share links (owners).
+// invite links (owners and editors), read-only share links (owners) and the calendar feed
+// (every member).
 
 import { allPages, api, API_BASE, ApiError, session, uuid } from "./api.js";
 import { openEventStream } from "./live.js";
@@ -25,6 +26,7 @@ export async function showTrip(tripId) {
   for (const card of ["#item-form", "#expense-form", "#invite-card", "#invite-links-card", "#share-links-card", "#trip-gone"]) $(card).hidden = true;
   forgetNewInviteLink();
   forgetNewShareLink();
+  $("#calendar-feed").hidden = true;
   $("#trip-body").hidden = false;
   // Subscribed before the first read, so that no version committed meanwhile goes unseen.
   const live = followTrip(tripId);
@@ -456,5 +458,39 @@ $("#copy-share-link").addEventListener("click", (event) =>
     const input = $("#share-link-url");
     input.select(); // selected either way, for copying by hand
     await navigator.clipboard?.writeText(input.value); // only in secure contexts (https, localhost)
+// ---------------------------------------------------------------- calendar feed (every member)
+
+// The API shows a feed token once and keeps only its hash: this browser remembers the one it
+// was given (one token per user serves all their trips), and asks for one only when it has none.
+const CALENDAR_TOKEN_KEY = "tripsync.calendar-token"; // localStorage, per user id
+const calendarTokenKey = () => `${CALENDAR_TOKEN_KEY}.${session.me.id}`;
+
+async function calendarToken() {
+  let token = localStorage.getItem(calendarTokenKey());
+  if (!token) {
+    token = (await api("/users/me/calendar-token", { method: "POST" })).token;
+    localStorage.setItem(calendarTokenKey(), token);
+  }
+  return token;
+}
+
+$("#subscribe-calendar").addEventListener("click", (event) =>
+  act(event.currentTarget, async () => {
+    const feed = new URL(`${API_BASE}${at(view.trip, "/calendar.ics")}`);
+    feed.searchParams.set("token", await calendarToken());
+    $("#calendar-url").value = feed.href;
+    // webcal:// makes the device offer to subscribe (the same address, fetched over https).
+    $("#calendar-webcal").href = feed.href.replace(/^https?:/, "webcal:");
+    $("#calendar-feed").hidden = false;
+  }),
+);
+
+// Revoking stops every address holding the token at once, on every device and trip.
+$("#revoke-calendar").addEventListener("click", (event) =>
+  act(event.currentTarget, async () => {
+    await api("/users/me/calendar-token", { method: "DELETE" });
+    localStorage.removeItem(calendarTokenKey());
+    $("#calendar-url").value = "";
+    $("#calendar-feed").hidden = true;
   }),
 );

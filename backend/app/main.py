@@ -32,6 +32,7 @@ from app.invitations.router import router as invitations_router
 from app.invitations.router import trip_router as trip_invitations_router
 from app.invite_links.router import router as join_router
 from app.invite_links.router import trip_router as trip_invite_links_router
+from app.itinerary.router import calendar_router
 from app.itinerary.router import router as itinerary_router
 from app.participants.router import router as participants_router
 from app.share_links.router import router as shared_router
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sync_router,
             exports_router,
             itinerary_router,
+            calendar_router,
             checklists_router,
             expenses_router,
         ),

@@ -54,6 +54,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/users/me/2fa"): Rule(),
     ("POST", "/users/me/2fa/confirm"): Rule(),
     ("DELETE", "/users/me/2fa"): Rule(),
+    # The caller's own calendar feed token (tests/itinerary/test_calendar.py).
+    ("POST", "/users/me/calendar-token"): Rule(),
+    ("DELETE", "/users/me/calendar-token"): Rule(),
+    # The feed token in the address is the credential (calendar apps send no bearer header):
+    # it serves only its user's trips, the same 404 otherwise (tests/itinerary/test_calendar.py).
+    ("GET", "/trips/{trip_id}/calendar.ics"): Rule(public=True),
     # The mfa_token of a login's first step is the credential (tests/users/test_two_factor.py).
     ("POST", "/auth/login/2fa"): Rule(public=True),
     ("GET", "/trips"): Rule(),

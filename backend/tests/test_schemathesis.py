@@ -143,6 +143,7 @@ class World:
     """What the run's user owns, by the path parameter names that refer to it."""
 
     token: str = ""
+    calendar_token: str = ""
     connection: Connection | None = None
     seeded: dict[str, list[str]] = field(default_factory=dict)
     ids: dict[str, list[str]] = field(default_factory=dict)
@@ -244,8 +245,20 @@ def short_long_polls(case: schemathesis.Case) -> None:
         case.query["wait"] = 0.01
 
 
+def use_the_calendar_token(case: schemathesis.Case) -> None:
+    """The feed's token is a secret only this server issues: a made-up one is rightly 404.
+    Well-formed positive cases carry the run user's own (mostly), so the feed is served."""
+    query = case.query or {}
+    token = query.get("token")
+    if case.path != "/trips/{trip_id}/calendar.ics" or not isinstance(token, str):
+        return
+    if random.Random(f"{SEED}:token:{token}").random() < 0.8:
+        case.query["token"] = WORLD.calendar_token
+
+
 def prepare(case: schemathesis.Case) -> None:
     aim_at_seeded_rows(case)
+    use_the_calendar_token(case)
     fresh_idempotency_key(case)
     trip_dates_in_order(case)
     integers_as_integers(case)
@@ -255,9 +268,10 @@ def prepare(case: schemathesis.Case) -> None:
 def forget_deleted(case: schemathesis.Case, response: schemathesis.Response) -> None:
     """A seeded row deleted by this operation's run is not aimed at again (it would be a
     404 to a pinned id); a deleted trip takes everything in it along."""
-    if case.method.upper() != "DELETE" or not 200 <= response.status_code < 300:
-        return
-    deleted = list((case.path_parameters or {}).values())[-1]
+    path_ids = list((case.path_parameters or {}).values())
+    if case.method.upper() != "DELETE" or not 200 <= response.status_code < 300 or not path_ids:
+        return  # (a delete without ids, e.g. of the calendar token, deletes no seeded row)
+    deleted = path_ids[-1]
     if deleted in WORLD.ids.get("trip_id", ()):
         WORLD.ids = {}
     for ids in WORLD.ids.values():
@@ -301,6 +315,9 @@ def _seed(client: TestClient, owner: User, editor: User) -> dict[str, list[str]]
         f"{trip_path}/share-links", headers=support.auth(owner), json={"scope": "itinerary"}
     )
     assert shared.status_code == 201, shared.text
+    calendar = client.post("/users/me/calendar-token", headers=support.auth(owner))
+    assert calendar.status_code == 201, calendar.text
+    WORLD.calendar_token = calendar.json()["token"]
     return {
         "trip_id": [trip["id"]],
         "user_id": [str(editor.id)],

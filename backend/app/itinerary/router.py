@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from app.core.deps import IfMatch, OptionalIfMatch, SessionDep
 from app.core.errors import error_responses
@@ -15,6 +15,7 @@ from app.core.preconditions import (
     etag_responses,
     set_etag,
 )
+from app.core.security import OPAQUE_TOKEN_MAX_LENGTH
 from app.itinerary import service
 from app.itinerary.models import DayPublic, ItemCreate, ItemMove, ItemPublic, ItemUpdate
 from app.trips.deps import TripEditor, TripMember
@@ -30,6 +31,48 @@ def list_days(session: SessionDep, access: TripMember, page: PageParams) -> Page
     """The trip's days, from its start to its end date, each with its number of items."""
     days, last = service.list_days(session=session, trip=access.trip, page=page)
     return Page(items=days, next_cursor=page.cursor_for(last))
+
+
+_CALENDAR_MEDIA_TYPE = "text/calendar; charset=utf-8"
+# The feed's own router: no bearer token, so no 401; the token in the address is the credential.
+calendar_router = APIRouter(
+    prefix="/trips/{trip_id}", tags=["itinerary"], responses=error_responses(404, 422)
+)
+
+
+@calendar_router.get(
+    "/calendar.ics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The trip's itinerary as an iCalendar (RFC 5545) document.",
+            "content": {"text/calendar": {"schema": {"type": "string"}}},
+        },
+    },
+)
+def trip_calendar(
+    session: SessionDep,
+    trip_id: Annotated[uuid.UUID, Path(description="The trip's id")],
+    token: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=OPAQUE_TOKEN_MAX_LENGTH,
+            description="The caller's calendar feed token (POST /users/me/calendar-token)",
+        ),
+    ],
+) -> Response:
+    """The trip's itinerary for calendar apps, which cannot send a bearer header: the feed
+    token in the address stands for its user. Timed items are events at their local time
+    in their zone, items with only a day are all-day events. `404 calendar_feed_not_found`
+    for a token replaced or revoked, `404 trip_not_found` for a trip its user is not in.
+    """
+    document = service.trip_calendar_for_token(session=session, trip_id=trip_id, token=token)
+    return Response(
+        document,
+        media_type=_CALENDAR_MEDIA_TYPE,
+        headers={"Cache-Control": "private, no-cache", "X-Robots-Tag": "noindex"},
+    )
 
 
 @router.get("/items", response_model=Page[ItemPublic], responses=error_responses(400))

@@ -23,6 +23,7 @@ from app.core.columns import utcnow
 from app.core.errors import BadRequest, Conflict, NotFound, Unprocessable
 from app.core.pagination import PageRequest, Position, split_page
 from app.core.preconditions import ExpectedVersion, ensure_version
+from app.itinerary.calendar import trip_calendar
 from app.itinerary.models import (
     DayPublic,
     ItemCreate,
@@ -39,7 +40,9 @@ from app.participants.service import require_participants_in_trip
 from app.sync.client_ids import Created, find_existing, replay
 from app.sync.versions import claim_version, holds_trip_lock
 from app.trips import hooks as trip_hooks
+from app.trips import service as trip_service
 from app.trips.models import Trip
+from app.users import calendar as calendar_tokens
 from app.users import export
 from app.users.models import User
 
@@ -697,6 +700,33 @@ def list_days(
         for number, day in zip(numbers, days, strict=True)
     ]
     return split_page(rows, page.limit, lambda row: Position(row.day_number, trip.id))
+
+
+def calendar_feed_not_found() -> NotFound:
+    # One answer for a token never issued, replaced or revoked: it tells an outsider nothing.
+    return NotFound(
+        "This calendar feed address does not work (any more); create a new one.",
+        code="calendar_feed_not_found",
+    )
+
+
+def trip_calendar_for_token(*, session: Session, trip_id: uuid.UUID, token: str) -> bytes:
+    """The trip's calendar for whoever holds the feed token: only while the token's user is a
+    member of the trip (the same rule, and the same 404, as the trip's routes)."""
+    user_id = calendar_tokens.user_for_token(session=session, token=token)
+    if user_id is None:
+        raise calendar_feed_not_found()
+    trip, _role = trip_service.get_trip_for_member(
+        session=session, trip_id=trip_id, user_id=user_id
+    )
+    items = session.exec(
+        select(ItineraryItem)
+        .where(ItineraryItem.trip_id == trip.id)
+        .order_by(
+            col(ItineraryItem.start_utc), col(ItineraryItem.day), col(ItineraryItem.order_key)
+        )
+    ).all()
+    return trip_calendar(trip, items)
 
 
 def exported_items(session: Session, user: User) -> Iterator[ItemExported]:

@@ -354,3 +354,36 @@ class MfaRequiredProblem(Problem):
     mfa_token_expires_in: int | None = ProblemField(
         default=None, description="mfa_required: seconds the mfa_token is valid for"
     )
+
+
+class CalendarFeedToken(SQLModel, table=True):
+    """A user's calendar feed token: the SHA-256 of it, never the token (app.users.calendar).
+
+    One per user: asking for a new one replaces it, and revoking deletes it, so the old
+    feed addresses stop working at once.
+    """
+
+    __tablename__ = "calendar_feed_tokens"
+    __table_args__ = (Index("uq_calendar_feed_tokens_token_hash", "token_hash", unique=True),)
+
+    user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
+    # SHA-256 of the token, hex (app.core.security.opaque_token_hash).
+    token_hash: str = Field(min_length=TOKEN_HASH_LENGTH, max_length=TOKEN_HASH_LENGTH)
+    created_at: datetime = timestamp_column()
+
+
+class CalendarFeedTokenExported(SQLModel):
+    """The account's calendar feed token, in its export: since when (never the token, which
+    is not kept, nor its hash)."""
+
+    created_at: datetime
+
+
+class CalendarFeedTokenCreated(SQLModel):
+    """A new calendar feed token, shown this once: put it in a trip's feed address."""
+
+    token: str
+    created_at: datetime
+    feed_path: str = Field(
+        description="A trip's feed address, relative to the API: put the trip's id in it."
+    )

@@ -19,11 +19,12 @@ from app.core.fields import NAME_PATTERN
 from app.core.pagination import Page, PageParams
 from app.core.security import decode_access_token
 from app.ratelimit import service as rate_limit
-from app.users import export, service, sessions, two_factor
+from app.users import calendar, export, service, sessions, two_factor
 from app.users.deps import BearerToken, CurrentCaller, CurrentUser, authenticate, token_claims
 from app.users.models import (
     DEVICE_LABEL_MAX,
     AccountDeletion,
+    CalendarFeedTokenCreated,
     EmailVerification,
     MfaRequiredProblem,
     PasswordChange,
@@ -461,6 +462,29 @@ def disable_two_factor(session: SessionDep, caller: CurrentCaller, data: TwoFact
         code=data.code,
         current_session_id=caller.session_id,
     )
+
+
+@users_router.post(
+    "/me/calendar-token",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CalendarFeedTokenCreated,
+)
+def create_calendar_token(
+    session: SessionDep, user: CurrentUser, response: Response
+) -> CalendarFeedTokenCreated:
+    """A calendar feed token, shown this once (only its hash is kept): `GET
+    /trips/{trip_id}/calendar.ics?token=...` then serves any trip the caller is a member of.
+    Asking again replaces the token; addresses holding the old one stop working at once.
+    """
+    response.headers["Cache-Control"] = "no-store"
+    return calendar.issue_token(session=session, user=user)
+
+
+@users_router.delete("/me/calendar-token", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_calendar_token(session: SessionDep, user: CurrentUser) -> None:
+    """Revoke the caller's calendar feed token (nothing to do without one): every feed
+    address holding it answers 404 from now on."""
+    calendar.revoke_token(session=session, user=user)
 
 
 @users_router.delete(
