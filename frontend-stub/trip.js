@@ -458,6 +458,9 @@ $("#copy-share-link").addEventListener("click", (event) =>
     const input = $("#share-link-url");
     input.select(); // selected either way, for copying by hand
     await navigator.clipboard?.writeText(input.value); // only in secure contexts (https, localhost)
+  }),
+);
+
 // ---------------------------------------------------------------- calendar feed (every member)
 
 // The API shows a feed token once and keeps only its hash: this browser remembers the one it
