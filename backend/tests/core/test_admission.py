@@ -161,13 +161,13 @@ def test_a_batch_of_mutations_runs_its_writes_on_its_own_slot(
                 for n in range(3)
             ]
         }
-        started = time.monotonic()
         response = client.post(
             f"/trips/{trip['id']}/mutations", headers=support.auth(user), json=batch
         )
         assert response.status_code == 200, response.text
+        # A write that waited for a slot of its own would have found the only one held by its
+        # batch and, after DB_POOL_TIMEOUT, answered 503: each is applied instead.
         assert [r["result"] for r in response.json()["results"]] == ["applied"] * 3
-        assert time.monotonic() - started < 1  # no write waited for a slot of its own
         listed = client.get(items, headers=support.auth(user)).json()
         assert len(listed["items"]) == 3
 
