@@ -12,8 +12,6 @@ reused when it is already there. Prints a table and writes bench-results/export.
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -27,6 +25,7 @@ import psycopg2
 from alembic import command
 from app.core.config import with_psycopg2
 from app.core.db import REPO_DIR, alembic_config
+from bench.api_process import running_api
 from bench.tokens import signed_in
 from devtools.local_postgres import LocalPostgres, free_port
 
@@ -120,42 +119,13 @@ def _download(base: str, path: str, token: str) -> tuple[float, float, int, int]
 
 
 def over_http(url: str) -> dict[str, Any]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "ENVIRONMENT": "test",
-        "SECRET_KEY": SECRET,
-        "LOG_LEVEL": "WARNING",
-        "EMAIL_DELIVERY": "memory",
-    }
-    server = subprocess.Popen(  # noqa: S603
-        [
-            *(sys.executable, "-m", "uvicorn", "app.main:app"),
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
-        env=env,
-        cwd=REPO_DIR / "backend",
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/health/live", timeout=1)  # noqa: S310
-                break
-            except OSError:
-                time.sleep(0.1)
+    with running_api(url, SECRET) as (base, server):
         [token] = signed_in(with_psycopg2(url), [USER_ID], SECRET)
         # Warm up on a small read of the same trip: imports, pools, caches.
         _download(base, f"/trips/{TRIP_ID}/balances", token)
         before = _peak_rss_kib(server.pid)
         runs = [_download(base, f"/trips/{TRIP_ID}/export?format=csv", token) for _ in range(RUNS)]
         after = _peak_rss_kib(server.pid)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     return {
         "runs": RUNS,
         "first_byte_ms_median": round(statistics.median(r[0] for r in runs) * 1000, 1),

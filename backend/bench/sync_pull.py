@@ -11,8 +11,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -24,6 +22,7 @@ import psycopg2
 from alembic import command
 from app.core.config import with_psycopg2
 from app.core.db import REPO_DIR, alembic_config
+from bench.api_process import running_api
 from bench.tokens import signed_in
 from devtools.local_postgres import LocalPostgres, free_port
 
@@ -102,37 +101,7 @@ def _timed(runs: int, action: Any) -> dict[str, float]:
 def run(url: str) -> dict[str, Any]:
     command.upgrade(alembic_config(url), "head")
     seed(with_psycopg2(url).replace("postgresql+psycopg2://", "postgresql://"))
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "ENVIRONMENT": "test",
-        "SECRET_KEY": SECRET,
-        "LOG_LEVEL": "WARNING",
-        "EMAIL_DELIVERY": "memory",
-    }
-    server = subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        cwd=REPO_DIR / "backend",
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/health/live", timeout=1)  # noqa: S310
-                break
-            except OSError:
-                time.sleep(0.1)
+    with running_api(url, SECRET) as (base, _server):
         [token] = signed_in(with_psycopg2(url), [USER_ID], SECRET)
         changes = f"/trips/{TRIP_ID}/changes"
 
@@ -152,15 +121,11 @@ def run(url: str) -> dict[str, Any]:
             assert len(page["changes"]) == 1, page
             return elapsed
 
-        results = {
+        return {
             "rows_in_trip": ROWS,
             "pull_10000_changes_from_scratch": _timed(5, from_scratch),
             "pull_1_change_from_recent_version": _timed(50, recent),
         }
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-    return results
 
 
 def main() -> None:
