@@ -15,6 +15,7 @@ one day is in memory at a time, whatever the file's size. XML is parsed with def
 refusing any DTD (so no entity is ever declared, let alone resolved).
 """
 
+import contextlib
 import csv
 import io
 import re
@@ -173,7 +174,8 @@ def _read_csv(stream: IO[bytes]) -> Iterator[DayRates]:
     except (UnicodeDecodeError, csv.Error) as error:
         raise EcbFormatError(f"line {rows.line_num}: unreadable CSV ({error})") from None
     finally:
-        text.detach()
+        with contextlib.suppress(ValueError):  # already closed: nothing to hand back
+            text.detach()  # the caller's stream stays open
 
 
 # --- XML ---------------------------------------------------------------------------------------
