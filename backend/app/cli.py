@@ -5,6 +5,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 from sqlmodel import Session
@@ -12,6 +13,8 @@ from sqlmodel import Session
 from app.core.columns import utcnow
 from app.core.db import get_sessionmaker
 from app.feed import service as sync_service
+from app.fx import service as fx_service
+from app.fx.ecb import EcbFormatError
 from app.idempotency import service as idempotency_service
 from app.outbox import service as outbox_service
 from app.ratelimit import service as rate_limit
@@ -75,6 +78,24 @@ def _outbox(parser: argparse.ArgumentParser, requeue: list[str] | None) -> int:
     return 0
 
 
+def _fx_import(path: Path) -> int:
+    # One transaction: a file with an error anywhere imports nothing.
+    try:
+        with path.open("rb") as stream, get_sessionmaker()() as session:
+            result = fx_service.import_file(session=session, stream=stream)
+            if result.days == 0:
+                raise EcbFormatError("the file holds no rates")
+            session.commit()
+    except (EcbFormatError, OSError) as error:
+        print(f"fx-import: {path}: {error}; nothing was imported", file=sys.stderr)
+        return 1
+    print(
+        f"imported {result.rates} rates for {result.days} days "
+        f"({result.first_day} to {result.last_day})"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,7 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="MESSAGE_ID",
         help="give these dead letters (none listed: every dead letter) a fresh set of attempts",
     )
+    fx_parser = commands.add_parser(
+        "fx-import",
+        help="import ECB reference rates from FILE (eurofxref CSV or XML, daily or historical, "
+        "or the .zip of the CSV); a rate already stored for a day is replaced",
+    )
+    fx_parser.add_argument("file", type=Path, metavar="FILE")
     args = parser.parse_args(argv)
+    if args.command == "fx-import":
+        return _fx_import(args.file)
     if args.command == "outbox":
         return _outbox(parser, args.requeue)
     if args.command == "cleanup":

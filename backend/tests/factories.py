@@ -4,6 +4,8 @@ One definition of each: a test that needs a different trip passes keyword change
 """
 
 import uuid
+from datetime import date
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -12,6 +14,8 @@ from sqlmodel import Session
 
 from app.core.columns import utcnow
 from app.core.security import hash_password
+from app.fx import service as fx_service
+from app.fx.ecb import DayRates
 from app.trips.models import Role, TripMember
 from app.users.models import User
 from tests import support
@@ -162,3 +166,15 @@ def seed_trip_with_everything(client: TestClient, owner: User) -> dict[str, Any]
         "expense": expense,
         "settlement": settlement,
     }
+
+
+def add_fx_rates(session: Session, days: dict[str, dict[str, str]]) -> None:
+    """ECB reference rates (day → currency → units per 1 EUR), imported as a file's would be."""
+    fx_service.import_rates(
+        session=session,
+        days=[
+            DayRates(date.fromisoformat(day), {code: Decimal(rate) for code, rate in rates.items()})
+            for day, rates in days.items()
+        ],
+    )
+    session.flush()

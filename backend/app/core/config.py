@@ -162,6 +162,13 @@ class Settings(BaseSettings):
     OUTBOX_LEASE_SECONDS: float = Field(default=300.0, gt=0, le=86_400)
     # Sent and dead messages are deleted by `make cleanup` this long after their last attempt.
     OUTBOX_RETENTION_DAYS: int = Field(default=14, ge=1, le=3650)
+    # Reference exchange rates (app.fx): where the worker fetches ECB's rates once a day
+    # (unset: no fetching; import files with `python -m app.cli fx-import FILE`), how long it
+    # waits for an answer, and how many days before an expense's date a rate may be from
+    # (ECB skips weekends and holidays; a currency it stopped quoting gets no old rate).
+    FX_SOURCE_URL: HttpUrl | None = None
+    FX_FETCH_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0, le=600)
+    FX_MAX_AGE_DAYS: int = Field(default=7, ge=0, le=366)
     # OWASP's Argon2id baseline (19 MiB, 2 passes); at most PASSWORD_HASH_CONCURRENCY hashes run
     # at once per worker, so a login burst costs at most that many times the memory.
     ARGON2_TIME_COST: int = Field(default=2, ge=1, le=10)
