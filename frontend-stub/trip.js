@@ -6,6 +6,7 @@ import { allPages, api, API_BASE, ApiError, session, uuid } from "./api.js";
 import { openEventStream } from "./live.js";
 import { $, act, element, onSubmit, showError } from "./ui.js";
 import { formatMoney, toMinor } from "./money.js";
+import { dayGroup, formatDay } from "./rows.js";
 
 // The trip on screen; loaders drop their answer if another trip was opened meanwhile.
 // view.live follows the open trip page: its event stream and the versions it knows of.
@@ -162,30 +163,6 @@ function showTripGone(live) {
 
 // ---------------------------------------------------------------- days and items
 
-function formatDay(isoDate) {
-  const date = new Date(`${isoDate}T00:00:00Z`);
-  return date.toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short", timeZone: "UTC" });
-}
-
-function itemRow(item) {
-  const li = document.createElement("li");
-  li.dataset.testid = "item";
-  li.dataset.itemId = item.id;
-  const time = item.start_local ? item.start_local.slice(11, 16) : "";
-  li.append(element("span", time, "item-time"), element("span", item.title, "item-title"), element("span", item.kind, "badge"));
-  return li;
-}
-
-function dayGroup(title, dayValue, items) {
-  const li = document.createElement("li");
-  li.dataset.testid = "day";
-  li.dataset.day = dayValue;
-  const list = element("ul", "", "items");
-  list.append(...items.map(itemRow));
-  li.append(element("h4", title), items.length ? list : element("p", "Nothing planned yet.", "muted"));
-  return li;
-}
-
 async function loadItinerary() {
   const result = await forCurrentTrip(async (trip) => {
     const days = await allPages(at(trip, "/days"));
@@ -194,12 +171,12 @@ async function loadItinerary() {
       Promise.all(days.map((day) => (day.item_count ? allPages(at(trip, `/items?day=${day.day}`)) : []))),
       allPages(at(trip, "/items?unscheduled=true")),
     ]);
-    return { days, perDay, unscheduled };
+    return { days, perDay, unscheduled, zone: trip.timezone };
   });
   if (!result) return;
-  const { days, perDay, unscheduled } = result;
-  const groups = days.map((day, i) => dayGroup(`Day ${day.day_number} · ${formatDay(day.day)}`, day.day, perDay[i]));
-  if (unscheduled.length) groups.push(dayGroup("Unscheduled", "", unscheduled));
+  const { days, perDay, unscheduled, zone } = result;
+  const groups = days.map((day, i) => dayGroup(`Day ${day.day_number} · ${formatDay(day.day)}`, day.day, perDay[i], zone));
+  if (unscheduled.length) groups.push(dayGroup("Unscheduled", "", unscheduled, zone));
   $("#days").replaceChildren(...groups);
 
   const select = $("#item-form").elements.day;
@@ -330,13 +307,15 @@ onSubmit("#invite-form", async (values, form) => {
 
 // ---------------------------------------------------------------- invite links (owners and editors)
 
-// The address a link's token opens: this page's own (the API's PUBLIC_URL when the API or
-// nginx serves it), plus ?api= when the API lives elsewhere, then #/join/<token>.
-function joinUrl(token) {
+// An address of this page (the API's PUBLIC_URL when the API or nginx serves it), plus ?api=
+// when the API lives elsewhere, then the route, e.g. #/join/<token>.
+function pageUrl(route) {
   const page = new URL(window.location.pathname, window.location.origin);
   if (API_BASE !== window.location.origin) page.searchParams.set("api", API_BASE);
-  return `${page}#/join/${token}`;
+  return `${page}${route}`;
 }
+
+const joinUrl = (token) => pageUrl(`#/join/${token}`);
 
 function forgetNewInviteLink() {
   $("#invite-link-url").value = "";
@@ -397,9 +376,10 @@ $("#copy-invite-link").addEventListener("click", (event) =>
 
 // ---------------------------------------------------------------- share links (owners)
 
-// The address a share link's token opens: the API's GET /shared/<token> (the trip as JSON,
-// read-only, no account needed; this stub has no public page for it yet).
-const sharedUrl = (token) => `${API_BASE}/shared/${token}`;
+// The address a share link's token opens: this page's #/shared/<token> (plus ?api= when the
+// API lives elsewhere), which reads GET /shared/<token> with no account and shows the trip
+// read-only (shared.js).
+const sharedUrl = (token) => pageUrl(`#/shared/${token}`);
 
 function forgetNewShareLink() {
   $("#share-link-url").value = "";
