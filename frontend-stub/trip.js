@@ -1,12 +1,12 @@
-// One trip: its days and items, new items and expenses, balances, invitations (owners),
-// invite links (owners and editors), read-only share links (owners) and the calendar feed
-// (every member).
+// One trip: its days and items, new items and expenses, the expenses and balances,
+// invitations (owners), invite links (owners and editors), read-only share links (owners) and
+// the calendar feed (every member).
 
 import { allPages, api, API_BASE, ApiError, session, uuid } from "./api.js";
 import { openEventStream } from "./live.js";
 import { $, act, element, onSubmit, showError } from "./ui.js";
 import { formatMoney, toMinor } from "./money.js";
-import { dayGroup, formatDay } from "./rows.js";
+import { dayGroup, expenseRow, formatDay } from "./rows.js";
 
 // The trip on screen; loaders drop their answer if another trip was opened meanwhile.
 // view.live follows the open trip page: its event stream and the versions it knows of.
@@ -15,7 +15,10 @@ const at = (trip, suffix) => `/trips/${trip.id}${suffix}`;
 // How long opening a trip waits for its live stream's first event before reading anyway.
 const FIRST_EVENT_WAIT_MS = 1000;
 // What the page lists of a trip; emptied when it opens another or loses this one.
-const TRIP_LISTS = ["#days", "#balances", "#settle-up", "#sent-invitations", "#invite-links", "#share-links"];
+const TRIP_LISTS = [
+  "#days", "#expenses", "#balances", "#settle-up",
+  "#sent-invitations", "#invite-links", "#share-links",
+];
 
 export async function showTrip(tripId) {
   leaveTrip();
@@ -24,6 +27,7 @@ export async function showTrip(tripId) {
   $("#trip-title").textContent = "";
   $("#trip-meta").textContent = "";
   $("#balances-note").textContent = "";
+  $("#expenses-empty").hidden = true;
   for (const card of ["#item-form", "#expense-form", "#invite-card", "#invite-links-card", "#share-links-card", "#trip-gone"]) $(card).hidden = true;
   forgetNewInviteLink();
   forgetNewShareLink();
@@ -82,6 +86,7 @@ async function loadSections(live, trip) {
   await Promise.all([
     loadItinerary(),
     loadParticipants(),
+    loadExpenses(),
     loadBalances(),
     trip.role === "owner" ? loadSentInvitations() : null,
     trip.role !== "viewer" ? loadInviteLinks() : null,
@@ -223,6 +228,7 @@ onSubmit("#expense-form", async (values, form) => {
     json: {
       id: uuid(),
       title: values.title,
+      category: values.category,
       amount_minor: amountMinor,
       currency,
       spent_on: values.spent_on,
@@ -233,8 +239,16 @@ onSubmit("#expense-form", async (values, form) => {
   });
   form.reset();
   form.elements.spent_on.value = values.spent_on;
-  await loadBalances();
+  await Promise.all([loadExpenses(), loadBalances()]);
 });
+
+// Every live expense, latest date first (amounts null for viewers when the trip hides them).
+async function loadExpenses() {
+  const expenses = await forCurrentTrip((trip) => allPages(at(trip, "/expenses")));
+  if (!expenses) return;
+  $("#expenses").replaceChildren(...expenses.map(expenseRow));
+  $("#expenses-empty").hidden = expenses.length > 0;
+}
 
 async function loadBalances() {
   let result;
