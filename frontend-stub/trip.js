@@ -1,4 +1,4 @@
-// One trip: its days and items, new items and expenses, the expenses and balances,
+// One trip: its days and items, new items and expenses, the expenses, balances and summary,
 // invitations (owners), invite links (owners and editors), read-only share links (owners) and
 // the calendar feed (every member).
 
@@ -16,7 +16,7 @@ const at = (trip, suffix) => `/trips/${trip.id}${suffix}`;
 const FIRST_EVENT_WAIT_MS = 1000;
 // What the page lists of a trip; emptied when it opens another or loses this one.
 const TRIP_LISTS = [
-  "#days", "#expenses", "#balances", "#settle-up",
+  "#days", "#expenses", "#balances", "#settle-up", "#summary-by-category", "#summary-by-person", "#summary-by-day",
   "#sent-invitations", "#invite-links", "#share-links",
 ];
 
@@ -28,6 +28,7 @@ export async function showTrip(tripId) {
   $("#trip-meta").textContent = "";
   $("#balances-note").textContent = "";
   $("#expenses-empty").hidden = true;
+  forgetSummary();
   for (const card of ["#item-form", "#expense-form", "#invite-card", "#invite-links-card", "#share-links-card", "#trip-gone"]) $(card).hidden = true;
   forgetNewInviteLink();
   forgetNewShareLink();
@@ -88,6 +89,7 @@ async function loadSections(live, trip) {
     loadParticipants(),
     loadExpenses(),
     loadBalances(),
+    loadSummary(),
     trip.role === "owner" ? loadSentInvitations() : null,
     trip.role !== "viewer" ? loadInviteLinks() : null,
     trip.role === "owner" ? loadShareLinks() : null,
@@ -160,6 +162,7 @@ function showTripGone(live) {
   for (const list of TRIP_LISTS) $(list).replaceChildren();
   forgetNewInviteLink();
   forgetNewShareLink();
+  forgetSummary();
   $("#trip-title").textContent = "";
   $("#trip-meta").textContent = "";
   $("#trip-body").hidden = true;
@@ -239,7 +242,7 @@ onSubmit("#expense-form", async (values, form) => {
   });
   form.reset();
   form.elements.spent_on.value = values.spent_on;
-  await Promise.all([loadExpenses(), loadBalances()]);
+  await Promise.all([loadExpenses(), loadBalances(), loadSummary()]);
 });
 
 // Every live expense, latest date first (amounts null for viewers when the trip hides them).
@@ -281,6 +284,68 @@ async function loadBalances() {
     }),
   );
   $("#balances-note").textContent = transfers.length ? "To settle up:" : "All square.";
+}
+
+function forgetSummary() {
+  $("#summary-card").hidden = true;
+  $("#summary-tables").hidden = true;
+  $("#summary-note").hidden = true;
+  $("#summary-total").textContent = "";
+}
+
+function summaryRow(testid, label, amounts, currency) {
+  const row = document.createElement("tr");
+  row.dataset.testid = testid;
+  row.append(element("td", label), ...amounts.map((minor) => element("td", formatMoney(minor, currency), "amount")));
+  return row;
+}
+
+// Totals by category, by person (paid and consumed) and by day, in the trip's currency. Read
+// with the balances, so it follows every change the page follows (live events included).
+async function loadSummary() {
+  let summary;
+  try {
+    summary = await forCurrentTrip((trip) => api(at(trip, "/summary")));
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    if (err.problem.code === "amounts_hidden") {
+      forgetSummary();
+      $("#summary-note").textContent = "Amounts are hidden for viewers.";
+      $("#summary-note").hidden = false;
+      $("#summary-card").hidden = false;
+      return;
+    }
+    // An API without the route answers 404: no card. (A trip that is gone is noticed by
+    // GET /trips/{id}, which every refresh reads first.)
+    if (err.problem.status === 404) {
+      forgetSummary();
+      return;
+    }
+    throw err;
+  }
+  if (!summary) return;
+  const { currency } = summary;
+  $("#summary-total").textContent = formatMoney(summary.total_minor, currency);
+  $("#summary-by-category").replaceChildren(
+    ...summary.by_category.map((c) => summaryRow("summary-category", c.category, [c.total_minor], currency)),
+  );
+  $("#summary-by-person").replaceChildren(
+    ...summary.by_participant.map((p) => {
+      const row = summaryRow("summary-person", p.name, [p.paid_minor, p.consumed_minor], currency);
+      row.dataset.participantId = p.participant_id;
+      return row;
+    }),
+  );
+  $("#summary-by-day").replaceChildren(
+    ...summary.by_day.map((d) => {
+      const row = summaryRow("summary-day", formatDay(d.day), [d.total_minor], currency);
+      row.dataset.day = d.day;
+      return row;
+    }),
+  );
+  $("#summary-note").hidden = true;
+  $("#summary-tables").hidden = false;
+  $("#summary-card").hidden = false;
 }
 
 // The ledger as a CSV file: fetched with the bearer token (a plain link could not send it),
