@@ -8,10 +8,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from alembic import command
 from app.core.columns import utcnow
+from app.core.config import get_settings
 from app.core.db import alembic_config, get_engine, get_sessionmaker, schema_state_of
 from app.feed import service as sync_service
 from app.idempotency import service as idempotency_service
@@ -89,6 +92,31 @@ def migrate(revision: str = "head") -> int:
     return 0
 
 
+def check() -> int:
+    """What the app checks before it serves, as a command: the settings are valid (production's
+    rules included) and the database answers with a schema the app can serve (at its head, or
+    ahead of it). Exits 1 with the reason otherwise; the image runs it before uvicorn, whose
+    worker processes would otherwise be restarted by their supervisor forever."""
+    try:
+        get_settings()
+    except ValidationError as error:
+        print(f"refusing to start: invalid settings: {error}", file=sys.stderr)
+        return 1
+    try:
+        with get_engine().connect() as connection:
+            schema = schema_state_of(connection)
+    except SQLAlchemyError as error:
+        print(f"refusing to start: the database does not answer: {error}", file=sys.stderr)
+        return 1
+    finally:
+        get_engine().dispose()
+    if not schema.serves:
+        print(f"refusing to start: {schema.describe()}", file=sys.stderr)
+        return 1
+    print(schema.describe())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     migrate_parser.add_argument(
         "revision", nargs="?", default="head", help="the revision to upgrade to (default: head)"
+    )
+    commands.add_parser(
+        "check",
+        help="exit 1 with the reason unless the settings are valid and the database's schema "
+        "is one the app can serve (at its migrations' head or ahead of it)",
     )
     cleanup_parser = commands.add_parser(
         "cleanup",
@@ -121,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "migrate":
         return migrate(args.revision)
+    if args.command == "check":
+        return check()
     if args.command == "outbox":
         return _outbox(parser, args.requeue)
     if args.command == "cleanup":

@@ -118,7 +118,8 @@ def test_the_image_installs_the_wheel_and_holds_no_dev_tooling() -> None:
     build, *_, runtime = stages = _dockerfile_stages()
     assert len(stages) >= 2
     build_name = build[0].split()[-1]
-    assert build[0].upper().startswith("FROM ") and " AS " in build[0].upper()
+    assert build[0].upper().startswith("FROM ")
+    assert " AS " in build[0].upper()
     every = [instruction for stage in stages for instruction in stage]
     copied = [i.split()[1:-1] for i in every if i.upper().startswith("COPY ") and "--from" not in i]
     # The build stage sees only what the wheel is built from: no devtools, tests, bench, ini.
@@ -131,9 +132,11 @@ def test_the_image_installs_the_wheel_and_holds_no_dev_tooling() -> None:
     assert not [i for i in every if "[dev]" in i or re.search(r"pip install (-e|\.)", i)]
     # The runtime stage copies only the installed environment from the build stage.
     runtime_copies = [i for i in runtime if i.upper().startswith("COPY ")]
-    assert runtime_copies and all(f"--from={build_name}" in i for i in runtime_copies)
+    assert runtime_copies
+    assert all(f"--from={build_name}" in i for i in runtime_copies)
     assert any(i.upper().startswith("USER ") for i in runtime)
-    assert runtime[-1].startswith('CMD ["uvicorn", "app.main:app"')
+    # The production checks run before the workers start (app.cli check).
+    assert "python -m app.cli check && exec uvicorn app.main:app " in runtime[-1]
 
 
 def test_env_example_lists_every_setting() -> None:
