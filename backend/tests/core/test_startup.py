@@ -47,7 +47,10 @@ def database(server_url: str) -> Iterator[str]:
 def _previous_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory.from_config(alembic_config()).get_revision(alembic_head())
+    head_revision = alembic_head()
+    assert head_revision is not None
+    head = ScriptDirectory.from_config(alembic_config()).get_revision(head_revision)
+    assert head is not None
     assert isinstance(head.down_revision, str)
     return head.down_revision
 
