@@ -12,7 +12,6 @@ from psycopg2.errors import QueryCanceled
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 logger = logging.getLogger(__name__)
@@ -404,7 +403,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EarlyResponse, _early_response)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnected, _client_disconnected)
-    app.add_exception_handler(ClientDisconnect, _client_disconnected)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(sa_exc.TimeoutError, _database_unavailable)
     app.add_exception_handler(sa_exc.OperationalError, _database_unavailable)
