@@ -22,7 +22,7 @@ import hmac
 import inspect
 import json
 import re
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
@@ -31,11 +31,13 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
+from starlette.requests import ClientDisconnect
 
 from app.core.config import get_settings
 from app.core.deps import BEFORE_SESSION, SessionDep
 from app.core.errors import (
     BadRequest,
+    ClientDisconnected,
     Conflict,
     EarlyResponse,
     Unauthorized,
@@ -59,6 +61,15 @@ _REPLAYED_HEADERS = ("content-type", "location", "etag")
 
 
 class AppRequest(Request):
+    async def stream(self) -> AsyncGenerator[bytes]:
+        # Every read of the body (body(), json(), form()) comes through here: a client that
+        # disconnects mid-body is one clean ClientDisconnected, whoever was reading it.
+        try:
+            async for chunk in super().stream():
+                yield chunk
+        except ClientDisconnect:
+            raise ClientDisconnected() from None
+
     async def json(self) -> Any:
         # `1.0837` becomes Decimal("1.0837"), never the binary float 1.08369999999999999...;
         # integers stay int, so an amount in minor units written as `12.0` is still refused.
