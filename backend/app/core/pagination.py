@@ -84,7 +84,7 @@ def _keyed(key: bytes) -> "hmac.HMAC":
 
 
 def _sign(payload: bytes, scope: str) -> bytes:
-    # The scope (which list, see list_scope) is signed in: a cursor works only where it came from.
+    # The scope (which list: scope_of_list) is signed in, so a cursor works only there.
     mac = _keyed(get_settings().SECRET_KEY.get_secret_value().encode()).copy()
     mac.update(scope.encode() + b":" + payload)
     return mac.digest()[:_SIGNATURE_BYTES]
@@ -152,8 +152,6 @@ class PageRequest:
 
 
 _PAGE_PARAMETERS = frozenset({"limit", "cursor"})
-
-
 _FILTERS_ATTRIBUTE = "_tripsync_list_filters"
 
 
