@@ -5,16 +5,21 @@ import sys
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
+from sqlalchemy import create_engine
 from sqlmodel import Session
 
+from app.core import backup as backups
 from app.core.columns import utcnow
+from app.core.config import get_settings, with_psycopg2
 from app.core.db import get_sessionmaker
 from app.feed import service as sync_service
 from app.idempotency import service as idempotency_service
 from app.outbox import service as outbox_service
 from app.ratelimit import service as rate_limit
+from app.sync import versions
 from app.users import password_reset, sessions
 
 
@@ -75,6 +80,52 @@ def _outbox(parser: argparse.ArgumentParser, requeue: list[str] | None) -> int:
     return 0
 
 
+def start_new_timeline(database_url: str | None = None) -> int:
+    """Make every sync cursor issued before now unusable (app.sync.versions.start_new_timeline)
+    in the app's database, or `database_url`; returns how many trips were moved."""
+    if database_url is None:
+        with get_sessionmaker()() as session:
+            moved = versions.start_new_timeline(session, utcnow())
+            session.commit()
+        return moved
+    engine = create_engine(with_psycopg2(database_url), pool_size=1)
+    try:
+        with Session(engine) as session:
+            moved = versions.start_new_timeline(session, utcnow())
+            session.commit()
+    finally:
+        engine.dispose()
+    return moved
+
+
+def _backup(file: Path) -> int:
+    settings = get_settings()
+    try:
+        client = backups.backup(settings.database_url, file, bin_dir=settings.PG_BIN_DIR)
+    except backups.BackupError as error:
+        print(f"backup failed: {error}", file=sys.stderr)
+        return 1
+    print(f"backed up to {file} with {client.path} (PostgreSQL {client.major})")
+    return 0
+
+
+def _restore(file: Path, into: str) -> int:
+    settings = get_settings()
+    try:
+        client = backups.restore(
+            file, into, live_url=settings.database_url, bin_dir=settings.PG_BIN_DIR
+        )
+    except backups.BackupError as error:
+        print(f"restore failed: {error}", file=sys.stderr)
+        return 1
+    moved = start_new_timeline(into)
+    print(
+        f"restored {file} with {client.path} (PostgreSQL {client.major}); {moved} trip(s) "
+        "start a new sync timeline: devices take a new snapshot. Point DATABASE_URL at it."
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,7 +147,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="MESSAGE_ID",
         help="give these dead letters (none listed: every dead letter) a fresh set of attempts",
     )
+    backup_parser = commands.add_parser(
+        "backup", help="dump the database (pg_dump, custom format) to FILE"
+    )
+    backup_parser.add_argument("file", type=Path, metavar="FILE")
+    restore_parser = commands.add_parser(
+        "restore",
+        help="restore a backup into a NEW database (pg_restore), never over the app's own; "
+        "its trips start a new sync timeline",
+    )
+    restore_parser.add_argument("file", type=Path, metavar="FILE")
+    restore_parser.add_argument(
+        "--into", required=True, metavar="NEW_DATABASE_URL", help="created when missing"
+    )
+    commands.add_parser(
+        "new-timeline",
+        help="after a point-in-time recovery: every device takes a new snapshot of its trips",
+    )
     args = parser.parse_args(argv)
+    if args.command == "backup":
+        return _backup(args.file)
+    if args.command == "restore":
+        return _restore(args.file, args.into)
+    if args.command == "new-timeline":
+        print(f"{start_new_timeline()} trip(s) start a new sync timeline")
+        return 0
     if args.command == "outbox":
         return _outbox(parser, args.requeue)
     if args.command == "cleanup":

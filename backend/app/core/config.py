@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     # `make dev` without DATABASE_URL: the embedded server's data folder and port.
     EMBEDDED_PG_DATA: str = ".data/postgres"
     EMBEDDED_PG_PORT: int = Field(default=54329, ge=1024, le=65535)
+    # `make backup` / `make restore`: a folder holding pg_dump and pg_restore of the server's
+    # major version; unset, the usual places are searched (app.core.backup).
+    PG_BIN_DIR: str | None = None
 
     @field_validator("CORS_ORIGINS", "TWO_FACTOR_ENCRYPTION_KEYS", mode="before")
     @classmethod
