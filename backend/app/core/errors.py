@@ -14,6 +14,9 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from app.core.logs import REQUEST_ID_HEADER, current_request_id
+from app.core.metrics import SERVER_ERRORS
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -159,6 +162,8 @@ class Problem(BaseModel):
     current: dict[str, Any] | None = None
     # 409 from a `Blocked` change: what must be dealt with first (e.g. trips to hand over).
     blocking: list[Blocker] | None = None
+    # The request's id (its X-Request-ID header): quote it when reporting a problem.
+    request_id: str | None = None
 
 
 def problem_response(
@@ -187,6 +192,10 @@ def problem_response(
         body["current"] = current
     if blocking is not None:
         body["blocking"] = blocking
+    if (request_id := current_request_id()) is not None:
+        body["request_id"] = request_id
+    if status >= 500:
+        SERVER_ERRORS.labels(str(status), code).inc()
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
@@ -359,8 +368,15 @@ async def _data_error(_: Request, error: Exception) -> JSONResponse:
 
 async def _unexpected_error(_: Request, error: Exception) -> JSONResponse:
     logger.exception("unhandled error", exc_info=error)
+    # Sent from outside every middleware (Starlette's ServerErrorMiddleware), so the request
+    # id header is added here.
+    request_id = current_request_id()
     return problem_response(
-        500, "internal_error", "Internal Server Error", "An unexpected error occurred."
+        500,
+        "internal_error",
+        "Internal Server Error",
+        "An unexpected error occurred.",
+        headers={REQUEST_ID_HEADER: request_id} if request_id else None,
     )
 
 
