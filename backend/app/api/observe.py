@@ -6,9 +6,10 @@ headers are out (its body is handed off, app.core.handoff), so the stream counts
 request that took as long as opening it, not hours; open streams are a gauge of their own.
 
 The request id is the client's `X-Request-ID` when it is 1-128 visible ASCII characters,
-else a new one; it is sent back on every response, written on every log line the request
-causes (app.core.logs) and put in problem bodies (`request_id`). An in-process sub-request
-(a queued write of POST /trips/{trip_id}/mutations) keeps its batch's id.
+else a new one; it is sent back on every response and written on every log line the request
+causes (app.core.logs). Not in problem bodies: a resource hidden from the caller and a
+missing one answer the same bytes. An in-process sub-request (a queued write of
+POST /trips/{trip_id}/mutations) keeps its batch's id.
 
 Labels are the route's template (`/trips/{trip_id}`), never the raw path: ids and tokens
 would make a series per trip and put secrets in the metrics and logs.
@@ -81,7 +82,7 @@ class RequestObservation:
             await self.app(scope, receive, send_with_id)
         except BaseException:
             # Answered 500 by Starlette's outermost handler (unless a response had started),
-            # which still needs the id: it stays set, this task ends with the request.
+            # which sends the id itself: it stays set, this task ends with the request.
             self._record(scope, status, started)
             raise
         self._record(scope, status, started)

@@ -162,8 +162,6 @@ class Problem(BaseModel):
     current: dict[str, Any] | None = None
     # 409 from a `Blocked` change: what must be dealt with first (e.g. trips to hand over).
     blocking: list[Blocker] | None = None
-    # The request's id (its X-Request-ID header): quote it when reporting a problem.
-    request_id: str | None = None
 
 
 def problem_response(
@@ -192,8 +190,6 @@ def problem_response(
         body["current"] = current
     if blocking is not None:
         body["blocking"] = blocking
-    if (request_id := current_request_id()) is not None:
-        body["request_id"] = request_id
     if status >= 500:
         SERVER_ERRORS.labels(str(status), code).inc()
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)

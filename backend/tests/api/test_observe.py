@@ -41,13 +41,16 @@ def test_a_client_request_id_is_echoed_and_one_is_made_otherwise(client: TestCli
     )
 
 
-def test_problems_carry_the_request_id(client: TestClient) -> None:
+def test_problems_carry_the_request_id_in_their_header_only(client: TestClient) -> None:
+    """Not in the body: a hidden and a missing resource answer the same bytes."""
     answered = client.get(f"/trips/{uuid.uuid4()}", headers={"X-Request-ID": "problem-1"})
     body = support.assert_problem(answered, 401, "not_authenticated")
-    assert body["request_id"] == "problem-1"
     assert answered.headers["x-request-id"] == "problem-1"
+    assert "problem-1" not in answered.text
     made = client.get("/no/such/path")
-    assert support.assert_problem(made, 404)["request_id"] == made.headers["x-request-id"]
+    support.assert_problem(made, 404)
+    assert _is_fresh_id(made.headers["x-request-id"])
+    assert "request_id" not in body
 
 
 @pytest.mark.usefixtures("connection")
@@ -60,8 +63,8 @@ def test_an_unexpected_error_carries_the_request_id_too() -> None:
 
     client = TestClient(app, raise_server_exceptions=False)
     answered = client.get("/_test/boom", headers={"X-Request-ID": "boom-7"})
-    body = support.assert_problem(answered, 500, "internal_error")
-    assert body["request_id"] == "boom-7"
+    support.assert_problem(answered, 500, "internal_error")
+    # Sent from outside every middleware (Starlette's ServerErrorMiddleware), yet with the id.
     assert answered.headers["x-request-id"] == "boom-7"
 
 
