@@ -18,7 +18,9 @@ from sqlalchemy import Engine, text
 
 from app.core.config import get_settings
 from app.core.deps import SessionDep
+from app.feed.events import reread_worker_state
 from app.main import create_app
+from app.sync.live import Listener
 from tests import support
 
 BACKEND = Path(__file__).resolve().parents[2]
@@ -218,3 +220,20 @@ def test_several_workers_are_added_up_in_multiprocess_mode(tmp_path: Path) -> No
     assert _value(samples, f"{DURATION}_count", **live) == 5
     assert ("tripsync_outbox_backlog", frozenset()) in samples
     assert ("tripsync_db_pool_size", frozenset()) in samples
+
+
+@pytest.mark.usefixtures("connection")
+def test_open_event_streams_and_waiting_long_polls_are_sampled_when_scraped() -> None:
+    app = _with_metrics()
+    listener = Listener(get_settings(), reread_worker_state)  # not started: nothing connects
+    app.state.listener = listener
+    client = TestClient(app, raise_server_exceptions=False)
+    streams = [listener.subscribe(uuid.uuid4()) for _ in range(3)]
+    listener.unsubscribe(streams.pop())
+    with listener.watch(uuid.uuid4(), 1):
+        samples = _scrape(client)
+    assert _value(samples, "tripsync_sse_streams") == 2
+    assert _value(samples, "tripsync_long_polls_waiting") == 1
+    app.state.listener = None  # stopped
+    samples = _scrape(client)
+    assert _value(samples, "tripsync_sse_streams") == 0
