@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.core.config import LogFormat, get_settings
-from app.core.logs import JsonFormatter
+from app.core.logs import JsonFormatter, new_request_id
 from app.main import create_app
 from tests import support
 
@@ -21,6 +21,22 @@ BACKEND = Path(__file__).resolve().parents[2]
 
 def _is_fresh_id(value: str) -> bool:
     return len(value) == 32 and int(value, 16) >= 0
+
+
+def test_new_request_ids_differ_and_differ_after_a_fork() -> None:
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the forked process: its ids share no prefix with the parent's
+        os.write(writer, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    forked = os.read(reader, 64).decode()
+    os.close(reader)
+    os.close(writer)
+    assert _is_fresh_id(forked)
+    assert forked[:16] != new_request_id()[:16]
 
 
 def test_a_client_request_id_is_echoed_and_one_is_made_otherwise(client: TestClient) -> None:
