@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,13 +15,15 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
+from sqlmodel import Session
 
 from app.core.config import get_settings
 from app.core.deps import SessionDep
 from app.feed.events import reread_worker_state
 from app.main import create_app
 from app.sync.live import Listener
-from tests import support
+from app.users.models import User
+from tests import factories, support
 
 BACKEND = Path(__file__).resolve().parents[2]
 TOKEN = "metrics-" + "x" * 32
@@ -237,3 +239,56 @@ def test_open_event_streams_and_waiting_long_polls_are_sampled_when_scraped() ->
     app.state.listener = None  # stopped
     samples = _scrape(client)
     assert _value(samples, "tripsync_sse_streams") == 0
+
+
+@pytest.fixture
+def committed_user(engine: Engine) -> Iterator[User]:
+    """A user whose writes commit (streams are woken by commits), deleted with their trips."""
+    with Session(engine, expire_on_commit=False) as session:
+        user = factories.make_user(session)
+    yield user
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM trips WHERE created_by = :u"), {"u": user.id})
+        connection.execute(
+            text("DELETE FROM idempotency_keys WHERE scope LIKE '%' || :u"), {"u": str(user.id)}
+        )
+        connection.execute(text("DELETE FROM users WHERE id = :u"), {"u": user.id})
+
+
+def test_an_event_stream_is_one_request_when_opened_and_a_stream_until_it_ends(
+    committed_user: User,
+) -> None:
+    """Its body is handed off (app.core.handoff): the request is over once its headers are
+    out, so it is counted then, once, and not held in the latency histogram for hours."""
+    app = _with_metrics()
+    route = {"route": "/sync/events", "method": "GET", "status": "200"}
+    with TestClient(app) as client:
+        factories.create_trip(client, committed_user)  # so the stream starts with an event
+        before = _scrape(client)
+        first_event = threading.Event()
+
+        def read() -> None:
+            headers = support.auth(committed_user)
+            with client.stream("GET", "/sync/events", headers=headers) as response:
+                assert response.status_code == 200
+                for line in response.iter_lines():
+                    if line.startswith("event:"):
+                        first_event.set()
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            assert first_event.wait(10)
+            during = _scrape(client)
+        finally:
+            listener = app.state.listener
+            listener._loop.call_soon_threadsafe(listener.close_streams)
+            reader.join(10)
+        after = _scrape(client)
+
+    count = f"{DURATION}_count"
+    assert _value(during, count, **route) - _value(before, count, **route) == 1
+    assert _value(during, "tripsync_sse_streams") == 1
+    assert _value(after, count, **route) - _value(before, count, **route) == 1
+    assert _value(after, "tripsync_sse_streams") == 0
+    assert _value(during, f"{DURATION}_bucket", le="1.0", **route) == _value(during, count, **route)
