@@ -5,13 +5,13 @@ handed back. `--once` sends what is due now and exits (e.g. from cron or a test)
 """
 
 import argparse
-import logging
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
 
 from app.core.config import get_settings
+from app.core.logs import configure_logging
 from app.outbox.worker import OutboxWorker, drain
 
 
@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="send what is due, then exit")
     args = parser.parse_args(argv)
     settings = get_settings()
-    logging.basicConfig(level=settings.LOG_LEVEL, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)  # LOG_FORMAT=json: the worker's lines are JSON too
     worker = OutboxWorker(settings)
     if args.once:
         result = drain(worker)
