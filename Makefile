@@ -42,9 +42,10 @@ test-faults: $(STAMP)
 test-e2e: $(STAMP)
 	cd backend && ../$(BIN)/pytest tests_e2e $(PYTEST_ARGS)
 
-## Apply migrations to the configured database (production path: alembic upgrade head).
+## Apply migrations to the configured database (production path: python -m app.cli migrate,
+## which an installed package or the image runs the same way).
 migrate: $(STAMP)
-	$(BIN)/alembic upgrade head
+	$(BIN)/python -m app.cli migrate
 
 ## Delete what has outlived its retention (idempotency keys, tombstones, rate-limit windows, old mail); run it daily.
 cleanup: $(STAMP)
@@ -66,7 +67,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check backend
 	$(BIN)/ruff format --check backend
 	cd backend && ../$(BIN)/lint-imports --no-cache
-	cd backend && ../$(BIN)/mypy app devtools tests tests_e2e alembic bench
+	cd backend && ../$(BIN)/mypy app devtools tests tests_e2e bench
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix backend

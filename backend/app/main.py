@@ -22,7 +22,13 @@ from app.api.routing import include_routers
 from app.api.signals import on_exit_signal
 from app.checklists.router import router as checklists_router
 from app.core.config import Environment, Settings, get_settings
-from app.core.db import REPO_DIR, check_server_timeouts, get_engine
+from app.core.db import (
+    REPO_DIR,
+    StartupRefused,
+    check_schema_at_startup,
+    check_server_timeouts,
+    get_engine,
+)
 from app.core.errors import install_error_handlers
 from app.core.handoff import HandOff
 from app.core.logs import REQUEST_ID_HEADER, access_log_enabled, configure_logging
@@ -59,6 +65,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Sync routes run on AnyIO's thread pool; its size is matched to the connection pool.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.THREADPOOL_SIZE
+        if settings.ENVIRONMENT is Environment.PRODUCTION:
+            try:
+                await anyio.to_thread.run_sync(check_schema_at_startup)
+            except StartupRefused as refusal:
+                logger.critical("%s", refusal)  # the process exits (uvicorn: status 3)
+                raise
         if not settings.DB_STARTUP_OPTIONS:
             await anyio.to_thread.run_sync(check_server_timeouts, settings)
         async with (

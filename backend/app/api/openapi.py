@@ -6,12 +6,16 @@
 - Links (OpenAPI 3.1 `links`) tell a client, and a stateful test, how responses chain: the
   `id` a create returns is the path id of the resource's own operations and of everything
   under it, and the `ETag` of a create, read or update is the `If-Match` of the next write.
+- The `Location` of a 201 says what it leads to: the created resource, `P/{x}` under the
+  collection `P` posted to, and which methods reach it there (some have no GET of their own).
 """
 
 import re
 from typing import Any
 
 from fastapi import FastAPI
+
+from app.api.routing import CREATED_LOCATION
 
 _METHODS = ("get", "put", "post", "patch", "delete")
 _NULL = {"type": "null"}
@@ -26,6 +30,7 @@ def install_openapi(app: FastAPI) -> None:
             document = FastAPI.openapi(app)  # FastAPI's, cached on the app: adjusted in place
             _parameters_are_never_null(document)
             _link_resources(document)
+            _describe_locations(document)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -97,6 +102,32 @@ def _link(
 def _add_links(response: dict[str, Any] | None, links: dict[str, dict[str, Any]]) -> None:
     if response is not None and links:
         response.setdefault("links", {}).update(links)
+
+
+def _describe_locations(document: dict[str, Any]) -> None:
+    """Name the address in each 201's default `Location` and the methods it answers."""
+    paths = document["paths"]
+    for path, method, operation in _operations(document):
+        created = operation["responses"].get("201", {})
+        location = created.get("headers", {}).get("Location")
+        if method != "post" or location is None or location["description"] != CREATED_LOCATION:
+            continue
+        children = [
+            child
+            for child in paths
+            if child.startswith(path + "/{") and child.count("/") == path.count("/") + 1
+        ]
+        if len(children) != 1:
+            continue  # the default description stands (tests/api/test_locations.py reads it)
+        resource = children[0]
+        methods = [name.upper() for name in _METHODS if name in paths[resource]]
+        if "GET" in methods:
+            reach = "`GET` reads it"
+        else:
+            listed = f" (`GET {path}` lists them)" if "get" in paths[path] else ""
+            verb = "reach" if len(methods) > 1 else "reaches"
+            reach = f"there is no GET of one{listed}; {' and '.join(methods)} {verb} it there"
+        location["description"] = f"The created resource, `{resource}`: {reach}."
 
 
 def _link_resources(document: dict[str, Any]) -> None:

@@ -132,6 +132,24 @@ class ServerBusy(ServiceUnavailable):
     code = "server_busy"
 
 
+# nginx's "client closed request": never sent (nobody is listening), but what logs and
+# metrics see instead of a 500, or of a 400 the client did not cause.
+CLIENT_CLOSED_REQUEST = 499
+
+
+class ClientDisconnected(StarletteHTTPException):
+    """The client went away while its request body was being read (app.api.routing raises it).
+
+    An HTTPException, so FastAPI's body parsing lets it through (rather than answering 400
+    "error parsing the body"); its own handler logs it at INFO and answers nothing useful.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            CLIENT_CLOSED_REQUEST, "The client disconnected before sending the whole body."
+        )
+
+
 class EarlyResponse(Exception):
     """Ends a request with a response decided before the route ran (an idempotent replay).
 
@@ -362,6 +380,22 @@ async def _data_error(_: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def _client_disconnected(request: Request, error: Exception) -> JSONResponse:
+    # Not the server's fault and nothing to fix: a client that gave up (a slow upload
+    # cancelled, a lost connection). Its writes, if any began, roll back with the request.
+    logger.info(
+        "client disconnected while sending the request body: %s %s",
+        request.method,
+        request.url.path,
+    )
+    return problem_response(
+        CLIENT_CLOSED_REQUEST,
+        "client_disconnected",
+        "Client Closed Request",
+        "The client disconnected before sending the whole body.",
+    )
+
+
 async def _unexpected_error(_: Request, error: Exception) -> JSONResponse:
     logger.exception("unhandled error", exc_info=error)
     # Sent from outside every middleware (Starlette's ServerErrorMiddleware), so the request
@@ -380,6 +414,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(EarlyResponse, _early_response)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnected, _client_disconnected)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(sa_exc.TimeoutError, _database_unavailable)
     app.add_exception_handler(sa_exc.OperationalError, _database_unavailable)

@@ -57,13 +57,29 @@ _CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
 _CONTROL_CHARACTERS = re.compile(f"[{_CONTROL}]")
 # What trimming removes (Unicode White_Space): a name needs one character besides these.
 _BLANK = r"\t\n\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# What shows nothing either, and so counts as blank: Unicode's default-ignorable code points
+# (format characters such as zero-width spaces and joiners, bidi controls, the BOM, soft
+# hyphens, variation selectors, tags) and the blank-looking fillers (Hangul, braille blank).
+# Astral ones are written as characters: Python's and pydantic's regexes read them alike.
+_INVISIBLE = (
+    r"\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
+)
+_VISIBLE = re.compile(f"[^{_CONTROL}{_BLANK}{_INVISIBLE}]")
 TEXT_PATTERN = f"^[^{_CONTROL}]*$"
-NAME_PATTERN = f"^[^{_CONTROL}]*[^{_CONTROL}{_BLANK}][^{_CONTROL}]*$"
+NAME_PATTERN = f"^[^{_CONTROL}]*[^{_CONTROL}{_BLANK}{_INVISIBLE}][^{_CONTROL}]*$"
 
 
 def _reject_control_characters(value: str) -> str:
     if _CONTROL_CHARACTERS.search(value):
         raise ValueError("control characters (such as NUL) are not allowed")
+    return value
+
+
+def _require_visible_character(value: str) -> str:
+    if not _VISIBLE.search(value):
+        raise ValueError("must contain a visible character (not only spaces or invisible ones)")
     return value
 
 
@@ -183,11 +199,12 @@ def _email_address(value: str) -> str:
     return address.normalized.lower()
 
 
-# A one-line name: trimmed, non-empty, no control characters.
+# A one-line name: trimmed, with a visible character, no control characters.
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1),
     AfterValidator(_reject_control_characters),
+    AfterValidator(_require_visible_character),
     InSchema({"pattern": NAME_PATTERN}),
 ]
 # Free text: may be empty, keeps line breaks, no other control characters.

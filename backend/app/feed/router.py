@@ -18,6 +18,7 @@ from app.core.admission import DatabaseSlot, DatabaseSlotDep
 from app.core.config import get_settings
 from app.core.deps import SessionDep
 from app.core.errors import BadRequest, ServiceUnavailable, error_responses
+from app.core.preconditions import location_responses
 from app.feed import events, mutations, service
 from app.feed.models import ChangesPublic, SnapshotPublic
 from app.sync.live import Listener
@@ -222,7 +223,12 @@ class StreamTokenPublic(BaseModel):
 
 
 @router.post(
-    "/sync/stream-tokens", response_model=StreamTokenPublic, status_code=status.HTTP_201_CREATED
+    "/sync/stream-tokens",
+    response_model=StreamTokenPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=location_responses(
+        "What the token opens, `/sync/events?token=...`: a token has no address of its own."
+    ),
 )
 def create_stream_token(response: Response, caller: CurrentCaller) -> StreamTokenPublic:
     """A token that opens `GET /sync/events?token=...`, for clients that cannot send an
@@ -234,6 +240,7 @@ def create_stream_token(response: Response, caller: CurrentCaller) -> StreamToke
     """
     response.headers["Cache-Control"] = "no-store"  # nor kept under an Idempotency-Key
     token, expires_at = events.issue_stream_token(caller)
+    response.headers["Location"] = f"/sync/events?token={token}"
     return StreamTokenPublic(token=token, expires_at=expires_at)
 
 

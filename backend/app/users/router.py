@@ -17,6 +17,7 @@ from app.core.deps import SessionDep, SnapshotSessionDep, before_session
 from app.core.errors import PROBLEM_MEDIA_TYPE, error_responses
 from app.core.fields import NAME_PATTERN
 from app.core.pagination import Page, PageParams
+from app.core.preconditions import location_responses
 from app.core.security import decode_access_token
 from app.ratelimit import service as rate_limit
 from app.users import calendar, export, service, sessions, two_factor
@@ -468,6 +469,10 @@ def disable_two_factor(session: SessionDep, caller: CurrentCaller, data: TwoFact
     "/me/calendar-token",
     status_code=status.HTTP_201_CREATED,
     response_model=CalendarFeedTokenCreated,
+    responses=location_responses(
+        "`/users/me/calendar-token`, the caller's one token: it has no GET (the token is "
+        "shown once); DELETE revokes it there."
+    ),
 )
 def create_calendar_token(
     session: SessionDep, user: CurrentUser, response: Response
@@ -477,6 +482,7 @@ def create_calendar_token(
     Asking again replaces the token; addresses holding the old one stop working at once.
     """
     response.headers["Cache-Control"] = "no-store"
+    response.headers["Location"] = "/users/me/calendar-token"
     return calendar.issue_token(session=session, user=user)
 
 
