@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev worker test test-e2e test-faults migrate cleanup lint fmt clean bench-sync bench-live bench-export bench
+.PHONY: install dev worker test test-e2e test-faults migrate cleanup backup restore lint fmt clean bench-sync bench-live bench-export bench
 
 $(STAMP): backend/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -50,6 +50,17 @@ migrate: $(STAMP)
 ## Delete what has outlived its retention (idempotency keys, tombstones, rate-limit windows, old mail); run it daily.
 cleanup: $(STAMP)
 	$(BIN)/python -m app.cli cleanup
+
+## Dump the database to FILE (pg_dump's custom format, the server's own major version):
+## `make backup FILE=tripsync.dump`. Point-in-time recovery: docs/operations.md#backups.
+backup: $(STAMP)
+	@test -n "$(FILE)" || { echo "usage: make backup FILE=path.dump"; exit 1; }
+	$(BIN)/python -m app.cli backup "$(FILE)"
+
+## Restore FILE into a NEW database (never the app's own): `make restore FILE=... INTO=postgresql://...`.
+restore: $(STAMP)
+	@test -n "$(FILE)" -a -n "$(INTO)" || { echo "usage: make restore FILE=path.dump INTO=new-database-url"; exit 1; }
+	$(BIN)/python -m app.cli restore "$(FILE)" --into "$(INTO)"
 
 ## ruff, the import rules of backend/.importlinter (layers, feature edges, no circles), mypy strict.
 lint: $(STAMP)

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Protocol
 
 from pydantic import ValidationError
+from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from alembic import command
+from app.core import backup as backups
 from app.core.columns import utcnow
-from app.core.config import get_settings
+from app.core.config import get_settings, with_psycopg2
 from app.core.db import alembic_config, get_engine, get_sessionmaker, schema_state_of
 from app.feed import service as sync_service
 from app.fx import service as fx_service
@@ -23,6 +25,7 @@ from app.fx.ecb import EcbFormatError
 from app.idempotency import service as idempotency_service
 from app.outbox import service as outbox_service
 from app.ratelimit import service as rate_limit
+from app.sync import versions
 from app.users import password_reset, sessions
 
 
@@ -80,6 +83,52 @@ def _outbox(parser: argparse.ArgumentParser, requeue: list[str] | None) -> int:
             print(f"re-queued {count} dead letter(s)")
         counts = outbox_service.summary(session=session, now=utcnow())
     print(", ".join(f"{name}: {count}" for name, count in counts.items()))
+    return 0
+
+
+def start_new_timeline(database_url: str | None = None) -> int:
+    """Make every sync cursor issued before now unusable (app.sync.versions.start_new_timeline)
+    in the app's database, or `database_url`; returns how many trips were moved."""
+    if database_url is None:
+        with get_sessionmaker()() as session:
+            moved = versions.start_new_timeline(session, utcnow())
+            session.commit()
+        return moved
+    engine = create_engine(with_psycopg2(database_url), pool_size=1)
+    try:
+        with Session(engine) as session:
+            moved = versions.start_new_timeline(session, utcnow())
+            session.commit()
+    finally:
+        engine.dispose()
+    return moved
+
+
+def _backup(file: Path) -> int:
+    settings = get_settings()
+    try:
+        client = backups.backup(settings.database_url, file, bin_dir=settings.PG_BIN_DIR)
+    except backups.BackupError as error:
+        print(f"backup failed: {error}", file=sys.stderr)
+        return 1
+    print(f"backed up to {file} with {client.path} (PostgreSQL {client.major})")
+    return 0
+
+
+def _restore(file: Path, into: str) -> int:
+    settings = get_settings()
+    try:
+        client = backups.restore(
+            file, into, live_url=settings.database_url, bin_dir=settings.PG_BIN_DIR
+        )
+    except backups.BackupError as error:
+        print(f"restore failed: {error}", file=sys.stderr)
+        return 1
+    moved = start_new_timeline(into)
+    print(
+        f"restored {file} with {client.path} (PostgreSQL {client.major}); {moved} trip(s) "
+        "start a new sync timeline: devices take a new snapshot. Point DATABASE_URL at it."
+    )
     return 0
 
 
@@ -178,6 +227,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "or the .zip of the CSV); a rate already stored for a day is replaced",
     )
     fx_parser.add_argument("file", type=Path, metavar="FILE")
+    backup_parser = commands.add_parser(
+        "backup", help="dump the database (pg_dump, custom format) to FILE"
+    )
+    backup_parser.add_argument("file", type=Path, metavar="FILE")
+    restore_parser = commands.add_parser(
+        "restore",
+        help="restore a backup into a NEW database (pg_restore), never over the app's own; "
+        "its trips start a new sync timeline",
+    )
+    restore_parser.add_argument("file", type=Path, metavar="FILE")
+    restore_parser.add_argument(
+        "--into", required=True, metavar="NEW_DATABASE_URL", help="created when missing"
+    )
+    commands.add_parser(
+        "new-timeline",
+        help="after a point-in-time recovery: every device takes a new snapshot of its trips",
+    )
     args = parser.parse_args(argv)
     if args.command == "fx-import":
         return _fx_import(args.file)
@@ -185,6 +251,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return migrate(args.revision)
     if args.command == "check":
         return check()
+    if args.command == "backup":
+        return _backup(args.file)
+    if args.command == "restore":
+        return _restore(args.file, args.into)
+    if args.command == "new-timeline":
+        print(f"{start_new_timeline()} trip(s) start a new sync timeline")
+        return 0
     if args.command == "outbox":
         return _outbox(parser, args.requeue)
     if args.command == "cleanup":

@@ -15,6 +15,8 @@ from app.activity.router import router as activity_router
 from app.api.body_limit import BodySizeLimit
 from app.api.headers import SecurityHeadersMiddleware
 from app.api.memory import tune_malloc
+from app.api.metrics import sampling
+from app.api.observe import RequestObservation
 from app.api.openapi import install_openapi
 from app.api.routing import include_routers
 from app.api.signals import on_exit_signal
@@ -29,6 +31,7 @@ from app.core.db import (
 )
 from app.core.errors import install_error_handlers
 from app.core.handoff import HandOff
+from app.core.logs import REQUEST_ID_HEADER, access_log_enabled, configure_logging
 from app.expenses.router import router as expenses_router
 from app.exports.router import router as exports_router
 from app.feed.events import reread_worker_state
@@ -70,7 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 raise
         if not settings.DB_STARTUP_OPTIONS:
             await anyio.to_thread.run_sync(check_server_timeouts, settings)
-        async with listening(settings, reread_worker_state) as listener:
+        async with (
+            listening(settings, reread_worker_state) as listener,
+            sampling(app, settings),  # the worker's gauges, with several workers (metrics)
+        ):
             app.state.listener = listener  # long polls and event streams wait on it
             try:
                 with on_exit_signal(listener.close_streams):  # so a stopping worker can stop
@@ -102,8 +108,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "If-Match",
             "Idempotency-Key",
             "Last-Event-ID",
+            REQUEST_ID_HEADER,
         ],
-        expose_headers=["ETag", "Retry-After", "Idempotent-Replayed", "Content-Disposition"],
+        expose_headers=[
+            "ETag",
+            "Retry-After",
+            "Idempotent-Replayed",
+            "Content-Disposition",
+            REQUEST_ID_HEADER,
+        ],
+    )
+    # Request ids, latency metrics, access lines and GET /metrics (app.api.observe): inside
+    # HandOff, so a handed-off event stream is done when its headers are.
+    app.add_middleware(
+        RequestObservation,
+        metrics_token=settings.METRICS_TOKEN.get_secret_value(),
+        access_log=access_log_enabled(settings),
     )
     # Outermost: long-lived bodies (event streams) are sent from here (app.core.handoff).
     app.add_middleware(HandOff)
@@ -138,5 +158,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-logging.basicConfig(level=get_settings().LOG_LEVEL, format="%(levelname)s %(name)s: %(message)s")
+configure_logging(get_settings())
 app = create_app()

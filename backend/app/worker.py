@@ -7,7 +7,6 @@ handed back. `--once` sends what is due now (and fetches the rates if they are d
 """
 
 import argparse
-import logging
 import signal
 import sys
 import threading
@@ -15,6 +14,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from app.core.config import get_settings
+from app.core.logs import configure_logging
 from app.fx.daily import DailyRates
 from app.outbox.worker import OutboxWorker, drain
 
@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="send what is due, then exit")
     args = parser.parse_args(argv)
     settings = get_settings()
-    logging.basicConfig(level=settings.LOG_LEVEL, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)  # LOG_FORMAT=json: the worker's lines are JSON too
     worker = OutboxWorker(settings)
     rates = DailyRates(settings)
     if args.once:

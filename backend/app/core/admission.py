@@ -11,6 +11,7 @@ start-up) an admitted request never waits for a connection. Requests that use no
 (`/health/live`, static files) take no slot.
 """
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
 from typing import Annotated, Any, TypeVar
@@ -22,6 +23,7 @@ from starlette.types import Scope
 
 from app.core.config import get_settings
 from app.core.errors import ServerBusy
+from app.core.metrics import ADMISSION_TIMEOUTS, ADMISSION_WAIT, ADMISSION_WAITING
 
 T = TypeVar("T")
 
@@ -42,6 +44,10 @@ class DatabaseAdmission:
         self.limit = limit
         self.timeout = timeout
         self.busy = busy
+        # Its metrics (app.core.metrics), labelled once rather than per request.
+        self.waits = ADMISSION_WAIT.labels(name)
+        self.waiting = ADMISSION_WAITING.labels(name)
+        self.timeouts = ADMISSION_TIMEOUTS.labels(name)
         # A semaphore belongs to one event loop; each loop gets its own on first use.
         self._semaphores: RunVar[anyio.Semaphore] = RunVar(f"tripsync_{name}_admission")
 
@@ -63,11 +69,22 @@ class DatabaseSlot:
         self._held = False
 
     async def acquire(self) -> None:
-        with anyio.move_on_after(self._admission.timeout):
-            await self._semaphore.acquire()  # FIFO; a cancelled wait takes no token
-            self._held = True
+        admission = self._admission
+        started = time.perf_counter()
+        queued = self._semaphore.value == 0  # it will wait: counted in the queue meanwhile
+        if queued:
+            admission.waiting.inc()
+        try:
+            with anyio.move_on_after(admission.timeout):
+                await self._semaphore.acquire()  # FIFO; a cancelled wait takes no token
+                self._held = True
+        finally:
+            if queued:
+                admission.waiting.dec()
+        admission.waits.observe(time.perf_counter() - started)
         if not self._held:
-            raise ServerBusy(self._admission.busy)
+            admission.timeouts.inc()
+            raise ServerBusy(admission.busy)
 
     def release(self) -> None:
         if self._held:

@@ -62,6 +62,11 @@ class RateLimitStore(StrEnum):
     REDIS = "redis"
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
 class Environment(StrEnum):
     LOCAL = "local"
     TEST = "test"
@@ -76,6 +81,12 @@ class Settings(BaseSettings):
     ENVIRONMENT: Environment = Environment.LOCAL
     PROJECT_NAME: str = "TripSync API"
     LOG_LEVEL: str = "INFO"
+    # `text` for a terminal; `json` writes one JSON object per line (app.core.logs), with the
+    # request id, for a log collector.
+    LOG_FORMAT: LogFormat = LogFormat.TEXT
+    # Prometheus metrics at GET /metrics, for `Authorization: Bearer <METRICS_TOKEN>` only;
+    # empty (the default): /metrics does not exist (404). app.api.metrics says why a token.
+    METRICS_TOKEN: SecretStr = SecretStr("")
 
     # Either a full URL, or the parts below from which one is built.
     DATABASE_URL: PostgresDsn | None = None
@@ -219,6 +230,9 @@ class Settings(BaseSettings):
     # `make dev` without DATABASE_URL: the embedded server's data folder and port.
     EMBEDDED_PG_DATA: str = ".data/postgres"
     EMBEDDED_PG_PORT: int = Field(default=54329, ge=1024, le=65535)
+    # `make backup` / `make restore`: a folder holding pg_dump and pg_restore of the server's
+    # major version; unset, the usual places are searched (app.core.backup).
+    PG_BIN_DIR: str | None = None
 
     @field_validator("CORS_ORIGINS", "TWO_FACTOR_ENCRYPTION_KEYS", mode="before")
     @classmethod
@@ -281,6 +295,12 @@ class Settings(BaseSettings):
                     )
             if self.EMAIL_DELIVERY is not EmailDelivery.SMTP:
                 raise ValueError("EMAIL_DELIVERY must be 'smtp' when ENVIRONMENT=production")
+            token = self.METRICS_TOKEN.get_secret_value()
+            if token and len(token) < 32:
+                raise ValueError(
+                    "METRICS_TOKEN must be empty (no /metrics) or a random value of at least 32 "
+                    "characters when ENVIRONMENT=production"
+                )
             if "*" in self.CORS_ORIGINS:
                 raise ValueError("CORS_ORIGINS may not contain '*' when ENVIRONMENT=production")
         return self

@@ -14,6 +14,9 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from app.core.logs import REQUEST_ID_HEADER, current_request_id
+from app.core.metrics import SERVER_ERRORS
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -205,6 +208,8 @@ def problem_response(
         body["current"] = current
     if blocking is not None:
         body["blocking"] = blocking
+    if status >= 500:
+        SERVER_ERRORS.labels(str(status), code).inc()
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
@@ -393,8 +398,15 @@ async def _client_disconnected(request: Request, error: Exception) -> JSONRespon
 
 async def _unexpected_error(_: Request, error: Exception) -> JSONResponse:
     logger.exception("unhandled error", exc_info=error)
+    # Sent from outside every middleware (Starlette's ServerErrorMiddleware), so the request
+    # id header is added here.
+    request_id = current_request_id()
     return problem_response(
-        500, "internal_error", "Internal Server Error", "An unexpected error occurred."
+        500,
+        "internal_error",
+        "Internal Server Error",
+        "An unexpected error occurred.",
+        headers={REQUEST_ID_HEADER: request_id} if request_id else None,
     )
 
 

@@ -224,3 +224,11 @@ def test_the_public_url_must_be_a_web_address() -> None:
     with pytest.raises(ValidationError, match="PUBLIC_URL"):
         make(PUBLIC_URL="javascript:alert(1)")
     assert str(make(PUBLIC_URL="https://trips.example").PUBLIC_URL) == "https://trips.example/"
+
+
+def test_production_refuses_a_short_metrics_token_and_accepts_none() -> None:
+    production = {"ENVIRONMENT": "production", "SECRET_KEY": STRONG_KEY, "EMAIL_DELIVERY": "smtp"}
+    with pytest.raises(ValidationError, match="METRICS_TOKEN"):
+        make(**production, METRICS_TOKEN="short")
+    assert make(**production, METRICS_TOKEN="").METRICS_TOKEN.get_secret_value() == ""
+    assert make(**production, METRICS_TOKEN=STRONG_KEY).METRICS_TOKEN.get_secret_value()
