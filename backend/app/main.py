@@ -15,7 +15,7 @@ from app.activity.router import router as activity_router
 from app.api.body_limit import BodySizeLimit
 from app.api.headers import SecurityHeadersMiddleware
 from app.api.memory import tune_malloc
-from app.api.openapi import install_openapi
+from app.api.openapi import install_openapi, operation_id
 from app.api.routing import include_routers
 from app.api.signals import on_exit_signal
 from app.checklists.router import router as checklists_router
@@ -72,6 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Plan one trip together from several devices.",
         lifespan=lifespan,
+        # operationId: the route function's name (`update_item`), which generated clients
+        # use for their functions; app.api.openapi checks that no two operations share one.
+        generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
     install_openapi(app)

@@ -63,7 +63,10 @@ _OPAQUE_INPUT_OPERATIONS = sorted(
         f"{method.upper()} {path}"
         for path, item in app.openapi()["paths"].items()
         for method, operation in item.items()
-        if any(p["name"] in _SERVER_ISSUED for p in operation.get("parameters", ()))
+        if any(
+            support.resolved(app.openapi(), p)["name"] in _SERVER_ISSUED
+            for p in operation.get("parameters", ())
+        )
     }
 )
 CONFIG = schemathesis.Config.from_dict(

@@ -8,14 +8,26 @@
   under it, and the `ETag` of a create, read or update is the `If-Match` of the next write.
 """
 
+import json
 import re
+from collections import Counter
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from app.core.errors import PROBLEM_MEDIA_TYPE
+from app.core.fields import COMPONENT_KEY, SHARED_SCHEMAS
 
 _METHODS = ("get", "put", "post", "patch", "delete")
 _NULL = {"type": "null"}
 _PATH_PARAMETER = re.compile(r"\{(\w+)\}")
+
+
+def operation_id(route: APIRoute) -> str:
+    """An operation's id: its route function's name."""
+    return route.name
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -24,8 +36,13 @@ def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = FastAPI.openapi(app)  # FastAPI's, cached on the app: adjusted in place
+            _operation_ids_are_unique(document)
             _parameters_are_never_null(document)
             _link_resources(document)
+            _problems_are_problem_json(document)
+            _share_schemas(document)
+            _drop_generated_titles(document)
+            _share_repeated_parts(document)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -38,6 +55,12 @@ def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]
         for method, operation in item.items()
         if method in _METHODS
     ]
+
+
+def _operation_ids_are_unique(document: dict[str, Any]) -> None:
+    counts = Counter(operation["operationId"] for _, _, operation in _operations(document))
+    if repeated := sorted(name for name, count in counts.items() if count > 1):
+        raise RuntimeError(f"operations sharing an operationId: {', '.join(repeated)}")
 
 
 def _not_null(schema: dict[str, Any]) -> None:
@@ -100,7 +123,8 @@ def _add_links(response: dict[str, Any] | None, links: dict[str, dict[str, Any]]
 
 
 def _link_resources(document: dict[str, Any]) -> None:
-    """Collection `P` (POST creates) and resource `P/{x}` (its GET, PATCH, DELETE and below)."""
+    """Collection `P` (POST creates) and resource `P/{x}` (its GET, PATCH, DELETE, and the
+    operations below it that need no other path parameter)."""
     operations = _operations(document)
     for path, method, operation in operations:
         own = set(_PATH_PARAMETER.findall(path))
@@ -124,7 +148,9 @@ def _link_resources(document: dict[str, Any]) -> None:
                     with_etag=target_path == resource,
                 )
                 for target_path, _, target in operations
-                if target_path == resource or target_path.startswith(resource + "/")
+                if (target_path == resource or target_path.startswith(resource + "/"))
+                # A link gives every path parameter: what lies deeper is linked from there.
+                and set(_PATH_PARAMETER.findall(target_path)) <= own | {created}
             }
             for status in ("201", "200"):  # 200: the replay of a client-chosen id
                 _add_links(operation["responses"].get(status), links)
@@ -136,3 +162,125 @@ def _link_resources(document: dict[str, Any]) -> None:
                 if not (method == target_method == "get")
             }
             _add_links(operation["responses"].get("200"), links)
+
+
+def _problems_are_problem_json(document: dict[str, Any]) -> None:
+    """An error response is `application/problem+json` (app.core.errors), not also JSON."""
+    for _, _, operation in _operations(document):
+        for response in operation["responses"].values():
+            content = response.get("content", {})
+            if PROBLEM_MEDIA_TYPE in content and "application/json" in content:
+                content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+
+
+def _share_schemas(document: dict[str, Any]) -> None:
+    """A schema pydantic marked as shared (app.core.fields.SharedSchema) becomes a `$ref` to
+    its one component; the field keeps its own keywords (title, default)."""
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+
+    def visit(node: Any) -> None:
+        if isinstance(node, list):
+            for value in node:
+                visit(value)
+        if not isinstance(node, dict):
+            return
+        name = node.pop(COMPONENT_KEY, None)
+        if name is not None:
+            shared = SHARED_SCHEMAS[name]
+            own = {key: value for key, value in node.items() if shared.get(key) != value}
+            node.clear()
+            node.update({"$ref": f"#/components/schemas/{name}", **own})
+            components[name] = shared
+        for value in list(node.values()):
+            visit(value)
+
+    visit(document)
+    document["components"]["schemas"] = dict(sorted(components.items()))
+
+
+def _drop_generated_titles(document: dict[str, Any]) -> None:
+    """Pydantic titles every property and parameter after its name ("start_local" → "Start
+    Local"): noise that made up a tenth of the document. A title of its own stays."""
+
+    def generated(name: str) -> str:
+        return name.replace("_", " ").title()
+
+    for schema in document["components"]["schemas"].values():
+        for name, field_schema in schema.get("properties", {}).items():
+            if field_schema.get("title") == generated(name):
+                del field_schema["title"]
+    for _, _, operation in _operations(document):
+        for parameter in operation.get("parameters", ()):
+            schema = parameter.get("schema", {})
+            if schema.get("title") in (generated(parameter["name"]), parameter["name"]):
+                del schema["title"]
+            if schema.get("description") == parameter.get("description"):
+                schema.pop("description", None)  # FastAPI writes it twice
+
+
+def _component_name(text: str) -> str:
+    """ "If-Match" → IfMatch, "trip_id" → TripId, "get_item" → GetItem."""
+    return "".join(word[:1].upper() + word[1:] for word in re.split(r"[^A-Za-z0-9]+", text))
+
+
+def _share(
+    document: dict[str, Any],
+    section: str,
+    places: list[tuple[Any, str | int, str]],
+) -> None:
+    """Move each object found at more than one of `places` (container, key, name) to
+    `components/{section}`, named after `name` (and a number when variants share it)."""
+
+    def canonical(place: tuple[Any, str | int, str]) -> str:
+        container, key, _ = place
+        return json.dumps(container[key], sort_keys=True)
+
+    counts = Counter(canonical(place) for place in places)
+    components = document["components"].setdefault(section, {})
+    names: dict[str, str] = {}
+    for place in places:
+        container, key, name = place
+        text = canonical(place)
+        if counts[text] < 2:
+            continue
+        if text not in names:
+            base = _component_name(name)
+            candidate, number = base, 2
+            while candidate in components:
+                candidate, number = f"{base}{number}", number + 1
+            components[candidate] = container[key]
+            names[text] = candidate
+        container[key] = {"$ref": f"#/components/{section}/{names[text]}"}
+    document["components"][section] = dict(sorted(components.items()))
+
+
+def _share_repeated_parts(document: dict[str, Any]) -> None:
+    """Parameters, responses, response headers and links that several operations repeat are
+    written once, under `components`, and referenced."""
+    operations = _operations(document)
+    parameters: list[tuple[Any, str | int, str]] = []
+    responses: list[tuple[Any, str | int, str]] = []
+    headers: list[tuple[Any, str | int, str]] = []
+    links: list[tuple[Any, str | int, str]] = []
+    for _, _, operation in operations:
+        for index, parameter in enumerate(operation.get("parameters", ())):
+            parameters.append((operation["parameters"], index, parameter["name"]))
+        for status, response in operation["responses"].items():
+            for name in response.get("headers", {}):
+                headers.append((response["headers"], name, name))
+            for name in response.get("links", {}):
+                links.append((response["links"], name, name))
+            if not status.startswith("2"):
+                responses.append((operation["responses"], status, _status_name(status, response)))
+    # Headers and links first: a response shared afterwards holds their references.
+    _share(document, "headers", headers)
+    _share(document, "links", links)
+    _share(document, "parameters", parameters)
+    _share(document, "responses", responses)
+
+
+def _status_name(status: str, response: dict[str, Any]) -> str:
+    try:
+        return HTTPStatus(int(status)).phrase
+    except ValueError:
+        return str(response.get("description", status))
