@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from app import models as _models  # noqa: F401  (every table, and the sync version stamping)
 from app.activity.router import router as activity_router
 from app.api.body_limit import BodySizeLimit
+from app.api.head_limit import RequestHeadLimit
 from app.api.headers import SecurityHeadersMiddleware
 from app.api.memory import tune_malloc
 from app.api.openapi import install_openapi, operation_id
@@ -78,8 +79,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     install_openapi(app)
-    # Added first, so it runs inside CORS: a browser can read the 413 too.
+    # Added first, so they run inside CORS: a browser can read the 413, 414 and 431 too.
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    app.add_middleware(
+        RequestHeadLimit,
+        max_url_bytes=settings.MAX_URL_BYTES,
+        max_header_bytes=settings.MAX_HEADER_BYTES,
+    )
     app.add_middleware(
         SecurityHeadersMiddleware, hsts=settings.ENVIRONMENT is Environment.PRODUCTION
     )

@@ -242,7 +242,6 @@ def received(connection: psycopg2.extensions.connection, seconds: float) -> list
     return payloads
 
 
-
 def resolved(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     """`node` of an OpenAPI document, or what its `$ref` (into the same document) points to."""
     while "$ref" in node:
