@@ -165,12 +165,14 @@ def _link_resources(document: dict[str, Any]) -> None:
 
 
 def _problems_are_problem_json(document: dict[str, Any]) -> None:
-    """An error response is `application/problem+json` (app.core.errors), not also JSON."""
+    """An error response is `application/problem+json` (app.core.errors) only: FastAPI puts
+    the Problem schema under the route's own media type (JSON, or an event stream's)."""
     for _, _, operation in _operations(document):
         for response in operation["responses"].values():
             content = response.get("content", {})
-            if PROBLEM_MEDIA_TYPE in content and "application/json" in content:
-                content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+            if PROBLEM_MEDIA_TYPE in content:
+                schemas = [media["schema"] for media in content.values() if "schema" in media]
+                response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": schemas[0]}}
 
 
 def _share_schemas(document: dict[str, Any]) -> None:
@@ -270,8 +272,7 @@ def _share_repeated_parts(document: dict[str, Any]) -> None:
                 headers.append((response["headers"], name, name))
             for name in response.get("links", {}):
                 links.append((response["links"], name, name))
-            if not status.startswith("2"):
-                responses.append((operation["responses"], status, _status_name(status, response)))
+            responses.append((operation["responses"], status, _status_name(status, response)))
     # Headers and links first: a response shared afterwards holds their references.
     _share(document, "headers", headers)
     _share(document, "links", links)
@@ -280,7 +281,12 @@ def _share_repeated_parts(document: dict[str, Any]) -> None:
 
 
 def _status_name(status: str, response: dict[str, Any]) -> str:
+    """A success after what it carries ("Health"), any other response after its status."""
+    for media in response.get("content", {}).values():
+        reference = media.get("schema", {}).get("$ref", "")
+        if status.startswith("2") and reference.startswith("#/components/schemas/"):
+            return str(reference.rsplit("/", 1)[-1])
     try:
         return HTTPStatus(int(status)).phrase
     except ValueError:
-        return str(response.get("description", status))
+        return status

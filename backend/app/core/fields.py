@@ -155,7 +155,15 @@ def _text_matching(pattern: str, what: str) -> Callable[[Any], Any]:
 Day = Annotated[
     date,
     BeforeValidator(_text_matching(DATE_PATTERN, "a date such as 2027-05-01")),
-    InSchema({"pattern": DATE_PATTERN}),
+    SharedSchema(
+        "Day",
+        {
+            "type": "string",
+            "format": "date",
+            "pattern": DATE_PATTERN,
+            "description": "A calendar date, YYYY-MM-DD, e.g. 2027-05-01.",
+        },
+    ),
 ]
 # A wall-clock time without offset, "2027-05-01T10:00" (its zone is a separate field). Not
 # `format: date-time`, which is RFC 3339's and requires an offset: responses carry none.
