@@ -18,10 +18,10 @@ URI_TOO_LONG = 414
 HEADERS_TOO_LARGE = 431
 # uvicorn's `--h11-max-incomplete-event-size` (UVICORN_H11_MAX_INCOMPLETE_EVENT_SIZE in the
 # Dockerfile; `make dev`): with h11, the most of a request head it buffers before answering
-# 400 itself.
-# Above the largest URL and header limits the settings allow (32 KiB each), so the app sees,
-# and refuses as a problem, every head over its own limits; h11's default is 16 KiB.
-H11_MAX_INCOMPLETE_EVENT_SIZE = 128 * 1024
+# 400 itself. Above the largest URL and header limits the settings allow together (60 + 128
+# KiB), so the app sees, and refuses as a problem, every head over its own limits; h11's
+# default is 16 KiB.
+H11_MAX_INCOMPLETE_EVENT_SIZE = 256 * 1024
 
 
 def url_bytes(scope: Scope) -> int:
