@@ -6,6 +6,10 @@
 - Links (OpenAPI 3.1 `links`) tell a client, and a stateful test, how responses chain: the
   `id` a create returns is the path id of the resource's own operations and of everything
   under it, and the `ETag` of a create, read or update is the `If-Match` of the next write.
+- Written for client generators (`make clients` proves it, docs/api.md says how): shared
+  types (time zones, currencies, local times) are components referenced by every field,
+  and so are the parameters, responses, headers and links several operations repeat; an
+  error response is problem+json only; operationIds are the route functions' names.
 """
 
 import json
@@ -17,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from app.api.head_limit import HEADERS_TOO_LARGE, URI_TOO_LONG
 from app.core.errors import PROBLEM_MEDIA_TYPE
 from app.core.fields import COMPONENT_KEY, SHARED_SCHEMAS
 
@@ -40,6 +45,7 @@ def install_openapi(app: FastAPI) -> None:
             _parameters_are_never_null(document)
             _link_resources(document)
             _problems_are_problem_json(document)
+            _head_limits_on_every_operation(document)
             _share_schemas(document)
             _drop_generated_titles(document)
             _share_repeated_parts(document)
@@ -175,6 +181,20 @@ def _problems_are_problem_json(document: dict[str, Any]) -> None:
                 response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": schemas[0]}}
 
 
+def _head_limits_on_every_operation(document: dict[str, Any]) -> None:
+    """Any request may be refused for its URL or headers (app.api.head_limit)."""
+    problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    limits = {
+        str(URI_TOO_LONG): "`uri_too_long`: the URL is longer than the server allows.",
+        str(HEADERS_TOO_LARGE): "`headers_too_large`: the headers are larger than it allows.",
+    }
+    for _, _, operation in _operations(document):
+        for status, description in limits.items():
+            operation["responses"].setdefault(
+                status, {"description": description, "content": problem}
+            )
+
+
 def _share_schemas(document: dict[str, Any]) -> None:
     """A schema pydantic marked as shared (app.core.fields.SharedSchema) becomes a `$ref` to
     its one component; the field keeps its own keywords (title, default)."""
@@ -221,7 +241,7 @@ def _drop_generated_titles(document: dict[str, Any]) -> None:
 
 
 def _component_name(text: str) -> str:
-    """ "If-Match" → IfMatch, "trip_id" → TripId, "get_item" → GetItem."""
+    """A component's name after what it names: If-Match → IfMatch, trip_id → TripId."""
     return "".join(word[:1].upper() + word[1:] for word in re.split(r"[^A-Za-z0-9]+", text))
 
 

@@ -21,7 +21,7 @@ from tests import factories, support
 
 # The document was 441,528 characters before the shared components (time zones alone were
 # 6 copies of 597 values); this keeps it from growing back unnoticed.
-MAX_DOCUMENT_CHARS = 220_000
+MAX_DOCUMENT_CHARS = 230_000
 SHARED = ("TimeZone", "Currency", "LocalDateTime", "Day")
 
 
