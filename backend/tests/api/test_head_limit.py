@@ -8,6 +8,7 @@ docs/operations.md says.
 """
 
 import json
+import select
 import socket
 import threading
 import time
@@ -127,21 +128,33 @@ def _uvicorn(http: str, h11_max_incomplete_event_size: int | None = None) -> Ite
 
 
 def _send_head(port: int, target: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
-    """Send a GET in 4 KiB pieces, each its own TCP segment; return status, type and body."""
+    """Send a GET in 4 KiB pieces, each its own TCP segment; return status, type and body.
+
+    A server that answers before the head is complete closes with our data unread, which may
+    reset the connection: sending stops once an answer is there, and a reset that lost the
+    answer is tried again.
+    """
     head = f"GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
     head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
     data = head.encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            for start in range(0, len(data), 4096):
-                sock.sendall(data[start : start + 4096])
-                time.sleep(0.002)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered and closed before reading it all
+    for _ in range(5):
         answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                for start in range(0, len(data), 4096):
+                    if select.select([sock], [], [], 0)[0]:
+                        break  # answered already
+                    sock.sendall(data[start : start + 4096])
+                    time.sleep(0.003)
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        if answer:
+            break
+    else:
+        raise AssertionError("no answer")
     status_line, _, rest = answer.partition(b"\r\n")
     header_block, _, body = rest.partition(b"\r\n\r\n")
     fields = dict(
