@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev worker test test-e2e test-faults migrate cleanup backup restore lint fmt clean bench-sync bench-live bench-export bench
+.PHONY: install dev worker test test-e2e test-faults migrate cleanup backup restore lint fmt clients clean bench-sync bench-live bench-export bench
 
 $(STAMP): backend/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -72,6 +72,12 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix backend
 	$(BIN)/ruff format backend
+
+## The OpenAPI contract: generate a Python client (openapi-python-client, default settings) and
+## TypeScript types (openapi-typescript) into a temporary folder and type-check them (mypy
+## --strict, tsc --noEmit --strict). Generators pinned, cached in ~/.cache/tripsync; needs npm.
+clients: $(STAMP)
+	cd backend && ../$(BIN)/python -m devtools.clients $(CLIENTS_ARGS)
 
 clean:
 	rm -rf $(VENV) backend/*.egg-info

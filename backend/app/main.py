@@ -13,11 +13,12 @@ from fastapi.staticfiles import StaticFiles
 from app import models as _models  # noqa: F401  (every table, and the sync version stamping)
 from app.activity.router import router as activity_router
 from app.api.body_limit import BodySizeLimit
+from app.api.head_limit import RequestHeadLimit
 from app.api.headers import SecurityHeadersMiddleware
 from app.api.memory import tune_malloc
 from app.api.metrics import sampling
 from app.api.observe import RequestObservation
-from app.api.openapi import install_openapi
+from app.api.openapi import install_openapi, operation_id
 from app.api.routing import include_routers
 from app.api.signals import on_exit_signal
 from app.checklists.router import router as checklists_router
@@ -90,11 +91,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Plan one trip together from several devices.",
         lifespan=lifespan,
+        # operationId: the route function's name (`update_item`), which generated clients
+        # use for their functions; app.api.openapi checks that no two operations share one.
+        generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
     install_openapi(app)
-    # Added first, so it runs inside CORS: a browser can read the 413 too.
+    # Added first, so they run inside CORS: a browser can read the 413, 414 and 431 too.
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    app.add_middleware(
+        RequestHeadLimit,
+        max_url_bytes=settings.MAX_URL_BYTES,
+        max_header_bytes=settings.MAX_HEADER_BYTES,
+    )
     app.add_middleware(
         SecurityHeadersMiddleware, hsts=settings.ENVIRONMENT is Environment.PRODUCTION
     )
@@ -115,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Retry-After",
             "Idempotent-Replayed",
             "Content-Disposition",
+            "Location",
             REQUEST_ID_HEADER,
         ],
     )

@@ -77,16 +77,28 @@ class AppRequest(Request):
         # `1.0837` becomes Decimal("1.0837"), never the binary float 1.08369999999999999...;
         # integers stay int, so an amount in minor units written as `12.0` is still refused.
         if not hasattr(self, "_json"):
-            body = await self.body()
-            try:
-                text = body.decode()  # RFC 8259: JSON between systems is UTF-8
-            except UnicodeDecodeError as error:
-                # A JSON syntax error like any other (422 json_invalid), not a failed read (400).
-                raise json.JSONDecodeError(
-                    "the body is not valid UTF-8", body.decode(errors="replace"), error.start
-                ) from None
-            self._json = json.loads(text, parse_float=Decimal, parse_constant=Decimal)
+            self._json = parse_json(await self.body())
         return self._json
+
+
+def parse_json(body: bytes) -> Any:
+    """A JSON body, or `json.JSONDecodeError` whatever the reason it cannot be read: FastAPI
+    turns that error (and only that one) into a validation error, answered 422 json_invalid;
+    any other exception while reading the body would be a 400."""
+    try:
+        text = body.decode()  # RFC 8259: JSON between systems is UTF-8
+    except UnicodeDecodeError as error:
+        raise json.JSONDecodeError(
+            "the body is not valid UTF-8", body.decode(errors="replace"), error.start
+        ) from None
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=Decimal)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("arrays and objects are nested too deeply", text, 0) from None
+    except ValueError:  # an integer past Python's limit of digits (sys.get_int_max_str_digits)
+        raise json.JSONDecodeError("a number has too many digits", text, 0) from None
 
 
 @dataclass

@@ -170,6 +170,12 @@ class Settings(BaseSettings):
     IDEMPOTENCY_RETENTION_DAYS: int = Field(default=28, ge=1, le=366)
     # Larger request bodies are refused with 413 before anything reads them.
     MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # Longer URLs are refused with 414, larger header sections with 431 (app.api.head_limit).
+    # Room for a /sync cursor of ~1,000 trips (60 bytes each), in the URL or as an event
+    # stream's Last-Event-ID. uvicorn's httptools refuses a URL of 64 KiB itself, in plain
+    # text, hence the bound (docs/operations.md#request-size-limits).
+    MAX_URL_BYTES: int = Field(default=60 * 1024, ge=1024, le=60 * 1024)
+    MAX_HEADER_BYTES: int = Field(default=64 * 1024, ge=4 * 1024, le=128 * 1024)
     # The account and ledger exports (GET /users/me/export, /trips/{id}/export) read rows through
     # a server-side cursor this many at a time: what one export holds, whatever its size.
     EXPORT_BATCH_ROWS: int = Field(default=500, ge=1, le=100_000)

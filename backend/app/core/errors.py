@@ -327,6 +327,18 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
         }
         for item in error.errors()
     ]
+    unreadable = [item for item in error.errors() if item.get("type") == "json_invalid"]
+    if unreadable:
+        # Invalid UTF-8, a syntax error, a cut-off body, nesting too deep, a number too long:
+        # one answer (app.api.routing.parse_json makes each of them a JSON decode error).
+        reason = str(unreadable[0].get("ctx", {}).get("error", "not JSON"))
+        return problem_response(
+            422,
+            "json_invalid",
+            "Unprocessable Content",
+            f"The request body is not valid JSON: {reason}.",
+            errors=errors,
+        )
     return problem_response(
         422,
         "validation_error",

@@ -4,7 +4,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, cast
+from zoneinfo import available_timezones
 
 import email_validator
 from babel.core import get_global
@@ -49,6 +51,39 @@ class InSchema:
                     schema.pop(keyword, None)  # a keyword the generated schema gets wrong
                 else:
                     schema[keyword] = value
+        return schema
+
+
+# The vendor key marking a schema to be written once, as a component (app.api.openapi).
+COMPONENT_KEY = "x-component"
+# Each shared schema by its component name, as `SharedSchema` declared it.
+SHARED_SCHEMAS: dict[str, dict[str, Any]] = {}
+
+
+@dataclass(frozen=True, eq=False)
+class SharedSchema:
+    """Annotated metadata: a type's OpenAPI schema is the component `name`, written once and
+    referenced by every field of the type (a 597-value enum is not copied into each model).
+
+    Pydantic writes the schema inline, marked with `x-component`; the app's OpenAPI document
+    moves it to `#/components/schemas/{name}` (app.api.openapi). `mode="validation"`: request
+    bodies only, as for `InSchema`.
+    """
+
+    name: str
+    schema: dict[str, Any]
+    mode: Literal["validation", "serialization"] | None = None
+
+    def __post_init__(self) -> None:
+        if SHARED_SCHEMAS.setdefault(self.name, self.schema) != self.schema:
+            raise ValueError(f"two shared schemas named {self.name}")
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        if self.mode is None or handler.mode == self.mode:
+            return {**self.schema, COMPONENT_KEY: self.name}
         return schema
 
 
@@ -136,20 +171,32 @@ def _text_matching(pattern: str, what: str) -> Callable[[Any], Any]:
 Day = Annotated[
     date,
     BeforeValidator(_text_matching(DATE_PATTERN, "a date such as 2027-05-01")),
-    InSchema({"pattern": DATE_PATTERN}),
+    SharedSchema(
+        "Day",
+        {
+            "type": "string",
+            "format": "date",
+            "pattern": DATE_PATTERN,
+            "description": "A calendar date, YYYY-MM-DD, e.g. 2027-05-01.",
+        },
+    ),
 ]
-# A wall-clock time without offset, "2027-05-01T10:00" (its zone is a separate field).
+# A wall-clock time without offset, "2027-05-01T10:00" (its zone is a separate field). Not
+# `format: date-time`, which is RFC 3339's and requires an offset: responses carry none.
 LocalDateTime = Annotated[
     NaiveDatetime,
     BeforeValidator(
         _text_matching(LOCAL_DATETIME_PATTERN, "a local date and time such as 2027-05-01T10:00")
     ),
-    InSchema(
+    SharedSchema(
+        "LocalDateTime",
         {
-            "format": None,  # "date-time" is RFC 3339's, which requires an offset
+            "type": "string",
             "pattern": LOCAL_DATETIME_PATTERN,
-            "description": "Local wall-clock time without offset, e.g. 2027-05-01T10:00.",
-        }
+            "description": "A local wall-clock time without offset, YYYY-MM-DDTHH:MM[:SS[.ffffff]] "
+            "(responses always carry the seconds), e.g. 2027-05-01T10:00:00. Its time zone is "
+            "a separate field.",
+        },
     ),
 ]
 
@@ -236,7 +283,60 @@ Email = Annotated[
 Currency = Annotated[
     str,
     AfterValidator(_known_currency),
-    InSchema({"enum": sorted(_CURRENCIES)}, mode="validation"),
+    SharedSchema(
+        "Currency",
+        {
+            "type": "string",
+            "enum": sorted(_CURRENCIES),
+            "description": "An ISO 4217 currency code in use today, e.g. EUR or JPY.",
+        },
+        mode="validation",
+    ),
+]
+
+# Names that exist in the tz database but are not places: the server's own zone and test data.
+_NOT_PLACES = frozenset({"localtime", "Factory", "posixrules"})
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(available_timezones()) - _NOT_PLACES
+
+
+def _known_time_zone(value: str) -> str:
+    if value not in _time_zones():
+        raise ValueError("must be an IANA time zone such as 'Europe/Paris' or 'UTC'")
+    return value
+
+
+def enum_member_name(zone: str) -> str:
+    """A code generator's name for a zone: "Etc/GMT+1" → ETC_GMT_PLUS_1, "GMT-0" → GMT_MINUS_0.
+
+    Generators that derive names from values by dropping punctuation make GMT+0, GMT-0 and
+    GMT0 all GMT0; the OpenAPI document gives these names instead (`x-enum-varnames`).
+    """
+    signed = re.sub(r"-(?=[0-9])", "_MINUS_", re.sub(r"\+(?=[0-9])", "_PLUS_", zone))
+    return re.sub(r"[^A-Za-z0-9]+", "_", signed).strip("_").upper()
+
+
+def _time_zone_schema() -> dict[str, Any]:
+    zones = sorted(_time_zones())
+    names = [enum_member_name(zone) for zone in zones]
+    if len(set(names)) != len(names):
+        raise ValueError("two time zones share an enum member name")
+    return {
+        "type": "string",
+        "enum": zones,
+        "x-enum-varnames": names,
+        "description": "An IANA time zone name, e.g. Europe/Paris or UTC.",
+    }
+
+
+# An IANA time zone, as the server's tz database knows it.
+TimeZone = Annotated[
+    str,
+    AfterValidator(_known_time_zone),
+    SharedSchema("TimeZone", _time_zone_schema(), mode="validation"),
 ]
 
 

@@ -255,7 +255,13 @@ _EVENTS_DESCRIPTION = (
 )
 
 
-# One event of the stream, as its fields arrive (`data` is JSON text; heartbeats are comments).
+# A device cursor (~60 bytes a trip) fits a URL within MAX_URL_BYTES' bound (60 KiB).
+MAX_CURSOR_LENGTH = 60_000
+
+
+# One event of the stream, as its fields arrive (`data` is JSON text; heartbeats are comments):
+# OpenAPI 3.2's `itemSchema`, written as an extension in this 3.1 document. The body itself is
+# text: client generators read it as a string, a client parses it as an event stream.
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -280,7 +286,12 @@ _EVENT_SCHEMA: dict[str, Any] = {
     responses={
         200: {
             "description": _EVENTS_DESCRIPTION,
-            "content": {"text/event-stream": {"schema": _EVENT_SCHEMA}},
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string", "description": "Server-sent events"},
+                    "x-itemSchema": _EVENT_SCHEMA,
+                }
+            },
         },
         **error_responses(429, 503),
     },
@@ -295,7 +306,9 @@ async def stream_events(
     ] = None,
     last_event_id: Annotated[
         str | None,
-        Query(max_length=65536, description="The id of the last event received, to resume"),
+        Query(
+            max_length=MAX_CURSOR_LENGTH, description="The id of the last event received, to resume"
+        ),
     ] = None,
     last_event_id_header: Annotated[
         str | None,
@@ -360,7 +373,7 @@ def _last_told(
 def get_device_feed(
     session: SessionDep,
     user: CurrentUser,
-    cursor: Annotated[str | None, Query(max_length=65536)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
 ) -> DeviceFeedPublic:
     """All my trips with their versions, and the ones I lost since the device's last call.
 

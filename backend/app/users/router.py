@@ -32,11 +32,11 @@ from app.users.models import (
     PasswordReset,
     PasswordResetRequest,
     PasswordResetRequested,
-    RecoveryCodes,
     RefreshRequest,
     RegistrationAccepted,
     Token,
     TwoFactorCode,
+    TwoFactorEnabled,
     TwoFactorEnrolment,
     TwoFactorEnrolmentRequest,
     TwoFactorLogin,
@@ -426,13 +426,13 @@ def start_two_factor(
 
 @users_router.post(
     "/me/2fa/confirm",
-    response_model=RecoveryCodes,
+    response_model=TwoFactorEnabled,
     responses=error_responses(403, 409, 422, 429),
     dependencies=[_CHECKS_SECOND_FACTOR],
 )
 def confirm_two_factor(
     session: SessionDep, caller: CurrentCaller, response: Response, data: TwoFactorCode
-) -> RecoveryCodes:
+) -> TwoFactorEnabled:
     """Turn two-factor sign-in on with the code the app shows now (`403
     invalid_two_factor_code` otherwise). Answers the recovery codes, shown this once (never
     stored for an Idempotency-Key). Every other session of the caller ends; a notice is
@@ -442,7 +442,7 @@ def confirm_two_factor(
     codes = two_factor.confirm_enrolment(
         session=session, user=caller.user, code=data.code, current_session_id=caller.session_id
     )
-    return RecoveryCodes(recovery_codes=codes)
+    return TwoFactorEnabled(recovery_codes=codes)
 
 
 @users_router.delete(

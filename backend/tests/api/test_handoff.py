@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
 from app.api.body_limit import BodySizeLimit
+from app.api.head_limit import RequestHeadLimit
 from app.api.headers import SecurityHeadersMiddleware
 from app.api.observe import RequestObservation
 from app.core.handoff import HandOff, hand_off
@@ -26,6 +27,7 @@ def test_the_hand_off_is_outermost_and_no_middleware_inside_it_touches_bodies() 
         RequestObservation,
         CORSMiddleware,
         SecurityHeadersMiddleware,
+        RequestHeadLimit,
         BodySizeLimit,
     }
 
