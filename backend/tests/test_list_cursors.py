@@ -14,11 +14,12 @@ from app.users.models import User
 from tests import factories, support
 
 # Every list the app serves: the GET operations that take a `cursor`.
+_DOCUMENT = app.openapi()
 LISTS = sorted(
     path
-    for path, operations in app.openapi()["paths"].items()
+    for path, operations in _DOCUMENT["paths"].items()
     if any(
-        parameter["name"] == "cursor"
+        support.resolved(_DOCUMENT, parameter)["name"] == "cursor"
         for parameter in operations.get("get", {}).get("parameters", [])
     )
 )
