@@ -146,6 +146,8 @@ RULES: dict[tuple[str, str], Rule] = {
         in_trip=True, viewer_forbidden=True
     ),
     ("GET", "/trips/{trip_id}/balances"): Rule(in_trip=True),
+    # A viewer of a trip hiding amounts gets 403 amounts_hidden (tests/expenses/test_summary.py).
+    ("GET", "/trips/{trip_id}/summary"): Rule(in_trip=True),
     # Not under a trip: only the invitee can see or answer (tests/invitations).
     ("GET", "/invitations"): Rule(),
     ("POST", "/invitations/{invitation_id}/accept"): Rule(),

@@ -42,6 +42,7 @@ RATE_DIGITS, RATE_PLACES = 24, 12
 PERCENT_DIGITS, PERCENT_PLACES = 9, 6
 MAX_SHARES = 1_000_000
 MAX_PARTICIPANTS_PER_EXPENSE = 200
+NOTES_MAX_LENGTH = 2000
 
 # JSON integers only: `12.5`, `12.0`, `"12"` and `true` are refused rather than coerced.
 MinorAmount = Annotated[int, Strict(), Ge(0), Le(MAX_AMOUNT_MINOR)]
@@ -75,6 +76,22 @@ def _rate_checks() -> tuple[CheckConstraint, CheckConstraint]:
             "(rate_source = 'ecb') = (rate_date IS NOT NULL)", name="rate_date_iff_ecb"
         ),
     )
+
+
+class ExpenseCategory(StrEnum):
+    """What an expense was for: a fixed list, so every client groups and labels it alike."""
+
+    ACCOMMODATION = "accommodation"
+    TRANSPORT = "transport"
+    FOOD = "food"
+    GROCERIES = "groceries"
+    ACTIVITIES = "activities"
+    SHOPPING = "shopping"
+    FEES = "fees"
+    OTHER = "other"
+
+
+_CATEGORIES = ", ".join(f"'{category}'" for category in ExpenseCategory)
 
 
 class RevisionAction(StrEnum):
@@ -140,6 +157,7 @@ class ExpenseRevision(SQLModel, table=True):
         CheckConstraint("number >= 1", name="number_positive"),
         CheckConstraint("action IN ('created', 'updated', 'deleted')", name="action"),
         CheckConstraint(f"split_mode IN ({_SPLIT_MODES})", name="split_mode"),
+        CheckConstraint(f"category IN ({_CATEGORIES})", name="category"),
         CheckConstraint("amount_minor >= 0", name="amount_non_negative"),
         CheckConstraint("base_amount_minor >= 0", name="base_amount_non_negative"),
         CheckConstraint("exchange_rate > 0", name="exchange_rate_positive"),
@@ -153,8 +171,8 @@ class ExpenseRevision(SQLModel, table=True):
     number: int
     action: RevisionAction = Field(sa_type=String(16))
     title: str = Field(max_length=200)
-    category: str = Field(max_length=64)
-    notes: str = Field(max_length=2000)
+    category: ExpenseCategory = Field(sa_type=String(64))
+    notes: str = Field(max_length=NOTES_MAX_LENGTH)
     amount_minor: int = Field(sa_type=BigInteger)
     currency: str = Field(max_length=3)
     # Base-currency units per unit of `currency`, frozen when entered (1 for the base itself).
@@ -306,8 +324,8 @@ class ExpenseCreate(SQLModel):
 
     id: uuid.UUID | None = Field(default=None, description=CLIENT_ID_DESCRIPTION)
     title: Name = Field(max_length=200)
-    category: Text = Field(default="", max_length=64)
-    notes: Text = Field(default="", max_length=2000)
+    category: ExpenseCategory = ExpenseCategory.OTHER
+    notes: Text = Field(default="", max_length=NOTES_MAX_LENGTH)
     amount_minor: PositiveMinorAmount
     currency: Currency
     # Base units per 1 `currency`. Omitted for a foreign currency: the ECB reference rate of
@@ -332,8 +350,8 @@ class ExpenseUpdate(PartialUpdate):
     CLEARABLE = frozenset({"exchange_rate", "expected_revision"})
 
     title: Name | None = Field(default=None, max_length=200)
-    category: Text | None = Field(default=None, max_length=64)
-    notes: Text | None = Field(default=None, max_length=2000)
+    category: ExpenseCategory | None = None
+    notes: Text | None = Field(default=None, max_length=NOTES_MAX_LENGTH)
     amount_minor: PositiveMinorAmount | None = None
     currency: Currency | None = None
     exchange_rate: ExchangeRate | None = None
@@ -436,7 +454,7 @@ class ExpenseContent(SQLModel):
     """What an expense says; amounts are null for viewers when the trip hides them."""
 
     title: str
-    category: str
+    category: ExpenseCategory
     notes: str
     amount_minor: int | None
     currency: str
@@ -595,6 +613,37 @@ class BalancesPublic(SQLModel):
     settle_up: list[TransferPublic]
 
 
+class CategoryTotal(SQLModel):
+    category: ExpenseCategory
+    total_minor: int
+
+
+class ParticipantSpending(SQLModel):
+    """What a participant paid towards the live expenses, and their shares of them."""
+
+    participant_id: uuid.UUID
+    name: str
+    paid_minor: int
+    consumed_minor: int
+
+
+class DayTotal(SQLModel):
+    day: date
+    total_minor: int
+
+
+class TripSummary(SQLModel):
+    """The live expenses' totals in the trip's base currency (minor units): per category (in
+    the list's order, those with expenses), per participant (every one, in the balances'
+    order) and per day of spending (ascending). Settlements are not spending: left out."""
+
+    currency: str
+    total_minor: int
+    by_category: list[CategoryTotal]
+    by_participant: list[ParticipantSpending]
+    by_day: list[DayTotal]
+
+
 # --- the account export ----------------------------------------------------------------------
 
 
@@ -608,7 +657,7 @@ class ExpenseShareExported(SQLModel):
     expense_id: uuid.UUID
     participant_id: uuid.UUID
     title: str
-    category: str
+    category: ExpenseCategory
     spent_on: date
     currency: str
     amount_minor: int | None

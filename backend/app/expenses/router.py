@@ -1,4 +1,4 @@
-"""Routes for a trip's shared expenses, settlements and balances.
+"""Routes for a trip's shared expenses, settlements, balances and spending summary.
 
 Amounts are integers in minor units (cents; yen; fils) of the stated currency, and base
 amounts are in the trip's base currency. Exchange rates and percentages are exact decimals:
@@ -6,8 +6,8 @@ send them as JSON numbers or strings, they are never rounded through binary floa
 
 When the trip sets `hide_amounts_from_viewers`, a viewer still sees every expense and
 settlement (who paid, who shares, the weights and the currency) but all amounts are `null`,
-and the balances route answers 403 `amounts_hidden`: balances and the settle-up plan are
-nothing but amounts.
+and the balances and summary routes answer 403 `amounts_hidden`: they are nothing but
+amounts.
 
 Changes and deletions need If-Match (the expense's or settlement's ETag, its `version`). The
 older `expected_revision` (body of PATCH, query of DELETE) is still honoured (409
@@ -38,6 +38,7 @@ from app.expenses.models import (
     ExpenseUpdate,
     SettlementCreate,
     SettlementPublic,
+    TripSummary,
 )
 from app.trips.deps import TripAccess, TripEditor, TripMember
 
@@ -49,6 +50,12 @@ _writes = error_responses(403, 409)
 
 def _amounts_hidden(access: TripAccess) -> bool:
     return access.trip.hides_amounts_from(access.role)
+
+
+def _ensure_amounts_visible(access: TripAccess) -> None:
+    """Routes that are nothing but amounts refuse (not mask) a reader they are hidden from."""
+    if _amounts_hidden(access):
+        raise Forbidden("This trip hides amounts from viewers.", code="amounts_hidden")
 
 
 def _public(record: ExpenseRecord, access: TripAccess) -> ExpensePublic:
@@ -226,6 +233,19 @@ def get_balances(session: SessionDep, access: TripMember) -> BalancesPublic:
 
     A viewer of a trip that hides amounts from viewers gets 403 `amounts_hidden`.
     """
-    if _amounts_hidden(access):
-        raise Forbidden("This trip hides amounts from viewers.", code="amounts_hidden")
+    _ensure_amounts_visible(access)
     return service.compute_balances(session=session, trip_id=access.trip.id)
+
+
+@router.get("/summary", response_model=TripSummary, responses=error_responses(403))
+def get_summary(session: SessionDep, access: TripMember) -> TripSummary:
+    """What the trip spent, in the base currency (minor units), from its live expenses:
+    the total, per category (in the category list's order, those with expenses), per
+    participant (paid, and consumed: their shares; every participant, in the balances'
+    order) and per day (ascending).
+
+    Settlements are transfers between participants, not spending: they are not counted.
+    A viewer of a trip that hides amounts from viewers gets 403 `amounts_hidden`.
+    """
+    _ensure_amounts_visible(access)
+    return service.compute_summary(session=session, trip_id=access.trip.id)

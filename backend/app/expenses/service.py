@@ -39,7 +39,10 @@ from app.expenses.ledger import (
 )
 from app.expenses.models import (
     BalancesPublic,
+    CategoryTotal,
+    DayTotal,
     Expense,
+    ExpenseCategory,
     ExpenseCreate,
     ExpensePayer,
     ExpensePublic,
@@ -49,6 +52,7 @@ from app.expenses.models import (
     ExpenseSplit,
     ExpenseUpdate,
     ParticipantBalance,
+    ParticipantSpending,
     ParticipantTotals,
     RevisionAction,
     RevisionRecord,
@@ -57,6 +61,7 @@ from app.expenses.models import (
     SettlementExported,
     SettlementPublic,
     TransferPublic,
+    TripSummary,
 )
 from app.fx import service as fx_service
 from app.fx.models import RateSource
@@ -176,7 +181,7 @@ class _Draft:
     """An expense's full content, before pricing: what a revision is made from."""
 
     title: str
-    category: str
+    category: ExpenseCategory
     notes: str
     amount_minor: int
     currency: str
@@ -210,7 +215,7 @@ class _Draft:
         mode = SplitMode(revision.split_mode)
         return cls(
             title=revision.title,
-            category=revision.category,
+            category=ExpenseCategory(revision.category),
             notes=revision.notes,
             amount_minor=revision.amount_minor,
             currency=revision.currency,
@@ -908,6 +913,15 @@ def _update_totals(
     )
 
 
+def _live_expense(table: type[ExpensePayer] | type[ExpenseSplit]) -> ColumnElement[bool]:
+    """Join condition: the payer or split row belongs to a live expense's current revision."""
+    return and_(
+        col(Expense.trip_id) == table.trip_id,
+        col(Expense.current_revision_id) == table.revision_id,
+        col(Expense.deleted_at).is_(None),
+    )
+
+
 def recomputed_totals(
     trip_id: uuid.UUID | None = None,
 ) -> Select[uuid.UUID, uuid.UUID, int, int, int, int]:
@@ -916,13 +930,6 @@ def recomputed_totals(
 
     Rows: trip_id, participant_id and the four totals columns, for participants with entries.
     """
-
-    def live_expense(table: type[ExpensePayer] | type[ExpenseSplit]) -> ColumnElement[bool]:
-        return and_(
-            col(Expense.trip_id) == table.trip_id,
-            col(Expense.current_revision_id) == table.revision_id,
-            col(Expense.deleted_at).is_(None),
-        )
 
     def in_trip(column: Any) -> list[ColumnElement[bool]]:
         return [] if trip_id is None else [column == trip_id]
@@ -935,7 +942,7 @@ def recomputed_totals(
             literal("paid_minor").label("kind"),
             col(ExpensePayer.base_amount_minor).label("amount"),
         )
-        .join(Expense, live_expense(ExpensePayer))
+        .join(Expense, _live_expense(ExpensePayer))
         .where(*in_trip(ExpensePayer.trip_id)),
         select(
             col(ExpenseSplit.trip_id),
@@ -943,7 +950,7 @@ def recomputed_totals(
             literal("owed_minor"),
             col(ExpenseSplit.base_amount_minor),
         )
-        .join(Expense, live_expense(ExpenseSplit))
+        .join(Expense, _live_expense(ExpenseSplit))
         .where(*in_trip(ExpenseSplit.trip_id)),
         select(
             col(Settlement.trip_id),
@@ -1029,6 +1036,77 @@ def compute_balances(*, session: Session, trip_id: uuid.UUID) -> BalancesPublic:
             )
             for transfer in plan
         ],
+    )
+
+
+# --- the summary -----------------------------------------------------------------------------
+
+
+def compute_summary(*, session: Session, trip_id: uuid.UUID) -> TripSummary:
+    """The live expenses' base amounts summed per category, per participant and per day.
+
+    Five queries whatever the ledger's size. Settlements move money between participants;
+    they are not spending, so they are not counted.
+    """
+    base_currency = _base_currency(session, trip_id)
+    live = _current_expenses(trip_id)
+    # SUM of BIGINT is NUMERIC, read as an exact Decimal: no cast that could overflow.
+    base_amount = func.sum(ExpenseRevision.base_amount_minor)
+    by_category = dict(
+        session.execute(
+            live.with_only_columns(col(ExpenseRevision.category), base_amount).group_by(
+                col(ExpenseRevision.category)
+            )
+        ).all()
+    )
+    by_day = session.execute(
+        live.with_only_columns(col(ExpenseRevision.spent_on), base_amount)
+        .group_by(col(ExpenseRevision.spent_on))
+        .order_by(col(ExpenseRevision.spent_on))
+    ).all()
+    shares = union_all(
+        select(
+            col(ExpensePayer.participant_id).label("participant_id"),
+            col(ExpensePayer.base_amount_minor).label("paid"),
+            literal(0).label("consumed"),
+        )
+        .join(Expense, _live_expense(ExpensePayer))
+        .where(col(ExpensePayer.trip_id) == trip_id),
+        select(
+            col(ExpenseSplit.participant_id),
+            literal(0),
+            col(ExpenseSplit.base_amount_minor),
+        )
+        .join(Expense, _live_expense(ExpenseSplit))
+        .where(col(ExpenseSplit.trip_id) == trip_id),
+    ).subquery()
+    per_participant = {
+        participant_id: (int(paid), int(consumed))
+        for participant_id, paid, consumed in session.execute(
+            sql_select(
+                shares.c.participant_id, func.sum(shares.c.paid), func.sum(shares.c.consumed)
+            ).group_by(shares.c.participant_id)
+        ).all()
+    }
+    by_participant = []
+    for participant_id, name in ledger_participants(session=session, trip_id=trip_id):
+        paid, consumed = per_participant.get(participant_id, (0, 0))
+        by_participant.append(
+            ParticipantSpending(
+                participant_id=participant_id, name=name, paid_minor=paid, consumed_minor=consumed
+            )
+        )
+    categories = [
+        CategoryTotal(category=category, total_minor=int(by_category[category]))
+        for category in ExpenseCategory
+        if category in by_category
+    ]
+    return TripSummary(
+        currency=base_currency,
+        total_minor=sum(total.total_minor for total in categories),
+        by_category=categories,
+        by_participant=by_participant,
+        by_day=[DayTotal(day=day, total_minor=int(total)) for day, total in by_day],
     )
 
 

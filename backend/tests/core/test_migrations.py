@@ -1,6 +1,7 @@
 """Models and migrations describe the same schema, migrations run both ways, and data
 migrations compute what the application would have."""
 
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import date
@@ -10,7 +11,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, inspect
+from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 
 import app.models  # noqa: F401
@@ -19,7 +21,13 @@ from app.core.config import with_psycopg2
 from app.core.db import alembic_config
 from app.core.preconditions import ANY_VERSION
 from app.expenses import service as expenses
-from app.expenses.models import ExpenseCreate, ExpenseUpdate, ParticipantTotals, SettlementCreate
+from app.expenses.models import (
+    ExpenseCategory,
+    ExpenseCreate,
+    ExpenseUpdate,
+    ParticipantTotals,
+    SettlementCreate,
+)
 from app.participants.service import add_guest
 from app.trips import service as trips
 from app.trips.models import TripCreate
@@ -233,3 +241,112 @@ def test_rate_sources_are_backfilled_base_or_client(empty_database: tuple[str, E
         ("EUR", "base", None),
         ("USD", "client", None),
     }
+
+
+# The revision before expense categories became a fixed list.
+BEFORE_CATEGORIES = "d7a2c4e9f613"
+# Free-text labels as they were typed, with the notes beside them → what the migration makes.
+LABELS = [
+    ((" Food ", "Tasca"), ("food", "Tasca")),
+    (("TRANSPORT", ""), ("transport", "")),
+    (("", "kept as it was"), ("other", "kept as it was")),
+    (("Snorkel gear", "x" * 1995), ("other", ("Snorkel gear: " + "x" * 1995)[:2000])),
+    (("Souvenirs", ""), ("other", "Souvenirs")),
+]
+
+
+def _versions(engine: Engine) -> dict[str, int]:
+    """Each trip's head version and each expense's version, by id."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT id::text, head_version FROM trips"
+                " UNION ALL SELECT id::text, version FROM trip_expenses"
+            )
+        )
+        return {str(row[0]): int(row[1]) for row in rows}
+
+
+def test_free_text_categories_become_the_list_and_keep_their_labels_in_the_notes(
+    empty_database: tuple[str, Engine],
+) -> None:
+    url, engine = empty_database
+    config = alembic_config(url)
+    command.upgrade(config, "head")
+    with Session(engine) as session:
+        _write_ledger(session, "Lisbon")  # five revisions: its labels are rewritten below
+        _write_ledger(session, "Porto")  # categories already on the list: nothing changes
+        session.commit()
+    command.downgrade(config, BEFORE_CATEGORIES)
+    with engine.begin() as connection:
+        lisbon = connection.execute(
+            text(
+                "SELECT revision.id FROM trip_expense_revisions AS revision"
+                " JOIN trips ON trips.id = revision.trip_id WHERE trips.name = 'Lisbon'"
+                " ORDER BY revision.created_at, revision.number"
+            )
+        ).scalars()
+        revision_ids = list(lisbon)
+        assert len(revision_ids) == len(LABELS)
+        for revision_id, ((category, notes), _) in zip(revision_ids, LABELS, strict=True):
+            connection.execute(
+                text(
+                    "UPDATE trip_expense_revisions SET category = :category, notes = :notes"
+                    " WHERE id = :id"
+                ),
+                {"category": category, "notes": notes, "id": revision_id},
+            )
+    before = _versions(engine)
+
+    command.upgrade(config, "head")
+
+    with engine.connect() as connection:
+        migrated = {
+            row_id: (category, notes)
+            for row_id, category, notes in connection.execute(
+                text("SELECT id, category, notes FROM trip_expense_revisions")
+            )
+        }
+        trips_by_name: dict[str, str] = dict(
+            connection.execute(text("SELECT name, id::text FROM trips")).all()
+        )
+        expense_trips: dict[str, str] = dict(
+            connection.execute(text("SELECT id::text, trip_id::text FROM trip_expenses")).all()
+        )
+    assert [migrated[revision_id] for revision_id in revision_ids] == [
+        expected for _, expected in LABELS
+    ]
+    assert {migrated[r] for r in set(migrated) - set(revision_ids)} == {("other", "")}
+    # Lisbon's expenses changed: a new trip version, which they all take; Porto's did not.
+    after = _versions(engine)
+    lisbon_id, porto_id = trips_by_name["Lisbon"], trips_by_name["Porto"]
+    assert after[lisbon_id] == before[lisbon_id] + 1
+    assert after[porto_id] == before[porto_id]
+    for expense_id, trip_id in expense_trips.items():
+        expected = after[lisbon_id] if trip_id == lisbon_id else before[expense_id]
+        assert after[expense_id] == expected
+    # From now on only the list is stored.
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(
+            text("UPDATE trip_expense_revisions SET category = 'Food' WHERE id = :id"),
+            {"id": revision_ids[0]},
+        )
+
+    command.downgrade(config, BEFORE_CATEGORIES)  # the constraint goes; the values stay
+    with engine.connect() as connection:
+        kept = connection.execute(text("SELECT count(*) FROM trip_expense_revisions")).scalar()
+    assert kept == len(migrated)
+
+
+def test_the_category_constraint_allows_exactly_the_list(
+    empty_database: tuple[str, Engine],
+) -> None:
+    """The migration's frozen copy of the list and the model's enum must not drift apart."""
+    url, engine = empty_database
+    command.upgrade(alembic_config(url), "head")
+    [constraint] = [
+        c
+        for c in inspect(engine).get_check_constraints("trip_expense_revisions")
+        if c["name"] == "ck_trip_expense_revisions_category"
+    ]
+    assert re.findall(r"'(\w+)'", str(constraint["sqltext"])) == [c.value for c in ExpenseCategory]

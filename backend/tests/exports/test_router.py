@@ -49,6 +49,7 @@ def seed(client: TestClient, ledger: Ledger) -> dict[str, Any]:
         "/expenses",
         ledger.expense(
             title="Taxi ✈ café",
+            category="transport",
             amount_minor=1001,
             currency="USD",
             exchange_rate="0.9",
@@ -97,6 +98,7 @@ def test_the_csv_holds_live_expenses_and_settlements(client: TestClient, ledger:
     assert dinner["owed: Gus Guest"] == "30.00"
     assert dinner["owed: Vera Viewer"] == ""
     assert (taxi["title"], taxi["amount"], taxi["currency"]) == ("Taxi ✈ café", "10.01", "USD")
+    assert (dinner["category"], taxi["category"]) == ("other", "transport")
     assert (taxi["exchange_rate"], taxi["base_currency"]) == ("0.9", "EUR")
     assert taxi["base_amount"] == "9.01"
     assert taxi["paid: Eddie Editor"] == "9.01"

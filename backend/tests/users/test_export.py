@@ -55,6 +55,7 @@ def test_the_export_holds_the_callers_rows_and_no_one_elses_private_data(
             f"{base}/expenses",
             {
                 "title": title,
+                "category": "food",
                 "amount_minor": 6000,
                 "currency": "EUR",
                 "spent_on": "2027-05-02",
@@ -112,6 +113,7 @@ def test_the_export_holds_the_callers_rows_and_no_one_elses_private_data(
     assert ids(document["participants"]) == {alice_pid}
     shares = {row["expense_id"]: row for row in document["expense_shares"]}
     assert set(shares) == {shared["id"], paid["id"]}  # not Bob's expense without her
+    assert {row["category"] for row in shares.values()} == {"food"}
     assert (shares[shared["id"]]["paid_minor"], shares[shared["id"]]["share_minor"]) == (None, 3000)
     assert (shares[paid["id"]]["paid_minor"], shares[paid["id"]]["share_minor"]) == (6000, None)
     assert [(s["id"], s["direction"]) for s in document["settlements"]] == [
