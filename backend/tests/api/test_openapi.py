@@ -20,8 +20,10 @@ from app.main import app
 from tests import factories, support
 
 # The document was 441,528 characters before the shared components (time zones alone were
-# 6 copies of 597 values); this keeps it from growing back unnoticed.
-MAX_DOCUMENT_CHARS = 230_000
+# 6 copies of 597 values); this keeps it from growing back unnoticed. Each new operation adds
+# about 2,500 characters (its responses are references), so the cap has room for a few routes
+# and catches a schema copied inline again (the time-zone list alone is 20,000).
+MAX_DOCUMENT_CHARS = 250_000
 SHARED = ("TimeZone", "Currency", "LocalDateTime", "Day")
 
 
