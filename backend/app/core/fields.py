@@ -246,10 +246,13 @@ def _email_address(value: str) -> str:
     return address.normalized.lower()
 
 
-# A one-line name: trimmed, with a visible character, no control characters.
+# A one-line name: trimmed, with a visible character, no control characters. Trimmed after
+# the field's max_length is checked, so the limit applies to what was sent, as the OpenAPI
+# document's maxLength says (stripping first let 201 characters through when one was a space).
 Name = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1),
+    StringConstraints(min_length=1),
+    AfterValidator(str.strip),
     AfterValidator(_reject_control_characters),
     AfterValidator(_require_visible_character),
     InSchema({"pattern": NAME_PATTERN}),
@@ -257,7 +260,7 @@ Name = Annotated[
 # Free text: may be empty, keeps line breaks, no other control characters.
 Text = Annotated[
     str,
-    StringConstraints(strip_whitespace=True),
+    AfterValidator(str.strip),
     AfterValidator(_reject_control_characters),
     InSchema({"pattern": TEXT_PATTERN}),
 ]

@@ -65,3 +65,15 @@ def test_an_emoji_family_names_a_trip(client: TestClient, session: Session) -> N
     owner = factories.make_user(session)
     name = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
     assert factories.create_trip(client, owner, name=name)["name"] == name
+
+
+def test_a_name_limit_counts_what_was_sent_as_the_document_says(
+    client: TestClient, session: Session
+) -> None:
+    # maxLength 200 in the OpenAPI document: 200 letters after a space is 201 characters sent.
+    owner = factories.make_user(session)
+    too_long = client.post(
+        "/trips", headers=support.auth(owner), json={**factories.TRIP, "name": " " + "a" * 200}
+    )
+    support.assert_problem(too_long, 422, "validation_error")
+    assert factories.create_trip(client, owner, name=" " + "a" * 199)["name"] == "a" * 199
