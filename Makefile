@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev worker test test-e2e test-faults migrate cleanup backup restore lint fmt clients clean bench-sync bench-live bench-export bench
+.PHONY: install dev worker test test-e2e test-faults migrate cleanup backup restore lint fmt clients routes-doc clean bench-sync bench-live bench-export bench
 
 $(STAMP): backend/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -78,6 +78,10 @@ fmt: $(STAMP)
 ## --strict, tsc --noEmit --strict). Generators pinned, cached in ~/.cache/tripsync; needs npm.
 clients: $(STAMP)
 	cd backend && ../$(BIN)/python -m devtools.clients $(CLIENTS_ARGS)
+
+## Regenerate docs/routes.md (every route, from the OpenAPI document); a test checks it is current.
+routes-doc: $(STAMP)
+	cd backend && ../$(BIN)/python -m devtools.routes_doc
 
 clean:
 	rm -rf $(VENV) backend/*.egg-info

@@ -191,3 +191,12 @@ def test_a_broken_link_or_anchor_is_reported(tmp_path: Path) -> None:
     )
     assert relative_links(sample) == ["a.md", "c.png", "#twice-1", "d.md"]
     assert anchors(sample) == {"title", "twice", "twice-1"}
+
+
+def test_the_route_list_is_the_apps() -> None:
+    # docs/routes.md is generated from the OpenAPI document: regenerate it on any route change.
+    from devtools.openapi import openapi_document
+    from devtools.routes_doc import DEFAULT_PATH, routes_markdown
+
+    expected = routes_markdown(openapi_document())
+    assert DEFAULT_PATH.read_text(encoding="utf-8") == expected, "run `make routes-doc`"
