@@ -1,13 +1,14 @@
 """Liveness and readiness probes for load balancers and orchestrators."""
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
-from app.core.db import alembic_head, current_revision_of
-from app.core.deps import SessionDep
+from app.core.admission import DatabaseSlot, get_admission
+from app.core.db import alembic_head, current_revision_of, get_sessionmaker
 from app.core.errors import error_responses, problem_response
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -28,12 +29,19 @@ async def live() -> Health:
     return Health(status="ok")
 
 
+# The whole readiness check (its database slot, a connection, two queries) answers within this,
+# whatever the database does: a probe that waits longer than the orchestrator's is no probe.
+READY_DEADLINE_SECONDS = 1.0
+
+
 @router.get("/ready", response_model=Health, responses=error_responses(503))
-def ready(session: SessionDep) -> Health | JSONResponse:
-    """The database answers and its schema is at the migrations' head."""
+async def ready() -> Health | JSONResponse:
+    """The database answers and its schema is at the migrations' head (within a second)."""
+    slot = DatabaseSlot(get_admission())
+    await slot.acquire(deadline=READY_DEADLINE_SECONDS)  # 503 server_busy when none is free
     try:
-        session.exec(text("SELECT 1"))  # type: ignore[call-overload]
-        revision = current_revision_of(session.connection())
+        # A thread of its own: the request pool's threads may all be busy with slow work.
+        revision = await to_thread.run_sync(_schema_revision, limiter=CapacityLimiter(1))
     except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
         return problem_response(
             503,
@@ -42,6 +50,8 @@ def ready(session: SessionDep) -> Health | JSONResponse:
             "The database is unreachable.",
             headers={"Retry-After": "1"},
         )
+    finally:
+        slot.release()
     head = alembic_head()
     if revision != head:
         return problem_response(
@@ -51,3 +61,9 @@ def ready(session: SessionDep) -> Health | JSONResponse:
             f"The database schema is at revision {revision}, expected {head}: run `make migrate`.",
         )
     return Health(status="ok", revision=revision)
+
+
+def _schema_revision() -> str | None:
+    with get_sessionmaker()() as session:
+        session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+        return current_revision_of(session.connection())
