@@ -82,7 +82,8 @@ class Watchdog:
 
     `arm` and `disarm` take one lock, shared with the shutdown: a socket is shut down only
     while its call is still armed, so never after its connection has been closed (and its
-    file descriptor possibly reused). The thread sleeps while nothing is armed.
+    file descriptor possibly reused). The thread sleeps while nothing is armed, and is woken
+    only from that sleep: under load it ticks, and a call costs no thread switch.
     """
 
     def __init__(self) -> None:
@@ -93,6 +94,7 @@ class Watchdog:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._armed: set[_Watch] = set()
+        self._idle = False
         self._thread: threading.Thread | None = None
 
     def arm(self, fileno: int, deadline: float) -> _Watch:
@@ -103,7 +105,8 @@ class Watchdog:
                     target=self._run, name="database-watchdog", daemon=True
                 )
                 self._thread.start()
-            if not self._armed:
+            if self._idle:
+                self._idle = False
                 self._wake.notify()
             self._armed.add(watch)
         return watch
@@ -117,9 +120,11 @@ class Watchdog:
     def _run(self) -> None:
         with self._lock:
             while True:
-                while not self._armed:
-                    self._wake.wait()
-                self._wake.wait(TICK_SECONDS)
+                if not self._armed:
+                    self._idle = True
+                    while self._idle:
+                        self._wake.wait()
+                self._wake.wait(TICK_SECONDS)  # no one wakes it early: see `arm`
                 now = time.monotonic()
                 for watch in [w for w in self._armed if w.deadline <= now]:
                     self._armed.discard(watch)
