@@ -24,6 +24,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -43,6 +45,17 @@ class DatabaseUnresponsive(psycopg2.OperationalError):
 def start_deadline(seconds: float) -> None:
     """From now on, this context's database work must be done within `seconds`."""
     _deadline.set(time.monotonic() + seconds)
+
+
+@contextmanager
+def deadline_of(seconds: float) -> Iterator[None]:
+    """A deadline for the database work in the block only (work a request does before it
+    takes its slot: a rate-limit count on a connection of its own)."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 def clear_deadline() -> None:
@@ -161,11 +174,20 @@ class WatchedConnection(psycopg2.extensions.connection):
         request = _deadline.get()
         return deadline if request is None else min(deadline, request)
 
-    def arm(self) -> _Watch:
-        return _watchdog.arm(self.fileno(), self.call_deadline())
+    def watched(self, call: Any, *args: Any) -> Any:
+        """`call(*args)` with its deadline; `DatabaseUnresponsive` (the connection closed) if
+        the deadline passed first."""
+        watch = _watchdog.arm(self.fileno(), self.call_deadline())
+        try:
+            result = call(*args)
+        except BaseException as error:
+            # Disarmed whatever happens: once the connection closes, its descriptor is reused.
+            self._disarm(watch, error)
+            raise
+        self._disarm(watch)
+        return result
 
-    def disarm(self, watch: _Watch, error: BaseException | None = None) -> None:
-        """Raise `DatabaseUnresponsive` (the connection closed) if the deadline passed first."""
+    def _disarm(self, watch: _Watch, error: BaseException | None = None) -> None:
         if _watchdog.disarm(watch):
             self.close()
             raise DatabaseUnresponsive(
@@ -173,22 +195,10 @@ class WatchedConnection(psycopg2.extensions.connection):
             ) from error
 
     def commit(self) -> None:
-        watch = self.arm()
-        try:
-            super().commit()
-        except psycopg2.Error as error:
-            self.disarm(watch, error)
-            raise
-        self.disarm(watch)
+        self.watched(super().commit)
 
     def rollback(self) -> None:
-        watch = self.arm()
-        try:
-            super().rollback()
-        except psycopg2.Error as error:
-            self.disarm(watch, error)
-            raise
-        self.disarm(watch)
+        self.watched(super().rollback)
 
 
 class WatchedCursor(psycopg2.extensions.cursor):
@@ -196,43 +206,33 @@ class WatchedCursor(psycopg2.extensions.cursor):
 
     connection: WatchedConnection
 
-    def _watched(self, call: Any, *args: Any) -> Any:
-        watch = self.connection.arm()
-        try:
-            result = call(*args)
-        except psycopg2.Error as error:
-            self.connection.disarm(watch, error)
-            raise
-        self.connection.disarm(watch)
-        return result
-
     def execute(self, query: Any, vars: Any = None) -> None:
-        self._watched(super().execute, query, vars)
+        self.connection.watched(super().execute, query, vars)
 
     def executemany(self, query: Any, vars_list: Any) -> None:
-        self._watched(super().executemany, query, vars_list)
+        self.connection.watched(super().executemany, query, vars_list)
 
     def fetchone(self) -> Any:
         if self.name is None:  # a client-side cursor holds its rows already
             return super().fetchone()
-        return self._watched(super().fetchone)
+        return self.connection.watched(super().fetchone)
 
     def fetchmany(self, size: int | None = None) -> Any:
         sized = () if size is None else (size,)
         if self.name is None:
             return super().fetchmany(*sized)
-        return self._watched(super().fetchmany, *sized)
+        return self.connection.watched(super().fetchmany, *sized)
 
     def fetchall(self) -> Any:
         if self.name is None:
             return super().fetchall()
-        return self._watched(super().fetchall)
+        return self.connection.watched(super().fetchall)
 
     def close(self) -> None:
         if self.name is None or self.closed or self.connection.closed:
             super().close()
         else:  # CLOSE of a server-side cursor is a round trip
-            self._watched(super().close)
+            self.connection.watched(super().close)
 
 
 def watched_connection_class(call_seconds: float) -> type[WatchedConnection]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.faults.harness import (
+    PASSWORD,
     Answer,
     ApiProcess,
     Database,
@@ -34,8 +35,11 @@ pytestmark = pytest.mark.faults
 STATEMENT_TIMEOUT = 2.0
 SETTINGS = {
     "THREADPOOL_SIZE": "8",
-    "DB_POOL_SIZE": "4",
+    "DB_POOL_SIZE": "6",
     "DB_MAX_OVERFLOW": "2",
+    # One client logs in again and again: its rate-limit counts are not the point here.
+    "LOGIN_ATTEMPTS_PER_ACCOUNT": "100000",
+    "LOGIN_ATTEMPTS_PER_ADDRESS": "100000",
     "DB_POOL_TIMEOUT": "2",
     "DB_CONNECT_TIMEOUT": "2",
     "DB_STATEMENT_TIMEOUT_MS": str(int(STATEMENT_TIMEOUT * 1000)),
@@ -67,6 +71,7 @@ def test_a_hung_database_costs_bounded_503s_and_504s_and_no_acknowledged_write(
 
     writes: list[Write] = []
     reads: list[Answer] = []
+    logins: list[Answer] = []
     probes: list[Answer] = []
     lock = threading.Lock()
     load = Load(max_seconds=freeze + 30)
@@ -96,6 +101,20 @@ def test_a_hung_database_costs_bounded_503s_and_504s_and_no_acknowledged_write(
 
         return step
 
+    def login() -> None:
+        """Before its database slot a login counts its attempt, on a connection of its own."""
+        answer = call(
+            api,
+            "POST",
+            "/auth/login",
+            form={"username": alice.email, "password": PASSWORD},
+            timeout=CLIENT_TIMEOUT,
+        )
+        with lock:
+            logins.append(answer)
+        if not answer.ok:
+            time.sleep(BACK_OFF)
+
     def prober() -> None:
         answer = call(api, "GET", "/health/ready", timeout=CLIENT_TIMEOUT)
         with lock:
@@ -104,13 +123,14 @@ def test_a_hung_database_costs_bounded_503s_and_504s_and_no_acknowledged_write(
 
     def answers_so_far() -> list[Answer]:
         with lock:
-            return [a for write in writes for a in write.answers] + list(reads)
+            return [a for write in writes for a in write.answers] + reads + logins
 
     load.add(writer(alice, shared, shared_people))
     load.add(writer(bob, shared, shared_people))
     load.add(writer(bob, own, own_people))
     load.add(reader(alice, [f"/trips/{shared}", f"/trips/{shared}/items?limit=20", "/sync"]))
     load.add(reader(bob, [f"/trips/{own}", f"/trips/{own}/changes?since=0", "/trips"]))
+    load.add(login, pause=0.1)
     load.add(prober, pause=0)
     with load:
         time.sleep(WARM_UP)
@@ -187,8 +207,8 @@ def test_a_hung_database_costs_bounded_503s_and_504s_and_no_acknowledged_write(
         {
             "settings": "DB_STATEMENT_TIMEOUT_MS=2000, DB_DEADLINE_MARGIN_MS=500 (default), "
             "DB_CONNECT_TIMEOUT=2, DB_POOL_TIMEOUT=2",
-            "load": f"{load.stopped - load.started:.1f} s, 6 clients (3 writing items with "
-            "Idempotency-Key and client ids, 2 reading, 1 probing /health/ready)",
+            "load": f"{load.stopped - load.started:.1f} s, 7 clients (3 writing items with "
+            "Idempotency-Key and client ids, 2 reading, 1 logging in, 1 probing /health/ready)",
             "processes frozen": len(stopped),
             "requests": len(answers),
             "statuses": status_counts(answers),
@@ -198,6 +218,7 @@ def test_a_hung_database_costs_bounded_503s_and_504s_and_no_acknowledged_write(
             "max latency of a failure": (
                 f"{max((a.elapsed for a in failed), default=0) * 1000:.0f} ms"
             ),
+            "logins": status_counts(logins),
             "/health/ready": f"{status_counts(probes)}, slowest "
             f"{slowest_probe.elapsed * 1000:.0f} ms",
             "first success after the thaw": f"{recovery:.2f} s",
