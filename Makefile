@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev worker test test-e2e test-faults migrate cleanup lint fmt clean bench-sync bench-live bench-export bench
+.PHONY: install dev worker test test-e2e test-faults migrate cleanup backup restore lint fmt clients clean bench-sync bench-live bench-export bench
 
 $(STAMP): backend/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -42,24 +42,42 @@ test-faults: $(STAMP)
 test-e2e: $(STAMP)
 	cd backend && ../$(BIN)/pytest tests_e2e $(PYTEST_ARGS)
 
-## Apply migrations to the configured database (production path: alembic upgrade head).
+## Apply migrations to the configured database (production path: python -m app.cli migrate,
+## which an installed package or the image runs the same way).
 migrate: $(STAMP)
-	$(BIN)/alembic upgrade head
+	$(BIN)/python -m app.cli migrate
 
 ## Delete what has outlived its retention (idempotency keys, tombstones, rate-limit windows, old mail); run it daily.
 cleanup: $(STAMP)
 	$(BIN)/python -m app.cli cleanup
+
+## Dump the database to FILE (pg_dump's custom format, the server's own major version):
+## `make backup FILE=tripsync.dump`. Point-in-time recovery: docs/operations.md#backups.
+backup: $(STAMP)
+	@test -n "$(FILE)" || { echo "usage: make backup FILE=path.dump"; exit 1; }
+	$(BIN)/python -m app.cli backup "$(FILE)"
+
+## Restore FILE into a NEW database (never the app's own): `make restore FILE=... INTO=postgresql://...`.
+restore: $(STAMP)
+	@test -n "$(FILE)" -a -n "$(INTO)" || { echo "usage: make restore FILE=path.dump INTO=new-database-url"; exit 1; }
+	$(BIN)/python -m app.cli restore "$(FILE)" --into "$(INTO)"
 
 ## ruff, the import rules of backend/.importlinter (layers, feature edges, no circles), mypy strict.
 lint: $(STAMP)
 	$(BIN)/ruff check backend
 	$(BIN)/ruff format --check backend
 	cd backend && ../$(BIN)/lint-imports --no-cache
-	cd backend && ../$(BIN)/mypy app devtools tests tests_e2e alembic bench
+	cd backend && ../$(BIN)/mypy app devtools tests tests_e2e bench
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix backend
 	$(BIN)/ruff format backend
+
+## The OpenAPI contract: generate a Python client (openapi-python-client, default settings) and
+## TypeScript types (openapi-typescript) into a temporary folder and type-check them (mypy
+## --strict, tsc --noEmit --strict). Generators pinned, cached in ~/.cache/tripsync; needs npm.
+clients: $(STAMP)
+	cd backend && ../$(BIN)/python -m devtools.clients $(CLIENTS_ARGS)
 
 clean:
 	rm -rf $(VENV) backend/*.egg-info

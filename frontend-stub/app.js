@@ -1,20 +1,18 @@
 // TripSync frontend stub: a tiny, dependency-free client for the TripSync API.
-// Loaded as an ES module (see index.html); no build step. This module signs in and out and
-// picks the screen from the URL: #/trips/<id> is a trip, #/verify-email/<token> (the link in
-// the verification mail) confirms the address, #/reset-password/<token> (the link in a reset
-// mail) asks for a new password, #/join/<token> (an invite link) joins a trip once signed in,
-// anything else (such as #/invitations/<id>, the link in an invitation mail) is the home
-// screen, which lists the invitations.
 // Loaded as an ES module (see index.html); no build step. This module signs in (with the
 // second step of two-factor sign-in when the account asks for it) and out and picks the
-// screen from the URL: #/trips/<id> is a trip, #/verify-email/<token> (the link in
-// the verification mail) confirms the address, anything else (such as #/invitations/<id>, the
-// link in an invitation mail) is the home screen, which lists the invitations.
+// screen from the URL: #/trips/<id> is a trip, #/verify-email/<token> (the link in the
+// verification mail) confirms the address, #/reset-password/<token> (the link in a reset
+// mail) asks for a new password, #/join/<token> (an invite link) joins a trip once signed in,
+// #/shared/<token> (a share link) shows a trip read-only to anyone, signed in or not, and
+// anything else (such as #/invitations/<id>, the link in an invitation mail) is the home
+// screen, which lists the invitations.
 
 import { API_BASE, ApiError, api, clearTokens, getToken, session, setTokens, setUnauthorizedHandler } from "./api.js";
 import { clearHome, showHome } from "./home.js";
 import { joinLinkToken, joinWithLink } from "./join.js";
 import { clearRecovery, resetLinkToken, setResetHandler } from "./recovery.js";
+import { clearShared, sharedLinkToken, showShared } from "./shared.js";
 import { leaveTrip, showTrip } from "./trip.js";
 import { clearTwoFactor } from "./twofactor.js";
 import { $, act, onSubmit } from "./ui.js";
@@ -71,6 +69,23 @@ function showLoggedOut() {
   $("#reset-view").hidden = true;
   clearRecovery();
   $("#auth-view").hidden = false;
+}
+
+// The public page of a share link: none of the signed-in screens (nor who is signed in)
+// shows, and it reads nothing with the access token; whether the page is one.
+async function showSharedPage() {
+  const token = sharedLinkToken();
+  if (!token) {
+    if (!$("#shared-view").hidden) {
+      clearShared();
+      $("#session").hidden = !session.me;
+    }
+    return false;
+  }
+  leaveTrip();
+  for (const view of ["#session", "#auth-view", "#app-view", "#trip-view", "#reset-view"]) $(view).hidden = true;
+  await showShared(token);
+  return true;
 }
 
 // The page a reset link opens, signed in or not (the other screens hide); whether it is one.
@@ -200,9 +215,11 @@ $("#logout").addEventListener("click", (event) =>
 
 window.addEventListener("hashchange", () =>
   act(null, async () => {
+    if (await showSharedPage()) return;
     if (await verifyFromLink()) {
       if (session.me) await showLoggedIn(); // the home screen, now without the token form
-    } else await route();
+    } else if (!session.me && getToken()) await showLoggedIn(); // left a shared page it opened on
+    else await route();
   }),
 );
 
@@ -211,6 +228,7 @@ window.addEventListener("hashchange", () =>
 $("#api-base").textContent = API_BASE;
 
 act(null, async () => {
+  if (await showSharedPage()) return; // signed in or not, the page shows only the shared trip
   if (!getToken()) showLoggedOut();
   try {
     await verifyFromLink();

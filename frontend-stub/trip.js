@@ -1,11 +1,12 @@
-// One trip: its days and items, new items and expenses, balances, invitations (owners),
-// invite links (owners and editors), read-only share links (owners) and the calendar feed
-// (every member).
+// One trip: its days and items, new items and expenses, the expenses, balances and summary,
+// invitations (owners), invite links (owners and editors), read-only share links (owners) and
+// the calendar feed (every member).
 
 import { allPages, api, API_BASE, ApiError, session, uuid } from "./api.js";
 import { openEventStream } from "./live.js";
 import { $, act, element, onSubmit, showError } from "./ui.js";
 import { formatMoney, toMinor } from "./money.js";
+import { dayGroup, expenseRow, formatDay } from "./rows.js";
 
 // The trip on screen; loaders drop their answer if another trip was opened meanwhile.
 // view.live follows the open trip page: its event stream and the versions it knows of.
@@ -14,7 +15,10 @@ const at = (trip, suffix) => `/trips/${trip.id}${suffix}`;
 // How long opening a trip waits for its live stream's first event before reading anyway.
 const FIRST_EVENT_WAIT_MS = 1000;
 // What the page lists of a trip; emptied when it opens another or loses this one.
-const TRIP_LISTS = ["#days", "#balances", "#settle-up", "#sent-invitations", "#invite-links", "#share-links"];
+const TRIP_LISTS = [
+  "#days", "#expenses", "#balances", "#settle-up", "#summary-by-category", "#summary-by-person", "#summary-by-day",
+  "#sent-invitations", "#invite-links", "#share-links",
+];
 
 export async function showTrip(tripId) {
   leaveTrip();
@@ -23,6 +27,8 @@ export async function showTrip(tripId) {
   $("#trip-title").textContent = "";
   $("#trip-meta").textContent = "";
   $("#balances-note").textContent = "";
+  $("#expenses-empty").hidden = true;
+  forgetSummary();
   for (const card of ["#item-form", "#expense-form", "#invite-card", "#invite-links-card", "#share-links-card", "#trip-gone"]) $(card).hidden = true;
   forgetNewInviteLink();
   forgetNewShareLink();
@@ -81,7 +87,9 @@ async function loadSections(live, trip) {
   await Promise.all([
     loadItinerary(),
     loadParticipants(),
+    loadExpenses(),
     loadBalances(),
+    loadSummary(),
     trip.role === "owner" ? loadSentInvitations() : null,
     trip.role !== "viewer" ? loadInviteLinks() : null,
     trip.role === "owner" ? loadShareLinks() : null,
@@ -154,6 +162,7 @@ function showTripGone(live) {
   for (const list of TRIP_LISTS) $(list).replaceChildren();
   forgetNewInviteLink();
   forgetNewShareLink();
+  forgetSummary();
   $("#trip-title").textContent = "";
   $("#trip-meta").textContent = "";
   $("#trip-body").hidden = true;
@@ -161,30 +170,6 @@ function showTripGone(live) {
 }
 
 // ---------------------------------------------------------------- days and items
-
-function formatDay(isoDate) {
-  const date = new Date(`${isoDate}T00:00:00Z`);
-  return date.toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short", timeZone: "UTC" });
-}
-
-function itemRow(item) {
-  const li = document.createElement("li");
-  li.dataset.testid = "item";
-  li.dataset.itemId = item.id;
-  const time = item.start_local ? item.start_local.slice(11, 16) : "";
-  li.append(element("span", time, "item-time"), element("span", item.title, "item-title"), element("span", item.kind, "badge"));
-  return li;
-}
-
-function dayGroup(title, dayValue, items) {
-  const li = document.createElement("li");
-  li.dataset.testid = "day";
-  li.dataset.day = dayValue;
-  const list = element("ul", "", "items");
-  list.append(...items.map(itemRow));
-  li.append(element("h4", title), items.length ? list : element("p", "Nothing planned yet.", "muted"));
-  return li;
-}
 
 async function loadItinerary() {
   const result = await forCurrentTrip(async (trip) => {
@@ -194,12 +179,12 @@ async function loadItinerary() {
       Promise.all(days.map((day) => (day.item_count ? allPages(at(trip, `/items?day=${day.day}`)) : []))),
       allPages(at(trip, "/items?unscheduled=true")),
     ]);
-    return { days, perDay, unscheduled };
+    return { days, perDay, unscheduled, zone: trip.timezone };
   });
   if (!result) return;
-  const { days, perDay, unscheduled } = result;
-  const groups = days.map((day, i) => dayGroup(`Day ${day.day_number} · ${formatDay(day.day)}`, day.day, perDay[i]));
-  if (unscheduled.length) groups.push(dayGroup("Unscheduled", "", unscheduled));
+  const { days, perDay, unscheduled, zone } = result;
+  const groups = days.map((day, i) => dayGroup(`Day ${day.day_number} · ${formatDay(day.day)}`, day.day, perDay[i], zone));
+  if (unscheduled.length) groups.push(dayGroup("Unscheduled", "", unscheduled, zone));
   $("#days").replaceChildren(...groups);
 
   const select = $("#item-form").elements.day;
@@ -246,6 +231,7 @@ onSubmit("#expense-form", async (values, form) => {
     json: {
       id: uuid(),
       title: values.title,
+      category: values.category,
       amount_minor: amountMinor,
       currency,
       spent_on: values.spent_on,
@@ -256,8 +242,16 @@ onSubmit("#expense-form", async (values, form) => {
   });
   form.reset();
   form.elements.spent_on.value = values.spent_on;
-  await loadBalances();
+  await Promise.all([loadExpenses(), loadBalances(), loadSummary()]);
 });
+
+// Every live expense, latest date first (amounts null for viewers when the trip hides them).
+async function loadExpenses() {
+  const expenses = await forCurrentTrip((trip) => allPages(at(trip, "/expenses")));
+  if (!expenses) return;
+  $("#expenses").replaceChildren(...expenses.map(expenseRow));
+  $("#expenses-empty").hidden = expenses.length > 0;
+}
 
 async function loadBalances() {
   let result;
@@ -290,6 +284,68 @@ async function loadBalances() {
     }),
   );
   $("#balances-note").textContent = transfers.length ? "To settle up:" : "All square.";
+}
+
+function forgetSummary() {
+  $("#summary-card").hidden = true;
+  $("#summary-tables").hidden = true;
+  $("#summary-note").hidden = true;
+  $("#summary-total").textContent = "";
+}
+
+function summaryRow(testid, label, amounts, currency) {
+  const row = document.createElement("tr");
+  row.dataset.testid = testid;
+  row.append(element("td", label), ...amounts.map((minor) => element("td", formatMoney(minor, currency), "amount")));
+  return row;
+}
+
+// Totals by category, by person (paid and consumed) and by day, in the trip's currency. Read
+// with the balances, so it follows every change the page follows (live events included).
+async function loadSummary() {
+  let summary;
+  try {
+    summary = await forCurrentTrip((trip) => api(at(trip, "/summary")));
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    if (err.problem.code === "amounts_hidden") {
+      forgetSummary();
+      $("#summary-note").textContent = "Amounts are hidden for viewers.";
+      $("#summary-note").hidden = false;
+      $("#summary-card").hidden = false;
+      return;
+    }
+    // An API without the route answers 404: no card. (A trip that is gone is noticed by
+    // GET /trips/{id}, which every refresh reads first.)
+    if (err.problem.status === 404) {
+      forgetSummary();
+      return;
+    }
+    throw err;
+  }
+  if (!summary) return;
+  const { currency } = summary;
+  $("#summary-total").textContent = formatMoney(summary.total_minor, currency);
+  $("#summary-by-category").replaceChildren(
+    ...summary.by_category.map((c) => summaryRow("summary-category", c.category, [c.total_minor], currency)),
+  );
+  $("#summary-by-person").replaceChildren(
+    ...summary.by_participant.map((p) => {
+      const row = summaryRow("summary-person", p.name, [p.paid_minor, p.consumed_minor], currency);
+      row.dataset.participantId = p.participant_id;
+      return row;
+    }),
+  );
+  $("#summary-by-day").replaceChildren(
+    ...summary.by_day.map((d) => {
+      const row = summaryRow("summary-day", formatDay(d.day), [d.total_minor], currency);
+      row.dataset.day = d.day;
+      return row;
+    }),
+  );
+  $("#summary-note").hidden = true;
+  $("#summary-tables").hidden = false;
+  $("#summary-card").hidden = false;
 }
 
 // The ledger as a CSV file: fetched with the bearer token (a plain link could not send it),
@@ -330,13 +386,15 @@ onSubmit("#invite-form", async (values, form) => {
 
 // ---------------------------------------------------------------- invite links (owners and editors)
 
-// The address a link's token opens: this page's own (the API's PUBLIC_URL when the API or
-// nginx serves it), plus ?api= when the API lives elsewhere, then #/join/<token>.
-function joinUrl(token) {
+// An address of this page (the API's PUBLIC_URL when the API or nginx serves it), plus ?api=
+// when the API lives elsewhere, then the route, e.g. #/join/<token>.
+function pageUrl(route) {
   const page = new URL(window.location.pathname, window.location.origin);
   if (API_BASE !== window.location.origin) page.searchParams.set("api", API_BASE);
-  return `${page}#/join/${token}`;
+  return `${page}${route}`;
 }
+
+const joinUrl = (token) => pageUrl(`#/join/${token}`);
 
 function forgetNewInviteLink() {
   $("#invite-link-url").value = "";
@@ -397,9 +455,10 @@ $("#copy-invite-link").addEventListener("click", (event) =>
 
 // ---------------------------------------------------------------- share links (owners)
 
-// The address a share link's token opens: the API's GET /shared/<token> (the trip as JSON,
-// read-only, no account needed; this stub has no public page for it yet).
-const sharedUrl = (token) => `${API_BASE}/shared/${token}`;
+// The address a share link's token opens: this page's #/shared/<token> (plus ?api= when the
+// API lives elsewhere), which reads GET /shared/<token> with no account and shows the trip
+// read-only (shared.js).
+const sharedUrl = (token) => pageUrl(`#/shared/${token}`);
 
 function forgetNewShareLink() {
   $("#share-link-url").value = "";

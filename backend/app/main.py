@@ -13,16 +13,26 @@ from fastapi.staticfiles import StaticFiles
 from app import models as _models  # noqa: F401  (every table, and the sync version stamping)
 from app.activity.router import router as activity_router
 from app.api.body_limit import BodySizeLimit
+from app.api.head_limit import RequestHeadLimit
 from app.api.headers import SecurityHeadersMiddleware
 from app.api.memory import tune_malloc
-from app.api.openapi import install_openapi
+from app.api.metrics import sampling
+from app.api.observe import RequestObservation
+from app.api.openapi import install_openapi, operation_id
 from app.api.routing import include_routers
 from app.api.signals import on_exit_signal
 from app.checklists.router import router as checklists_router
 from app.core.config import Environment, Settings, get_settings
-from app.core.db import REPO_DIR, check_server_timeouts, get_engine
+from app.core.db import (
+    REPO_DIR,
+    StartupRefused,
+    check_schema_at_startup,
+    check_server_timeouts,
+    get_engine,
+)
 from app.core.errors import install_error_handlers
 from app.core.handoff import HandOff
+from app.core.logs import REQUEST_ID_HEADER, access_log_enabled, configure_logging
 from app.expenses.router import router as expenses_router
 from app.exports.router import router as exports_router
 from app.feed.events import reread_worker_state
@@ -56,9 +66,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Sync routes run on AnyIO's thread pool; its size is matched to the connection pool.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.THREADPOOL_SIZE
+        if settings.ENVIRONMENT is Environment.PRODUCTION:
+            try:
+                await anyio.to_thread.run_sync(check_schema_at_startup)
+            except StartupRefused as refusal:
+                logger.critical("%s", refusal)  # the process exits (uvicorn: status 3)
+                raise
         if not settings.DB_STARTUP_OPTIONS:
             await anyio.to_thread.run_sync(check_server_timeouts, settings)
-        async with listening(settings, reread_worker_state) as listener:
+        async with (
+            listening(settings, reread_worker_state) as listener,
+            sampling(app, settings),  # the worker's gauges, with several workers (metrics)
+        ):
             app.state.listener = listener  # long polls and event streams wait on it
             try:
                 with on_exit_signal(listener.close_streams):  # so a stopping worker can stop
@@ -72,11 +91,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Plan one trip together from several devices.",
         lifespan=lifespan,
+        # operationId: the route function's name (`update_item`), which generated clients
+        # use for their functions; app.api.openapi checks that no two operations share one.
+        generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
     install_openapi(app)
-    # Added first, so it runs inside CORS: a browser can read the 413 too.
+    # Added first, so they run inside CORS: a browser can read the 413, 414 and 431 too.
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    app.add_middleware(
+        RequestHeadLimit,
+        max_url_bytes=settings.MAX_URL_BYTES,
+        max_header_bytes=settings.MAX_HEADER_BYTES,
+    )
     app.add_middleware(
         SecurityHeadersMiddleware, hsts=settings.ENVIRONMENT is Environment.PRODUCTION
     )
@@ -90,8 +117,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "If-Match",
             "Idempotency-Key",
             "Last-Event-ID",
+            REQUEST_ID_HEADER,
         ],
-        expose_headers=["ETag", "Retry-After", "Idempotent-Replayed", "Content-Disposition"],
+        expose_headers=[
+            "ETag",
+            "Retry-After",
+            "Idempotent-Replayed",
+            "Content-Disposition",
+            "Location",
+            REQUEST_ID_HEADER,
+        ],
+    )
+    # Request ids, latency metrics, access lines and GET /metrics (app.api.observe): inside
+    # HandOff, so a handed-off event stream is done when its headers are.
+    app.add_middleware(
+        RequestObservation,
+        metrics_token=settings.METRICS_TOKEN.get_secret_value(),
+        access_log=access_log_enabled(settings),
     )
     # Outermost: long-lived bodies (event streams) are sent from here (app.core.handoff).
     app.add_middleware(HandOff)
@@ -126,5 +168,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-logging.basicConfig(level=get_settings().LOG_LEVEL, format="%(levelname)s %(name)s: %(message)s")
+configure_logging(get_settings())
 app = create_app()

@@ -18,6 +18,7 @@ from app.expenses.models import (
     ParticipantTotals,
     Settlement,
 )
+from app.fx.models import FxRate
 from app.idempotency.models import IdempotencyKey
 from app.invitations.models import Invitation
 from app.invite_links.models import InviteLink
@@ -43,6 +44,7 @@ __all__ = [
     "ExpensePayer",
     "ExpenseRevision",
     "ExpenseSplit",
+    "FxRate",
     "IdempotencyKey",
     "Invitation",
     "InviteLink",

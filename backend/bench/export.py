@@ -53,10 +53,11 @@ FROM generate_series(0, {PARTICIPANTS - 1}) AS p;
 INSERT INTO trip_expenses (trip_id, id, version)
 SELECT '{TRIP_ID}', md5('e' || n)::uuid, 1 FROM generate_series(1, {EXPENSES}) AS n;
 INSERT INTO trip_expense_revisions (trip_id, id, expense_id, number, action, title, category,
-    notes, amount_minor, currency, exchange_rate, base_amount_minor, spent_on, split_mode)
+    notes, amount_minor, currency, exchange_rate, rate_source, base_amount_minor, spent_on,
+    split_mode)
 SELECT '{TRIP_ID}', md5('r' || n)::uuid, md5('e' || n)::uuid, 1, 'created',
        'Expense ' || n || ', "quoted"', 'food', '', {PARTICIPANTS} * (100 + n), 'EUR', 1,
-       {PARTICIPANTS} * (100 + n), date '2027-01-01' + n % 300, 'equal'
+       'base', {PARTICIPANTS} * (100 + n), date '2027-01-01' + n % 300, 'equal'
 FROM generate_series(1, {EXPENSES}) AS n;
 UPDATE trip_expenses AS e SET current_revision_id = r.id
 FROM trip_expense_revisions AS r
@@ -71,9 +72,9 @@ INSERT INTO trip_expense_splits (trip_id, revision_id, participant_id, amount_mi
 SELECT '{TRIP_ID}', md5('r' || n)::uuid, md5('p' || p)::uuid, 100 + n, 100 + n
 FROM generate_series(1, {EXPENSES}) AS n, generate_series(0, {PARTICIPANTS - 1}) AS p;
 INSERT INTO trip_settlements (trip_id, id, from_participant_id, to_participant_id,
-    amount_minor, currency, exchange_rate, base_amount_minor, settled_on, note)
+    amount_minor, currency, exchange_rate, rate_source, base_amount_minor, settled_on, note)
 SELECT '{TRIP_ID}', md5('s' || n)::uuid, md5('p' || n % {PARTICIPANTS})::uuid,
-       md5('p' || (n + 1) % {PARTICIPANTS})::uuid, 1000 + n, 'EUR', 1, 1000 + n,
+       md5('p' || (n + 1) % {PARTICIPANTS})::uuid, 1000 + n, 'EUR', 1, 'base', 1000 + n,
        date '2027-06-01' + n % 30, 'settlement ' || n
 FROM generate_series(1, {SETTLEMENTS}) AS n;
 ANALYZE trip_expenses, trip_expense_revisions, trip_expense_payers, trip_expense_splits;

@@ -79,8 +79,10 @@ def _query(cursor: extensions.cursor, sql: str, *params: Any) -> list[tuple[Any,
     return cursor.fetchall()
 
 
-def _trip_of(cursor: extensions.cursor, token: str, trip_id: str) -> tuple[Any, ...]:
-    """The same checks as TripSync: a valid token, an active user in a live session, a member."""
+def _trip_of(cursor: extensions.cursor, token: str, trip_id: str) -> tuple[tuple[Any, ...], str]:
+    """The same checks as TripSync: a valid token, an active user in a live session, a member.
+
+    Returns the trip's row and the user's id."""
     try:
         claims = jwt.decode(token, os.environ["SECRET_KEY"], algorithms=["HS256"])
         user_id, session_id = str(uuid.UUID(claims["sub"])), str(uuid.UUID(claims["sid"]))
@@ -91,7 +93,7 @@ def _trip_of(cursor: extensions.cursor, token: str, trip_id: str) -> tuple[Any, 
         raise HttpError(404)  # TripSync looks further to tell 401 from 404; not timed here
     if not rows[0][21]:
         raise HttpError(401)
-    return rows[0]
+    return rows[0], user_id
 
 
 def _trip_json(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -145,7 +147,9 @@ def _item_json(row: tuple[Any, ...], participants: list[uuid.UUID]) -> dict[str,
     }
 
 
-def _items(cursor: extensions.cursor, trip_id: str, day: str | None, limit: int) -> dict[str, Any]:
+def _items(
+    cursor: extensions.cursor, trip_id: str, day: str | None, limit: int, user_id: str
+) -> dict[str, Any]:
     sql = ITEMS_SQL.format(day=" AND day = %s" if day else "")
     params = (trip_id, day, limit + 1) if day else (trip_id, limit + 1)
     rows = _query(cursor, sql, *params)
@@ -155,15 +159,21 @@ def _items(cursor: extensions.cursor, trip_id: str, day: str | None, limit: int)
         ids = [str(row[0]) for row in page]
         for item_id, participant_id in _query(cursor, PARTICIPANTS_SQL, trip_id, ids):
             found[item_id].append(participant_id)
-    # The next cursor is TripSync's (signed, scoped to the route): made the same way.
+    # The next cursor is TripSync's (signed, scoped to the list): made the same way.
     next_cursor = None
     if more:
-        from app.core.pagination import Position, encode_cursor
+        from app.core.pagination import Position, encode_cursor, scope_of_list
 
         last = page[-1]
         day_text = last[4].isoformat() if last[4] else ""
         position = Position(f"{day_text}/{last[5]}", last[0])
-        next_cursor = encode_cursor(position, "/trips/{trip_id}/items")
+        scope = scope_of_list(
+            "/trips/{trip_id}/items",
+            path={"trip_id": trip_id},
+            filters={"day": [day] if day else []},
+            user_id=user_id,
+        )
+        next_cursor = encode_cursor(position, scope)
     return {
         "items": [_item_json(row, found[row[0]]) for row in page],
         "next_cursor": next_cursor,
@@ -189,14 +199,14 @@ def _read(
     cursor: extensions.cursor, parts: list[str], query: str, token: str
 ) -> tuple[int, bytes, str | None]:
     if len(parts) in (2, 3) and parts[0] == "trips":
-        trip = _trip_of(cursor, token, parts[1])
+        trip, user_id = _trip_of(cursor, token, parts[1])
         if len(parts) == 2:
             return 200, pydantic_core.to_json(_trip_json(trip)), f'"{trip[12]}"'
         if parts[2] == "items":
             args = parse_qs(query)
             day = args.get("day", [None])[0]
             limit = int(args.get("limit", ["50"])[0])
-            return 200, pydantic_core.to_json(_items(cursor, parts[1], day, limit)), None
+            return 200, pydantic_core.to_json(_items(cursor, parts[1], day, limit, user_id)), None
     raise HttpError(404)
 
 

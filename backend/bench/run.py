@@ -92,7 +92,7 @@ def _psycopg_url(url: str) -> str:
 
 
 def _scenarios(data: Seeded, url: str) -> list[Scenario]:
-    from app.core.pagination import Position, encode_cursor
+    from app.core.pagination import Position, encode_cursor, scope_of_list
 
     [token] = signed_in(url, [uuid.UUID(data.user_id)], SECRET)
     auth = {"Authorization": f"Bearer {token}"}
@@ -115,7 +115,8 @@ def _scenarios(data: Seeded, url: str) -> list[Scenario]:
         cursor.execute("SELECT head_version FROM trips WHERE id = %s", (big,))
         head = (cursor.fetchone() or (1,))[0]
     position = Position(f"{day.isoformat() if day else ''}/{key}", uuid.UUID(str(item_id)))
-    cursor_token = encode_cursor(position, "/trips/{trip_id}/items")
+    items = scope_of_list("/trips/{trip_id}/items", path={"trip_id": big}, user_id=data.user_id)
+    cursor_token = encode_cursor(position, items)
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     json_body = {**auth, "Content-Type": "application/json"}
     logins = [

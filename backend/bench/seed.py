@@ -256,13 +256,16 @@ def _ledger_of(plan: _Plan, trip: int, first_serial: int, versions: list[int]) -
             revision_id = bench_uuid(REVISION, serial * 2 + number - 1)
             amount = 500 + (serial * 7919 + number * 131) % 50_000
             usd = n % 10 == 3
-            currency, rate = ("USD", USD_RATE) if usd else ("EUR", Decimal(1))
+            currency, rate, source = (
+                ("USD", USD_RATE, "client") if usd else ("EUR", Decimal(1), "base")
+            )
             base = int((amount * rate).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
             action = "created" if number == 1 else "updated"
             spent_on = start + timedelta(days=n % TRIP_DAYS)
             ledger.revisions.append(
                 f"{trip_id}\t{revision_id}\t{expense_id}\t{number}\t{action}\tExpense {n}"
-                f"\tfood\t\t{amount}\t{currency}\t{rate}\t{base}\t{spent_on}\tequal\t{owner}\n"
+                f"\tfood\t\t{amount}\t{currency}\t{rate}\t{source}\t{base}\t{spent_on}\tequal"
+                f"\t{owner}\n"
             )
             payer = participants[n % len(participants)]
             ledger.payers.append(f"{trip_id}\t{revision_id}\t{payer}\t{amount}\t{base}\n")
@@ -364,7 +367,7 @@ def _seed(cursor: extensions.cursor, sizes: Sizes, password_hash: str) -> dict[s
                 cursor,
                 "trip_expense_revisions",
                 "trip_id, id, expense_id, number, action, title, category, notes,"
-                " amount_minor, currency, exchange_rate, base_amount_minor, spent_on,"
+                " amount_minor, currency, exchange_rate, rate_source, base_amount_minor, spent_on,"
                 " split_mode, actor_id",
                 batch.revisions,
             )

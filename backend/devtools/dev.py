@@ -13,6 +13,7 @@ import sys
 import threading
 
 from app import models
+from app.api.head_limit import H11_MAX_INCOMPLETE_EVENT_SIZE
 from app.core.config import EmailDelivery, get_settings
 from app.core.db import REPO_DIR, init_db
 from app.outbox.worker import OutboxWorker
@@ -66,6 +67,8 @@ def main() -> int:
                 str(PORT),
                 "--reload-dir",
                 str(REPO_DIR / "backend" / "app"),
+                "--h11-max-incomplete-event-size",
+                str(H11_MAX_INCOMPLETE_EVENT_SIZE),
             ],
             cwd=REPO_DIR / "backend",
         )

@@ -4,6 +4,8 @@ One definition of each: a test that needs a different trip passes keyword change
 """
 
 import uuid
+from datetime import date
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -12,6 +14,8 @@ from sqlmodel import Session
 
 from app.core.columns import utcnow
 from app.core.security import hash_password
+from app.fx import service as fx_service
+from app.fx.ecb import DayRates
 from app.trips.models import Role, TripMember
 from app.users.models import User
 from tests import support
@@ -162,3 +166,73 @@ def seed_trip_with_everything(client: TestClient, owner: User) -> dict[str, Any]
         "expense": expense,
         "settlement": settlement,
     }
+
+
+def add_fx_rates(session: Session, days: dict[str, dict[str, str]]) -> None:
+    """ECB reference rates (day → currency → units per 1 EUR), imported as a file's would be."""
+    fx_service.import_rates(
+        session=session,
+        days=[
+            DayRates(date.fromisoformat(day), {code: Decimal(rate) for code, rate in rates.items()})
+            for day, rates in days.items()
+        ],
+    )
+    session.flush()
+
+
+def create_trip_with_full_lists(
+    client: TestClient, session: Session, owner: User, invitee: User
+) -> dict[str, str]:
+    """A trip of `owner` with two rows or more in every list a trip has (members, guests,
+    invitations (one to `invitee`), links, items, checklists and their items, expenses and
+    their revisions, settlements, activity), made through the API.
+
+    Returns the ids the lists' paths name: `trip_id`, `checklist_id`, `expense_id`.
+    """
+    seeded = seed_trip_with_everything(client, owner)
+    trip_id, headers = seeded["trip"]["id"], support.auth(owner)
+    base = f"/trips/{trip_id}"
+
+    def post(path: str, body: dict[str, Any]) -> None:
+        response = client.post(f"{base}{path}", headers=headers, json=body)
+        assert response.status_code == 201, response.text
+
+    add_member(session, trip_id, make_user(session), Role.VIEWER)
+    for email in (invitee.email, f"guest-{uuid.uuid4().hex[:12]}@example.com"):
+        post("/invitations", {"email": email, "role": "viewer"})
+    for _ in range(2):
+        post("/invite-links", {"role": "viewer"})
+        post("/share-links", {"scope": "itinerary"})
+    post("/items", {"kind": "note", "title": "Second", "day": "2027-05-02"})
+    post("/checklists", {"kind": "todo", "title": "Second list"})
+    post(f"/checklists/{seeded['checklist']['id']}/items", {"text": "Shirts"})
+    post(
+        "/expenses",
+        {
+            "title": "Lunch",
+            "amount_minor": 2000,
+            "currency": "EUR",
+            "spent_on": "2027-05-03",
+            "payers": [{"participant_id": seeded["payer"], "amount_minor": 2000}],
+            "split_mode": "equal",
+            "splits": [{"participant_id": seeded["payer"]}],
+        },
+    )
+    post(
+        "/settlements",
+        {
+            "from_participant_id": seeded["guest"]["id"],
+            "to_participant_id": seeded["payer"],
+            "amount_minor": 100,
+            "currency": "EUR",
+            "settled_on": "2027-05-04",
+        },
+    )
+    expense_id = seeded["expense"]["id"]
+    revised = client.patch(
+        f"{base}/expenses/{expense_id}",
+        headers=support.auth(owner, if_match="*"),
+        json={"title": "Dinner for two"},
+    )
+    assert revised.status_code == 200, revised.text
+    return {"trip_id": trip_id, "checklist_id": seeded["checklist"]["id"], "expense_id": expense_id}

@@ -165,11 +165,11 @@ _STATEMENTS = (
     """
     INSERT INTO trip_expense_revisions (trip_id, id, expense_id, number, action, title,
                                         category, notes, amount_minor, currency,
-                                        exchange_rate, base_amount_minor, spent_on,
-                                        split_mode, actor_id)
+                                        exchange_rate, rate_source, base_amount_minor,
+                                        spent_on, split_mode, actor_id)
     SELECT trip_id, id, expense_id, number,
            CASE number WHEN 1 THEN 'created' ELSE 'updated' END, 'Expense ' || n, 'food', '',
-           amount, 'EUR', 1, amount, start_date + n % :trip_days, 'equal', owner_id
+           amount, 'EUR', 1, 'base', amount, start_date + n % :trip_days, 'equal', owner_id
     FROM plan_revisions
     """,
     """
@@ -196,10 +196,11 @@ _STATEMENTS = (
     """,
     """
     INSERT INTO trip_settlements (trip_id, id, from_participant_id, to_participant_id,
-                                  amount_minor, currency, exchange_rate, base_amount_minor,
+                                  amount_minor, currency, exchange_rate, rate_source,
+                                  base_amount_minor,
                                   settled_on, note, created_by, version)
     SELECT id, pg_temp.plan_id(:settlement, t), pg_temp.plan_id(:participant, t * 8 + 3),
-           pg_temp.plan_id(:participant, t * 8), 1000, 'EUR', 1, 1000, start_date, '',
+           pg_temp.plan_id(:participant, t * 8), 1000, 'EUR', 1, 'base', 1000, start_date, '',
            owner_id, 5000
     FROM plan_trips
     """,

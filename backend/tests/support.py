@@ -240,3 +240,13 @@ def received(connection: psycopg2.extensions.connection, seconds: float) -> list
         payloads.extend(n.payload for n in connection.notifies)
         connection.notifies.clear()
     return payloads
+
+
+def resolved(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """`node` of an OpenAPI document, or what its `$ref` (into the same document) points to."""
+    while "$ref" in node:
+        reference: str = node["$ref"]
+        node = document
+        for part in reference.removeprefix("#/").split("/"):
+            node = node[part]
+    return node

@@ -191,23 +191,59 @@ def _bad_requests(world: World) -> dict[str, Case]:
     other_list = encode_cursor(Position("2027-01-01", uuid.uuid4()), "/trips")
     a_day_ok = {"kind": "note", "title": "x"}
     return {
-        "invalid JSON": (
+        # A body that cannot be read as JSON is one answer, whatever the reason.
+        "truncated JSON": (
             "POST",
             f"{base}/items",
             None,
             {"content": b'{"kind": "note", "title": ', "ctype": "application/json"},
             422,
-            "validation_error",
+            "json_invalid",
         ),
-        "JSON that is not an object": ("POST", f"{base}/checklists", None, {"json": []}, 422, ""),
+        "JSON syntax error": (
+            "POST",
+            f"{base}/items",
+            None,
+            {"content": b"{'kind': 'note'}", "ctype": "application/json"},
+            422,
+            "json_invalid",
+        ),
         "not UTF-8": (
             "POST",
             f"{base}/items",
             None,
             {"content": b'{"kind": "note", "title": "\xff\xfe"}', "ctype": "application/json"},
             422,
-            "validation_error",
+            "json_invalid",
         ),
+        "JSON nested 1,000 deep": (
+            "PATCH",
+            f"{base}/items/{item}",
+            "item",
+            {
+                "content": b'{"notes": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+                "ctype": "application/json",
+            },
+            422,
+            "json_invalid",
+        ),
+        "JSON nested 100,000 deep": (
+            "POST",
+            f"{base}/checklists",
+            None,
+            {"content": b"[" * 100_000, "ctype": "application/json"},
+            422,
+            "json_invalid",
+        ),
+        "an integer of 5,000 digits": (
+            "PATCH",
+            f"{base}/expenses/{world.expense}",
+            "expense",
+            {"content": b'{"amount_minor": 1' + b"0" * 4999 + b"}", "ctype": "application/json"},
+            422,
+            "json_invalid",
+        ),
+        "JSON that is not an object": ("POST", f"{base}/checklists", None, {"json": []}, 422, ""),
         "wrong types": (
             "POST",
             f"{base}/expenses",

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, event
 
-from app.core.pagination import Position, encode_cursor
+from app.core.pagination import Position, encode_cursor, scope_of_list
 from app.users.models import User
 from tests import factories, plan_data, support
 
@@ -135,7 +135,13 @@ def item_cursor(world: World, offset: int, day: date | None = None) -> str:
     ).one()
     item_day, key, item_id = row
     sort_key = f"{item_day.isoformat() if item_day else ''}/{key}"
-    return encode_cursor(Position(sort_key, item_id), ITEMS_ROUTE)
+    scope = scope_of_list(
+        ITEMS_ROUTE,
+        path={"trip_id": str(world.seeded.big_trip_id)},
+        filters={"day": [day.isoformat()] if day else []},
+        user_id=world.user.id,
+    )
+    return encode_cursor(Position(sort_key, item_id), scope)
 
 
 def _routes(world: World) -> dict[str, tuple[str, dict[str, Any]]]:

@@ -76,6 +76,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "ARGON2_MEMORY_COST_KIB": "1024",
             "PUBLIC_URL": f"http://127.0.0.1:{port}/app/",
             "OUTBOX_POLL_SECONDS": "0.1",
+            # Every person of every test comes from 127.0.0.1: the per-address limits would
+            # count the whole suite as one client (the per-account ones still apply).
+            "REGISTRATIONS_PER_ADDRESS": "1000",
+            "LOGIN_ATTEMPTS_PER_ADDRESS": "1000",
         }
         with (root / "worker.log").open("wb") as output:
             worker = subprocess.Popen(

@@ -1,5 +1,6 @@
 """Security headers on every response: no sniffing, no framing, no referrer, a tight CSP;
-no caching and no indexing of shared trips."""
+no caching of anything answered to a signed-in caller, and no caching and no indexing of
+shared trips."""
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,6 +14,10 @@ _DOCS = ("/docs", "/redoc")
 # (a revoked link shows nothing from the moment it is revoked) and indexed by no search
 # engine, wherever the link gets posted.
 _SHARED = "/shared/"
+# An answer to a request carrying credentials is that caller's: no shared or browser cache
+# keeps it (RFC 9111 no-store), unless the route chose its own Cache-Control (the calendar
+# feed's `private, no-cache`).
+_AUTHORIZATION = b"authorization"
 
 
 class SecurityHeadersMiddleware:
@@ -25,6 +30,7 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        signed_in = any(name == _AUTHORIZATION for name, _ in scope["headers"])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -36,6 +42,8 @@ class SecurityHeadersMiddleware:
                 if not path.startswith(_DOCS):
                     policy = _CLIENT_POLICY if path.startswith("/app") else _API_POLICY
                     headers.setdefault("Content-Security-Policy", policy)
+                if signed_in:
+                    headers.setdefault("Cache-Control", "no-store")
                 if path.startswith(_SHARED):
                     headers["Cache-Control"] = "no-store"
                     headers["X-Robots-Tag"] = "noindex, nofollow"

@@ -1,4 +1,6 @@
-"""The app's one route class: exact decimals in JSON bodies, and `Idempotency-Key` on writes.
+"""The app's one route class: exact decimals in JSON bodies, `Idempotency-Key` on writes, and
+`Location` on every 201 (the collection posted to, then the created id, unless the route set
+its own).
 
 Every route of the app is an AppRoute: `include_routers` makes it so (a test checks every
 write route). A write
@@ -22,7 +24,7 @@ import hmac
 import inspect
 import json
 import re
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
@@ -31,17 +33,20 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
+from starlette.requests import ClientDisconnect
 
 from app.core.config import get_settings
 from app.core.deps import BEFORE_SESSION, SessionDep
 from app.core.errors import (
     BadRequest,
+    ClientDisconnected,
     Conflict,
     EarlyResponse,
     Unauthorized,
     Unprocessable,
     error_responses,
 )
+from app.core.preconditions import location_header
 from app.idempotency import service as idempotency_service
 from app.idempotency.models import ANONYMOUS_SCOPE, IdempotencyKey, user_scope
 from app.users.deps import get_current_user
@@ -59,20 +64,41 @@ _REPLAYED_HEADERS = ("content-type", "location", "etag")
 
 
 class AppRequest(Request):
+    async def stream(self) -> AsyncGenerator[bytes]:
+        # Every read of the body (body(), json(), form()) comes through here: a client that
+        # disconnects mid-body is one clean ClientDisconnected, whoever was reading it.
+        try:
+            async for chunk in super().stream():
+                yield chunk
+        except ClientDisconnect:
+            raise ClientDisconnected() from None
+
     async def json(self) -> Any:
         # `1.0837` becomes Decimal("1.0837"), never the binary float 1.08369999999999999...;
         # integers stay int, so an amount in minor units written as `12.0` is still refused.
         if not hasattr(self, "_json"):
-            body = await self.body()
-            try:
-                text = body.decode()  # RFC 8259: JSON between systems is UTF-8
-            except UnicodeDecodeError as error:
-                # A JSON syntax error like any other (422 json_invalid), not a failed read (400).
-                raise json.JSONDecodeError(
-                    "the body is not valid UTF-8", body.decode(errors="replace"), error.start
-                ) from None
-            self._json = json.loads(text, parse_float=Decimal, parse_constant=Decimal)
+            self._json = parse_json(await self.body())
         return self._json
+
+
+def parse_json(body: bytes) -> Any:
+    """A JSON body, or `json.JSONDecodeError` whatever the reason it cannot be read: FastAPI
+    turns that error (and only that one) into a validation error, answered 422 json_invalid;
+    any other exception while reading the body would be a 400."""
+    try:
+        text = body.decode()  # RFC 8259: JSON between systems is UTF-8
+    except UnicodeDecodeError as error:
+        raise json.JSONDecodeError(
+            "the body is not valid UTF-8", body.decode(errors="replace"), error.start
+        ) from None
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=Decimal)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("arrays and objects are nested too deeply", text, 0) from None
+    except ValueError:  # an integer past Python's limit of digits (sys.get_int_max_str_digits)
+        raise json.JSONDecodeError("a number has too many digits", text, 0) from None
 
 
 @dataclass
@@ -232,6 +258,33 @@ def _idempotency_responses(
     return responses
 
 
+# The OpenAPI document (app.api.openapi) says which methods reach the address.
+CREATED_LOCATION = "The created resource's address: the collection posted to, then its id."
+_LOCATION = location_header(CREATED_LOCATION)
+
+
+def _location_responses(
+    responses: dict[int | str, dict[str, Any]] | None,
+) -> dict[int | str, dict[str, Any]]:
+    """Declare `Location` on a 201, unless the route declared what its own points to."""
+    responses = dict(responses or {})
+    created = dict(responses.get(201, {}))
+    created["headers"] = {"Location": _LOCATION, **created.get("headers", {})}
+    responses[201] = created
+    return responses
+
+
+def _created_location(request: Request, response: Response) -> str | None:
+    """Where a created resource lives: the collection it was posted to, then its id."""
+    try:
+        created = json.loads(bytes(response.body))
+    except (AttributeError, TypeError, ValueError):  # a streamed or non-JSON answer
+        return None
+    if not isinstance(created, dict) or not isinstance(created.get("id"), str):
+        return None
+    return f"{request.url.path.rstrip('/')}/{created['id']}"
+
+
 def _on_worker_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """A plain `def` route as a coroutine that runs it on the thread pool.
 
@@ -266,6 +319,8 @@ class AppRoute(APIRoute):
             kwargs["responses"] = _idempotency_responses(
                 kwargs.get("responses"), kwargs.get("status_code")
             )
+        if kwargs.get("status_code") == 201:
+            kwargs["responses"] = _location_responses(kwargs.get("responses"))
         super().__init__(path, _on_worker_thread(endpoint), **kwargs)
         if self.body_field is not None:
             # Any body past MAX_REQUEST_BODY_BYTES is refused (app.api.body_limit).
@@ -283,6 +338,11 @@ class AppRoute(APIRoute):
             # Solves the dependencies, runs the route and serialises its response; the
             # function-scoped session commits only after this returns.
             response = await handler(request)
+            if response.status_code == 201 and "location" not in response.headers:
+                # Routes whose resource is not "the collection, then the id" set their own.
+                location = _created_location(request, response)
+                if location is not None:
+                    response.headers["Location"] = location
             if write is not None and _storable(response):
                 write.response = response
             return response

@@ -18,6 +18,7 @@ that gave its slot back while it waited, each sub-request of a batch.
 """
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
 from typing import Annotated, Any, TypeVar
@@ -30,6 +31,7 @@ from starlette.types import Scope
 from app.core.config import get_settings
 from app.core.deadlines import clear_deadline, start_deadline
 from app.core.errors import ServerBusy
+from app.core.metrics import ADMISSION_TIMEOUTS, ADMISSION_WAIT, ADMISSION_WAITING
 
 T = TypeVar("T")
 
@@ -53,6 +55,10 @@ class DatabaseAdmission:
         self.busy = busy
         # Seconds a holder's database work may take from asking for its slot (None: unbounded).
         self.deadline = deadline
+        # Its metrics (app.core.metrics), labelled once rather than per request.
+        self.waits = ADMISSION_WAIT.labels(name)
+        self.waiting = ADMISSION_WAITING.labels(name)
+        self.timeouts = ADMISSION_TIMEOUTS.labels(name)
         # A semaphore belongs to one event loop; each loop gets its own on first use.
         self._semaphores: RunVar[anyio.Semaphore] = RunVar(f"tripsync_{name}_admission")
 
@@ -76,16 +82,27 @@ class DatabaseSlot:
     async def acquire(self, deadline: float | None = None) -> None:
         """Take the slot within DB_POOL_TIMEOUT (else 503 `server_busy`), starting the holder's
         database deadline: the admission's own, or a shorter one given here."""
-        wait = self._admission.timeout
-        deadline = deadline or self._admission.deadline
+        admission = self._admission
+        wait = admission.timeout
+        deadline = deadline or admission.deadline
         if deadline is not None:
             start_deadline(deadline)
             wait = min(wait, deadline)
-        with anyio.move_on_after(wait):
-            await self._semaphore.acquire()  # FIFO; a cancelled wait takes no token
-            self._held = True
+        started = time.perf_counter()
+        queued = self._semaphore.value == 0  # it will wait: counted in the queue meanwhile
+        if queued:
+            admission.waiting.inc()
+        try:
+            with anyio.move_on_after(wait):
+                await self._semaphore.acquire()  # FIFO; a cancelled wait takes no token
+                self._held = True
+        finally:
+            if queued:
+                admission.waiting.dec()
+        admission.waits.observe(time.perf_counter() - started)
         if not self._held:
-            raise ServerBusy(self._admission.busy)
+            admission.timeouts.inc()
+            raise ServerBusy(admission.busy)
 
     def restart_deadline(self) -> None:
         """A new stretch of database work on the slot already held (a batch's sub-request)."""

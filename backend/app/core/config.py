@@ -1,5 +1,7 @@
 """Settings: the one typed configuration object, read from the environment and `.env`."""
 
+import math
+from collections import Counter
 from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any, Self
@@ -17,6 +19,37 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # The placeholder shipped in `.env.example`; refused in production like an empty key.
 DEFAULT_SECRET_KEY = "change-me-in-production-this-is-not-a-secret"  # noqa: S105
 
+# What production asks of SECRET_KEY and each TWO_FACTOR_ENCRYPTION_KEYS key. The estimate
+# catches keys typed by hand or repeated ('a' * 32, a word over and over), not every weak key:
+# 64 hex characters (`openssl rand -hex 32`, about 240 bits by estimate) pass; 32 hex
+# characters carry 128 bits but their estimate mostly falls short of it, so use 64.
+KEY_MIN_LENGTH = 32
+KEY_MIN_DISTINCT_CHARACTERS = 10
+KEY_MIN_ESTIMATED_BITS = 128
+KEY_RULE = (
+    f"at least {KEY_MIN_LENGTH} characters, at least {KEY_MIN_DISTINCT_CHARACTERS} different "
+    f"ones, and at least {KEY_MIN_ESTIMATED_BITS} bits of estimated entropy (its length times "
+    "the Shannon entropy of its characters' frequencies); `openssl rand -hex 32` makes one"
+)
+
+
+def estimated_entropy_bits(key: str) -> float:
+    """The key's length times the Shannon entropy of its own characters' frequencies."""
+    return -sum(count * math.log2(count / len(key)) for count in Counter(key).values())
+
+
+def key_weakness(key: str) -> str | None:
+    """Why `key` is too weak for production (never quoting it), or None."""
+    if key == DEFAULT_SECRET_KEY:
+        return "it is the placeholder of .env.example"
+    if len(key) < KEY_MIN_LENGTH:
+        return f"it has {len(key)} characters"
+    if len(set(key)) < KEY_MIN_DISTINCT_CHARACTERS:
+        return f"it has only {len(set(key))} different characters"
+    if (bits := estimated_entropy_bits(key)) < KEY_MIN_ESTIMATED_BITS:
+        return f"its estimated entropy is {bits:.0f} bits"
+    return None
+
 
 class EmailDelivery(StrEnum):
     FILE = "file"  # development: one .eml file per message under EMAIL_OUTBOX_DIR
@@ -27,6 +60,11 @@ class EmailDelivery(StrEnum):
 class RateLimitStore(StrEnum):
     POSTGRES = "postgres"  # the default: nothing more to run
     REDIS = "redis"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
 
 
 class Environment(StrEnum):
@@ -43,6 +81,12 @@ class Settings(BaseSettings):
     ENVIRONMENT: Environment = Environment.LOCAL
     PROJECT_NAME: str = "TripSync API"
     LOG_LEVEL: str = "INFO"
+    # `text` for a terminal; `json` writes one JSON object per line (app.core.logs), with the
+    # request id, for a log collector.
+    LOG_FORMAT: LogFormat = LogFormat.TEXT
+    # Prometheus metrics at GET /metrics, for `Authorization: Bearer <METRICS_TOKEN>` only;
+    # empty (the default): /metrics does not exist (404). app.api.metrics says why a token.
+    METRICS_TOKEN: SecretStr = SecretStr("")
 
     # Either a full URL, or the parts below from which one is built.
     DATABASE_URL: PostgresDsn | None = None
@@ -137,6 +181,12 @@ class Settings(BaseSettings):
     IDEMPOTENCY_RETENTION_DAYS: int = Field(default=28, ge=1, le=366)
     # Larger request bodies are refused with 413 before anything reads them.
     MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # Longer URLs are refused with 414, larger header sections with 431 (app.api.head_limit).
+    # Room for a /sync cursor of ~1,000 trips (60 bytes each), in the URL or as an event
+    # stream's Last-Event-ID. uvicorn's httptools refuses a URL of 64 KiB itself, in plain
+    # text, hence the bound (docs/operations.md#request-size-limits).
+    MAX_URL_BYTES: int = Field(default=60 * 1024, ge=1024, le=60 * 1024)
+    MAX_HEADER_BYTES: int = Field(default=64 * 1024, ge=4 * 1024, le=128 * 1024)
     # The account and ledger exports (GET /users/me/export, /trips/{id}/export) read rows through
     # a server-side cursor this many at a time: what one export holds, whatever its size.
     EXPORT_BATCH_ROWS: int = Field(default=500, ge=1, le=100_000)
@@ -173,6 +223,13 @@ class Settings(BaseSettings):
     OUTBOX_LEASE_SECONDS: float = Field(default=300.0, gt=0, le=86_400)
     # Sent and dead messages are deleted by `make cleanup` this long after their last attempt.
     OUTBOX_RETENTION_DAYS: int = Field(default=14, ge=1, le=3650)
+    # Reference exchange rates (app.fx): where the worker fetches ECB's rates once a day
+    # (unset: no fetching; import files with `python -m app.cli fx-import FILE`), how long it
+    # waits for an answer, and how many days before an expense's date a rate may be from
+    # (ECB skips weekends and holidays; a currency it stopped quoting gets no old rate).
+    FX_SOURCE_URL: HttpUrl | None = None
+    FX_FETCH_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0, le=600)
+    FX_MAX_AGE_DAYS: int = Field(default=7, ge=0, le=366)
     # OWASP's Argon2id baseline (19 MiB, 2 passes); at most PASSWORD_HASH_CONCURRENCY hashes run
     # at once per worker, so a login burst costs at most that many times the memory.
     ARGON2_TIME_COST: int = Field(default=2, ge=1, le=10)
@@ -190,6 +247,9 @@ class Settings(BaseSettings):
     # `make dev` without DATABASE_URL: the embedded server's data folder and port.
     EMBEDDED_PG_DATA: str = ".data/postgres"
     EMBEDDED_PG_PORT: int = Field(default=54329, ge=1024, le=65535)
+    # `make backup` / `make restore`: a folder holding pg_dump and pg_restore of the server's
+    # major version; unset, the usual places are searched (app.core.backup).
+    PG_BIN_DIR: str | None = None
 
     @field_validator("CORS_ORIGINS", "TWO_FACTOR_ENCRYPTION_KEYS", mode="before")
     @classmethod
@@ -232,19 +292,32 @@ class Settings(BaseSettings):
                 "never runs out while its message is being sent"
             )
         if self.ENVIRONMENT is Environment.PRODUCTION:
-            key = self.SECRET_KEY.get_secret_value()
-            if key in ("", DEFAULT_SECRET_KEY) or len(key) < 32:
+            if self.DATABASE_URL is None:
                 raise ValueError(
-                    "SECRET_KEY must be set to a random value of at least 32 characters "
-                    "when ENVIRONMENT=production (e.g. `openssl rand -hex 32`)"
+                    "DATABASE_URL must be set when ENVIRONMENT=production: without it the "
+                    "POSTGRES_* parts would silently name a database (by default "
+                    "postgres@127.0.0.1:5432/tripsync)"
                 )
-            if any(len(key.get_secret_value()) < 32 for key in self.TWO_FACTOR_ENCRYPTION_KEYS):
+            if weakness := key_weakness(self.SECRET_KEY.get_secret_value()):
                 raise ValueError(
-                    "each of TWO_FACTOR_ENCRYPTION_KEYS must be a random value of at least 32 "
-                    "characters when ENVIRONMENT=production"
+                    f"SECRET_KEY is too weak for ENVIRONMENT=production ({weakness}): it must "
+                    f"be a random value of {KEY_RULE}"
                 )
+            for position, key in enumerate(self.TWO_FACTOR_ENCRYPTION_KEYS, start=1):
+                if weakness := key_weakness(key.get_secret_value()):
+                    raise ValueError(
+                        f"key {position} of TWO_FACTOR_ENCRYPTION_KEYS is too weak for "
+                        f"ENVIRONMENT=production ({weakness}): each must be a random value of "
+                        f"{KEY_RULE}"
+                    )
             if self.EMAIL_DELIVERY is not EmailDelivery.SMTP:
                 raise ValueError("EMAIL_DELIVERY must be 'smtp' when ENVIRONMENT=production")
+            token = self.METRICS_TOKEN.get_secret_value()
+            if token and len(token) < 32:
+                raise ValueError(
+                    "METRICS_TOKEN must be empty (no /metrics) or a random value of at least 32 "
+                    "characters when ENVIRONMENT=production"
+                )
             if "*" in self.CORS_ORIGINS:
                 raise ValueError("CORS_ORIGINS may not contain '*' when ENVIRONMENT=production")
         return self

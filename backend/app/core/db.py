@@ -1,8 +1,12 @@
-"""The engine, the session factory, the request's session and the dev-only `init_db`."""
+"""The engine, the session factory, the request's session, the schema's revision against the
+migrations the package carries (app/migrations), and the dev-only `init_db`."""
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +28,13 @@ from app.core.errors import AppError
 
 logger = logging.getLogger(__name__)
 
-BACKEND_DIR = Path(__file__).resolve().parents[2]
-REPO_DIR = BACKEND_DIR.parent
-ALEMBIC_INI = REPO_DIR / "alembic.ini"
+_SOURCE_BACKEND_DIR = Path(__file__).resolve().parents[2]
+# The checkout's top folder when the app runs from one; installed (a wheel, the image), the
+# working directory. Relative FRONTEND_DIR, EMAIL_OUTBOX_DIR and EMBEDDED_PG_DATA start there.
+REPO_DIR = (
+    _SOURCE_BACKEND_DIR.parent if (_SOURCE_BACKEND_DIR / "pyproject.toml").is_file() else Path.cwd()
+)
+BACKEND_DIR = REPO_DIR / "backend"
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -199,18 +207,42 @@ def _rollback_and_close(session: Session) -> None:
         session.close()
 
 
+def migrations_dir() -> Path:
+    """The Alembic environment (env.py, versions/), found through the installed package."""
+    return Path(str(resources.files("app") / "migrations"))
+
+
 def alembic_config(database_url: str | None = None) -> Config:
-    config = Config(str(ALEMBIC_INI))
+    """Alembic's configuration, built in code: no alembic.ini is needed, wherever the package
+    is installed. (The repository's alembic.ini, for the `alembic` command, says the same.)"""
+    config = Config()
     config.attributes["configure_logger"] = False  # keep the caller's logging as it is
-    config.set_main_option("script_location", str(BACKEND_DIR / "alembic"))
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option(
+        "file_template",
+        "%%(year)d_%%(month).2d_%%(day).2d_%%(hour).2d%%(minute).2d-%%(rev)s_%%(slug)s",
+    )
+    config.set_main_option("timezone", "UTC")
     if database_url is not None:
         config.attributes["database_url"] = database_url
     return config
 
 
 @cache
+def _script_directory() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+@cache
 def alembic_head() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return _script_directory().get_current_head()
+
+
+@cache
+def known_revisions() -> frozenset[str]:
+    """Every revision the app's migrations define."""
+    return frozenset(script.revision for script in _script_directory().walk_revisions())
 
 
 def current_revision_of(connection: Connection) -> str | None:
@@ -220,6 +252,93 @@ def current_revision_of(connection: Connection) -> str | None:
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return current_revision_of(connection)
+
+
+class SchemaStatus(StrEnum):
+    AT_HEAD = "at_head"
+    # No Alembic revision at all: never migrated (or not this app's database).
+    EMPTY = "empty"
+    # A revision of the app's migrations before the head: `make migrate` was not run.
+    BEHIND = "behind"
+    # A revision the app does not know: a newer release migrated it (a rolling deploy). Its
+    # migrations only added to the schema (docs/operations.md), so this app works on it.
+    AHEAD = "ahead"
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    revision: str | None
+    head: str | None
+    status: SchemaStatus
+
+    @property
+    def serves(self) -> bool:
+        """The app can serve requests on this schema (ready)."""
+        return self.status in (SchemaStatus.AT_HEAD, SchemaStatus.AHEAD)
+
+    def describe(self) -> str:
+        match self.status:
+            case SchemaStatus.AT_HEAD:
+                return f"The database schema is at the head revision {self.head}."
+            case SchemaStatus.EMPTY:
+                return (
+                    f"The database has no schema (no Alembic revision), expected {self.head}: "
+                    "run `make migrate` (python -m app.cli migrate)."
+                )
+            case SchemaStatus.BEHIND:
+                return (
+                    f"The database schema is at revision {self.revision}, behind the app's "
+                    f"head {self.head}: run `make migrate` (python -m app.cli migrate)."
+                )
+            case SchemaStatus.AHEAD:
+                return (
+                    f"The database schema is at revision {self.revision}, which this app's "
+                    f"migrations (head {self.head}) do not know: a newer release migrated it. "
+                    "Serving, as a rolling deploy does (expand, then contract: "
+                    "docs/operations.md)."
+                )
+
+
+def schema_state_of(connection: Connection) -> SchemaState:
+    """Where the database's schema stands against the migrations this app carries."""
+    revision, head = current_revision_of(connection), alembic_head()
+    if revision is None:
+        status = SchemaStatus.EMPTY
+    elif revision == head:
+        status = SchemaStatus.AT_HEAD
+    elif revision in known_revisions():
+        status = SchemaStatus.BEHIND
+    else:
+        status = SchemaStatus.AHEAD
+    return SchemaState(revision=revision, head=head, status=status)
+
+
+class StartupRefused(RuntimeError):
+    """The app must not serve: the message says why and what to do."""
+
+
+def check_schema_at_startup() -> SchemaState | None:
+    """In production, before serving: refuse a database without the app's schema or behind
+    it (its requests would fail with 500s); warn about one ahead of it, and serve.
+
+    A database that does not answer yet is not refused (readiness says 503 until it does):
+    a database restart must not stop the app from starting.
+    """
+    try:
+        with get_engine().connect() as connection:
+            state = schema_state_of(connection)
+    except SQLAlchemyError as error:
+        logger.warning(
+            "could not check the database schema at start-up (%s); /health/ready answers 503 "
+            "until the database answers",
+            type(error).__name__,
+        )
+        return None
+    if not state.serves:
+        raise StartupRefused(f"refusing to start: {state.describe()}")
+    if state.status is SchemaStatus.AHEAD:
+        logger.warning("%s", state.describe())
+    return state
 
 
 def init_db(

@@ -15,6 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app.core.deadlines import DatabaseUnresponsive
+from app.core.logs import REQUEST_ID_HEADER, current_request_id
+from app.core.metrics import SERVER_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +133,24 @@ class ServerBusy(ServiceUnavailable):
     code = "server_busy"
 
 
+# nginx's "client closed request": never sent (nobody is listening), but what logs and
+# metrics see instead of a 500, or of a 400 the client did not cause.
+CLIENT_CLOSED_REQUEST = 499
+
+
+class ClientDisconnected(StarletteHTTPException):
+    """The client went away while its request body was being read (app.api.routing raises it).
+
+    An HTTPException, so FastAPI's body parsing lets it through (rather than answering 400
+    "error parsing the body"); its own handler logs it at INFO and answers nothing useful.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            CLIENT_CLOSED_REQUEST, "The client disconnected before sending the whole body."
+        )
+
+
 class EarlyResponse(Exception):
     """Ends a request with a response decided before the route ran (an idempotent replay).
 
@@ -189,6 +209,8 @@ def problem_response(
         body["current"] = current
     if blocking is not None:
         body["blocking"] = blocking
+    if status >= 500:
+        SERVER_ERRORS.labels(str(status), code).inc()
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
@@ -306,6 +328,18 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
         }
         for item in error.errors()
     ]
+    unreadable = [item for item in error.errors() if item.get("type") == "json_invalid"]
+    if unreadable:
+        # Invalid UTF-8, a syntax error, a cut-off body, nesting too deep, a number too long:
+        # one answer (app.api.routing.parse_json makes each of them a JSON decode error).
+        reason = str(unreadable[0].get("ctx", {}).get("error", "not JSON"))
+        return problem_response(
+            422,
+            "json_invalid",
+            "Unprocessable Content",
+            f"The request body is not valid JSON: {reason}.",
+            errors=errors,
+        )
     return problem_response(
         422,
         "validation_error",
@@ -377,10 +411,33 @@ async def _data_error(_: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def _client_disconnected(request: Request, error: Exception) -> JSONResponse:
+    # Not the server's fault and nothing to fix: a client that gave up (a slow upload
+    # cancelled, a lost connection). Its writes, if any began, roll back with the request.
+    logger.info(
+        "client disconnected while sending the request body: %s %s",
+        request.method,
+        request.url.path,
+    )
+    return problem_response(
+        CLIENT_CLOSED_REQUEST,
+        "client_disconnected",
+        "Client Closed Request",
+        "The client disconnected before sending the whole body.",
+    )
+
+
 async def _unexpected_error(_: Request, error: Exception) -> JSONResponse:
     logger.exception("unhandled error", exc_info=error)
+    # Sent from outside every middleware (Starlette's ServerErrorMiddleware), so the request
+    # id header is added here.
+    request_id = current_request_id()
     return problem_response(
-        500, "internal_error", "Internal Server Error", "An unexpected error occurred."
+        500,
+        "internal_error",
+        "Internal Server Error",
+        "An unexpected error occurred.",
+        headers={REQUEST_ID_HEADER: request_id} if request_id else None,
     )
 
 
@@ -388,6 +445,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(EarlyResponse, _early_response)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnected, _client_disconnected)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(sa_exc.TimeoutError, _database_unavailable)
     app.add_exception_handler(sa_exc.OperationalError, _database_unavailable)

@@ -4,7 +4,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, cast
+from zoneinfo import available_timezones
 
 import email_validator
 from babel.core import get_global
@@ -52,18 +54,67 @@ class InSchema:
         return schema
 
 
+# The vendor key marking a schema to be written once, as a component (app.api.openapi).
+COMPONENT_KEY = "x-component"
+# Each shared schema by its component name, as `SharedSchema` declared it.
+SHARED_SCHEMAS: dict[str, dict[str, Any]] = {}
+
+
+@dataclass(frozen=True, eq=False)
+class SharedSchema:
+    """Annotated metadata: a type's OpenAPI schema is the component `name`, written once and
+    referenced by every field of the type (a 597-value enum is not copied into each model).
+
+    Pydantic writes the schema inline, marked with `x-component`; the app's OpenAPI document
+    moves it to `#/components/schemas/{name}` (app.api.openapi). `mode="validation"`: request
+    bodies only, as for `InSchema`.
+    """
+
+    name: str
+    schema: dict[str, Any]
+    mode: Literal["validation", "serialization"] | None = None
+
+    def __post_init__(self) -> None:
+        if SHARED_SCHEMAS.setdefault(self.name, self.schema) != self.schema:
+            raise ValueError(f"two shared schemas named {self.name}")
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        if self.mode is None or handler.mode == self.mode:
+            return {**self.schema, COMPONENT_KEY: self.name}
+        return schema
+
+
 # C0 controls other than tab, newline and carriage return, and NUL (which PostgreSQL refuses).
 _CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
 _CONTROL_CHARACTERS = re.compile(f"[{_CONTROL}]")
 # What trimming removes (Unicode White_Space): a name needs one character besides these.
 _BLANK = r"\t\n\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# What shows nothing either, and so counts as blank: Unicode's default-ignorable code points
+# (format characters such as zero-width spaces and joiners, bidi controls, the BOM, soft
+# hyphens, variation selectors, tags) and the blank-looking fillers (Hangul, braille blank).
+# Astral ones are written as characters: Python's and pydantic's regexes read them alike.
+_INVISIBLE = (
+    r"\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
+)
+_VISIBLE = re.compile(f"[^{_CONTROL}{_BLANK}{_INVISIBLE}]")
 TEXT_PATTERN = f"^[^{_CONTROL}]*$"
-NAME_PATTERN = f"^[^{_CONTROL}]*[^{_CONTROL}{_BLANK}][^{_CONTROL}]*$"
+NAME_PATTERN = f"^[^{_CONTROL}]*[^{_CONTROL}{_BLANK}{_INVISIBLE}][^{_CONTROL}]*$"
 
 
 def _reject_control_characters(value: str) -> str:
     if _CONTROL_CHARACTERS.search(value):
         raise ValueError("control characters (such as NUL) are not allowed")
+    return value
+
+
+def _require_visible_character(value: str) -> str:
+    if not _VISIBLE.search(value):
+        raise ValueError("must contain a visible character (not only spaces or invisible ones)")
     return value
 
 
@@ -120,20 +171,32 @@ def _text_matching(pattern: str, what: str) -> Callable[[Any], Any]:
 Day = Annotated[
     date,
     BeforeValidator(_text_matching(DATE_PATTERN, "a date such as 2027-05-01")),
-    InSchema({"pattern": DATE_PATTERN}),
+    SharedSchema(
+        "Day",
+        {
+            "type": "string",
+            "format": "date",
+            "pattern": DATE_PATTERN,
+            "description": "A calendar date, YYYY-MM-DD, e.g. 2027-05-01.",
+        },
+    ),
 ]
-# A wall-clock time without offset, "2027-05-01T10:00" (its zone is a separate field).
+# A wall-clock time without offset, "2027-05-01T10:00" (its zone is a separate field). Not
+# `format: date-time`, which is RFC 3339's and requires an offset: responses carry none.
 LocalDateTime = Annotated[
     NaiveDatetime,
     BeforeValidator(
         _text_matching(LOCAL_DATETIME_PATTERN, "a local date and time such as 2027-05-01T10:00")
     ),
-    InSchema(
+    SharedSchema(
+        "LocalDateTime",
         {
-            "format": None,  # "date-time" is RFC 3339's, which requires an offset
+            "type": "string",
             "pattern": LOCAL_DATETIME_PATTERN,
-            "description": "Local wall-clock time without offset, e.g. 2027-05-01T10:00.",
-        }
+            "description": "A local wall-clock time without offset, YYYY-MM-DDTHH:MM[:SS[.ffffff]] "
+            "(responses always carry the seconds), e.g. 2027-05-01T10:00:00. Its time zone is "
+            "a separate field.",
+        },
     ),
 ]
 
@@ -183,11 +246,12 @@ def _email_address(value: str) -> str:
     return address.normalized.lower()
 
 
-# A one-line name: trimmed, non-empty, no control characters.
+# A one-line name: trimmed, with a visible character, no control characters.
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1),
     AfterValidator(_reject_control_characters),
+    AfterValidator(_require_visible_character),
     InSchema({"pattern": NAME_PATTERN}),
 ]
 # Free text: may be empty, keeps line breaks, no other control characters.
@@ -219,7 +283,60 @@ Email = Annotated[
 Currency = Annotated[
     str,
     AfterValidator(_known_currency),
-    InSchema({"enum": sorted(_CURRENCIES)}, mode="validation"),
+    SharedSchema(
+        "Currency",
+        {
+            "type": "string",
+            "enum": sorted(_CURRENCIES),
+            "description": "An ISO 4217 currency code in use today, e.g. EUR or JPY.",
+        },
+        mode="validation",
+    ),
+]
+
+# Names that exist in the tz database but are not places: the server's own zone and test data.
+_NOT_PLACES = frozenset({"localtime", "Factory", "posixrules"})
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(available_timezones()) - _NOT_PLACES
+
+
+def _known_time_zone(value: str) -> str:
+    if value not in _time_zones():
+        raise ValueError("must be an IANA time zone such as 'Europe/Paris' or 'UTC'")
+    return value
+
+
+def enum_member_name(zone: str) -> str:
+    """A code generator's name for a zone: "Etc/GMT+1" → ETC_GMT_PLUS_1, "GMT-0" → GMT_MINUS_0.
+
+    Generators that derive names from values by dropping punctuation make GMT+0, GMT-0 and
+    GMT0 all GMT0; the OpenAPI document gives these names instead (`x-enum-varnames`).
+    """
+    signed = re.sub(r"-(?=[0-9])", "_MINUS_", re.sub(r"\+(?=[0-9])", "_PLUS_", zone))
+    return re.sub(r"[^A-Za-z0-9]+", "_", signed).strip("_").upper()
+
+
+def _time_zone_schema() -> dict[str, Any]:
+    zones = sorted(_time_zones())
+    names = [enum_member_name(zone) for zone in zones]
+    if len(set(names)) != len(names):
+        raise ValueError("two time zones share an enum member name")
+    return {
+        "type": "string",
+        "enum": zones,
+        "x-enum-varnames": names,
+        "description": "An IANA time zone name, e.g. Europe/Paris or UTC.",
+    }
+
+
+# An IANA time zone, as the server's tz database knows it.
+TimeZone = Annotated[
+    str,
+    AfterValidator(_known_time_zone),
+    SharedSchema("TimeZone", _time_zone_schema(), mode="validation"),
 ]
 
 

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
@@ -20,6 +20,7 @@ from sqlmodel.sql._expression_select_cls import SelectBase
 
 from app.core.config import get_settings
 from app.core.errors import BadRequest
+from app.core.security import decode_access_token
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -83,7 +84,7 @@ def _keyed(key: bytes) -> "hmac.HMAC":
 
 
 def _sign(payload: bytes, scope: str) -> bytes:
-    # The scope (the list's route) is signed in: a cursor only works for the list it came from.
+    # The scope (which list: scope_of_list) is signed in, so a cursor works only there.
     mac = _keyed(get_settings().SECRET_KEY.get_secret_value().encode()).copy()
     mac.update(scope.encode() + b":" + payload)
     return mac.digest()[:_SIGNATURE_BYTES]
@@ -150,13 +151,89 @@ class PageRequest:
         return encode_cursor(position, self.scope) if position is not None else None
 
 
+_PAGE_PARAMETERS = frozenset({"limit", "cursor"})
+_FILTERS_ATTRIBUTE = "_tripsync_list_filters"
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters of a route's dependency tree (FastAPI's `Dependant`)."""
+    if dependant is None:
+        return set()
+    names = {param.alias for param in dependant.query_params}
+    for dependency in dependant.dependencies:
+        names |= _query_names(dependency)
+    return names
+
+
+def _filter_names(route: Any) -> tuple[str, ...]:
+    """The query parameters a route declares besides the page's own: its list's filters.
+
+    Worked out once per route and kept on it (routes compare by value, so are not hashable).
+    """
+    names: tuple[str, ...] | None = getattr(route, _FILTERS_ATTRIBUTE, None)
+    if names is None:
+        names = tuple(sorted(_query_names(getattr(route, "dependant", None)) - _PAGE_PARAMETERS))
+        setattr(route, _FILTERS_ATTRIBUTE, names)
+    return names
+
+
+def _canonical(value: str) -> str:
+    # A UUID in the path names the same list in any case.
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return value
+
+
+def _caller_of(request: Request) -> str:
+    """The user of the request's bearer token ("" without one). The route's own dependencies
+    authenticate the request; a cursor only needs to know whose list it was."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return ""
+    claims = decode_access_token(token.strip())
+    return str(claims[0]) if claims is not None else ""
+
+
+def scope_of_list(
+    route: str,
+    *,
+    path: Mapping[str, str] | None = None,
+    filters: Mapping[str, Sequence[str]] | None = None,
+    user_id: uuid.UUID | str | None = None,
+) -> str:
+    """What list a cursor pages: the route (its template), the values in its path, the
+    filters given, and the caller. Signed into every cursor, so a cursor pages only the list
+    it came from: not another trip's, another checklist's, another filter's or another user's.
+    """
+    return _COMPACT_JSON.encode(
+        [
+            route,
+            sorted((name, _canonical(value)) for name, value in (path or {}).items()),
+            sorted([name, list(values)] for name, values in (filters or {}).items() if values),
+            str(user_id or ""),
+        ]
+    )
+
+
+def list_scope(request: Request) -> str:
+    """The scope (`scope_of_list`) of the list a request reads."""
+    route = request.scope.get("route")
+    filters = _filter_names(route) if route is not None else ()
+    return scope_of_list(
+        getattr(route, "path", request.url.path),
+        path=request.path_params,
+        filters={name: request.query_params.getlist(name) for name in filters},
+        user_id=_caller_of(request),
+    )
+
+
 def _page_request(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> PageRequest:
-    route = request.scope.get("route")
-    scope = getattr(route, "path", request.url.path)
+    scope = list_scope(request)
     after = decode_cursor(cursor, scope) if cursor else None
     return PageRequest(limit=limit, after=after, scope=scope)
 

@@ -25,6 +25,8 @@ __all__ = [
     "ensure_version",
     "entity_tag",
     "etag_responses",
+    "location_header",
+    "location_responses",
     "parse_if_match",
     "set_etag",
 ]
@@ -126,6 +128,17 @@ def conditional_write_responses(
     if status is not None:
         responses.update(etag_responses(status))
     return responses
+
+
+def location_header(description: str) -> dict[str, Any]:
+    """The `Location` of a 201, as the OpenAPI document declares it."""
+    return {"description": description, "schema": {"type": "string", "format": "uri-reference"}}
+
+
+def location_responses(description: str) -> dict[int | str, dict[str, Any]]:
+    """Declare what the `Location` of a route's 201 points to, when it is not the created
+    resource under the collection posted to (which the route class declares by default)."""
+    return {201: {"headers": {"Location": location_header(description)}}}
 
 
 def create_responses(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:

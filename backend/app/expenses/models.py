@@ -35,6 +35,7 @@ from app.core.fields import (
     exact_decimal_schema,
 )
 from app.expenses.ledger import MAX_AMOUNT_MINOR, SplitMode
+from app.fx.models import RateSource
 
 # Rates carry up to 12 integer and 12 fractional digits, stored exactly as NUMERIC(24, 12).
 RATE_DIGITS, RATE_PLACES = 24, 12
@@ -63,6 +64,17 @@ Percent = Annotated[
 
 _CURRENCY_FORMAT = "~ '^[A-Z]{3}$'"
 _SPLIT_MODES = ", ".join(f"'{mode}'" for mode in SplitMode)
+_RATE_SOURCES = ", ".join(f"'{source}'" for source in RateSource)
+
+
+def _rate_checks() -> tuple[CheckConstraint, CheckConstraint]:
+    """The rate's source is one of RateSource, and only a looked-up rate has a date."""
+    return (
+        CheckConstraint(f"rate_source IN ({_RATE_SOURCES})", name="rate_source"),
+        CheckConstraint(
+            "(rate_source = 'ecb') = (rate_date IS NOT NULL)", name="rate_date_iff_ecb"
+        ),
+    )
 
 
 class RevisionAction(StrEnum):
@@ -132,6 +144,7 @@ class ExpenseRevision(SQLModel, table=True):
         CheckConstraint("base_amount_minor >= 0", name="base_amount_non_negative"),
         CheckConstraint("exchange_rate > 0", name="exchange_rate_positive"),
         CheckConstraint(f"currency {_CURRENCY_FORMAT}", name="currency"),
+        *_rate_checks(),
     )
 
     trip_id: uuid.UUID = Field(foreign_key="trips.id", primary_key=True, ondelete="CASCADE")
@@ -146,6 +159,9 @@ class ExpenseRevision(SQLModel, table=True):
     currency: str = Field(max_length=3)
     # Base-currency units per unit of `currency`, frozen when entered (1 for the base itself).
     exchange_rate: Decimal = Field(sa_type=Numeric(RATE_DIGITS, RATE_PLACES))
+    # Where the rate came from, and for a looked-up one the ECB day whose rates it is.
+    rate_source: RateSource = Field(sa_type=String(8))
+    rate_date: date | None = None
     base_amount_minor: int = Field(sa_type=BigInteger)
     spent_on: date
     split_mode: SplitMode = Field(sa_type=String(16))
@@ -218,6 +234,7 @@ class Settlement(SQLModel, table=True):
         CheckConstraint("base_amount_minor >= 0", name="base_amount_non_negative"),
         CheckConstraint("exchange_rate > 0", name="exchange_rate_positive"),
         CheckConstraint(f"currency {_CURRENCY_FORMAT}", name="currency"),
+        *_rate_checks(),
         Index("ix_trip_settlements_trip_id_settled_on_id", "trip_id", "settled_on", "id"),
         Index("ix_trip_settlements_from_participant_id", "from_participant_id"),
         Index("ix_trip_settlements_to_participant_id", "to_participant_id"),
@@ -230,6 +247,9 @@ class Settlement(SQLModel, table=True):
     amount_minor: int = Field(sa_type=BigInteger)
     currency: str = Field(max_length=3)
     exchange_rate: Decimal = Field(sa_type=Numeric(RATE_DIGITS, RATE_PLACES))
+    # Where the rate came from, and for a looked-up one the ECB day whose rates it is.
+    rate_source: RateSource = Field(sa_type=String(8))
+    rate_date: date | None = None
     base_amount_minor: int = Field(sa_type=BigInteger)
     settled_on: date
     note: str = Field(max_length=500)
@@ -290,7 +310,8 @@ class ExpenseCreate(SQLModel):
     notes: Text = Field(default="", max_length=2000)
     amount_minor: PositiveMinorAmount
     currency: Currency
-    # Required when `currency` is not the trip's base currency: base units per 1 `currency`.
+    # Base units per 1 `currency`. Omitted for a foreign currency: the ECB reference rate of
+    # `spent_on` (or of the last day before it that has one; see docs/api.md, "Money").
     exchange_rate: ExchangeRate | None = None
     spent_on: Day
     payers: list[PayerIn] = Field(min_length=1, max_length=MAX_PARTICIPANTS_PER_EXPENSE)
@@ -302,8 +323,9 @@ class ExpenseUpdate(PartialUpdate):
     """Fields to change; the rest keep their values and the result is checked as a whole.
 
     `split_mode` and `splits` go together. A new `currency` takes the `exchange_rate` sent
-    with it (required unless it is the base currency); `exchange_rate` alone corrects the
-    rate. The change needs If-Match (the expense's ETag); the older `expected_revision`, when
+    with it, else the reference rate of `spent_on`; `exchange_rate` alone corrects the rate
+    (null: take the reference rate). Otherwise the rate stays as it is, even when `spent_on`
+    changes. The change needs If-Match (the expense's ETag); the older `expected_revision`, when
     given, must also be the expense's current revision (else 409) but is deprecated.
     """
 
@@ -419,6 +441,8 @@ class ExpenseContent(SQLModel):
     amount_minor: int | None
     currency: str
     exchange_rate: PlainDecimal
+    rate_source: RateSource
+    rate_date: date | None
     base_currency: str
     base_amount_minor: int | None
     spent_on: date
@@ -436,6 +460,8 @@ class ExpenseContent(SQLModel):
             "amount_minor": _amount(revision.amount_minor, hidden),
             "currency": revision.currency,
             "exchange_rate": plain_decimal(revision.exchange_rate),
+            "rate_source": revision.rate_source,
+            "rate_date": revision.rate_date,
             "base_currency": base_currency,
             "base_amount_minor": _amount(revision.base_amount_minor, hidden),
             "spent_on": revision.spent_on,
@@ -514,6 +540,8 @@ class SettlementPublic(SQLModel):
     amount_minor: int | None
     currency: str
     exchange_rate: PlainDecimal
+    rate_source: RateSource
+    rate_date: date | None
     base_currency: str
     base_amount_minor: int | None
     settled_on: date
@@ -531,6 +559,8 @@ class SettlementPublic(SQLModel):
             amount_minor=_amount(settlement.amount_minor, hidden),
             currency=settlement.currency,
             exchange_rate=plain_decimal(settlement.exchange_rate),
+            rate_source=settlement.rate_source,
+            rate_date=settlement.rate_date,
             base_currency=base_currency,
             base_amount_minor=_amount(settlement.base_amount_minor, hidden),
             settled_on=settlement.settled_on,

@@ -58,6 +58,8 @@ from app.expenses.models import (
     SettlementPublic,
     TransferPublic,
 )
+from app.fx import service as fx_service
+from app.fx.models import RateSource
 from app.participants.models import Participant
 from app.sync.client_ids import Created, find_existing, replay
 from app.trips import hooks as trip_hooks
@@ -72,6 +74,34 @@ def _expense_not_found() -> NotFound:
 
 def _refused(error: LedgerError) -> Unprocessable:
     return Unprocessable(str(error), code=error.code)
+
+
+def _rate_unavailable(error: fx_service.RateUnavailable) -> Unprocessable:
+    problem = Unprocessable(str(error), code="exchange_rate_unavailable")
+    problem.extensions = {
+        "currency": error.currency,
+        "base_currency": error.base_currency,
+        "date": error.on.isoformat(),
+    }
+    return problem
+
+
+def _rated(
+    session: Session, *, currency: str, base_currency: str, on: date, rate: Decimal | None
+) -> tuple[Decimal | None, RateSource, date | None]:
+    """A rate for an entry and where it comes from: the base currency's (1, checked when
+    priced), the client's, or else the reference rate of `on` (422 when there is none)."""
+    if currency == base_currency:
+        return rate, RateSource.BASE, None
+    if rate is not None:
+        return rate, RateSource.CLIENT, None
+    try:
+        quote = fx_service.reference_rate(
+            session, currency=currency, base_currency=base_currency, on=on
+        )
+    except fx_service.RateUnavailable as error:
+        raise _rate_unavailable(error) from None
+    return quote.rate, quote.source, quote.day
 
 
 def _invalid_cursor() -> BadRequest:
@@ -155,6 +185,9 @@ class _Draft:
     payers: tuple[Payment, ...]
     split_mode: SplitMode
     splits: tuple[SplitEntry, ...]
+    # Set once the rate is settled (`with_rate`): kept from a revision, the rate is frozen.
+    rate_source: RateSource | None = None
+    rate_date: date | None = None
 
     @classmethod
     def of_create(cls, data: ExpenseCreate) -> "_Draft":
@@ -182,6 +215,8 @@ class _Draft:
             amount_minor=revision.amount_minor,
             currency=revision.currency,
             exchange_rate=revision.exchange_rate,
+            rate_source=RateSource(revision.rate_source),
+            rate_date=revision.rate_date,
             spent_on=revision.spent_on,
             payers=tuple(Payment(p.participant_id, p.amount_minor) for p in record.payers),
             split_mode=mode,
@@ -206,8 +241,13 @@ class _Draft:
                 if name not in ("payers", "splits", "split_mode")
             },
         )
-        if "currency" in changes:  # a new currency brings its own rate (or none)
-            draft = replace(draft, exchange_rate=data.exchange_rate)
+        if changes.get("currency", self.currency) != self.currency:
+            # A new currency brings its own rate, or takes the reference rate.
+            draft = replace(
+                draft, exchange_rate=data.exchange_rate, rate_source=None, rate_date=None
+            )
+        elif "exchange_rate" in changes:  # a corrected rate (null: the reference rate)
+            draft = replace(draft, rate_source=None, rate_date=None)
         if data.payers is not None:
             payers = tuple(Payment(p.participant_id, p.amount_minor) for p in data.payers)
             draft = replace(draft, payers=payers)
@@ -215,6 +255,35 @@ class _Draft:
             splits = tuple(SplitEntry(**split.model_dump()) for split in data.splits)
             draft = replace(draft, split_mode=data.split_mode, splits=splits)
         return draft
+
+    def with_rate(
+        self, session: Session, base_currency: str, stored: ExpenseRevision | None = None
+    ) -> "_Draft":
+        """The draft with its rate settled: kept if it has a source already, else as
+        `_rated` finds it. `stored` (a create's replay) lends its looked-up rate to the same
+        currency and day, so a replay compares equal whatever was imported since."""
+        if self.rate_source is not None and self.currency != base_currency:
+            return self
+        if (
+            stored is not None
+            and self.exchange_rate is None
+            and stored.rate_source == RateSource.ECB
+            and (stored.currency, stored.spent_on) == (self.currency, self.spent_on)
+        ):
+            return replace(
+                self,
+                exchange_rate=stored.exchange_rate,
+                rate_source=RateSource.ECB,
+                rate_date=stored.rate_date,
+            )
+        rate, source, day = _rated(
+            session,
+            currency=self.currency,
+            base_currency=base_currency,
+            on=self.spent_on,
+            rate=self.exchange_rate,
+        )
+        return replace(self, exchange_rate=rate, rate_source=source, rate_date=day)
 
     def priced(self, base_currency: str) -> PricedExpense:
         try:
@@ -253,6 +322,7 @@ def _write_revision(
     priced: PricedExpense,
     actor_id: uuid.UUID,
 ) -> RevisionRecord:
+    assert draft.rate_source is not None, "the rate is settled before pricing (with_rate)"
     revision = ExpenseRevision(
         trip_id=expense.trip_id,
         expense_id=expense.id,
@@ -264,6 +334,8 @@ def _write_revision(
         amount_minor=draft.amount_minor,
         currency=draft.currency,
         exchange_rate=priced.exchange_rate,
+        rate_source=draft.rate_source,
+        rate_date=draft.rate_date,
         base_amount_minor=priced.base_amount_minor,
         spent_on=draft.spent_on,
         split_mode=draft.split_mode,
@@ -309,22 +381,27 @@ def create_expense(
     A replay must match the expense's current revision: one edited since is a conflict.
     """
     base_currency = _lock_base_currency(session, trip_id)
-    draft = _Draft.of_create(data)
+    existing = (
+        find_existing(session, Expense, trip_id=trip_id, row_id=data.id)
+        if data.id is not None
+        else None
+    )
+    stored = _current_record(session, existing) if existing is not None else None
+    draft = _Draft.of_create(data).with_rate(
+        session, base_currency, stored.revision if stored is not None else None
+    )
     priced = draft.priced(base_currency)
-    if data.id is not None:
-        existing = find_existing(session, Expense, trip_id=trip_id, row_id=data.id)
-        if existing is not None:
-            current = _current_record(session, existing)
-            record = ExpenseRecord(existing, current)
-            same = draft.canonical(priced.exchange_rate) == _Draft.of_revision(current).canonical(
-                current.revision.exchange_rate
-            )
-            return replay(
-                record,
-                version=existing.version,
-                same_content=same,
-                current=lambda: _expense_public(session, record),
-            )
+    if existing is not None and stored is not None:
+        record = ExpenseRecord(existing, stored)
+        same = draft.canonical(priced.exchange_rate) == _Draft.of_revision(stored).canonical(
+            stored.revision.exchange_rate
+        )
+        return replay(
+            record,
+            version=existing.version,
+            same_content=same,
+            current=lambda: _expense_public(session, record),
+        )
     _ensure_participants(session, trip_id, draft.participant_ids())
     expense = Expense(trip_id=trip_id, created_by=actor_id)
     if data.id is not None:
@@ -510,7 +587,7 @@ def update_expense(
     expense, current = _locked_expense(session, trip_id, expense_id, expected)
     _check_expected(current, data.expected_revision)
     before = _Draft.of_revision(current)
-    draft = before.patched(data)
+    draft = before.patched(data).with_rate(session, base_currency)
     priced = draft.priced(base_currency)
     if draft.canonical(priced.exchange_rate) == before.canonical(current.revision.exchange_rate):
         return ExpenseRecord(expense, current)  # nothing changes: no revision to record
@@ -618,8 +695,30 @@ def create_settlement(
 ) -> Created[Settlement]:
     """A new settlement; with a client-chosen id seen before, a replay (or a conflict)."""
     base_currency = _lock_base_currency(session, trip_id)
+    existing = (
+        find_existing(session, Settlement, trip_id=trip_id, row_id=data.id)
+        if data.id is not None
+        else None
+    )
+    if (
+        existing is not None
+        and data.exchange_rate is None
+        and existing.rate_source == RateSource.ECB
+        and (existing.currency, existing.settled_on) == (data.currency, data.settled_on)
+    ):
+        # A replay keeps the rate looked up the first time, whatever was imported since.
+        given: Decimal | None = existing.exchange_rate
+        source, rate_date = RateSource.ECB, existing.rate_date
+    else:
+        given, source, rate_date = _rated(
+            session,
+            currency=data.currency,
+            base_currency=base_currency,
+            on=data.settled_on,
+            rate=data.exchange_rate,
+        )
     try:
-        rate = ledger.resolve_rate(data.currency, base_currency, data.exchange_rate)
+        rate = ledger.resolve_rate(data.currency, base_currency, given)
         base_amount_minor = ledger.to_base_minor(
             data.amount_minor, data.currency, base_currency, rate
         )
@@ -630,33 +729,35 @@ def create_settlement(
             "The amount converted to the base currency is too large.",
             code="amount_out_of_range",
         )
-    if data.id is not None:
-        existing = find_existing(session, Settlement, trip_id=trip_id, row_id=data.id)
-        if existing is not None:
-            content = (
-                data.from_participant_id,
-                data.to_participant_id,
-                data.amount_minor,
-                data.currency,
-                rate,
-                data.settled_on,
-                data.note,
-            )
-            same = content == (
-                existing.from_participant_id,
-                existing.to_participant_id,
-                existing.amount_minor,
-                existing.currency,
-                existing.exchange_rate,
-                existing.settled_on,
-                existing.note,
-            )
-            return replay(
-                existing,
-                version=existing.version,
-                same_content=same,
-                current=lambda: _settlement_public(session, existing),
-            )
+    if existing is not None:
+        content = (
+            data.from_participant_id,
+            data.to_participant_id,
+            data.amount_minor,
+            data.currency,
+            rate,
+            source,
+            rate_date,
+            data.settled_on,
+            data.note,
+        )
+        same = content == (
+            existing.from_participant_id,
+            existing.to_participant_id,
+            existing.amount_minor,
+            existing.currency,
+            existing.exchange_rate,
+            existing.rate_source,
+            existing.rate_date,
+            existing.settled_on,
+            existing.note,
+        )
+        return replay(
+            existing,
+            version=existing.version,
+            same_content=same,
+            current=lambda: _settlement_public(session, existing),
+        )
     _ensure_participants(session, trip_id, {data.from_participant_id, data.to_participant_id})
     settlement = Settlement(
         trip_id=trip_id,
@@ -665,6 +766,8 @@ def create_settlement(
         amount_minor=data.amount_minor,
         currency=data.currency,
         exchange_rate=rate,
+        rate_source=source,
+        rate_date=rate_date,
         base_amount_minor=base_amount_minor,
         settled_on=data.settled_on,
         note=data.note,

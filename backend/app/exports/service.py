@@ -11,6 +11,7 @@ import csv
 import io
 import uuid
 from collections.abc import Iterator
+from datetime import date
 from decimal import Decimal
 
 from sqlmodel import Session
@@ -30,6 +31,8 @@ FIXED_COLUMNS = (
     "currency",
     "amount",
     "exchange_rate",
+    "rate_source",
+    "rate_date",
     "base_currency",
     "base_amount",
 )
@@ -38,6 +41,10 @@ FIXED_COLUMNS = (
 def major_units(amount_minor: int, currency: str) -> str:
     """An amount in minor units as a plain decimal in the currency's units ("12.34")."""
     return format(Decimal(amount_minor).scaleb(-minor_unit_exponent(currency)), "f")
+
+
+def _day(value: date | None) -> str:
+    return "" if value is None else value.isoformat()
 
 
 def participant_columns(participants: list[tuple[uuid.UUID, str]]) -> list[str]:
@@ -71,6 +78,8 @@ def _row(
             entry.currency,
             major_units(entry.amount_minor, entry.currency),
             format(entry.exchange_rate.normalize(), "f"),
+            entry.rate_source,
+            _day(entry.rate_date),
             base,
             major_units(entry.base_amount_minor, base),
         ]
@@ -89,6 +98,8 @@ def _row(
         revision.currency,
         major_units(revision.amount_minor, revision.currency),
         format(revision.exchange_rate.normalize(), "f"),
+        revision.rate_source,
+        _day(revision.rate_date),
         base,
         major_units(revision.base_amount_minor, base),
     ]

@@ -18,6 +18,7 @@ from app.core.admission import DatabaseSlot, DatabaseSlotDep
 from app.core.config import get_settings
 from app.core.deps import SessionDep
 from app.core.errors import BadRequest, ServiceUnavailable, error_responses
+from app.core.preconditions import location_responses
 from app.feed import events, mutations, service
 from app.feed.models import ChangesPublic, SnapshotPublic
 from app.sync.live import Listener
@@ -222,7 +223,12 @@ class StreamTokenPublic(BaseModel):
 
 
 @router.post(
-    "/sync/stream-tokens", response_model=StreamTokenPublic, status_code=status.HTTP_201_CREATED
+    "/sync/stream-tokens",
+    response_model=StreamTokenPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=location_responses(
+        "What the token opens, `/sync/events?token=...`: a token has no address of its own."
+    ),
 )
 def create_stream_token(response: Response, caller: CurrentCaller) -> StreamTokenPublic:
     """A token that opens `GET /sync/events?token=...`, for clients that cannot send an
@@ -234,6 +240,7 @@ def create_stream_token(response: Response, caller: CurrentCaller) -> StreamToke
     """
     response.headers["Cache-Control"] = "no-store"  # nor kept under an Idempotency-Key
     token, expires_at = events.issue_stream_token(caller)
+    response.headers["Location"] = f"/sync/events?token={token}"
     return StreamTokenPublic(token=token, expires_at=expires_at)
 
 
@@ -248,7 +255,13 @@ _EVENTS_DESCRIPTION = (
 )
 
 
-# One event of the stream, as its fields arrive (`data` is JSON text; heartbeats are comments).
+# A device cursor (~60 bytes a trip) fits a URL within MAX_URL_BYTES' bound (60 KiB).
+MAX_CURSOR_LENGTH = 60_000
+
+
+# One event of the stream, as its fields arrive (`data` is JSON text; heartbeats are comments):
+# OpenAPI 3.2's `itemSchema`, written as an extension in this 3.1 document. The body itself is
+# text: client generators read it as a string, a client parses it as an event stream.
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -273,7 +286,12 @@ _EVENT_SCHEMA: dict[str, Any] = {
     responses={
         200: {
             "description": _EVENTS_DESCRIPTION,
-            "content": {"text/event-stream": {"schema": _EVENT_SCHEMA}},
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string", "description": "Server-sent events"},
+                    "x-itemSchema": _EVENT_SCHEMA,
+                }
+            },
         },
         **error_responses(429, 503),
     },
@@ -288,7 +306,9 @@ async def stream_events(
     ] = None,
     last_event_id: Annotated[
         str | None,
-        Query(max_length=65536, description="The id of the last event received, to resume"),
+        Query(
+            max_length=MAX_CURSOR_LENGTH, description="The id of the last event received, to resume"
+        ),
     ] = None,
     last_event_id_header: Annotated[
         str | None,
@@ -353,7 +373,7 @@ def _last_told(
 def get_device_feed(
     session: SessionDep,
     user: CurrentUser,
-    cursor: Annotated[str | None, Query(max_length=65536)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
 ) -> DeviceFeedPublic:
     """All my trips with their versions, and the ones I lost since the device's last call.
 

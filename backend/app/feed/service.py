@@ -158,7 +158,9 @@ def _ensure_cursor_usable(session: Session, viewer: Viewer, since: int, head: in
         return  # from scratch: every row is after 0
     if since < trip.pruned_version:
         raise ResetRequired(
-            "Deletions this old are no longer kept; take a new snapshot.", code="cursor_expired"
+            "Deletions this old are no longer kept (or the database was restored from a "
+            "backup since); take a new snapshot.",
+            code="cursor_expired",
         )
     membership = session.exec(
         select(TripMember.version).where(
@@ -299,7 +301,8 @@ def device_feed(
         if seen is None or too_old:
             status = "new" if seen is None else "reset"
         elif (
-            seen < trip.pruned_version
+            seen > trip.head_version  # from a server since restored from an older backup
+            or seen < trip.pruned_version
             or membership_version > seen
             or (role == Role.VIEWER and trip.access_version > seen)
         ):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Response, status
 from app.core.deps import SessionDep
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageParams
+from app.core.preconditions import location_responses
 from app.core.security import OPAQUE_TOKEN_MAX_LENGTH
 from app.invite_links import service
 from app.invite_links.models import (
@@ -92,6 +93,7 @@ def revoke_invite_link(session: SessionDep, access: TripEditor, link_id: uuid.UU
             "description": "Already a member: the membership as it is, nothing changed",
         },
         **error_responses(404),
+        **location_responses("The trip joined, `/trips/{trip_id}`: `GET` reads it."),
     },
 )
 def join_with_invite_link(
@@ -103,6 +105,8 @@ def join_with_invite_link(
     is `404 invite_link_not_found`.
     """
     joined, new = service.join_with_token(session=session, user=user, token=token)
-    if not new:
+    if new:
+        response.headers["Location"] = f"/trips/{joined.trip.id}"
+    else:
         response.status_code = status.HTTP_200_OK
     return joined

@@ -27,9 +27,9 @@ from app.core.fields import (
     Name,
     PartialUpdate,
     Text,
+    TimeZone,
 )
 from app.itinerary.order_keys import MAX_KEY_LENGTH
-from app.trips.models import TimeZoneName
 
 MAX_PARTICIPANTS_PER_ITEM = 200
 
@@ -169,9 +169,9 @@ class ItemCreate(SQLModel):
     notes: Text = Field(default="", max_length=5000)
     day: Day | None = None
     start_local: LocalDateTime | None = None
-    start_timezone: TimeZoneName | None = Field(default=None, max_length=64)
+    start_timezone: TimeZone | None = Field(default=None, max_length=64)
     end_local: LocalDateTime | None = None
-    end_timezone: TimeZoneName | None = Field(default=None, max_length=64)
+    end_timezone: TimeZone | None = Field(default=None, max_length=64)
     place: Place | None = None
     booking_reference: Text = Field(default="", max_length=200)
     participant_ids: list[uuid.UUID] = Field(
@@ -189,9 +189,9 @@ class ItemUpdate(PartialUpdate):
     title: Name | None = Field(default=None, max_length=200)
     notes: Text | None = Field(default=None, max_length=5000)
     start_local: LocalDateTime | None = None
-    start_timezone: TimeZoneName | None = Field(default=None, max_length=64)
+    start_timezone: TimeZone | None = Field(default=None, max_length=64)
     end_local: LocalDateTime | None = None
-    end_timezone: TimeZoneName | None = Field(default=None, max_length=64)
+    end_timezone: TimeZone | None = Field(default=None, max_length=64)
     place: Place | None = None
     booking_reference: Text | None = Field(default=None, max_length=200)
     participant_ids: list[uuid.UUID] | None = Field(
@@ -220,10 +220,10 @@ class ItemPublic(SQLModel):
     notes: str
     day: date | None
     order_key: str
-    start_local: datetime | None
+    start_local: LocalDateTime | None
     start_timezone: str | None
     start_utc: datetime | None
-    end_local: datetime | None
+    end_local: LocalDateTime | None
     end_timezone: str | None
     end_utc: datetime | None
     place: Place | None
@@ -250,9 +250,9 @@ class ItemExported(SQLModel):
     title: str
     notes: str
     day: date | None
-    start_local: datetime | None
+    start_local: LocalDateTime | None
     start_timezone: str | None
-    end_local: datetime | None
+    end_local: LocalDateTime | None
     end_timezone: str | None
     place_name: str | None
     place_address: str | None

@@ -3,15 +3,22 @@
 A key is a base-62 fraction 0.d1d2d3... written as its digits, without the leading "0." and
 without trailing zeros. Digits are ASCII `0-9A-Za-z`, so keys compare as plain byte strings:
 in Python and in PostgreSQL under the "C" collation (the column declares it). Between any two
-different keys there is always another, so no list ever needs renumbering.
+different keys there is always another, but inserting again and again into the same gap
+lengthens keys (a character every ~5 inserts): past REBALANCE_LENGTH the list is given fresh,
+evenly spread keys (`spread_keys`), all rewritten at once.
 """
+
+from collections.abc import Collection
 
 DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 BASE = len(DIGITS)
 # The first key of an empty list: the middle, leaving room on both sides.
 FIRST_KEY = DIGITS[BASE // 2]
-# A generous cap: reached only after thousands of inserts into the very same gap.
+# The column's cap; with rebalancing, keys never come near it.
 MAX_KEY_LENGTH = 1024
+# A new key longer than this makes its list rebalance (app.itinerary.service); spread keys
+# of a list of n items are about log62(n²) characters, so this leaves ~100 inserts per gap.
+REBALANCE_LENGTH = 24
 
 _VALUE = {digit: value for value, digit in enumerate(DIGITS)}
 
@@ -83,3 +90,35 @@ def _midpoint(low: str, high: str) -> str:
     # ...otherwise keep `low`'s first digit and go past the rest of `low`.
     rest = low[1:]
     return prefix + DIGITS[low_digit] + (_step_up(rest) if rest else FIRST_KEY)
+
+
+def _digits(value: int, width: int) -> str:
+    """`value` (0 < value < 62**width) as a key of at most `width` digits."""
+    digits = []
+    for _ in range(width):
+        value, digit = divmod(value, BASE)
+        digits.append(DIGITS[digit])
+    return "".join(reversed(digits)).rstrip(DIGITS[0])
+
+
+def spread_keys(count: int, avoid: Collection[str] = ()) -> list[str]:
+    """`count` short keys in increasing order, evenly spread, none of them in `avoid`.
+
+    Rewriting a list's keys in one UPDATE, the unique (trip, day, key) index is checked row by
+    row: a new key must not be any old key of the list, hence `avoid`. The width is chosen so
+    that the gap between two keys exceeds len(avoid): skipping every avoided value can then
+    never run past the end.
+    """
+    avoided = set(avoid)
+    width = 1
+    while BASE**width // (count + 1) <= len(avoided) + 1:
+        width += 1
+    step = BASE**width // (count + 1)
+    keys: list[str] = []
+    value = 0
+    for index in range(1, count + 1):
+        value = max(value + 1, index * step)
+        while _digits(value, width) in avoided:
+            value += 1
+        keys.append(_digits(value, width))
+    return keys

@@ -13,7 +13,20 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, any_, bindparam, delete, func, or_, tuple_, union_all
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    any_,
+    bindparam,
+    column,
+    delete,
+    func,
+    or_,
+    tuple_,
+    union_all,
+    update,
+    values,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -35,7 +48,7 @@ from app.itinerary.models import (
     ItineraryItem,
     Place,
 )
-from app.itinerary.order_keys import is_order_key, key_between
+from app.itinerary.order_keys import REBALANCE_LENGTH, is_order_key, key_between, spread_keys
 from app.participants.service import require_participants_in_trip
 from app.sync.client_ids import Created, find_existing, replay
 from app.sync.versions import claim_version, holds_trip_lock
@@ -121,6 +134,67 @@ def _checked(key: str) -> str:
             code="order_key_exhausted",
         )
     return key
+
+
+def _place(
+    session: Session,
+    trip_id: uuid.UUID,
+    day: date | None,
+    item_id: uuid.UUID,
+    low: str | None,
+    high: str | None,
+) -> str:
+    """The key of an item placed in `day` between the neighbouring keys `low` and `high`.
+
+    Usually a key between the two, and no other row changes. When that key would be longer
+    than REBALANCE_LENGTH, the day is rebalanced: every other item of the day gets a fresh,
+    evenly spread key in one UPDATE, and the item its spot among them. Call it under the
+    trip's lock (`_lock_item_order`), before the item's own day or key are changed.
+    """
+    key = _checked(key_between(low, high))
+    if len(key) <= REBALANCE_LENGTH:
+        return key
+    return _rebalance(session, trip_id, day, item_id, low)
+
+
+def _rebalance(
+    session: Session, trip_id: uuid.UUID, day: date | None, item_id: uuid.UUID, low: str | None
+) -> str:
+    """Spread the day's keys evenly, keeping their order, with a spot for `item_id` right
+    after the key `low` (first when None); returns the item's key.
+
+    The rewritten rows take this transaction's trip version like any write, so the sync feed
+    sends them as ordinary changes: a device applies them with the move and has the same
+    order. Their ETags change too.
+    """
+    rows = session.exec(
+        select(col(ItineraryItem.id), col(ItineraryItem.order_key))
+        .where(ItineraryItem.trip_id == trip_id, _in_day(day))
+        .order_by(col(ItineraryItem.order_key))
+    ).all()
+    others = [row_id for row_id, key in rows if row_id != item_id]
+    spot = 0 if low is None else sum(1 for row_id, key in rows if row_id != item_id and key <= low)
+    ordered = [*others[:spot], item_id, *others[spot:]]
+    keys = dict(zip(ordered, spread_keys(len(ordered), {key for _, key in rows}), strict=True))
+    if others:
+        spread = values(
+            column("id", UUID(as_uuid=True)), column("order_key", String), name="spread"
+        ).data([(row_id, keys[row_id]) for row_id in others])
+        session.execute(
+            update(ItineraryItem)
+            .where(col(ItineraryItem.trip_id) == trip_id, col(ItineraryItem.id) == spread.c.id)
+            .values(
+                order_key=spread.c.order_key,
+                version=claim_version(session, trip_id),
+                updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        # Items this session has loaded read their new keys afresh when next used.
+        for loaded in session.identity_map.values():
+            if isinstance(loaded, ItineraryItem) and loaded.id in keys and loaded.id != item_id:
+                session.expire(loaded, ["order_key", "version", "updated_at"])
+    return keys[item_id]
 
 
 def _neighbour_key(
@@ -387,7 +461,9 @@ def create_item(
         item.id = data.id
     _require_day_in_trip(dates, data.day)
     _lock_item_order(session, trip_id)
-    item.order_key = _checked(key_between(_last_key(session, trip_id, data.day), None))
+    item.order_key = _place(
+        session, trip_id, data.day, item.id, _last_key(session, trip_id, data.day), None
+    )
     session.add(item)
     session.flush()  # the participant links refer to the item
     participant_ids = _set_participants(session, item, data.participant_ids, new=True)
@@ -538,8 +614,8 @@ def move_item(
             )
         ).one()
         high = None
+    item.order_key = _place(session, trip_id, data.day, item.id, low, high)
     item.day = data.day
-    item.order_key = _checked(key_between(low, high))
     item.updated_at = utcnow()
     session.add(item)
     record_activity(
@@ -661,7 +737,7 @@ def unschedule_items_outside(
     last = _last_key(session, trip_id, None)
     now = utcnow()
     for item in outside:
-        last = _checked(key_between(last, None))
+        last = _place(session, trip_id, None, item.id, last, None)
         item.day, item.order_key, item.updated_at = None, last, now
         session.add(item)
     session.flush()

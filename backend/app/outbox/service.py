@@ -263,6 +263,15 @@ def delete_finished(*, session: Session, now: datetime, limit: int) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def count_unsent(*, session: Session, limit: int) -> int:
+    """Messages not sent yet (due or waiting for a retry), counting at most `limit`: cheap
+    enough to ask on every metrics scrape, read from the partial index of pending mail."""
+    pending = (
+        select(OutboxMessage.id).where(OutboxMessage.status == OutboxStatus.PENDING).limit(limit)
+    ).subquery()
+    return int(session.exec(select(func.count()).select_from(pending)).one())
+
+
 def summary(*, session: Session, now: datetime) -> dict[str, int]:
     """How many messages are due, waiting for a retry or a claim, sent and dead."""
     pending = col(OutboxMessage.status) == OutboxStatus.PENDING

@@ -348,6 +348,11 @@ class Listener:
                 if not device:
                     del self._devices[subscription.session_id]
 
+    @property
+    def streams(self) -> int:
+        """Open event streams of this worker."""
+        return sum(len(streams) for streams in self._streams.values())
+
     def streams_of(self, user_id: uuid.UUID) -> int:
         return len(self._streams.get(user_id, ()))
 

@@ -16,6 +16,7 @@ writers never notices; different trips never wait for each other.
 """
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Text, cast, event, func, update
@@ -76,6 +77,30 @@ def _claim(
             return None
         claimed[trip_id] = bumped[0]
     return claimed[trip_id]
+
+
+def start_new_timeline(session: Session, now: datetime) -> int:
+    """After a restore (from a dump, or to a point in time): make every cursor from before it
+    unusable, so each device takes a new snapshot. Returns how many trips were moved.
+
+    The restored database lost the versions written after its backup, and will hand the same
+    numbers out again for other writes: a device that saw the lost ones holds a cursor that
+    is ahead now (`410 cursor_ahead`) but would look valid once new writes pass it, and it
+    would never receive what it missed. So each trip's clock jumps to the restore time in
+    microseconds, and everything below is marked as forgotten (`pruned_version`): every
+    cursor ever issued before is below it, since a trip's clock advances by one per write
+    transaction, never a million per second, so `410 cursor_expired` and `reset` in
+    GET /sync. Still below 2^53, so exact in JavaScript numbers, until the year 2255.
+    """
+    trips: Any = registry.clock().model
+    floor = int(now.timestamp() * 1_000_000)
+    jumped = func.greatest(col(trips.head_version) + 1, floor)
+    result = session.execute(
+        update(trips)
+        .values(head_version=jumped, pruned_version=jumped)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _stamp(session: OrmSession, _context: Any, _instances: Any) -> None:

@@ -3,11 +3,9 @@
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
-from functools import cache
-from typing import Annotated, Any, Self
-from zoneinfo import available_timezones
+from typing import Any, Self
 
-from pydantic import AfterValidator, StrictBool, model_validator
+from pydantic import StrictBool, model_validator
 from sqlalchemy import CheckConstraint, Index, String, text
 from sqlmodel import Field, SQLModel
 
@@ -17,10 +15,10 @@ from app.core.fields import (
     REJECT_UNKNOWN_FIELDS,
     Currency,
     Day,
-    InSchema,
     Name,
     PartialUpdate,
     Text,
+    TimeZone,
 )
 from app.users.models import User
 
@@ -49,28 +47,6 @@ class Role(StrEnum):
 _ROLE_RANKS = {Role.VIEWER: 0, Role.EDITOR: 1, Role.OWNER: 2}
 
 
-# Names that exist in the tz database but are not places: the server's own zone and test data.
-_NOT_PLACES = frozenset({"localtime", "Factory", "posixrules"})
-
-
-@cache
-def _time_zones() -> frozenset[str]:
-    return frozenset(available_timezones()) - _NOT_PLACES
-
-
-def _known_time_zone(value: str) -> str:
-    if value not in _time_zones():
-        raise ValueError("must be an IANA time zone such as 'Europe/Paris' or 'UTC'")
-    return value
-
-
-TimeZoneName = Annotated[
-    str,
-    AfterValidator(_known_time_zone),
-    InSchema({"enum": sorted(_time_zones())}, mode="validation"),
-]
-
-
 def _check_dates(start: date | None, end: date | None) -> None:
     if start is None or end is None:
         return
@@ -85,7 +61,7 @@ class TripBase(SQLModel):
     destination: Text = Field(default="", max_length=200)
     start_date: Day
     end_date: Day
-    timezone: TimeZoneName = Field(default="UTC", max_length=64)
+    timezone: TimeZone = Field(default="UTC", max_length=64)
     description: Text = Field(default="", max_length=5000)
     # Balances are computed in this currency; expenses in others store their rate to it.
     base_currency: Currency = Field(
@@ -115,7 +91,7 @@ class TripUpdate(PartialUpdate):
     destination: Text | None = Field(default=None, max_length=200)
     start_date: Day | None = None
     end_date: Day | None = None
-    timezone: TimeZoneName | None = Field(default=None, max_length=64)
+    timezone: TimeZone | None = Field(default=None, max_length=64)
     description: Text | None = Field(default=None, max_length=5000)
     base_currency: Currency | None = Field(default=None, max_length=3)
     hide_amounts_from_viewers: StrictBool | None = None

@@ -312,7 +312,7 @@ class TwoFactorCode(SQLModel):
     code: SecondFactor = Field(description="The 6-digit code the authenticator app shows now")
 
 
-class RecoveryCodes(SQLModel):
+class TwoFactorEnabled(SQLModel):
     """Two-factor sign-in is on. The recovery codes are shown this once: each replaces a code
     from the app once, when the app is lost."""
 

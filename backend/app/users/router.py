@@ -17,6 +17,7 @@ from app.core.deps import SessionDep, SnapshotSessionDep, before_session
 from app.core.errors import PROBLEM_MEDIA_TYPE, error_responses
 from app.core.fields import NAME_PATTERN
 from app.core.pagination import Page, PageParams
+from app.core.preconditions import location_responses
 from app.core.security import decode_access_token
 from app.ratelimit import service as rate_limit
 from app.users import calendar, export, service, sessions, two_factor
@@ -31,11 +32,11 @@ from app.users.models import (
     PasswordReset,
     PasswordResetRequest,
     PasswordResetRequested,
-    RecoveryCodes,
     RefreshRequest,
     RegistrationAccepted,
     Token,
     TwoFactorCode,
+    TwoFactorEnabled,
     TwoFactorEnrolment,
     TwoFactorEnrolmentRequest,
     TwoFactorLogin,
@@ -425,13 +426,13 @@ def start_two_factor(
 
 @users_router.post(
     "/me/2fa/confirm",
-    response_model=RecoveryCodes,
+    response_model=TwoFactorEnabled,
     responses=error_responses(403, 409, 422, 429),
     dependencies=[_CHECKS_SECOND_FACTOR],
 )
 def confirm_two_factor(
     session: SessionDep, caller: CurrentCaller, response: Response, data: TwoFactorCode
-) -> RecoveryCodes:
+) -> TwoFactorEnabled:
     """Turn two-factor sign-in on with the code the app shows now (`403
     invalid_two_factor_code` otherwise). Answers the recovery codes, shown this once (never
     stored for an Idempotency-Key). Every other session of the caller ends; a notice is
@@ -441,7 +442,7 @@ def confirm_two_factor(
     codes = two_factor.confirm_enrolment(
         session=session, user=caller.user, code=data.code, current_session_id=caller.session_id
     )
-    return RecoveryCodes(recovery_codes=codes)
+    return TwoFactorEnabled(recovery_codes=codes)
 
 
 @users_router.delete(
@@ -468,6 +469,10 @@ def disable_two_factor(session: SessionDep, caller: CurrentCaller, data: TwoFact
     "/me/calendar-token",
     status_code=status.HTTP_201_CREATED,
     response_model=CalendarFeedTokenCreated,
+    responses=location_responses(
+        "`/users/me/calendar-token`, the caller's one token: it has no GET (the token is "
+        "shown once); DELETE revokes it there."
+    ),
 )
 def create_calendar_token(
     session: SessionDep, user: CurrentUser, response: Response
@@ -477,6 +482,7 @@ def create_calendar_token(
     Asking again replaces the token; addresses holding the old one stop working at once.
     """
     response.headers["Cache-Control"] = "no-store"
+    response.headers["Location"] = "/users/me/calendar-token"
     return calendar.issue_token(session=session, user=user)
 
 

@@ -10,7 +10,9 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
 from app.api.body_limit import BodySizeLimit
+from app.api.head_limit import RequestHeadLimit
 from app.api.headers import SecurityHeadersMiddleware
+from app.api.observe import RequestObservation
 from app.core.handoff import HandOff, hand_off
 from app.main import create_app
 
@@ -21,7 +23,13 @@ def test_the_hand_off_is_outermost_and_no_middleware_inside_it_touches_bodies() 
     stack: list[object] = [middleware.cls for middleware in create_app().user_middleware]
     assert stack[0] is HandOff  # the last added, so the outermost
     # Each of these looks at the headers only (reviewed): the body passes untouched.
-    assert set(stack[1:]) == {CORSMiddleware, SecurityHeadersMiddleware, BodySizeLimit}
+    assert set(stack[1:]) == {
+        RequestObservation,
+        CORSMiddleware,
+        SecurityHeadersMiddleware,
+        RequestHeadLimit,
+        BodySizeLimit,
+    }
 
 
 def test_a_handed_off_body_is_sent_after_the_request_let_go_of_what_it_held() -> None:

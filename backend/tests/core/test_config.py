@@ -4,9 +4,17 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app.core.config import DEFAULT_SECRET_KEY, Environment, Settings, get_settings
+from app.core.config import (
+    DEFAULT_SECRET_KEY,
+    KEY_RULE,
+    Environment,
+    Settings,
+    estimated_entropy_bits,
+    get_settings,
+)
 
-STRONG_KEY = "k" * 40
+# Made by `openssl rand -hex 32` (64 hex characters, about 240 bits by estimate).
+STRONG_KEY = "1f7a6f3ca29628ccd207a865d04bd4043a71517d70047c8de948988e38627279"
 
 
 def make(**values: Any) -> Settings:
@@ -75,11 +83,68 @@ def test_invalid_settings_fail_naming_the_variable(values: dict[str, Any], named
     assert named in str(error.value)
 
 
-@pytest.mark.parametrize("key", ["", DEFAULT_SECRET_KEY, "short"])
-def test_production_refuses_a_default_empty_or_weak_secret_key(key: str) -> None:
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("", "it has 0 characters"),
+        (DEFAULT_SECRET_KEY, "the placeholder"),
+        ("short", "it has 5 characters"),
+        ("a" * 32, "only 1 different characters"),
+        ("k" * 40, "only 1 different characters"),
+        ("password" * 4, "only 7 different characters"),
+        ("abcdefghi" * 4, "only 9 different characters"),
+        # Eleven different characters, but nearly all of them one: about 75 bits.
+        ("a" * 60 + "bcdefghijk", "estimated entropy is 75 bits"),
+    ],
+)
+def test_production_refuses_a_default_short_or_low_entropy_secret_key(
+    key: str, reason: str
+) -> None:
     with pytest.raises(ValidationError) as error:
         make(ENVIRONMENT="production", SECRET_KEY=key, EMAIL_DELIVERY="smtp")
-    assert "SECRET_KEY" in str(error.value)
+    message = str(error.value)
+    assert "SECRET_KEY is too weak" in message
+    assert reason in message
+    assert KEY_RULE in message  # the rule is said, so the operator knows what to make
+    if len(key) > 5:
+        assert key not in message  # and the key itself is not
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        STRONG_KEY,
+        "julP5xdUg3cdGy80iSnl7ae28TDDVw9Ta0AC1yNhv1o",  # secrets.token_urlsafe(32)
+        "dedTOTNa4lRcKqq5Iji9O8gCsfz0X4fkXRBlvTCn5UA=",  # openssl rand -base64 32
+    ],
+)
+def test_production_accepts_random_keys(key: str) -> None:
+    assert estimated_entropy_bits(key) >= 128
+    settings = make(ENVIRONMENT="production", SECRET_KEY=key, EMAIL_DELIVERY="smtp")
+    assert settings.SECRET_KEY.get_secret_value() == key
+
+
+def test_production_refuses_a_weak_two_factor_encryption_key() -> None:
+    with pytest.raises(ValidationError, match="key 2 of TWO_FACTOR_ENCRYPTION_KEYS is too weak"):
+        make(
+            ENVIRONMENT="production",
+            SECRET_KEY=STRONG_KEY,
+            EMAIL_DELIVERY="smtp",
+            TWO_FACTOR_ENCRYPTION_KEYS=f"{STRONG_KEY[::-1]},{'x' * 40}",
+        )
+
+
+def test_production_needs_a_database_url() -> None:
+    """Without it the POSTGRES_* parts would quietly name postgres@127.0.0.1:5432/tripsync."""
+    with pytest.raises(ValidationError, match="DATABASE_URL must be set"):
+        make(
+            ENVIRONMENT="production",
+            SECRET_KEY=STRONG_KEY,
+            EMAIL_DELIVERY="smtp",
+            DATABASE_URL=None,
+        )
+    # Elsewhere the parts still make the URL (make dev, tests).
+    assert make(DATABASE_URL=None).database_url.endswith("@127.0.0.1:5432/tripsync")
 
 
 def test_production_refuses_emails_that_never_leave_the_machine() -> None:
@@ -159,3 +224,11 @@ def test_the_public_url_must_be_a_web_address() -> None:
     with pytest.raises(ValidationError, match="PUBLIC_URL"):
         make(PUBLIC_URL="javascript:alert(1)")
     assert str(make(PUBLIC_URL="https://trips.example").PUBLIC_URL) == "https://trips.example/"
+
+
+def test_production_refuses_a_short_metrics_token_and_accepts_none() -> None:
+    production = {"ENVIRONMENT": "production", "SECRET_KEY": STRONG_KEY, "EMAIL_DELIVERY": "smtp"}
+    with pytest.raises(ValidationError, match="METRICS_TOKEN"):
+        make(**production, METRICS_TOKEN="short")
+    assert make(**production, METRICS_TOKEN="").METRICS_TOKEN.get_secret_value() == ""
+    assert make(**production, METRICS_TOKEN=STRONG_KEY).METRICS_TOKEN.get_secret_value()

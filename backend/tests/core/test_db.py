@@ -1,5 +1,6 @@
 """The engine, the session dependency and init_db, against real PostgreSQL."""
 
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -192,7 +193,7 @@ def test_init_db_refuses_in_production(server_url: str) -> None:
             _env_file=None,
             DATABASE_URL=url,
             ENVIRONMENT="production",
-            SECRET_KEY="k" * 40,
+            SECRET_KEY=secrets.token_hex(32),
             EMAIL_DELIVERY="smtp",
         )
         engine = build_engine(settings)

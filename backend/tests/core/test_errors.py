@@ -21,15 +21,26 @@ def test_wrong_method_is_a_problem(client: TestClient) -> None:
     support.assert_problem(client.put("/health/live"), 405, "method_not_allowed")
 
 
-def test_invalid_json_is_a_422_problem(client: TestClient, session: Session) -> None:
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"name": "x",', "Expecting property name enclosed in double quotes"),
+        (b'{"name": "\xff"}', "the body is not valid UTF-8"),
+        (b"[" * 5000 + b"]" * 5000, "arrays and objects are nested too deeply"),
+        (b'{"name": ' + b"7" * 5000 + b"}", "a number has too many digits"),
+    ],
+    ids=["truncated", "not UTF-8", "nested too deep", "too many digits"],
+)
+def test_an_unreadable_body_is_a_422_json_invalid_problem(
+    client: TestClient, session: Session, body: bytes, reason: str
+) -> None:
     user = factories.make_user(session)
     response = client.post(
-        "/trips",
-        headers={**support.auth(user), "Content-Type": "application/json"},
-        content=b'{"name": "x",',
+        "/trips", headers={**support.auth(user), "Content-Type": "application/json"}, content=body
     )
-    body = support.assert_problem(response, 422, "validation_error")
-    assert body["errors"][0]["type"] == "json_invalid"
+    problem = support.assert_problem(response, 422, "json_invalid")
+    assert problem["detail"] == f"The request body is not valid JSON: {reason}."
+    assert problem["errors"][0]["type"] == "json_invalid"
 
 
 def test_wrong_types_list_each_bad_field(client: TestClient, session: Session) -> None:
@@ -47,7 +58,7 @@ def test_wrong_types_list_each_bad_field(client: TestClient, session: Session) -
 def test_the_openapi_document_declares_problem_responses(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     responses = spec["paths"]["/trips/{trip_id}"]["get"]["responses"]
-    assert "application/problem+json" in responses["404"]["content"]
+    assert set(support.resolved(spec, responses["404"])["content"]) == {"application/problem+json"}
 
 
 def test_security_headers_and_cors_policy(client: TestClient) -> None:

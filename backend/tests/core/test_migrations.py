@@ -201,3 +201,35 @@ def test_participant_totals_are_backfilled_as_the_writes_keep_them(
     assert "trip_participant_totals" not in _tables(engine)
     command.upgrade(config, "head")
     assert _totals(engine) == kept
+
+
+BEFORE_RATE_SOURCES = "9c4d2f7a1e53"
+
+
+def _rate_sources(engine: Engine) -> list[tuple[str, str, str, date | None]]:
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT 'revision', currency, rate_source, rate_date FROM trip_expense_revisions "
+            "UNION ALL SELECT 'settlement', currency, rate_source, rate_date "
+            "FROM trip_settlements ORDER BY 1, 2, 3"
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def test_rate_sources_are_backfilled_base_or_client(empty_database: tuple[str, Engine]) -> None:
+    """Before reference rates, a foreign currency's rate always came from the client."""
+    url, engine = empty_database
+    config = alembic_config(url)
+    command.upgrade(config, "head")
+    with Session(engine) as session:
+        _write_ledger(session, "Lisbon")
+        session.commit()
+    written = _rate_sources(engine)
+    command.downgrade(config, BEFORE_RATE_SOURCES)
+    assert "fx_rates" not in _tables(engine)
+    command.upgrade(config, "head")
+    assert _rate_sources(engine) == written
+    assert {(currency, source, day) for _, currency, source, day in written} == {
+        ("EUR", "base", None),
+        ("USD", "client", None),
+    }

@@ -174,7 +174,7 @@ def test_settlement_pages(client: TestClient, ledger: Ledger) -> None:
         ({"amount_minor": 0}, "validation_error"),
         ({"amount_minor": -5}, "validation_error"),
         ({"amount_minor": 12.5}, "validation_error"),
-        ({"currency": "USD"}, "exchange_rate_required"),
+        ({"currency": "USD"}, "exchange_rate_unavailable"),
         ({"exchange_rate": "2"}, "exchange_rate_not_applicable"),
         ({"currency": "usd", "exchange_rate": "2"}, "validation_error"),
         ({"id": "not-a-uuid"}, "validation_error"),

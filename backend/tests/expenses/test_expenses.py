@@ -265,7 +265,10 @@ def _invalid_bodies(ledger: Ledger, other_trip_pid: str) -> dict[str, tuple[dict
             ledger.expense(splits=[{"participant_id": other_trip_pid}]),
             "unknown_participant",
         ),
-        "foreign currency without rate": (ledger.expense(currency="USD"), "exchange_rate_required"),
+        "foreign currency, no rate to be found": (
+            ledger.expense(currency="USD"),
+            "exchange_rate_unavailable",
+        ),
         "rate for the base currency": (
             ledger.expense(exchange_rate="1.1"),
             "exchange_rate_not_applicable",
@@ -323,7 +326,7 @@ INVALID_NAMES = [
     "unknown participant",
     "payer of another trip",
     "split of another trip",
-    "foreign currency without rate",
+    "foreign currency, no rate to be found",
     "rate for the base currency",
     "negative amount",
     "zero amount",
@@ -443,7 +446,7 @@ def test_an_edit_that_changes_nothing_records_nothing(client: TestClient, ledger
     ("patch", "code"),
     [
         ({"amount_minor": 10000}, "payers_do_not_sum"),  # the payer still paid 9000
-        ({"currency": "USD"}, "exchange_rate_required"),
+        ({"currency": "USD"}, "exchange_rate_unavailable"),  # no reference rate stored
         ({"exchange_rate": "1.2"}, "exchange_rate_not_applicable"),  # it is in EUR
         ({"split_mode": "shares"}, "validation_error"),  # mode and splits change together
         ({"splits": [{"participant_id": str(uuid.uuid4())}], "split_mode": "equal"}, None),
@@ -478,7 +481,7 @@ def test_changing_currency_takes_its_rate_and_back_to_base_drops_it(
     support.assert_problem(
         client.patch(url, headers=headers, json={"exchange_rate": None}),
         422,
-        "exchange_rate_required",
+        "exchange_rate_unavailable",
     )
     back = client.patch(url, headers=headers, json={"currency": "EUR"}).json()
     assert (back["exchange_rate"], back["base_amount_minor"]) == ("1", 9000)

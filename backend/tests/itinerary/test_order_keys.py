@@ -9,7 +9,14 @@ from sqlalchemy import inspect, text
 from sqlmodel import Session, col, select
 
 from app.itinerary.models import ItemKind, ItineraryItem
-from app.itinerary.order_keys import DIGITS, FIRST_KEY, is_order_key, key_between
+from app.itinerary.order_keys import (
+    DIGITS,
+    FIRST_KEY,
+    REBALANCE_LENGTH,
+    is_order_key,
+    key_between,
+    spread_keys,
+)
 from app.trips.models import Trip
 from tests import factories
 
@@ -64,6 +71,39 @@ def test_many_inserts_at_the_same_spot_stay_ordered_and_short_enough() -> None:
         ordered.insert(-1, key_between(ordered[-2], ordered[-1]))
     assert ordered == sorted(ordered)
     assert len(set(ordered)) == len(ordered)
+
+
+def test_twenty_thousand_moves_into_one_gap_with_rebalancing() -> None:
+    """The service's rule (app.itinerary.service._place) on keys alone: a key longer than
+    REBALANCE_LENGTH makes the list take spread keys, avoiding every key it had."""
+    ordered = spread_keys(6)
+    items = list(range(6))
+    rebalances = 0
+    for _ in range(20_000):
+        items.insert(1, items.pop())
+        ordered.pop()
+        key = key_between(ordered[0], ordered[1])
+        if len(key) > REBALANCE_LENGTH:
+            old = set(ordered)
+            ordered = spread_keys(len(ordered) + 1, avoid=old)
+            assert not old & set(ordered)
+            rebalances += 1
+        else:
+            ordered.insert(1, key)
+        assert len(ordered) == 6
+        assert ordered == sorted(ordered)
+        assert max(map(len, ordered)) <= REBALANCE_LENGTH
+    assert rebalances > 100
+
+
+@given(st.integers(min_value=0, max_value=3000), st.sets(keys, max_size=300))
+def test_spread_keys_are_ordered_short_and_avoid_the_old_ones(count: int, avoid: set[str]) -> None:
+    spread = spread_keys(count, avoid)
+    assert len(spread) == count
+    assert spread == sorted(set(spread))
+    assert all(is_order_key(key) for key in spread)
+    assert not set(spread) & avoid
+    assert all(len(key) <= 4 for key in spread)
 
 
 def test_appending_and_prepending_keep_keys_short() -> None:
