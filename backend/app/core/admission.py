@@ -9,8 +9,15 @@ committed or rolled back and returned its connection, so connections in use neve
 slots taken; with DB_MAX_CONCURRENT_REQUESTS ≤ DB_POOL_SIZE + DB_MAX_OVERFLOW (checked at
 start-up) an admitted request never waits for a connection. Requests that use no database
 (`/health/live`, static files) take no slot.
+
+Taking a slot also starts the request's database deadline (app.core.deadlines): from the
+moment it asks for a slot, everything it does with the database (the wait for the slot
+included) must be done within DB_STATEMENT_TIMEOUT_MS + DB_DEADLINE_MARGIN_MS, else the call
+in flight is abandoned and the request answers 504. Each take starts it afresh: a long poll
+that gave its slot back while it waited, each sub-request of a batch.
 """
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
@@ -22,6 +29,7 @@ from fastapi import Depends, Request
 from starlette.types import Scope
 
 from app.core.config import get_settings
+from app.core.deadlines import clear_deadline, start_deadline
 from app.core.errors import ServerBusy
 from app.core.metrics import ADMISSION_TIMEOUTS, ADMISSION_WAIT, ADMISSION_WAITING
 
@@ -40,10 +48,13 @@ class DatabaseAdmission:
         timeout: float,
         name: str = "database",
         busy: str = "The service is busy: every database slot stayed taken; retry shortly.",
+        deadline: float | None = None,
     ) -> None:
         self.limit = limit
         self.timeout = timeout
         self.busy = busy
+        # Seconds a holder's database work may take from asking for its slot (None: unbounded).
+        self.deadline = deadline
         # Its metrics (app.core.metrics), labelled once rather than per request.
         self.waits = ADMISSION_WAIT.labels(name)
         self.waiting = ADMISSION_WAITING.labels(name)
@@ -68,14 +79,21 @@ class DatabaseSlot:
         self._semaphore = admission.semaphore()
         self._held = False
 
-    async def acquire(self) -> None:
+    async def acquire(self, deadline: float | None = None) -> None:
+        """Take the slot within DB_POOL_TIMEOUT (else 503 `server_busy`), starting the holder's
+        database deadline: the admission's own, or a shorter one given here."""
         admission = self._admission
+        wait = admission.timeout
+        deadline = deadline or admission.deadline
+        if deadline is not None:
+            start_deadline(deadline)
+            wait = min(wait, deadline)
         started = time.perf_counter()
         queued = self._semaphore.value == 0  # it will wait: counted in the queue meanwhile
         if queued:
             admission.waiting.inc()
         try:
-            with anyio.move_on_after(admission.timeout):
+            with anyio.move_on_after(wait):
                 await self._semaphore.acquire()  # FIFO; a cancelled wait takes no token
                 self._held = True
         finally:
@@ -85,6 +103,11 @@ class DatabaseSlot:
         if not self._held:
             admission.timeouts.inc()
             raise ServerBusy(admission.busy)
+
+    def restart_deadline(self) -> None:
+        """A new stretch of database work on the slot already held (a batch's sub-request)."""
+        if self._admission.deadline is not None:
+            start_deadline(self._admission.deadline)
 
     def release(self) -> None:
         if self._held:
@@ -107,13 +130,18 @@ class DatabaseSlot:
 def get_admission() -> DatabaseAdmission:
     """The process's admission, sized like its engine's pool (both come from settings)."""
     settings = get_settings()
-    return DatabaseAdmission(settings.database_admission_limit, settings.DB_POOL_TIMEOUT)
+    return DatabaseAdmission(
+        settings.database_admission_limit,
+        settings.DB_POOL_TIMEOUT,
+        deadline=settings.database_deadline_seconds,
+    )
 
 
 async def hold_database_slot(request: Request) -> AsyncIterator[DatabaseSlot]:
     """Admit the request to the database, or answer 503 `server_busy` after DB_POOL_TIMEOUT."""
     carried = request.scope.get(_SLOT_SCOPE_KEY)
     if isinstance(carried, DatabaseSlot):
+        carried.restart_deadline()
         yield carried  # a sub-request of a batch runs on its caller's slot (see carry_slot)
         return
     slot = DatabaseSlot(get_admission())
@@ -124,6 +152,14 @@ async def hold_database_slot(request: Request) -> AsyncIterator[DatabaseSlot]:
     finally:
         del request.scope[_SLOT_SCOPE_KEY]
         slot.release()
+
+
+async def hold_database_slot_for_stream(request: Request) -> AsyncIterator[DatabaseSlot]:
+    """`hold_database_slot` for a response streamed after the route returns (the export): its
+    work has no overall deadline, only the per-call one (each fetch of its rows is bounded)."""
+    async with contextlib.asynccontextmanager(hold_database_slot)(request) as slot:
+        clear_deadline()
+        yield slot
 
 
 def carry_slot(outer: Scope) -> dict[str, Any]:
@@ -140,7 +176,9 @@ def carry_slot(outer: Scope) -> dict[str, Any]:
 DatabaseSlotDep = Annotated[DatabaseSlot, Depends(hold_database_slot, scope="function")]
 # Request scope: held until the response has been sent, for a streamed response that reads
 # the database as it goes (app.core.db.get_snapshot_session).
-DatabaseSlotLongDep = Annotated[DatabaseSlot, Depends(hold_database_slot, scope="request")]
+DatabaseSlotLongDep = Annotated[
+    DatabaseSlot, Depends(hold_database_slot_for_stream, scope="request")
+]
 
 
 @cache

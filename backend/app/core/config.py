@@ -108,7 +108,18 @@ class Settings(BaseSettings):
     DB_POOL_TIMEOUT: float = Field(default=5.0, gt=0, le=300)
     DB_POOL_RECYCLE: int = Field(default=1800, ge=-1)
     DB_CONNECT_TIMEOUT: int = Field(default=5, ge=1, le=300)
-    DB_STATEMENT_TIMEOUT_MS: int = Field(default=15_000, ge=0)
+    # Enforced by the server; the client also gives up on any call to the database (and a
+    # request on all its database work) DB_DEADLINE_MARGIN_MS after it, for a server that
+    # hangs instead of answering (app.core.deadlines): then 504 database_unresponsive.
+    DB_STATEMENT_TIMEOUT_MS: int = Field(default=15_000, ge=1)
+    DB_DEADLINE_MARGIN_MS: int = Field(default=500, ge=100, le=60_000)
+    # TCP keepalives on every connection (an idle one to a vanished server is noticed after
+    # IDLE + INTERVAL x COUNT seconds), and how long sent data may stay unacknowledged before
+    # the kernel drops the connection (lost packets, a dead host): TCP_USER_TIMEOUT.
+    DB_KEEPALIVES_IDLE_SECONDS: int = Field(default=30, ge=1, le=7200)
+    DB_KEEPALIVES_INTERVAL_SECONDS: int = Field(default=10, ge=1, le=600)
+    DB_KEEPALIVES_COUNT: int = Field(default=3, ge=1, le=100)
+    DB_TCP_USER_TIMEOUT_MS: int = Field(default=30_000, ge=0, le=3_600_000)
     DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: int = Field(default=60_000, ge=0)
     # Send the two timeouts above as libpq startup `options` on every new connection. Behind
     # PgBouncer set it false (PgBouncer refuses the `options` parameter) and set the timeouts
@@ -315,6 +326,11 @@ class Settings(BaseSettings):
     def outbox_send_budget_seconds(self) -> float:
         """The longest one message's send may take: connect, the dialogue, the rate's pause."""
         return 3 * self.SMTP_TIMEOUT_SECONDS + 1 / self.OUTBOX_SEND_RATE
+
+    @property
+    def database_deadline_seconds(self) -> float:
+        """The longest one request's database work (or one call outside a request) may take."""
+        return (self.DB_STATEMENT_TIMEOUT_MS + self.DB_DEADLINE_MARGIN_MS) / 1000
 
     @property
     def database_admission_limit(self) -> int:

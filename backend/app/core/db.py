@@ -15,7 +15,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from anyio import CapacityLimiter, to_thread
-from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect, text
+from sqlalchemy import Connection, Dialect, Engine, MetaData, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
@@ -23,6 +23,7 @@ from sqlmodel import Session
 from alembic import command
 from app.core.admission import DatabaseSlotDep, DatabaseSlotLongDep
 from app.core.config import Environment, Settings, get_settings
+from app.core.deadlines import connect_timeout_within_deadline, watched_connection_class
 from app.core.errors import AppError
 
 logger = logging.getLogger(__name__)
@@ -37,10 +38,19 @@ BACKEND_DIR = REPO_DIR / "backend"
 
 
 def build_engine(settings: Settings) -> Engine:
-    """One engine per process: pooled, pre-pinged, with server-side timeouts from settings."""
+    """One engine per process: pooled, pre-pinged, with server-side timeouts from settings,
+    and client-side deadlines for a server that hangs (app.core.deadlines)."""
     connect_args: dict[str, Any] = {
         "connect_timeout": settings.DB_CONNECT_TIMEOUT,
         "application_name": "tripsync-api",
+        # Every call that waits on the server is watched against its deadline.
+        "connection_factory": watched_connection_class(settings.database_deadline_seconds),
+        # A lost peer: an idle connection is probed, unacknowledged data is given up on.
+        "keepalives": 1,
+        "keepalives_idle": settings.DB_KEEPALIVES_IDLE_SECONDS,
+        "keepalives_interval": settings.DB_KEEPALIVES_INTERVAL_SECONDS,
+        "keepalives_count": settings.DB_KEEPALIVES_COUNT,
+        "tcp_user_timeout": settings.DB_TCP_USER_TIMEOUT_MS,
     }
     if settings.DB_STARTUP_OPTIONS:
         # Sent once per connection at start-up: no round trip per transaction. PgBouncer
@@ -49,9 +59,10 @@ def build_engine(settings: Settings) -> Engine:
             f"-c statement_timeout={settings.DB_STATEMENT_TIMEOUT_MS} "
             f"-c idle_in_transaction_session_timeout={settings.DB_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
         )
-    return create_engine(
+    engine = create_engine(
         settings.database_url,
         echo=False,
+        # The ping is a watched call too: on a hung server it fails at the request's deadline.
         pool_pre_ping=True,
         pool_size=settings.DB_POOL_SIZE,
         max_overflow=settings.DB_MAX_OVERFLOW,
@@ -59,6 +70,16 @@ def build_engine(settings: Settings) -> Engine:
         pool_recycle=settings.DB_POOL_RECYCLE,
         connect_args=connect_args,
     )
+
+    @event.listens_for(engine, "do_connect")
+    def connect_within_deadline(
+        dialect: Dialect, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> Any:
+        # A new connection may not outlast the request's deadline either.
+        timeout = connect_timeout_within_deadline(settings.DB_CONNECT_TIMEOUT)
+        return dialect.connect(*cargs, **{**cparams, "connect_timeout": timeout})
+
+    return engine
 
 
 # The server's timeouts (in milliseconds in pg_settings) and the settings they should match.

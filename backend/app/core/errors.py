@@ -14,6 +14,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from app.core.deadlines import DatabaseUnresponsive
 from app.core.logs import REQUEST_ID_HEADER, current_request_id
 from app.core.metrics import SERVER_ERRORS
 
@@ -352,6 +353,8 @@ async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
     # Pool timeout, refused connection, restart in progress, connection lost or terminated.
     if isinstance(getattr(error, "orig", None), QueryCanceled):
         return _database_timeout()
+    if isinstance(getattr(error, "orig", None), DatabaseUnresponsive):
+        return _database_unresponsive()
     logger.warning("database unavailable: %s", type(error).__name__)
     return problem_response(
         503,
@@ -372,6 +375,22 @@ def _database_timeout() -> JSONResponse:
         "Gateway Timeout",
         "A database statement took longer than allowed and was cancelled; nothing was changed. "
         "Retry later.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _database_unresponsive() -> JSONResponse:
+    # The database answered nothing before the request's deadline (a hung server, lost
+    # packets): the call was abandoned and its connection discarded (app.core.deadlines). A
+    # COMMIT among them may or may not have taken effect: a retry with the same
+    # Idempotency-Key (or client-chosen id) finds out without applying it twice.
+    logger.warning("database did not answer before the deadline")
+    return problem_response(
+        504,
+        "database_unresponsive",
+        "Gateway Timeout",
+        "The database did not answer in time and the request was abandoned. A write may or may "
+        "not have been applied: send it again with the same Idempotency-Key.",
         headers={"Retry-After": "1"},
     )
 

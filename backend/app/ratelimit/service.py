@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from app.core.config import RateLimitStore, get_settings
 from app.core.db import get_engine
+from app.core.deadlines import deadline_of
 from app.core.errors import AppError
 
 
@@ -39,7 +40,9 @@ class Store(Protocol):
 
 class PostgresStore:
     def hit(self, key: str, window: int, expires_at: float) -> int:
-        with get_engine().begin() as connection:
+        # Before the request's slot (app.core.deps.before_session): a deadline of its own.
+        deadline = get_settings().database_deadline_seconds
+        with deadline_of(deadline), get_engine().begin() as connection:
             hits = connection.execute(
                 text(
                     "INSERT INTO rate_limit_counters (key, window_number, hits, expires_at)"

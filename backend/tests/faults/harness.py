@@ -20,7 +20,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,39 @@ class Database:
                 yield
             finally:
                 connection.rollback()
+
+    def server_pids(self) -> list[int]:
+        """The postmaster (from postmaster.pid) and every process it has started (/proc)."""
+        postmaster = int((self.server.data_dir / "postmaster.pid").read_text().split()[0])
+        children = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            # The command name is in parentheses and may hold spaces; the parent follows it.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                children.append(int(entry.name))
+        return [postmaster, *children]
+
+    @contextmanager
+    def frozen(self) -> Iterator[list[int]]:
+        """Hang the server as a frozen machine would: SIGSTOP on every one of its processes
+        (the postmaster first, so it starts no new ones), SIGCONT on all of them after, always.
+        The kernel still accepts connections and acknowledges packets; nothing answers."""
+        [postmaster, *_] = stopped = self.server_pids()
+        try:
+            os.kill(postmaster, signal.SIGSTOP)
+            stopped = self.server_pids()  # with the postmaster stopped, the list is final
+            for pid in stopped[1:]:
+                os.kill(pid, signal.SIGSTOP)
+            yield stopped
+        finally:
+            for pid in stopped:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
 
 # --- the API process -------------------------------------------------------------------------
@@ -188,6 +221,10 @@ class Answer:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+
+    @property
+    def ended(self) -> float:
+        return self.started + self.elapsed
 
     @property
     def ok(self) -> bool:
