@@ -23,8 +23,10 @@ from app.feed import service as sync_service
 from app.fx import service as fx_service
 from app.fx.ecb import EcbFormatError
 from app.idempotency import service as idempotency_service
+from app.invite_links import service as invite_link_service
 from app.outbox import service as outbox_service
 from app.ratelimit import service as rate_limit
+from app.share_links import service as share_link_service
 from app.sync import versions
 from app.users import password_reset, sessions
 
@@ -43,6 +45,8 @@ CLEANUP_TASKS: dict[str, BatchDelete] = {
     "sessions unused past their expiry": sessions.delete_expired_sessions,
     "password reset tokens past their expiry": password_reset.delete_expired_reset_tokens,
     "sent and dead mail past the outbox retention": outbox_service.delete_finished,
+    "share links ended past the link retention": share_link_service.delete_ended_links,
+    "invite links ended past the link retention": invite_link_service.delete_ended_links,
 }
 
 DEFAULT_BATCH_SIZE = 1000
@@ -207,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cleanup",
         help="delete what has outlived its retention "
         "(idempotency keys, tombstones, rate-limit windows, expired sessions and reset tokens, "
-        "sent and dead mail)",
+        "sent and dead mail, ended share and invite links)",
     )
     cleanup_parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="rows per transaction"

@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     REGISTRATION_NOTICE_INTERVAL_MINUTES: int = Field(default=60, ge=0, le=7 * 24 * 60)
     # Weeks, not hours: an offline client replays its queue when the trip ends.
     IDEMPOTENCY_RETENTION_DAYS: int = Field(default=28, ge=1, le=366)
+    # Share and invite links that stopped working (expired or revoked) stay listed to their
+    # owners this many days, then `make cleanup` deletes them.
+    LINK_RETENTION_DAYS: int = Field(default=30, ge=1, le=3650)
     # Larger request bodies are refused with 413 before anything reads them.
     MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     # Longer URLs are refused with 414, larger header sections with 431 (app.api.head_limit).
