@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    String,
     and_,
     cast,
     exists,
@@ -1045,48 +1046,52 @@ def compute_balances(*, session: Session, trip_id: uuid.UUID) -> BalancesPublic:
 def compute_summary(*, session: Session, trip_id: uuid.UUID) -> TripSummary:
     """The live expenses' base amounts summed per category, per participant and per day.
 
-    Five queries whatever the ledger's size. Settlements move money between participants;
-    they are not spending, so they are not counted.
+    One statement for the three sums, so they are of one snapshot and agree with each other
+    even while others write (three statements could each see a different set of expenses).
+    Settlements move money between participants; they are not spending, so not counted.
     """
     base_currency = _base_currency(session, trip_id)
     live = _current_expenses(trip_id)
     # SUM of BIGINT is NUMERIC, read as an exact Decimal: no cast that could overflow.
     base_amount = func.sum(ExpenseRevision.base_amount_minor)
-    by_category = dict(
-        session.execute(
-            live.with_only_columns(col(ExpenseRevision.category), base_amount).group_by(
-                col(ExpenseRevision.category)
-            )
-        ).all()
-    )
-    by_day = session.execute(
-        live.with_only_columns(col(ExpenseRevision.spent_on), base_amount)
-        .group_by(col(ExpenseRevision.spent_on))
-        .order_by(col(ExpenseRevision.spent_on))
-    ).all()
+    zero = literal(0)
     shares = union_all(
         select(
             col(ExpensePayer.participant_id).label("participant_id"),
             col(ExpensePayer.base_amount_minor).label("paid"),
-            literal(0).label("consumed"),
+            zero.label("consumed"),
         )
         .join(Expense, _live_expense(ExpensePayer))
         .where(col(ExpensePayer.trip_id) == trip_id),
-        select(
-            col(ExpenseSplit.participant_id),
-            literal(0),
-            col(ExpenseSplit.base_amount_minor),
-        )
+        select(col(ExpenseSplit.participant_id), zero, col(ExpenseSplit.base_amount_minor))
         .join(Expense, _live_expense(ExpenseSplit))
         .where(col(ExpenseSplit.trip_id) == trip_id),
     ).subquery()
-    per_participant = {
-        participant_id: (int(paid), int(consumed))
-        for participant_id, paid, consumed in session.execute(
+    # (kind, key as text, first sum, second sum): one row per category, day and participant.
+    rows = session.execute(
+        union_all(
+            live.with_only_columns(
+                literal("category"), col(ExpenseRevision.category), base_amount, zero
+            ).group_by(col(ExpenseRevision.category)),
+            live.with_only_columns(
+                literal("day"), cast(col(ExpenseRevision.spent_on), String), base_amount, zero
+            ).group_by(col(ExpenseRevision.spent_on)),
             sql_select(
-                shares.c.participant_id, func.sum(shares.c.paid), func.sum(shares.c.consumed)
-            ).group_by(shares.c.participant_id)
-        ).all()
+                literal("participant"),
+                cast(shares.c.participant_id, String),
+                func.sum(shares.c.paid),
+                func.sum(shares.c.consumed),
+            ).group_by(shares.c.participant_id),
+        )
+    ).all()
+    by_category = {key: int(total) for kind, key, total, _ in rows if kind == "category"}
+    by_day = sorted(
+        (date.fromisoformat(key), int(total)) for kind, key, total, _ in rows if kind == "day"
+    )
+    per_participant = {
+        uuid.UUID(key): (int(paid), int(consumed))
+        for kind, key, paid, consumed in rows
+        if kind == "participant"
     }
     by_participant = []
     for participant_id, name in ledger_participants(session=session, trip_id=trip_id):
@@ -1097,7 +1102,7 @@ def compute_summary(*, session: Session, trip_id: uuid.UUID) -> TripSummary:
             )
         )
     categories = [
-        CategoryTotal(category=category, total_minor=int(by_category[category]))
+        CategoryTotal(category=category, total_minor=by_category[category])
         for category in ExpenseCategory
         if category in by_category
     ]
@@ -1106,7 +1111,7 @@ def compute_summary(*, session: Session, trip_id: uuid.UUID) -> TripSummary:
         total_minor=sum(total.total_minor for total in categories),
         by_category=categories,
         by_participant=by_participant,
-        by_day=[DayTotal(day=day, total_minor=int(total)) for day, total in by_day],
+        by_day=[DayTotal(day=day, total_minor=total) for day, total in by_day],
     )
 
 

@@ -228,9 +228,9 @@ def test_the_summary_reads_in_as_many_statements_whatever_the_ledger(
     many = statements()
     assert len(get_summary(client, ledger.trip_id, ledger.owner)["by_day"]) == 7
     assert len(many) == len(few), many
-    # The caller's access, the base currency, per category, per day, the participants and
-    # their paid and consumed sums.
-    assert len(many) == 6, many
+    # The caller's access, the base currency, the three sums in one statement (one snapshot:
+    # per category, per day, per participant) and the participants.
+    assert len(many) == 4, many
 
 
 # --- categories ---------------------------------------------------------------------------------
