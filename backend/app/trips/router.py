@@ -24,7 +24,7 @@ from app.trips.models import (
     TripUpdate,
     TripUpdatedPublic,
 )
-from app.users.deps import CurrentUser
+from app.users.deps import BearerToken, CurrentUser, authenticate, token_claims
 
 router = APIRouter(prefix="/trips", tags=["trips"], responses=error_responses(401, 422))
 _in_trip = error_responses(404)
@@ -48,8 +48,15 @@ def create_trip(
 
 
 @router.get("", response_model=Page[TripPublic], responses=error_responses(400))
-def list_my_trips(session: SessionDep, user: CurrentUser, page: PageParams) -> Page[TripPublic]:
-    rows, last = service.list_trips_for_user(session=session, user_id=user.id, page=page)
+def list_my_trips(session: SessionDep, token: BearerToken, page: PageParams) -> Page[TripPublic]:
+    """The caller's trips, newest first. The list checks the caller's session in its own
+    statement (one round trip); only an empty page looks again, to tell 401 from no trips."""
+    user_id, session_id = token_claims(token)
+    rows, last = service.list_trips_for_user(
+        session=session, user_id=user_id, session_id=session_id, page=page
+    )
+    if not rows:
+        authenticate(session, user_id, session_id)
     return Page(
         items=[TripPublic.of(trip, role) for trip, role in rows], next_cursor=page.cursor_for(last)
     )

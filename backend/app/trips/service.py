@@ -29,6 +29,7 @@ from app.trips.models import (
 )
 from app.users import export
 from app.users import hooks as user_hooks
+from app.users import service as user_service
 from app.users.models import User, UserSession
 
 
@@ -128,13 +129,16 @@ def find_member_access(
 
 
 def list_trips_for_user(
-    *, session: Session, user_id: uuid.UUID, page: PageRequest
+    *, session: Session, user_id: uuid.UUID, session_id: uuid.UUID, page: PageRequest
 ) -> tuple[list[tuple[Trip, Role]], Position | None]:
-    """The user's trips, newest first, by keyset on (created_at, id)."""
+    """The user's trips, newest first, by keyset on (created_at, id), in the statement that
+    checks the caller's session (app.users.service.signed_in): a caller whose session has
+    ended gets no rows, like one with no trips; the caller tells them apart on an empty page.
+    """
     statement = (
         select(Trip, TripMember.role)
         .join(TripMember, col(TripMember.trip_id) == Trip.id)
-        .where(TripMember.user_id == user_id)
+        .where(TripMember.user_id == user_id, user_service.signed_in(user_id, session_id))
     )
     statement = keyset_page(statement, page, Trip.created_at, Trip.id, descending=True)
     rows: Sequence[tuple[Trip, str]] = session.exec(statement).all()

@@ -4,6 +4,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -47,15 +48,24 @@ def get_active_user(*, session: Session, user_id: uuid.UUID) -> User | None:
     return user if user is not None and user.is_active else None
 
 
+def signed_in(user_id: uuid.UUID, session_id: uuid.UUID) -> ColumnElement[bool]:
+    """True while `session_id` is a live session of `user_id` and the account is active: the
+    one rule of a valid bearer token, as a condition another statement can carry (a list that
+    authenticates as it reads)."""
+    return (
+        select(UserSession.id)
+        .join(User, col(User.id) == UserSession.user_id)
+        .where(UserSession.id == session_id, User.id == user_id, col(User.is_active))
+        .exists()
+    )
+
+
 def get_signed_in_user(
     *, session: Session, user_id: uuid.UUID, session_id: uuid.UUID
 ) -> User | None:
     """The active user whose session this is, in one statement; None once the session ended."""
-    return session.exec(
-        select(User)
-        .join(UserSession, col(UserSession.user_id) == User.id)
-        .where(User.id == user_id, UserSession.id == session_id, col(User.is_active))
-    ).first()
+    statement = select(User).where(User.id == user_id, signed_in(user_id, session_id))
+    return session.exec(statement).first()
 
 
 def get_user_by_email(*, session: Session, email: str, lock: bool = False) -> User | None:
