@@ -423,8 +423,16 @@ def run(url: str, ref: str) -> dict[str, Any]:
         plans["raw"] = [s for s in reads if bodies[s.name] != "differ"]
         ours = _check_status("current", servers["current"][0], current)
         theirs = _check_status("baseline", servers["baseline"][0], plans["baseline"])
-        # Informative: whether both commits answer the reads alike (an API change shows here).
-        alike = {s.name: same_body(theirs[s.name], ours[s.name]) for s in reads if s.name in theirs}
+        # Informative: how both commits answer the reads (an API change shows here; with its
+        # own database, seeded at another time, the baseline's timestamps differ anyway).
+        alike = {
+            s.name: {
+                "same": same_body(theirs[s.name], ours[s.name]),
+                "bytes": [len(ours[s.name]), len(theirs[s.name])],
+            }
+            for s in reads
+            if s.name in theirs
+        }
         rows = list(_interleaved(servers, plans, connections, rounds))
     summary = summarize(rows)
     return {

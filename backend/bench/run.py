@@ -1,20 +1,24 @@
-"""`make bench`: seed a realistic data set, run TripSync under wrk, compare with a raw baseline.
+"""`make bench`: seed a realistic data set, run TripSync under wrk, compare with a raw ceiling.
 
     make bench                                   # full size (BENCH_SCALE=1), 8 s per run: ~15 min
     BENCH_SCALE=0.01 BENCH_DURATION=3s make bench  # a quick look
+    make bench BENCH_BASELINE_REF=9378a84        # A/B against that commit: bench/ab.py
 
-Environment: BENCH_SCALE (1), BENCH_DURATION (8s: with the 2 s warm-up, 3 servers x 11
-scenarios x 2 connection counts fit in 20 minutes), BENCH_CONNECTIONS (32,256),
-BENCH_WORKERS (1,2), BENCH_THREADS (wrk threads, 2), BENCH_TIMEOUT (10s), BENCH_WARMUP
-(unmeasured wrk run before each measured one, 2s),
+Environment: BENCH_SCALE (1), BENCH_SECONDS (a number; overrides BENCH_DURATION),
+BENCH_DURATION (8s: with the 2 s warm-up, 3 servers x 11 scenarios x 2 connection counts fit
+in 20 minutes), BENCH_CONNECTIONS (32,256), BENCH_WORKERS (1,2), BENCH_THREADS (wrk threads,
+2), BENCH_TIMEOUT (10s), BENCH_WARMUP (unmeasured wrk run before each measured one, 2s),
 BENCH_SCENARIOS (comma-separated names, default all), BENCH_DATABASE_URL (else an embedded
 PostgreSQL under .data/bench-postgres, one database per scale), BENCH_PGBOUNCER (1: after the
 direct runs, one more with the largest BENCH_WORKERS through a PgBouncer in transaction mode
 that the bench starts and stops; 0: not; only: that run alone), BENCH_PGBOUNCER_POOL (its
 server connections, 20).
 
-The service runs as in production (ENVIRONMENT=production, LOG_LEVEL=WARNING, no access
-log); only the login limits are raised, so the login scenario measures logins, not 429s.
+The raw ceiling (bench/raw_app.py) runs the reads it answers with TripSync's bytes; each
+read's bodies are compared once before any measurement, and one that differs is not measured
+on it. The service runs as in production (ENVIRONMENT=production, LOG_LEVEL=WARNING, no
+access log); only the login limits are raised, so the login scenario measures logins, not
+429s.
 Results: bench-results/results.json, results.md and results.png.
 """
 
