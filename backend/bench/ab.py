@@ -153,9 +153,10 @@ def build(ref: str) -> Baseline:
     if baseline.root.exists():  # a build that did not finish
         _git("worktree", "remove", "--force", str(baseline.root))
         shutil.rmtree(baseline.root, ignore_errors=True)
-    _git("worktree", "prune")
     REFS_DIR.mkdir(parents=True, exist_ok=True)
-    added = _git("worktree", "add", "--detach", str(baseline.root), sha)
+    # --force: also when a deleted .data left the worktree registered (no prune: the
+    # repository's other worktrees are not ours to tidy).
+    added = _git("worktree", "add", "--force", "--detach", str(baseline.root), sha)
     if added.returncode != 0:
         raise SystemExit(f"git worktree add {sha} failed: {added.stderr}")
     print(f"baseline {ref} ({sha[:12]}): building a virtual environment in {baseline.root}")
