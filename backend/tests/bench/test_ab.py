@@ -111,3 +111,34 @@ def test_the_migrations_of_a_commit_are_read_from_git() -> None:
     assert committed
     assert all(name.endswith(".py") for name in committed)
     assert committed <= current_migrations()
+
+
+def test_the_sides_take_turns_within_each_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A, B (and the raw ceiling where it answers), A, B...: never a side's rounds in a row."""
+    from bench import ab
+    from bench.run import Result, Scenario
+
+    calls: list[tuple[str, str, int]] = []
+
+    def measure(
+        server: str, workers: int, base: str, pid: int, scenario: Scenario, connections: int
+    ) -> Result:
+        calls.append((server, scenario.name, connections))
+        return Result(
+            server, workers, scenario.name, connections, 1.0, 1, 1.0, 1, 1, 1, 1, 0, {}, []
+        )
+
+    monkeypatch.setattr(ab, "_measure", measure)
+    read, write = Scenario("get_trip", "read", []), Scenario("create_item", "write", [])
+    servers = {side: (f"http://127.0.0.1:{n}", n) for n, side in enumerate(ab.SIDES)}
+    plans = {"current": [read, write], "baseline": [read, write], "raw": [read]}
+    rows = list(ab._interleaved(servers, plans, [32], rounds=3))
+    one_round = [
+        ("current", "get_trip", 32),
+        ("baseline", "get_trip", 32),
+        ("raw", "get_trip", 32),
+        ("current", "create_item", 32),
+        ("baseline", "create_item", 32),
+    ]
+    assert calls == one_round * 3
+    assert [row["round"] for row in rows] == [1] * 5 + [2] * 5 + [3] * 5
