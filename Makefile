@@ -102,7 +102,9 @@ bench-live: $(STAMP)
 	cd backend && ../$(BIN)/python -m bench.live
 
 ## Load test (wrk): seeds BENCH_SCALE × (1,000 users, 10,000 trips, 1M items, 200k expenses),
-## runs TripSync with 1 and 2 workers and a raw ASGI baseline; see docs/benchmark.md.
+## runs TripSync with 1 and 2 workers and the raw ceiling; see docs/benchmark.md.
+## BENCH_BASELINE_REF=<git ref>: A/B instead, this checkout against that commit (built in
+## .data/bench-refs/<sha>), interleaved rounds, ratios as median [min-max] (~10 min).
 bench: $(STAMP)
 	@for tool in wrk pgbouncer; do \
 		command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || { \

@@ -1,72 +1,191 @@
-"""The raw baseline for `make bench`: a bare ASGI app, no framework and no ORM.
+"""The raw ceiling for `make bench`: the least work that answers TripSync's reads with its bytes.
 
-It answers the read scenarios (one trip, a day's items, page 1 of a trip's items) with the
-same SQL TripSync runs — the trip joined to the caller's membership and user, the items,
-their participants — through psycopg2 and a small pool, and the same JSON bytes
-(`pydantic_core.to_json`, the serialiser FastAPI ends in). The harness checks the bytes.
+Per request: one SQL statement, sent on an autocommit connection (no BEGIN/COMMIT, no
+pre-ping) of a small pool of asynchronous psycopg2 connections waited on by the event loop
+(no thread hop), under a bare ASGI callable on the same uvicorn (no framework). The
+statement authenticates (a live session of an active user), checks access (a member of the
+trip) and returns the response's JSON, built by PostgreSQL with the writers TripSync's sync
+feed uses (`app.core.json_sql`, compiled once at import). Python only checks the token's
+signature, routes, and signs the next page's cursor (HMAC), which TripSync signs the same way.
+
+Answers: GET /trips, GET /trips/{id}, GET /trips/{id}/items (?day=, ?limit=, first pages
+only) and /health/live; anything else is 404. Errors are not TripSync's problem documents:
+only the successful bodies are compared (bench.run checks them before measuring).
 
     uvicorn bench.raw_app:app   # DATABASE_URL and SECRET_KEY from the environment
 """
 
+import asyncio
 import os
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from datetime import UTC
 from typing import Any
 from urllib.parse import parse_qs
 
-import anyio.to_thread
-import jwt
-import pydantic_core
+import psycopg2
 from psycopg2 import extensions
-from psycopg2.extras import register_uuid
-from psycopg2.pool import ThreadedConnectionPool
+from sqlalchemy import bindparam, case, func, literal_column, select
+from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+from sqlmodel import col
 
-register_uuid()  # type: ignore[no-untyped-call]  # uuid columns arrive as uuid.UUID, as they do through SQLAlchemy
+from app.core.json_sql import json_array, json_object, json_value
+from app.core.pagination import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    Position,
+    encode_cursor,
+    scope_of_list,
+)
+from app.core.security import decode_access_token
+from app.itinerary.models import ItemParticipant, ItemPublic, ItineraryItem, Place
+from app.trips.models import Trip, TripMember, TripPublic
+from app.users.models import User, UserSession
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-# As many connections as AnyIO runs threads (40): a request never finds the pool empty.
+# As many connections as one TripSync worker may open (DB_POOL_SIZE + DB_MAX_OVERFLOW).
 POOL_SIZE = int(os.environ.get("RAW_POOL_SIZE", "40"))
-_pool: ThreadedConnectionPool | None = None
-
-# TripSync's access query: the trip, the caller's role and the caller in a live session, in one
-# round trip.
-ACCESS_SQL = (
-    "SELECT trips.name, trips.destination, trips.start_date, trips.end_date, trips.timezone,"
-    " trips.description, trips.base_currency, trips.hide_amounts_from_viewers, trips.id,"
-    " trips.created_by, trips.created_at, trips.updated_at, trips.version,"
-    " trips.head_version, trips.access_version, trips.pruned_version, trip_members.role,"
-    " users.full_name, users.id, users.email, users.password_hash, users.is_active,"
-    " users.created_at, users.updated_at, users.email_verified_at"
-    " FROM trips JOIN trip_members ON trip_members.trip_id = trips.id"
-    " JOIN users ON users.id = trip_members.user_id"
-    " JOIN user_sessions ON user_sessions.user_id = users.id"
-    " WHERE trips.id = %s AND trip_members.user_id = %s AND user_sessions.id = %s LIMIT 1"
-)
-ITEM_COLUMNS = (
-    "id, kind, title, notes, day, order_key, start_local, start_timezone, start_utc,"
-    " end_local, end_timezone, end_utc, place_name, place_address, latitude, longitude,"
-    " place_external_id, booking_reference, created_by, created_at, updated_at, version"
-)
-ITEMS_SQL = (
-    f"SELECT {ITEM_COLUMNS} FROM itinerary_items WHERE trip_id = %s{{day}}"  # noqa: S608 (constants)
-    " ORDER BY day ASC NULLS LAST, order_key LIMIT %s"
-)
-PARTICIPANTS_SQL = (
-    "SELECT item_id, participant_id FROM itinerary_item_participants"
-    " WHERE trip_id = %s AND item_id = ANY(%s::uuid[])"
-)
 
 
-def pool() -> ThreadedConnectionPool:
-    global _pool  # one pool per worker process, made on first use
-    if _pool is None:
-        url = os.environ["DATABASE_URL"].replace("postgresql+psycopg2://", "postgresql://")
-        _pool = ThreadedConnectionPool(1, POOL_SIZE, url)
-    return _pool
+# The parameters each request gives; every other one is a constant of the statement.
+REQUEST_PARAMETERS = frozenset({"trip_id", "user_id", "session_id", "day", "rows", "limit"})
+
+
+def _compiled(statement: Any) -> tuple[str, dict[str, Any]]:
+    """SQL text for a psycopg2 cursor (%(name)s parameters) and its constant parameters."""
+    compiled = statement.compile(dialect=PGDialect_psycopg2())  # type: ignore[no-untyped-call]
+    constants = {k: v for k, v in compiled.params.items() if k not in REQUEST_PARAMETERS}
+    return str(compiled), constants
+
+
+def _member_access() -> list[Any]:
+    """TripSync's access rule: the caller is a member of the trip, in a live session."""
+    return [
+        col(Trip.id) == bindparam("trip_id"),
+        col(TripMember.user_id) == bindparam("user_id"),
+        col(UserSession.id) == bindparam("session_id"),
+    ]
+
+
+def _with_access(statement: Any) -> Any:
+    return (
+        statement.select_from(Trip)
+        .join(TripMember, col(TripMember.trip_id) == Trip.id)
+        .join(User, col(User.id) == TripMember.user_id)
+        .join(UserSession, col(UserSession.user_id) == User.id)
+        .where(*_member_access())
+    )
+
+
+# GET /trips/{id}: (is the user active, the trip's JSON, its version for the ETag).
+TRIP_SQL, TRIP_PARAMS = _compiled(
+    _with_access(
+        select(
+            col(User.is_active),
+            json_object(TripPublic, Trip, role=TripMember.role),
+            col(Trip.version),
+        )
+    )
+)
+
+
+def _page_sql(rows: Any, access: Any, order: list[str]) -> str:
+    """One statement: the caller's check, and the page of `rows` (their `doc`, `limit` + 1
+    of them, the extra one only telling that there is more) as one JSON array; the last
+    row's position columns come back for the next cursor."""
+    rows_sql, _ = _compiled(rows)
+    access_sql, _ = _compiled(access)
+    ordering = ", ".join(order)
+    return (
+        f"WITH caller AS ({access_sql}),"  # noqa: S608 (compiled constants)
+        f" page AS (SELECT row_number() OVER (ORDER BY {ordering}) AS n, *"
+        f" FROM ({rows_sql}) AS rows WHERE EXISTS (SELECT FROM caller WHERE caller.is_active))"
+        " SELECT (SELECT bool_or(caller.is_active) FROM caller),"
+        " coalesce('[' || string_agg(page.doc, ',' ORDER BY page.n)"
+        " FILTER (WHERE page.n <= %(limit)s) || ']', '[]'),"
+        " count(*) > %(limit)s,"
+        " (array_agg(page.sort_key ORDER BY page.n) FILTER (WHERE page.n = %(limit)s))[1],"
+        " (array_agg(page.id ORDER BY page.n) FILTER (WHERE page.n = %(limit)s))[1]"
+        " FROM page"
+    )
+
+
+# GET /trips: the caller's trips, newest first (TripSync's keyset order).
+_caller = (
+    select(col(User.is_active))
+    .join(UserSession, col(UserSession.user_id) == User.id)
+    .where(col(User.id) == bindparam("user_id"), col(UserSession.id) == bindparam("session_id"))
+)
+_my_trips: Any = (
+    select(
+        json_object(TripPublic, Trip, role=TripMember.role).label("doc"),
+        col(Trip.created_at).label("sort_key"),
+        col(Trip.id).label("id"),
+    )
+    .join(TripMember, col(TripMember.trip_id) == Trip.id)
+    .where(col(TripMember.user_id) == bindparam("user_id"))
+    .order_by(col(Trip.created_at).desc(), col(Trip.id).desc())
+    .limit(bindparam("rows"))
+)
+TRIPS_SQL = _page_sql(_my_trips, _caller, ["sort_key DESC", "id DESC"])
+TRIPS_PARAMS = _compiled(_my_trips)[1] | _compiled(_caller)[1]
+
+
+def _items_statement(day: bool) -> tuple[str, dict[str, Any]]:
+    item = ItineraryItem
+    place = json_object(
+        Place,
+        name=item.place_name,
+        address=func.coalesce(item.place_address, ""),
+        latitude=item.latitude,
+        longitude=item.longitude,
+        external_id=item.place_external_id,
+    )
+    participant_ids = (
+        select(
+            json_array(
+                json_value(ItemParticipant.participant_id),
+                order_by=[ItemParticipant.participant_id],
+            )
+        )
+        .where(
+            col(ItemParticipant.trip_id) == item.trip_id,
+            col(ItemParticipant.item_id) == item.id,
+        )
+        .scalar_subquery()
+    )
+    document = json_object(
+        ItemPublic,
+        item,
+        place=case((col(item.place_name).is_not(None), place)),
+        participant_ids=participant_ids,
+    )
+    # TripSync's position of an item: "<day>/<order_key>" (day empty when unscheduled).
+    day_text = func.coalesce(func.to_char(item.day, literal_column("'YYYY-MM-DD'")), "")
+    position = func.concat(day_text, "/", col(item.order_key))
+    rows: Any = (
+        select(
+            document.label("doc"),
+            position.label("sort_key"),
+            col(item.id).label("id"),
+            col(item.day).label("item_day"),
+            col(item.order_key).label("order_key"),
+        )
+        .where(col(item.trip_id) == bindparam("trip_id"))
+        .order_by(col(item.day).asc().nulls_last(), col(item.order_key))
+        .limit(bindparam("rows"))
+    )
+    if day:
+        rows = rows.where(col(item.day) == bindparam("day"))
+    access = _with_access(select(col(User.is_active)))
+    sql = _page_sql(rows, access, ["item_day ASC NULLS LAST", "order_key"])
+    return sql, _compiled(rows)[1] | _compiled(access)[1]
+
+
+ITEMS_SQL, ITEMS_PARAMS = _items_statement(day=False)
+DAY_ITEMS_SQL, DAY_ITEMS_PARAMS = _items_statement(day=True)
 
 
 class HttpError(Exception):
@@ -74,139 +193,159 @@ class HttpError(Exception):
         self.status = status
 
 
-def _query(cursor: extensions.cursor, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    cursor.execute(sql, params)
-    return cursor.fetchall()
+async def _ready(connection: extensions.connection) -> None:
+    """Wait on the event loop until the asynchronous connection's current step is done."""
+    loop = asyncio.get_running_loop()
+    while True:
+        state = connection.poll()
+        if state == extensions.POLL_OK:
+            return
+        done = loop.create_future()
+
+        def wake(done: asyncio.Future[None] = done) -> None:
+            if not done.done():
+                done.set_result(None)
+
+        descriptor = connection.fileno()
+        if state == extensions.POLL_READ:
+            loop.add_reader(descriptor, wake)
+            try:
+                await done
+            finally:
+                loop.remove_reader(descriptor)
+        elif state == extensions.POLL_WRITE:
+            loop.add_writer(descriptor, wake)
+            try:
+                await done
+            finally:
+                loop.remove_writer(descriptor)
+        else:  # pragma: no cover (libpq's poll has no other state)
+            raise psycopg2.OperationalError(f"unexpected poll state {state}")
 
 
-def _trip_of(cursor: extensions.cursor, token: str, trip_id: str) -> tuple[tuple[Any, ...], str]:
-    """The same checks as TripSync: a valid token, an active user in a live session, a member.
+class Pool:
+    """Up to POOL_SIZE asynchronous connections (always autocommit), opened on demand."""
 
-    Returns the trip's row and the user's id."""
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.opened = 0
+        self.idle: asyncio.Queue[extensions.connection] = asyncio.Queue()
+
+    async def take(self) -> extensions.connection:
+        if self.idle.empty() and self.opened < self.size:
+            self.opened += 1
+            try:
+                url = os.environ["DATABASE_URL"].replace("postgresql+psycopg2://", "postgresql://")
+                connection = psycopg2.connect(url, async_=True)
+                await _ready(connection)
+                return connection
+            except BaseException:
+                self.opened -= 1
+                raise
+        return await self.idle.get()
+
+    def give_back(self, connection: extensions.connection, healthy: bool) -> None:
+        if healthy:
+            self.idle.put_nowait(connection)
+        else:  # interrupted mid-statement: not reusable
+            self.opened -= 1
+            connection.close()
+
+    def close(self) -> None:
+        while not self.idle.empty():
+            self.idle.get_nowait().close()
+
+
+_pool: Pool | None = None
+
+
+async def _one_row(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    global _pool  # one per worker process, made in its event loop
+    if _pool is None:
+        _pool = Pool(POOL_SIZE)
+    connection = await _pool.take()
+    healthy = False
     try:
-        claims = jwt.decode(token, os.environ["SECRET_KEY"], algorithms=["HS256"])
-        user_id, session_id = str(uuid.UUID(claims["sub"])), str(uuid.UUID(claims["sid"]))
-    except (jwt.PyJWTError, KeyError, ValueError):
-        raise HttpError(401) from None
-    rows = _query(cursor, ACCESS_SQL, trip_id, user_id, session_id)
-    if not rows:
-        raise HttpError(404)  # TripSync looks further to tell 401 from 404; not timed here
-    if not rows[0][21]:
+        cursor = connection.cursor()
+        cursor.execute(sql, params)
+        await _ready(connection)
+        row = cursor.fetchone()
+        cursor.close()
+        healthy = True
+        return row
+    finally:
+        _pool.give_back(connection, healthy)
+
+
+def _limit(query: dict[str, list[str]]) -> int:
+    try:
+        limit = int(query.get("limit", [str(DEFAULT_PAGE_SIZE)])[0])
+    except ValueError:
+        raise HttpError(400) from None
+    if not 1 <= limit <= MAX_PAGE_SIZE or "cursor" in query:
+        raise HttpError(400)  # later pages are not the ceiling's business
+    return limit
+
+
+def _page_body(row: tuple[Any, ...] | None, limit: int, scope: str) -> bytes:
+    if row is None or row[0] is None:
+        raise HttpError(404)
+    if not row[0]:
         raise HttpError(401)
-    return rows[0], user_id
-
-
-def _trip_json(row: tuple[Any, ...]) -> dict[str, Any]:
-    return {
-        "name": row[0],
-        "destination": row[1],
-        "start_date": row[2],
-        "end_date": row[3],
-        "timezone": row[4],
-        "description": row[5],
-        "base_currency": row[6],
-        "hide_amounts_from_viewers": row[7],
-        "id": row[8],
-        "role": row[16],
-        "created_at": row[10],
-        "updated_at": row[11],
-        "version": row[12],
-    }
-
-
-def _item_json(row: tuple[Any, ...], participants: list[uuid.UUID]) -> dict[str, Any]:
-    place = None
-    if row[12] is not None:
-        place = {
-            "name": row[12],
-            "address": row[13] or "",
-            "latitude": row[14],
-            "longitude": row[15],
-            "external_id": row[16],
-        }
-    return {
-        "id": row[0],
-        "kind": row[1],
-        "title": row[2],
-        "notes": row[3],
-        "day": row[4],
-        "order_key": row[5],
-        "start_local": row[6],
-        "start_timezone": row[7],
-        "start_utc": row[8].astimezone(UTC) if row[8] else None,
-        "end_local": row[9],
-        "end_timezone": row[10],
-        "end_utc": row[11].astimezone(UTC) if row[11] else None,
-        "place": place,
-        "booking_reference": row[17],
-        "participant_ids": sorted(participants),
-        "created_by": row[18],
-        "created_at": row[19],
-        "updated_at": row[20],
-        "version": row[21],
-    }
-
-
-def _items(
-    cursor: extensions.cursor, trip_id: str, day: str | None, limit: int, user_id: str
-) -> dict[str, Any]:
-    sql = ITEMS_SQL.format(day=" AND day = %s" if day else "")
-    params = (trip_id, day, limit + 1) if day else (trip_id, limit + 1)
-    rows = _query(cursor, sql, *params)
-    page, more = rows[:limit], len(rows) > limit
-    found: dict[uuid.UUID, list[uuid.UUID]] = {row[0]: [] for row in page}
-    if page:
-        ids = [str(row[0]) for row in page]
-        for item_id, participant_id in _query(cursor, PARTICIPANTS_SQL, trip_id, ids):
-            found[item_id].append(participant_id)
-    # The next cursor is TripSync's (signed, scoped to the list): made the same way.
-    next_cursor = None
+    _, items, more, sort_key, last_id = row
+    documents: str = items
+    cursor = b"null"
     if more:
-        from app.core.pagination import Position, encode_cursor, scope_of_list
-
-        last = page[-1]
-        day_text = last[4].isoformat() if last[4] else ""
-        position = Position(f"{day_text}/{last[5]}", last[0])
-        scope = scope_of_list(
-            "/trips/{trip_id}/items",
-            path={"trip_id": trip_id},
-            filters={"day": [day] if day else []},
-            user_id=user_id,
-        )
-        next_cursor = encode_cursor(position, scope)
-    return {
-        "items": [_item_json(row, found[row[0]]) for row in page],
-        "next_cursor": next_cursor,
-    }
+        # Trips by created_at (a datetime), items by "<day>/<order_key>" (text), as TripSync.
+        position = Position(sort_key, uuid.UUID(str(last_id)))
+        cursor = b'"' + encode_cursor(position, scope).encode() + b'"'
+    return b'{"items":' + documents.encode() + b',"next_cursor":' + cursor + b"}"
 
 
-def handle(method: str, path: str, query: str, token: str) -> tuple[int, bytes, str | None]:
+async def handle(method: str, path: str, query_string: str, token: str) -> tuple[bytes, bytes]:
+    """The body and the ETag (b"" for none) of a successful read; HttpError otherwise."""
     parts = path.strip("/").split("/")
     if method != "GET":
         raise HttpError(405)
     if parts == ["health", "live"]:
-        return 200, b'{"status":"ok"}', None
-    # One connection and one transaction per request, as TripSync's session.
-    connection = pool().getconn()
+        return b'{"status":"ok"}', b""
+    claims = decode_access_token(token)
+    if claims is None:
+        raise HttpError(401)
+    user_id, session_id = str(claims[0]), str(claims[1])
+    query = parse_qs(query_string)
+    ids = {"user_id": user_id, "session_id": session_id}
+    if parts == ["trips"]:
+        limit = _limit(query)
+        params = TRIPS_PARAMS | ids | {"rows": limit + 1, "limit": limit}
+        scope = scope_of_list("/trips", user_id=user_id)
+        return _page_body(await _one_row(TRIPS_SQL, params), limit, scope), b""
+    if len(parts) < 2 or parts[0] != "trips":
+        raise HttpError(404)
     try:
-        with connection, connection.cursor() as cursor:
-            return _read(cursor, parts, query, token)
-    finally:
-        pool().putconn(connection)
-
-
-def _read(
-    cursor: extensions.cursor, parts: list[str], query: str, token: str
-) -> tuple[int, bytes, str | None]:
-    if len(parts) in (2, 3) and parts[0] == "trips":
-        trip, user_id = _trip_of(cursor, token, parts[1])
-        if len(parts) == 2:
-            return 200, pydantic_core.to_json(_trip_json(trip)), f'"{trip[12]}"'
-        if parts[2] == "items":
-            args = parse_qs(query)
-            day = args.get("day", [None])[0]
-            limit = int(args.get("limit", ["50"])[0])
-            return 200, pydantic_core.to_json(_items(cursor, parts[1], day, limit, user_id)), None
+        trip_id = str(uuid.UUID(parts[1]))
+    except ValueError:
+        raise HttpError(404) from None
+    if len(parts) == 2:
+        row = await _one_row(TRIP_SQL, TRIP_PARAMS | ids | {"trip_id": trip_id})
+        if row is None:
+            raise HttpError(404)
+        if not row[0]:
+            raise HttpError(401)
+        body: bytes = row[1].encode()
+        return body, b'"%d"' % row[2]
+    if len(parts) == 3 and parts[2] == "items":
+        limit = _limit(query)
+        day = query.get("day", [None])[0]
+        sql, params = (DAY_ITEMS_SQL, DAY_ITEMS_PARAMS) if day else (ITEMS_SQL, ITEMS_PARAMS)
+        params = params | ids | {"trip_id": trip_id, "day": day, "rows": limit + 1, "limit": limit}
+        scope = scope_of_list(
+            "/trips/{trip_id}/items",
+            path={"trip_id": parts[1]},
+            filters={"day": [day] if day else []},
+            user_id=user_id,
+        )
+        return _page_body(await _one_row(sql, params), limit, scope), b""
     raise HttpError(404)
 
 
@@ -218,24 +357,22 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if _pool is not None:
-                    _pool.closeall()
+                    _pool.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    headers = dict(scope["headers"])
-    authorization = headers.get(b"authorization", b"").decode()
-    token = authorization.removeprefix("Bearer ")
-    query = scope["query_string"].decode()
+    token = b""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            token = value.removeprefix(b"Bearer ")
     try:
-        status, body, etag = await anyio.to_thread.run_sync(
-            handle, scope["method"], scope["path"], query, token
+        body, etag = await handle(
+            scope["method"], scope["path"], scope["query_string"].decode(), token.decode()
         )
+        status = 200
     except HttpError as error:
-        status, body, etag = error.status, b'{"status":%d}' % error.status, None
-    response_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if etag is not None:
-        response_headers.append((b"etag", etag.encode()))
-    await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        status, body, etag = error.status, b'{"status":%d}' % error.status, b""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if etag:
+        headers.append((b"etag", etag))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
