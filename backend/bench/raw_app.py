@@ -24,11 +24,11 @@ from urllib.parse import parse_qs
 
 import psycopg2
 from psycopg2 import extensions
-from sqlalchemy import bindparam, case, func, literal_column, select
+from sqlalchemy import bindparam, func, literal_column, select
 from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 from sqlmodel import col
 
-from app.core.json_sql import json_array, json_object, json_value
+from app.core.json_sql import json_object
 from app.core.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -37,7 +37,8 @@ from app.core.pagination import (
     scope_of_list,
 )
 from app.core.security import decode_access_token
-from app.itinerary.models import ItemParticipant, ItemPublic, ItineraryItem, Place
+from app.itinerary.models import ItineraryItem
+from app.itinerary.synced import item_document
 from app.trips.models import Trip, TripMember, TripPublic
 from app.users.models import User, UserSession
 
@@ -135,33 +136,7 @@ TRIPS_PARAMS = _compiled(_my_trips)[1] | _compiled(_caller)[1]
 
 def _items_statement(day: bool) -> tuple[str, dict[str, Any]]:
     item = ItineraryItem
-    place = json_object(
-        Place,
-        name=item.place_name,
-        address=func.coalesce(item.place_address, ""),
-        latitude=item.latitude,
-        longitude=item.longitude,
-        external_id=item.place_external_id,
-    )
-    participant_ids = (
-        select(
-            json_array(
-                json_value(ItemParticipant.participant_id),
-                order_by=[ItemParticipant.participant_id],
-            )
-        )
-        .where(
-            col(ItemParticipant.trip_id) == item.trip_id,
-            col(ItemParticipant.item_id) == item.id,
-        )
-        .scalar_subquery()
-    )
-    document = json_object(
-        ItemPublic,
-        item,
-        place=case((col(item.place_name).is_not(None), place)),
-        participant_ids=participant_ids,
-    )
+    document = item_document()
     # TripSync's position of an item: "<day>/<order_key>" (day empty when unscheduled).
     day_text = func.coalesce(func.to_char(item.day, literal_column("'YYYY-MM-DD'")), "")
     position = func.concat(day_text, "/", col(item.order_key))

@@ -11,7 +11,9 @@ from app.sync.feed_sql import feed_rows, trip_id_param, upsert
 from app.sync.registry import SyncedEntity, Touch, Versions, register, register_touch
 
 
-def _items(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
+def item_document() -> Any:
+    """An item as ItemPublic, as a JSON object built by PostgreSQL (the feed's and the raw
+    benchmark ceiling's, which must answer the same bytes)."""
     item = ItineraryItem
     place = json_object(
         Place,
@@ -34,12 +36,17 @@ def _items(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
         )
         .scalar_subquery()
     )
-    data = json_object(
+    return json_object(
         ItemPublic,
         item,
         place=case((col(item.place_name).is_not(None), place)),
         participant_ids=participant_ids,
     )
+
+
+def _items(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
+    item = ItineraryItem
+    data = item_document()
     change = upsert("item", item.id, item.version, data)
     return feed_rows("item", item.id, item.version, change).where(
         col(item.trip_id) == trip_id_param(), versions(item.version)
