@@ -1,9 +1,12 @@
 """One batch of rows past their retention, deleted (the tasks of `make cleanup`)."""
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, inspect, select, tuple_
+from sqlalchemy import ColumnElement, delete, func, inspect, select, tuple_
 from sqlmodel import Session, SQLModel
+
+from app.core.config import get_settings
 
 
 def delete_batch(
@@ -19,3 +22,15 @@ def delete_batch(
     victims = select(*primary_key).where(condition).limit(limit).with_for_update(skip_locked=True)
     result = session.execute(delete(table).where(key.in_(victims)))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def delete_ended_links_of(
+    table: type[SQLModel], *, session: Session, now: datetime, limit: int
+) -> int:
+    """Delete up to `limit` links of `table` (share or invite links) that stopped working,
+    expired or revoked, more than LINK_RETENTION_DAYS before `now`: until then their owners
+    still see them listed."""
+    cutoff = now - timedelta(days=get_settings().LINK_RETENTION_DAYS)
+    columns = inspect(table).columns  # both kinds have expires_at and revoked_at
+    ended = func.least(columns["revoked_at"], columns["expires_at"]) < cutoff
+    return delete_batch(session, table, ended, limit=limit)

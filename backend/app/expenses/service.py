@@ -177,6 +177,14 @@ def ensure_base_currency_can_change(*, session: Session, trip_id: uuid.UUID) -> 
 # --- expenses --------------------------------------------------------------------------------
 
 
+def _replay_keeps_looked_up_rate(
+    given: Decimal | None, stored_source: str, stored: tuple[str, date], sent: tuple[str, date]
+) -> bool:
+    """A create sent again without a rate keeps the reference rate its first sending looked
+    up (same currency and day), so the replay compares equal whatever was imported since."""
+    return given is None and stored_source == RateSource.ECB and stored == sent
+
+
 @dataclass(frozen=True)
 class _Draft:
     """An expense's full content, before pricing: what a revision is made from."""
@@ -270,11 +278,11 @@ class _Draft:
         currency and day, so a replay compares equal whatever was imported since."""
         if self.rate_source is not None and self.currency != base_currency:
             return self
-        if (
-            stored is not None
-            and self.exchange_rate is None
-            and stored.rate_source == RateSource.ECB
-            and (stored.currency, stored.spent_on) == (self.currency, self.spent_on)
+        if stored is not None and _replay_keeps_looked_up_rate(
+            self.exchange_rate,
+            stored.rate_source,
+            (stored.currency, stored.spent_on),
+            (self.currency, self.spent_on),
         ):
             return replace(
                 self,
@@ -706,11 +714,11 @@ def create_settlement(
         if data.id is not None
         else None
     )
-    if (
-        existing is not None
-        and data.exchange_rate is None
-        and existing.rate_source == RateSource.ECB
-        and (existing.currency, existing.settled_on) == (data.currency, data.settled_on)
+    if existing is not None and _replay_keeps_looked_up_rate(
+        data.exchange_rate,
+        existing.rate_source,
+        (existing.currency, existing.settled_on),
+        (data.currency, data.settled_on),
     ):
         # A replay keeps the rate looked up the first time, whatever was imported since.
         given: Decimal | None = existing.exchange_rate

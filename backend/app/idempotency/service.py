@@ -5,11 +5,12 @@ Knows nothing of HTTP: the route class (app.api.routing) decides what to store a
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, tuple_
+from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from app.core.columns import utcnow
 from app.core.config import get_settings
+from app.core.retention import delete_batch
 from app.idempotency.models import IdempotencyKey, user_scope
 from app.users import hooks as user_hooks
 from app.users.models import User
@@ -65,18 +66,8 @@ def record_key(
 
 def delete_expired_keys(*, session: Session, now: datetime, limit: int) -> int:
     """Delete up to `limit` keys that expired before `now`; returns how many were deleted."""
-    expired = (
-        select(col(IdempotencyKey.scope), col(IdempotencyKey.key))
-        .where(col(IdempotencyKey.expires_at) < now)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    result = session.execute(
-        delete(IdempotencyKey).where(
-            tuple_(col(IdempotencyKey.scope), col(IdempotencyKey.key)).in_(expired)
-        )
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    expired = col(IdempotencyKey.expires_at) < now
+    return delete_batch(session, IdempotencyKey, expired, limit=limit)
 
 
 def forget_deleted_accounts_keys(*, session: Session, user: User) -> None:

@@ -19,10 +19,9 @@ from sqlmodel.sql.expression import Select
 
 from app.activity.service import record_activity
 from app.core.columns import utcnow
-from app.core.config import get_settings
 from app.core.errors import Forbidden, NotFound
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
-from app.core.retention import delete_batch
+from app.core.retention import delete_ended_links_of
 from app.core.security import issue_opaque_token, opaque_token_hash
 from app.invite_links.models import (
     InviteLink,
@@ -224,8 +223,5 @@ export.register(
 
 
 def delete_ended_links(*, session: Session, now: datetime, limit: int) -> int:
-    """Delete up to `limit` links that stopped working (expired or revoked) more than
-    LINK_RETENTION_DAYS before `now` (`make cleanup`); until then their owners see them listed."""
-    cutoff = now - timedelta(days=get_settings().LINK_RETENTION_DAYS)
-    ended = func.least(col(InviteLink.revoked_at), col(InviteLink.expires_at)) < cutoff
-    return delete_batch(session, InviteLink, ended, limit=limit)
+    """Delete up to `limit` links ended past LINK_RETENTION_DAYS (`make cleanup`)."""
+    return delete_ended_links_of(InviteLink, session=session, now=now, limit=limit)

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from app.core.config import Settings, get_settings
+from app.core.retention import delete_batch
 from app.outbox.models import OutboxMessage, OutboxStatus
 
 SUBJECT_MAX = 300
@@ -249,18 +250,10 @@ def requeue(
 def delete_finished(*, session: Session, now: datetime, limit: int) -> int:
     """Delete up to `limit` sent or dead messages older than OUTBOX_RETENTION_DAYS."""
     cutoff = now - timedelta(days=get_settings().OUTBOX_RETENTION_DAYS)
-    batch = (
-        select(OutboxMessage.id)
-        .where(
-            col(OutboxMessage.status) != OutboxStatus.PENDING,
-            col(OutboxMessage.updated_at) < cutoff,
-        )
-        .limit(limit)
+    finished = (col(OutboxMessage.status) != OutboxStatus.PENDING) & (
+        col(OutboxMessage.updated_at) < cutoff
     )
-    result = session.execute(
-        delete(OutboxMessage).where(col(OutboxMessage.id).in_(batch.scalar_subquery()))
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return delete_batch(session, OutboxMessage, finished, limit=limit)
 
 
 def count_unsent(*, session: Session, limit: int) -> int:

@@ -12,16 +12,14 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from app.activity.service import record_activity
 from app.core.columns import utcnow
-from app.core.config import get_settings
 from app.core.errors import NotFound
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
-from app.core.retention import delete_batch
+from app.core.retention import delete_ended_links_of
 from app.core.security import issue_opaque_token, opaque_token_hash
 from app.feed import service as feed_service
 from app.share_links.models import (
@@ -165,8 +163,5 @@ export.register(
 
 
 def delete_ended_links(*, session: Session, now: datetime, limit: int) -> int:
-    """Delete up to `limit` links that stopped working (expired or revoked) more than
-    LINK_RETENTION_DAYS before `now` (`make cleanup`); until then their owners see them listed."""
-    cutoff = now - timedelta(days=get_settings().LINK_RETENTION_DAYS)
-    ended = func.least(col(ShareLink.revoked_at), col(ShareLink.expires_at)) < cutoff
-    return delete_batch(session, ShareLink, ended, limit=limit)
+    """Delete up to `limit` links ended past LINK_RETENTION_DAYS (`make cleanup`)."""
+    return delete_ended_links_of(ShareLink, session=session, now=now, limit=limit)

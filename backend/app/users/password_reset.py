@@ -18,6 +18,7 @@ from sqlmodel import Session, col, delete, select
 from app.core.columns import utcnow
 from app.core.config import get_settings
 from app.core.errors import BadRequest
+from app.core.retention import delete_batch
 from app.core.security import issue_opaque_token, opaque_token_hash
 from app.users import export
 from app.users.models import PasswordResetExported, PasswordResetToken, User
@@ -92,18 +93,8 @@ def forget_reset_tokens(*, session: Session, user_id: uuid.UUID) -> int:
 
 def delete_expired_reset_tokens(*, session: Session, now: datetime, limit: int) -> int:
     """Delete up to `limit` reset tokens past their expiry, used or not (`make cleanup`)."""
-    expired = (
-        select(PasswordResetToken.id)
-        .where(col(PasswordResetToken.expires_at) < now)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    deleted = session.execute(
-        delete(PasswordResetToken)
-        .where(col(PasswordResetToken.id).in_(expired))
-        .returning(col(PasswordResetToken.id))
-    ).all()
-    return len(deleted)
+    expired = col(PasswordResetToken.expires_at) < now
+    return delete_batch(session, PasswordResetToken, expired, limit=limit)
 
 
 def exported_resets(session: Session, user: User) -> Iterator[PasswordResetExported]:
