@@ -37,6 +37,7 @@ from psycopg2 import sql
 
 from alembic import command
 from app.core.db import REPO_DIR, alembic_config
+from bench import profile
 from bench.run import (
     OUT,
     READ_SCENARIOS,
@@ -69,6 +70,7 @@ import sys
 from alembic import command
 from app.core.db import alembic_config
 from app.core.security import hash_password
+from bench import profile
 from bench.seed import PASSWORD, ensure_seeded
 
 url, scale = sys.argv[1], float(sys.argv[2])
@@ -340,6 +342,8 @@ def _env_list(name: str, default: str) -> list[str]:
 
 def _rounds() -> int:
     rounds = int(os.environ.get("BENCH_ROUNDS", str(MIN_ROUNDS)))
+    if rounds == 0 and os.environ.get("BENCH_PROFILE"):
+        return 0  # profiles only
     if rounds < MIN_ROUNDS:
         raise SystemExit(f"BENCH_ROUNDS={rounds}: an A/B run takes at least {MIN_ROUNDS} rounds")
     return rounds
@@ -375,6 +379,20 @@ def _interleaved(
                     base, pid = servers[side]
                     result: Result = _measure(side, 1, base, pid, scenario, count)
                     yield {**asdict(result), "round": number, "order": index}
+
+
+def _profiles(
+    servers: dict[str, tuple[str, int]], plans: dict[str, list[Scenario]], seconds: int
+) -> list[profile.Profile]:
+    """BENCH_PROFILE=<seconds>: each scenario profiled on each commit's worker, in turn."""
+    found = []
+    for name in (s.name for s in plans["current"]) if seconds > 0 else ():
+        for side in ("current", "baseline"):
+            scenario = next(s for s in plans[side] if s.name == name)
+            base, pid = servers[side]
+            print(f"--- profiling {side} {name} ({seconds} s)", flush=True)
+            found.append(profile.record(side, pid, base, scenario, seconds))
+    return found
 
 
 def run(url: str, ref: str) -> dict[str, Any]:
@@ -435,6 +453,7 @@ def run(url: str, ref: str) -> dict[str, Any]:
             if s.name in theirs
         }
         rows = list(_interleaved(servers, plans, connections, rounds))
+        profiles = _profiles(servers, plans, int(os.environ.get("BENCH_PROFILE") or 0))
     summary = summarize(rows)
     return {
         "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),
@@ -452,6 +471,8 @@ def run(url: str, ref: str) -> dict[str, Any]:
         "baseline_bodies": alike,
         "summary": summary,
         "results": rows,
+        "profiles": [profile.as_json(p) for p in profiles],
+        "profile_text": profile.markdown(profiles, {s.name: s.title for s in current}),
     }
 
 
@@ -463,7 +484,9 @@ def main(url: str) -> None:
     report = run(url, os.environ["BENCH_BASELINE_REF"])
     OUT.mkdir(exist_ok=True)
     (OUT / "ab.json").write_text(json.dumps(report, indent=2))
-    text = table(report)
+    text = table(report) if report["rounds"] else ""
+    if report["profile_text"]:
+        text += "\n### Profiles (py-spy --gil, 32 connections)\n\n" + report["profile_text"]
     (OUT / "ab.md").write_text(text)
     base = report["baseline"]
     modified = ", modified" if report["current"]["dirty"] else ""

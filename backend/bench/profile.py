@@ -1,0 +1,154 @@
+"""Where a worker's time goes: `py-spy record --gil` while wrk runs a scenario.
+
+With `BENCH_PROFILE=<seconds>`, `make bench BENCH_BASELINE_REF=...` ends with one profiled run
+per scenario and side (current, baseline): wrk at 32 connections for that many seconds while
+py-spy samples the one worker, only the thread holding the GIL (`--gil`): what the process
+spends its Python time on, not threads waiting for the database. Each profile is kept as
+collapsed stacks (`bench-results/profiles/<side>-<scenario>.txt`, for flame-graph tools) and
+summarised: the frames with the largest share of the samples, inclusive (the frame or anything
+it called) and on their own (self).
+"""
+
+import os
+import shutil
+import subprocess
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.run import OUT, Scenario
+
+PROFILES = OUT / "profiles"
+TOP = 12
+# Frames that are on every stack and say nothing about where the time goes.
+_ROOTS = ("<module> (", "run (asyncio", "run_until_complete", "run_forever", "_run_once", "_run (")
+
+
+@dataclass(frozen=True)
+class Profile:
+    side: str
+    scenario: str
+    samples: int
+    inclusive: list[tuple[str, float]]  # frame, share of the samples (0..1)
+    own: list[tuple[str, float]]
+
+
+def _frame(raw: str) -> str:
+    """`name (path/to/file.py:12)` as `name (file.py)`: one entry per function, not per line."""
+    name, _, where = raw.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    tail = "/".join(Path(path).parts[-2:]) if path else "?"
+    return f"{name} ({tail})"
+
+
+def summarize(collapsed: str, side: str, scenario: str, top: int = TOP) -> Profile:
+    """Collapsed stacks (`frame;frame;frame count` per line) to the top frames."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [_frame(f) for f in stack.split(";") if f and not f.startswith(_ROOTS)]
+        if not frames:
+            continue
+        for frame in set(frames):
+            inclusive[frame] += count
+        own[frames[-1]] += count
+    share = (lambda n: n / total) if total else (lambda n: 0.0)
+    return Profile(
+        side=side,
+        scenario=scenario,
+        samples=total,
+        inclusive=[(f, share(n)) for f, n in inclusive.most_common(top)],
+        own=[(f, share(n)) for f, n in own.most_common(top)],
+    )
+
+
+def record(side: str, pid: int, base: str, scenario: Scenario, seconds: int) -> Profile:
+    """Profile the worker `pid` while wrk runs `scenario` at 32 connections for `seconds`."""
+    from bench.run import _wrk
+
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        raise SystemExit("BENCH_PROFILE needs py-spy: pip install py-spy")
+    PROFILES.mkdir(parents=True, exist_ok=True)
+    out = PROFILES / f"{side}-{scenario.name}.txt"
+    sampler = subprocess.Popen(  # noqa: S603
+        [
+            py_spy,
+            "record",
+            "--gil",
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--nonblocking",
+            "--duration",
+            str(seconds),
+            "--pid",
+            str(pid),
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    failure: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            _wrk(base, scenario, 32, pid)
+        except BaseException as error:
+            failure.append(error)
+
+    previous = os.environ.get("BENCH_SECONDS")
+    os.environ["BENCH_SECONDS"] = str(seconds + 1)  # wrk outlasts the sampler
+    os.environ["BENCH_WARMUP"] = "0s"
+    try:
+        loader = threading.Thread(target=load)
+        loader.start()
+        _, errors = sampler.communicate(timeout=seconds + 60)
+        loader.join(timeout=seconds + 60)
+    finally:
+        if previous is None:
+            os.environ.pop("BENCH_SECONDS", None)
+        else:
+            os.environ["BENCH_SECONDS"] = previous
+    if sampler.returncode != 0 or not out.exists():
+        raise SystemExit(f"py-spy failed on {side} {scenario.name}: {errors.decode()[-500:]}")
+    if failure:
+        raise failure[0]
+    return summarize(out.read_text(), side, scenario.name)
+
+
+def markdown(profiles: list[Profile], titles: dict[str, str]) -> str:
+    """Each scenario's top frames, current beside baseline."""
+    lines: list[str] = []
+    for scenario in dict.fromkeys(p.scenario for p in profiles):
+        lines.append(f"#### {titles.get(scenario, scenario)}\n")
+        for profile in (p for p in profiles if p.scenario == scenario):
+            lines.append(f"{profile.side} ({profile.samples} samples with the GIL held):\n")
+            lines.append("| inclusive | frame | | self | frame |")
+            lines.append("|---|---|---|---|---|")
+            for (frame, share), (own_frame, own_share) in zip(
+                profile.inclusive, profile.own, strict=False
+            ):
+                lines.append(f"| {share:.0%} | `{frame}` | | {own_share:.0%} | `{own_frame}` |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def as_json(profile: Profile) -> dict[str, Any]:
+    return {
+        "side": profile.side,
+        "scenario": profile.scenario,
+        "samples": profile.samples,
+        "inclusive": profile.inclusive,
+        "self": profile.own,
+    }
