@@ -70,7 +70,6 @@ import sys
 from alembic import command
 from app.core.db import alembic_config
 from app.core.security import hash_password
-from bench import profile
 from bench.seed import PASSWORD, ensure_seeded
 
 url, scale = sys.argv[1], float(sys.argv[2])
