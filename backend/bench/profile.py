@@ -12,6 +12,7 @@ it called) and on their own (self).
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -74,7 +75,8 @@ def record(side: str, pid: int, base: str, scenario: Scenario, seconds: int) -> 
     """Profile the worker `pid` while wrk runs `scenario` at 32 connections for `seconds`."""
     from bench.run import _wrk
 
-    py_spy = shutil.which("py-spy")
+    beside = Path(sys.executable).parent / "py-spy"  # installed in this environment
+    py_spy = str(beside) if beside.exists() else shutil.which("py-spy")
     if py_spy is None:
         raise SystemExit("BENCH_PROFILE needs py-spy: pip install py-spy")
     PROFILES.mkdir(parents=True, exist_ok=True)
