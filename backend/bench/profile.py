@@ -23,8 +23,20 @@ from bench.run import OUT, Scenario
 
 PROFILES = OUT / "profiles"
 TOP = 12
-# Frames that are on every stack and say nothing about where the time goes.
-_ROOTS = ("<module> (", "run (asyncio", "run_until_complete", "run_forever", "_run_once", "_run (")
+# Files whose frames are on nearly every stack (the interpreter's start, uvicorn's and the
+# event loop's run, a worker thread's loop): left out of the inclusive ranking, which would
+# otherwise list only them.
+_RUNTIME = (
+    "<frozen runpy>",
+    "threading.py",
+    "click/core.py",
+    "uvicorn/main.py",
+    "uvicorn/server.py",
+    "uvicorn/_compat.py",
+    "asyncio/runners.py",
+    "asyncio/base_events.py",
+    "asyncio/events.py",
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,7 @@ class Profile:
     samples: int
     inclusive: list[tuple[str, float]]  # frame, share of the samples (0..1)
     own: list[tuple[str, float]]
+    packages: list[tuple[str, float]]  # own time by package
 
 
 def _frame(raw: str) -> str:
@@ -44,10 +57,21 @@ def _frame(raw: str) -> str:
     return f"{name} ({tail})"
 
 
+def _package(raw: str) -> str:
+    """The package of a frame's file, as py-spy names it (`sqlalchemy/orm/loading.py`,
+    `app/core/db.py`; the standard library's `threading.py`, `asyncio/tasks.py`)."""
+    path = raw.rsplit(" (", 1)[-1].rstrip(")").rsplit(":", 1)[0]
+    if "site-packages/" in path:
+        path = path.split("site-packages/", 1)[1]
+    first = path.lstrip("/").split("/", 1)[0]
+    return first.removesuffix(".py") or "?"
+
+
 def summarize(collapsed: str, side: str, scenario: str, top: int = TOP) -> Profile:
     """Collapsed stacks (`frame;frame;frame count` per line) to the top frames."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
     total = 0
     for line in collapsed.splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -55,12 +79,14 @@ def summarize(collapsed: str, side: str, scenario: str, top: int = TOP) -> Profi
             continue
         count = int(count_text)
         total += count
-        frames = [_frame(f) for f in stack.split(";") if f and not f.startswith(_ROOTS)]
-        if not frames:
+        raw = [f for f in stack.split(";") if f]
+        if not raw:
             continue
-        for frame in set(frames):
+        frames = [_frame(f) for f in raw]
+        for frame in {f for f in frames if not f.endswith(tuple(f"{r})" for r in _RUNTIME))}:
             inclusive[frame] += count
         own[frames[-1]] += count
+        packages[_package(raw[-1])] += count
     share = (lambda n: n / total) if total else (lambda n: 0.0)
     return Profile(
         side=side,
@@ -68,6 +94,7 @@ def summarize(collapsed: str, side: str, scenario: str, top: int = TOP) -> Profi
         samples=total,
         inclusive=[(f, share(n)) for f, n in inclusive.most_common(top)],
         own=[(f, share(n)) for f, n in own.most_common(top)],
+        packages=[(p, share(n)) for p, n in packages.most_common()],
     )
 
 
@@ -136,6 +163,10 @@ def markdown(profiles: list[Profile], titles: dict[str, str]) -> str:
         lines.append(f"#### {titles.get(scenario, scenario)}\n")
         for profile in (p for p in profiles if p.scenario == scenario):
             lines.append(f"{profile.side} ({profile.samples} samples with the GIL held):\n")
+            by_package = ", ".join(
+                f"{name} {share:.0%}" for name, share in profile.packages[:TOP] if share >= 0.01
+            )
+            lines.append(f"Own time by package: {by_package}.\n")
             lines.append("| inclusive | frame | | self | frame |")
             lines.append("|---|---|---|---|---|")
             for (frame, share), (own_frame, own_share) in zip(
@@ -153,4 +184,18 @@ def as_json(profile: Profile) -> dict[str, Any]:
         "samples": profile.samples,
         "inclusive": profile.inclusive,
         "self": profile.own,
+        "packages": profile.packages,
     }
+
+
+def main(folder: Path) -> None:
+    """Summarise the collapsed stacks kept in `folder` again (`<side>-<scenario>.txt`)."""
+    found = []
+    for path in sorted(folder.glob("*-*.txt"), key=lambda p: (p.stem.split("-", 1)[1], p.stem)):
+        side, scenario = path.stem.split("-", 1)
+        found.append(summarize(path.read_text(), side, scenario))
+    print(markdown(found, {}))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else PROFILES)
