@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
-from psycopg2 import sql
 
 from alembic import command
 from app.core.db import REPO_DIR, alembic_config
@@ -57,6 +56,7 @@ from bench.run import (
     same_body,
 )
 from bench.seed import PASSWORD, Seeded, ensure_seeded
+from devtools.local_postgres import ensure_database
 
 REFS_DIR = REPO_DIR / ".data" / "bench-refs"
 # Where a commit keeps its migrations: before and after they moved into the app package.
@@ -173,21 +173,6 @@ def build(ref: str) -> Baseline:
     return baseline
 
 
-def sibling_database(url: str, name: str) -> str:
-    """Database `name` on the server of `url`, created if missing; its URL."""
-    connection = psycopg2.connect(_psycopg_url(url))
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if cursor.fetchone() is None:
-                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    finally:
-        connection.close()
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
-
-
 def seeded_at(url: str) -> Seeded:
     """What the bench seed recorded in the database at `url` (its marker row)."""
     connection = psycopg2.connect(_psycopg_url(url))
@@ -208,7 +193,7 @@ def baseline_database(url: str, scale: float, baseline: Baseline) -> tuple[str, 
     if migrations_at(baseline.sha) == current_migrations():
         return url, "shared"
     name = f"tripsync_bench_{str(scale).replace('.', '_')}_{baseline.sha[:12]}"
-    own = sibling_database(url, name)
+    own = ensure_database(url, name)
     print(f"baseline {baseline.ref}: other migrations, so its own database {name}")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     seeded = subprocess.run(  # noqa: S603 (the baseline's interpreter)
@@ -470,7 +455,7 @@ def run(url: str, ref: str) -> dict[str, Any]:
         "baseline_bodies": alike,
         "summary": summary,
         "results": rows,
-        "profiles": [profile.as_json(p) for p in profiles],
+        "profiles": [asdict(p) for p in profiles],
         "profile_text": profile.markdown(profiles, {s.name: s.title for s in current}),
     }
 

@@ -9,7 +9,6 @@ summarised: the frames with the largest share of the samples, inclusive (the fra
 it called) and on their own (self).
 """
 
-import os
 import shutil
 import subprocess
 import sys
@@ -17,9 +16,8 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from bench.run import OUT, Scenario
+from bench.run import OUT, Scenario, _wrk
 
 PROFILES = OUT / "profiles"
 TOP = 12
@@ -37,6 +35,7 @@ _RUNTIME = (
     "asyncio/base_events.py",
     "asyncio/events.py",
 )
+_RUNTIME_FRAMES = tuple(f"{name})" for name in _RUNTIME)  # how `_frame` ends for them
 
 
 @dataclass(frozen=True)
@@ -49,18 +48,23 @@ class Profile:
     packages: list[tuple[str, float]]  # own time by package
 
 
+def _path(raw: str) -> str:
+    """The file of a py-spy frame, `name (path/to/file.py:12)`."""
+    return raw.rsplit(" (", 1)[-1].rstrip(")").rsplit(":", 1)[0]
+
+
 def _frame(raw: str) -> str:
-    """`name (path/to/file.py:12)` as `name (file.py)`: one entry per function, not per line."""
-    name, _, where = raw.partition(" (")
-    path = where.rstrip(")").rsplit(":", 1)[0]
+    """`name (path/to/file.py:12)` as `name (to/file.py)`: one entry per function, not per
+    line."""
+    path = _path(raw)
     tail = "/".join(Path(path).parts[-2:]) if path else "?"
-    return f"{name} ({tail})"
+    return f"{raw.partition(' (')[0]} ({tail})"
 
 
 def _package(raw: str) -> str:
     """The package of a frame's file, as py-spy names it (`sqlalchemy/orm/loading.py`,
     `app/core/db.py`; the standard library's `threading.py`, `asyncio/tasks.py`)."""
-    path = raw.rsplit(" (", 1)[-1].rstrip(")").rsplit(":", 1)[0]
+    path = _path(raw)
     if "site-packages/" in path:
         path = path.split("site-packages/", 1)[1]
     first = path.lstrip("/").split("/", 1)[0]
@@ -83,7 +87,7 @@ def summarize(collapsed: str, side: str, scenario: str, top: int = TOP) -> Profi
         if not raw:
             continue
         frames = [_frame(f) for f in raw]
-        for frame in {f for f in frames if not f.endswith(tuple(f"{r})" for r in _RUNTIME))}:
+        for frame in {f for f in frames if not f.endswith(_RUNTIME_FRAMES)}:
             inclusive[frame] += count
         own[frames[-1]] += count
         packages[_package(raw[-1])] += count
@@ -100,8 +104,6 @@ def summarize(collapsed: str, side: str, scenario: str, top: int = TOP) -> Profi
 
 def record(side: str, pid: int, base: str, scenario: Scenario, seconds: int) -> Profile:
     """Profile the worker `pid` while wrk runs `scenario` at 32 connections for `seconds`."""
-    from bench.run import _wrk
-
     beside = Path(sys.executable).parent / "py-spy"  # installed in this environment
     py_spy = str(beside) if beside.exists() else shutil.which("py-spy")
     if py_spy is None:
@@ -130,25 +132,16 @@ def record(side: str, pid: int, base: str, scenario: Scenario, seconds: int) -> 
     )
     failure: list[BaseException] = []
 
-    def load() -> None:
+    def load() -> None:  # wrk outlasts the sampler; no warm-up, the rounds did that
         try:
-            _wrk(base, scenario, 32, pid)
+            _wrk(base, scenario, 32, pid, seconds=f"{seconds + 1}s", warmup="0s")
         except BaseException as error:
             failure.append(error)
 
-    previous = os.environ.get("BENCH_SECONDS")
-    os.environ["BENCH_SECONDS"] = str(seconds + 1)  # wrk outlasts the sampler
-    os.environ["BENCH_WARMUP"] = "0s"
-    try:
-        loader = threading.Thread(target=load)
-        loader.start()
-        _, errors = sampler.communicate(timeout=seconds + 60)
-        loader.join(timeout=seconds + 60)
-    finally:
-        if previous is None:
-            os.environ.pop("BENCH_SECONDS", None)
-        else:
-            os.environ["BENCH_SECONDS"] = previous
+    loader = threading.Thread(target=load)
+    loader.start()
+    _, errors = sampler.communicate(timeout=seconds + 60)
+    loader.join(timeout=seconds + 60)
     if sampler.returncode != 0 or not out.exists():
         raise SystemExit(f"py-spy failed on {side} {scenario.name}: {errors.decode()[-500:]}")
     if failure:
@@ -175,17 +168,6 @@ def markdown(profiles: list[Profile], titles: dict[str, str]) -> str:
                 lines.append(f"| {share:.0%} | `{frame}` | | {own_share:.0%} | `{own_frame}` |")
             lines.append("")
     return "\n".join(lines)
-
-
-def as_json(profile: Profile) -> dict[str, Any]:
-    return {
-        "side": profile.side,
-        "scenario": profile.scenario,
-        "samples": profile.samples,
-        "inclusive": profile.inclusive,
-        "self": profile.own,
-        "packages": profile.packages,
-    }
 
 
 def main(folder: Path) -> None:

@@ -181,21 +181,18 @@ async def _ready(connection: extensions.connection) -> None:
             if not done.done():
                 done.set_result(None)
 
-        descriptor = connection.fileno()
         if state == extensions.POLL_READ:
-            loop.add_reader(descriptor, wake)
-            try:
-                await done
-            finally:
-                loop.remove_reader(descriptor)
+            watch, unwatch = loop.add_reader, loop.remove_reader
         elif state == extensions.POLL_WRITE:
-            loop.add_writer(descriptor, wake)
-            try:
-                await done
-            finally:
-                loop.remove_writer(descriptor)
+            watch, unwatch = loop.add_writer, loop.remove_writer
         else:  # pragma: no cover (libpq's poll has no other state)
             raise psycopg2.OperationalError(f"unexpected poll state {state}")
+        descriptor = connection.fileno()
+        watch(descriptor, wake)
+        try:
+            await done
+        finally:
+            unwatch(descriptor)
 
 
 class Pool:

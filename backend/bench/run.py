@@ -362,15 +362,26 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
         server.wait()
 
 
-def _wrk(base: str, scenario: Scenario, connections: int, server_pid: int) -> dict[str, Any]:
+def _wrk(
+    base: str,
+    scenario: Scenario,
+    connections: int,
+    server_pid: int,
+    *,
+    seconds: str | None = None,
+    warmup: str | None = None,
+) -> dict[str, Any]:
+    """One measured wrk run (after an unmeasured warm-up): BENCH_SECONDS / BENCH_DURATION and
+    BENCH_WARMUP unless given here (`seconds`, `warmup`: wrk durations such as "9s")."""
     script = OUT / "lua" / f"{scenario.name}.lua"
     script.write_text(_lua(scenario))
     threads = min(int(os.environ.get("BENCH_THREADS", "2")), connections)
-    warmup = os.environ.get("BENCH_WARMUP", "2s")
+    warmup = warmup or os.environ.get("BENCH_WARMUP", "2s")
     wrk = shutil.which("wrk") or "wrk"
-    # Unmeasured: fills the connection pools at this concurrency first.
-    warm = [wrk, f"-t{threads}", f"-c{connections}", f"-d{warmup}", "-s", str(script), base]
-    subprocess.run(warm, capture_output=True, check=False)  # noqa: S603
+    if warmup not in ("0", "0s"):
+        # Unmeasured: fills the connection pools at this concurrency first.
+        warm = [wrk, f"-t{threads}", f"-c{connections}", f"-d{warmup}", "-s", str(script), base]
+        subprocess.run(warm, capture_output=True, check=False)  # noqa: S603
     sampler = RssSampler(server_pid)
     sampler.start()
     done = subprocess.run(  # noqa: S603
@@ -378,7 +389,7 @@ def _wrk(base: str, scenario: Scenario, connections: int, server_pid: int) -> di
             wrk,
             f"-t{threads}",
             f"-c{connections}",
-            f"-d{duration()}",
+            f"-d{seconds or duration()}",
             f"--timeout={os.environ.get('BENCH_TIMEOUT', '10s')}",
             "-s",
             str(script),

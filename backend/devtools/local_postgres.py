@@ -9,6 +9,7 @@ import pwd
 import socket
 import subprocess
 import time
+import urllib.parse
 import warnings
 from pathlib import Path
 
@@ -116,16 +117,7 @@ class LocalPostgres:
 
     def ensure_database(self, name: str) -> str:
         """Create database `name` unless it exists; return its URL."""
-        connection = psycopg2.connect(self.url)
-        connection.autocommit = True
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-                if cursor.fetchone() is None:
-                    cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        finally:
-            connection.close()
-        return self.url.rsplit("/", 1)[0] + "/" + name
+        return ensure_database(self.url, name)
 
     def _wait_until_ready(self, seconds: float = 30) -> None:
         deadline = time.monotonic() + seconds
@@ -139,3 +131,19 @@ class LocalPostgres:
     def stop(self, mode: str = "fast") -> None:
         if (self.data_dir / "postmaster.pid").exists():
             self._run("pg_ctl", "stop", "-w", "-m", mode, "-D", str(self.data_dir))
+
+
+def ensure_database(url: str, name: str) -> str:
+    """Database `name` on the server of `url` (a libpq URL, or SQLAlchemy's with a driver
+    name), created unless it exists; its URL, in the form `url` was given."""
+    connection = psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://"))
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cursor.fetchone() is None:
+                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        connection.close()
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
