@@ -3,13 +3,15 @@ transaction per test that is rolled back, so tests can run in any order."""
 
 import os
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 from sqlmodel import Session
 
 from alembic import command
@@ -17,6 +19,8 @@ from tests import support
 
 if TYPE_CHECKING:
     import psycopg2.extensions
+
+    from app.users.models import User
 
 _state: dict[str, object] = {}
 
@@ -135,3 +139,23 @@ def listening_connection() -> Iterator["psycopg2.extensions.connection"]:
     """A LISTEN of our own on the live-version channel (tests of what commits announce)."""
     with support.listening() as connection:
         yield connection
+
+
+@pytest.fixture
+def committed_trip(engine: Engine) -> Iterator[tuple[uuid.UUID, "User"]]:
+    """A trip and its owner, committed (for tests of real concurrency and notifications, and
+    of what requests cost on the app's own engine)."""
+    from app.trips.models import Role, Trip, TripMember
+    from tests import factories
+
+    with Session(engine, expire_on_commit=False) as session:
+        owner = factories.make_user(session)
+        trip = Trip(name="Committed", start_date=date(2027, 5, 1), end_date=date(2027, 5, 3))
+        session.add(trip)
+        session.flush()
+        session.add(TripMember(trip_id=trip.id, user_id=owner.id, role=Role.OWNER))
+        session.commit()
+    yield trip.id, owner
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM trips WHERE id = :t"), {"t": trip.id})
+        connection.execute(text("DELETE FROM users WHERE id = :u"), {"u": owner.id})

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 from fastapi.testclient import TestClient
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session
@@ -20,6 +21,7 @@ from sqlmodel import Session
 from app.core import db
 from app.core.columns import utcnow
 from app.core.config import get_settings
+from app.core.deadlines import WatchedConnection
 from app.core.security import create_access_token
 from app.sync import live
 from app.users.models import User, UserSession
@@ -103,6 +105,40 @@ def counted_statements(engine: Engine) -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", count)
+
+
+@contextmanager
+def counted_round_trips() -> Iterator[list[str]]:
+    """Each exchange the app's connections have with the server while in the block, named by
+    its first word: each statement (`SELECT` for the pool's pre-ping, `SELECT 1`, too), the
+    `BEGIN` psycopg2 sends before the first statement of a transaction (none in autocommit),
+    and `COMMIT` and `ROLLBACK` (none when no transaction is open: psycopg2 sends nothing).
+
+    Every call that waits on the server goes through WatchedConnection.watched (the
+    deadline's watch), so that is where they are counted.
+    """
+    trips: list[str] = []
+    watched = WatchedConnection.watched
+
+    def counted(connection: WatchedConnection, call: Any, *args: Any) -> Any:
+        in_transaction = connection.get_transaction_status() != TRANSACTION_STATUS_IDLE
+        name = getattr(call, "__name__", str(call))
+        if name in ("execute", "executemany"):
+            if not in_transaction and not connection.autocommit:
+                trips.append("BEGIN")
+            trips.append(str(args[0]).split(None, 1)[0].upper())
+        elif name in ("commit", "rollback"):
+            if in_transaction:
+                trips.append(name.upper())
+        else:  # a server-side cursor's fetch or close
+            trips.append(name)
+        return watched(connection, call, *args)
+
+    WatchedConnection.watched = counted  # type: ignore[method-assign,assignment]
+    try:
+        yield trips
+    finally:
+        WatchedConnection.watched = watched  # type: ignore[method-assign]
 
 
 # Test sessions have ids derived from their user's, so `auth` finds the same one each time.

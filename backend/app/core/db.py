@@ -15,6 +15,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from anyio import CapacityLimiter, to_thread
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from sqlalchemy import Connection, Dialect, Engine, MetaData, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
@@ -79,7 +80,30 @@ def build_engine(settings: Settings) -> Engine:
         timeout = connect_timeout_within_deadline(settings.DB_CONNECT_TIMEOUT)
         return dialect.connect(*cargs, **{**cparams, "connect_timeout": timeout})
 
+    event.listen(engine, "checkin", _ping_outside_a_transaction)
+    event.listen(engine, "checkout", _transactions_again)
     return engine
+
+
+def _ping_outside_a_transaction(dbapi_connection: Any, _record: Any) -> None:
+    """An idle connection waits in the pool in autocommit, so the pre-ping that checks it out
+    again is one round trip (SELECT 1), not two (BEGIN, SELECT 1) that also leave a
+    transaction open for a read that needs none. Setting it sends nothing to the server."""
+    idle = dbapi_connection is not None and not dbapi_connection.closed
+    if idle and dbapi_connection.get_transaction_status() == TRANSACTION_STATUS_IDLE:
+        dbapi_connection.autocommit = True
+
+
+def _transactions_again(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    # After the ping: the session's first statement begins a transaction, as it always did
+    # (a read session asks for autocommit again: get_read_session).
+    dbapi_connection.autocommit = False
+
+
+@cache
+def _autocommit(engine: Engine) -> Engine:
+    """The engine's pool, with connections in autocommit while checked out through it."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 # The server's timeouts (in milliseconds in pg_settings) and the settings they should match.
@@ -164,6 +188,23 @@ async def get_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:
         raise
     with anyio.CancelScope(shield=True):
         await to_thread.run_sync(_commit_and_close, session, limiter=CapacityLimiter(1))
+
+
+async def get_read_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:
+    """The session of a route that reads in one statement (`ReadSessionDep`): autocommit, so
+    the request costs two round trips, the pool's pre-ping and the statement, with no BEGIN
+    and COMMIT around it. A statement sees one snapshot on its own; a route that reads in
+    several statements that must agree, or writes, uses `get_session`. Bound to a connection
+    already in a transaction (as the tests bind the factory), it joins that transaction.
+    """
+    factory = get_sessionmaker()
+    bind = factory.kw.get("bind")
+    session = factory(bind=_autocommit(bind)) if isinstance(bind, Engine) else factory()
+    try:
+        yield session
+    finally:
+        with anyio.CancelScope(shield=True):
+            await to_thread.run_sync(_rollback_and_close, session, limiter=CapacityLimiter(1))
 
 
 def get_snapshot_session(_slot: DatabaseSlotLongDep) -> Iterator[Session]:

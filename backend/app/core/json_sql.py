@@ -16,7 +16,9 @@ Tests compare the two writers value by value (tests/core/test_json_sql.py) and o
 synced shape (tests/sync/test_feed_json.py).
 """
 
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pydantic_core
@@ -34,9 +36,15 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.types import TypeDecorator
+from sqlmodel import Session
+from starlette.responses import Response
+
+from app.core.pagination import PageRequest, Position
+from app.core.preconditions import set_etag
 
 
 class JsonText(TypeDecorator[str]):
@@ -144,3 +152,103 @@ def json_array(values: ColumnElement[str], *, order_by: Iterable[Any]) -> Column
     """An aggregate: `values` (JSON texts) as a JSON array in `order_by` order, `[]` if none."""
     joined = func.string_agg(values, aggregate_order_by(_text(","), *order_by))
     return type_coerce(func.coalesce(_text("[") + joined + _text("]"), _text("[]")), JsonText)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A statement compiled once, for psycopg2: its SQL text and the constants it binds.
+
+    Building and compiling a statement of a hundred JSON writers costs more Python than the
+    request it answers; the hot reads build theirs once, at first use, and send the text
+    with the request's parameters (`execute`), which skips SQLAlchemy's compiler, its cache
+    key and its result processing.
+    """
+
+    sql: str
+    constants: Mapping[str, Any]
+
+    def parameters(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        return {**self.constants, **values}
+
+    def execute(self, session: Session, values: Mapping[str, Any]) -> Any:
+        """The first row of the statement run with `values` (None if none)."""
+        result = session.connection().exec_driver_sql(self.sql, self.parameters(values))
+        return result.first()
+
+
+def prepared(statement: Any, parameters: Iterable[str]) -> Prepared:
+    """`statement` compiled for psycopg2; `parameters` name the binds each request gives
+    (`bindparam(name)`), every other bind is a constant of the statement."""
+    compiled = statement.compile(dialect=PGDialect_psycopg2())  # type: ignore[no-untyped-call]
+    given = set(parameters)
+    missing = given - set(compiled.params)
+    if missing:
+        raise TypeError(f"the statement binds no {', '.join(sorted(missing))}")
+    constants = {k: v for k, v in compiled.params.items() if k not in given}
+    return Prepared(str(compiled), constants)
+
+
+# The parameter every page statement takes besides its own: the page's size.
+PAGE_LIMIT = "limit"
+
+
+def page_statement(
+    rows: Any, access: Any, order: Sequence[str], parameters: Iterable[str]
+) -> Prepared:
+    """One statement for a page of a list that checks the caller as it reads: one row of
+    (the caller's check, the page's JSON array, whether more follow, the last row's
+    `sort_key` and `id`), whatever the page holds.
+
+    `access` selects one boolean column `allowed` (no row: no such caller or object);
+    `rows` selects the documents (`doc`), `sort_key`, `id` and the columns `order` sorts
+    by, in that order, `limit` + 1 of them at most; only the caller's allowed rows count.
+    """
+    rows_sql, access_sql = prepared(rows, ()), prepared(access, ())
+    ordering = ", ".join(order)
+    sql = (
+        f"WITH caller AS ({access_sql.sql}),"  # noqa: S608 (compiled statements)
+        f" page AS (SELECT row_number() OVER (ORDER BY {ordering}) AS n, *"
+        f" FROM ({rows_sql.sql}) AS rows WHERE EXISTS (SELECT FROM caller WHERE caller.allowed))"
+        " SELECT (SELECT bool_or(caller.allowed) FROM caller),"
+        " coalesce('[' || string_agg(page.doc, ',' ORDER BY page.n)"
+        f" FILTER (WHERE page.n <= %({PAGE_LIMIT})s) || ']', '[]'),"
+        f" count(*) > %({PAGE_LIMIT})s,"
+        f" (array_agg(page.sort_key ORDER BY page.n) FILTER (WHERE page.n = %({PAGE_LIMIT})s))[1],"
+        f" (array_agg(page.id ORDER BY page.n) FILTER (WHERE page.n = %({PAGE_LIMIT})s))[1]"
+        " FROM page"
+    )
+    constants = {**rows_sql.constants, **access_sql.constants}
+    given = set(parameters) | {PAGE_LIMIT}
+    return Prepared(sql, {k: v for k, v in constants.items() if k not in given})
+
+
+@dataclass(frozen=True)
+class PageRead:
+    """What a page statement answered: None for `allowed` when nothing matched the caller."""
+
+    allowed: bool | None
+    items: str
+    more: bool
+    last_sort_key: Any
+    last_id: Any
+
+    def body(self, page: PageRequest) -> bytes:
+        """The page as app.core.pagination.Page writes it, with the cursor of the next one."""
+        last = Position(self.last_sort_key, uuid.UUID(str(self.last_id))) if self.more else None
+        cursor = page.cursor_for(last)
+        written = b"null" if cursor is None else pydantic_core.to_json(cursor)
+        return b'{"items":' + self.items.encode() + b',"next_cursor":' + written + b"}"
+
+
+def read_page(prepared_page: Prepared, session: Session, values: Mapping[str, Any]) -> PageRead:
+    row = prepared_page.execute(session, values)
+    return PageRead(*row)
+
+
+def json_response(body: bytes, *, version: int | None = None) -> Response:
+    """A JSON body written by PostgreSQL, sent as it is (the route's response model only
+    documents it), with the version as its ETag if given."""
+    response = Response(body, media_type="application/json")
+    if version is not None:
+        set_etag(response, version)
+    return response

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 from app.core.deps import IfMatch, OptionalIfMatch, SessionDep
 from app.core.errors import error_responses
 from app.core.fields import Day
+from app.core.json_sql import json_response
 from app.core.pagination import Page, PageParams
 from app.core.preconditions import (
     conditional_write_responses,
@@ -18,7 +19,7 @@ from app.core.preconditions import (
 from app.core.security import OPAQUE_TOKEN_MAX_LENGTH
 from app.itinerary import service
 from app.itinerary.models import DayPublic, ItemCreate, ItemMove, ItemPublic, ItemUpdate
-from app.trips.deps import TripEditor, TripMember
+from app.trips.deps import TripEditor, TripMember, TripRead
 
 router = APIRouter(
     prefix="/trips/{trip_id}", tags=["itinerary"], responses=error_responses(401, 404, 422)
@@ -77,17 +78,22 @@ def trip_calendar(
 
 @router.get("/items", response_model=Page[ItemPublic], responses=error_responses(400))
 def list_items(
-    session: SessionDep,
-    access: TripMember,
+    reader: TripRead,
     page: PageParams,
     day: Annotated[Day | None, Query(description="Only the items of this day")] = None,
     unscheduled: Annotated[bool, Query(description="Only the items without a day")] = False,
-) -> Page[ItemPublic]:
+) -> Response:
     """Items in plan order: by day, then by their place in the day; unscheduled ones last."""
-    items, last = service.list_items(
-        session=session, trip_id=access.trip.id, page=page, day=day, unscheduled=unscheduled
+    read = service.read_items_page(
+        session=reader.session,
+        caller=reader.parameters(),
+        page=page,
+        day=day,
+        unscheduled=unscheduled,
     )
-    return Page(items=items, next_cursor=page.cursor_for(last))
+    if not read.allowed:
+        raise reader.refused(read.allowed)
+    return json_response(read.body(page))
 
 
 @router.post(

@@ -7,9 +7,10 @@ therefore queue; the unique (trip_id, day, order_key) constraint is the backstop
 """
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,7 +21,9 @@ from sqlalchemy import (
     bindparam,
     column,
     delete,
+    false,
     func,
+    literal_column,
     or_,
     tuple_,
     union_all,
@@ -28,12 +31,12 @@ from sqlalchemy import (
     values,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
-from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from app.activity.service import record_activity
 from app.core.columns import utcnow
 from app.core.errors import BadRequest, Conflict, NotFound, Unprocessable
+from app.core.json_sql import PAGE_LIMIT, PageRead, Prepared, page_statement, read_page
 from app.core.pagination import PageRequest, Position, split_page
 from app.core.preconditions import ExpectedVersion, ensure_version
 from app.itinerary.calendar import trip_calendar
@@ -49,6 +52,7 @@ from app.itinerary.models import (
     Place,
 )
 from app.itinerary.order_keys import REBALANCE_LENGTH, is_order_key, key_between, spread_keys
+from app.itinerary.synced import item_document
 from app.participants.service import require_participants_in_trip
 from app.sync.client_ids import Created, find_existing, replay
 from app.sync.versions import claim_version, holds_trip_lock
@@ -633,11 +637,6 @@ def move_item(
 
 # Items sort by day (unscheduled last, as NULLs sort in PostgreSQL), then order key; a page
 # ends at "<day>/<order key>" ("/<order key>" for the unscheduled items).
-def _item_position(item: ItineraryItem) -> Position:
-    day = item.day.isoformat() if item.day else ""
-    return Position(f"{day}/{item.order_key}", item.id)
-
-
 def _parse_item_position(position: Position) -> tuple[date | None, str]:
     invalid = BadRequest("The cursor does not belong to this list.", code="invalid_cursor")
     if not isinstance(position.sort_key, str) or "/" not in position.sort_key:
@@ -649,42 +648,109 @@ def _parse_item_position(position: Position) -> tuple[date | None, str]:
         raise invalid from None
 
 
+# The ranges of the (trip_id, day, order_key) index a page of items reads, by name; each is
+# read in the list's order from its start, so a page reads about `limit` index entries.
+def _range(name: str) -> list[ColumnElement[bool]]:
+    item_day, order_key = col(ItineraryItem.day), col(ItineraryItem.order_key)
+    after_key = order_key > bindparam("after_key")
+    match name:
+        case "all":
+            return []
+        case "day":
+            return [item_day == bindparam("day")]
+        case "rest of the day":
+            return [item_day == bindparam("day"), after_key]
+        case "unscheduled":
+            return [item_day.is_(None)]
+        case "rest of the unscheduled":
+            return [item_day.is_(None), after_key]
+        case "later days":
+            return [
+                tuple_(item_day, order_key) > tuple_(bindparam("after_day"), bindparam("after_key"))
+            ]
+    raise ValueError(name)
+
+
 def _ranges_after(
     page: PageRequest, day: date | None, unscheduled: bool
-) -> list[list[ColumnElement[bool]]]:
-    """The conditions of what follows the page's position, as at most two ranges of the
-    unique (trip_id, day, order_key) index, each read in the list's order from its start.
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The ranges (`_range`) of what follows the page's position, and their parameters.
 
     (day, order_key) is unique in a trip, so it alone orders the list: no id tie-break.
     After a position on a day, the row comparison (day, order_key) > (its day, its key) is
     where the index scan starts; it is never true of unscheduled items (NULL day), which
     follow as a second range. Written as one OR, it was a filter over the whole trip.
     """
-    item_day, order_key = col(ItineraryItem.day), col(ItineraryItem.order_key)
     if page.after is None:
         if day is not None:
-            return [[item_day == day]]
-        return [[item_day.is_(None)]] if unscheduled else [[]]
+            return ("day",), {"day": day}
+        return ("unscheduled",) if unscheduled else ("all",), {}
     after_day, after_key = _parse_item_position(page.after)
     if day is not None:  # one day's items: the position is before them, in them or past them
         if after_day is None or after_day > day:
-            return []
-        return [[item_day == day, *([order_key > after_key] if after_day == day else [])]]
+            return (), {}
+        if after_day == day:
+            return ("rest of the day",), {"day": day, "after_key": after_key}
+        return ("day",), {"day": day}
     if after_day is None:  # among the unscheduled items, which only unscheduled ones follow
-        return [[item_day.is_(None), order_key > after_key]]
-    scheduled_later = [tuple_(item_day, order_key) > tuple_(after_day, after_key)]
-    return [[item_day.is_(None)]] if unscheduled else [scheduled_later, [item_day.is_(None)]]
+        return ("rest of the unscheduled",), {"after_key": after_key}
+    if unscheduled:
+        return ("unscheduled",), {}
+    return ("later days", "unscheduled"), {"after_day": after_day, "after_key": after_key}
 
 
-def list_items(
+def _item_rows(ranges: tuple[str, ...]) -> Any:
+    """The items of `ranges` as (doc, sort_key, id, item_day, order_key), in plan order."""
+    item = ItineraryItem
+    day_text = func.coalesce(func.to_char(item.day, literal_column("'YYYY-MM-DD'")), "")
+    columns: tuple[Any, ...] = (
+        item_document().label("doc"),
+        func.concat(day_text, "/", col(item.order_key)).label("sort_key"),  # _item_position
+        col(item.id).label("id"),
+        col(item.day).label("item_day"),
+        col(item.order_key).label("order_key"),
+    )
+
+    def first_rows(statement: Any, day: Any, order_key: Any) -> Any:
+        return statement.order_by(day.asc().nulls_last(), order_key).limit(bindparam("rows"))
+
+    statements = [
+        first_rows(
+            select(*columns).where(col(item.trip_id) == bindparam("trip_id"), *_range(name)),
+            col(item.day),
+            col(item.order_key),
+        )
+        for name in ranges or ("all",)
+    ]
+    if not ranges:  # past the end of the list: nothing, but the caller is still checked
+        return statements[0].where(false())
+    if len(statements) == 1:
+        return statements[0]
+    # Each range in index order, merged (a Merge Append): nothing sorts the trip's items.
+    merged = union_all(*statements).subquery()
+    return first_rows(select(merged), merged.c.item_day, merged.c.order_key)
+
+
+@cache
+def items_page(ranges: tuple[str, ...], parameters: frozenset[str]) -> Prepared:
+    access = trip_service.with_member_access(
+        select(col(User.is_active).label("allowed")), *trip_service.caller_parameters()
+    )
+    given = {*trip_service.CALLER, "rows", *parameters}
+    order = ["item_day ASC NULLS LAST", "order_key"]
+    return page_statement(_item_rows(ranges), access, order, given)
+
+
+def read_items_page(
     *,
     session: Session,
-    trip_id: uuid.UUID,
+    caller: Mapping[str, str],
     page: PageRequest,
     day: date | None = None,
     unscheduled: bool = False,
-) -> tuple[list[ItemPublic], Position | None]:
-    """The trip's items in plan order, optionally of one day or only the unscheduled ones.
+) -> PageRead:
+    """A page of the trip's items in plan order, optionally of one day or only the
+    unscheduled ones, as its JSON, in the statement that checks the caller's access.
 
     A page reads about `limit` index entries wherever it starts: page 5,000 costs what
     page 1 does (tests/test_query_plans.py checks the plans).
@@ -693,27 +759,11 @@ def list_items(
         raise Unprocessable(
             "Filter by day or by unscheduled, not both.", code="conflicting_filters"
         )
-
-    def first_rows(statement: Any, item: Any) -> Any:
-        order = (col(item.day).asc().nulls_last(), col(item.order_key))
-        return statement.order_by(*order).limit(page.limit + 1)
-
-    ranges = [
-        first_rows(
-            select(ItineraryItem).where(ItineraryItem.trip_id == trip_id, *where), ItineraryItem
-        )
-        for where in _ranges_after(page, day, unscheduled)
-    ]
-    rows: Sequence[ItineraryItem] = []
-    if len(ranges) == 1:
-        rows = session.exec(ranges[0]).all()
-    elif ranges:
-        # Each range in index order, merged (a Merge Append): nothing sorts the trip's items.
-        merged = aliased(ItineraryItem, union_all(*ranges).subquery())
-        rows = session.exec(first_rows(select(merged), merged)).all()
-    paged, last = split_page(rows, page.limit, _item_position)
-    participants = _participants_of(session, trip_id, [item.id for item in paged])
-    return [_public(item, participants[item.id]) for item in paged], last
+    ranges, values = _ranges_after(page, day, unscheduled)
+    statement = items_page(ranges, frozenset(values))
+    return read_page(
+        statement, session, {**caller, **values, "rows": page.limit + 1, PAGE_LIMIT: page.limit}
+    )
 
 
 def unschedule_items_outside(

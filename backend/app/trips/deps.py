@@ -5,9 +5,10 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from sqlmodel import Session
 
-from app.core.deps import SessionDep
-from app.core.errors import Forbidden
+from app.core.deps import ReadSessionDep, SessionDep
+from app.core.errors import AppError, Forbidden
 from app.trips import service as trip_service
 from app.trips.models import Role, Trip
 from app.users.deps import BearerToken, authenticate, revoked, token_claims
@@ -66,6 +67,41 @@ def get_trip_owner(access: Annotated[TripAccess, Depends(get_trip_member)]) -> T
     return access
 
 
+@dataclass(frozen=True)
+class TripReader:
+    """For a read answered in one statement that checks access itself (`ReadSessionDep`):
+    the caller's claims as that statement's parameters, and the answer when it finds
+    nothing, told as `get_trip_member` tells it (401 for an ended session, else 404)."""
+
+    session: Session
+    trip_id: uuid.UUID
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+
+    def parameters(self) -> dict[str, str]:
+        """The values of trip_service.caller_parameters()."""
+        values = (self.trip_id, self.user_id, self.session_id)
+        return {name: str(value) for name, value in zip(trip_service.CALLER, values, strict=True)}
+
+    def refused(self, found: bool | None) -> AppError:
+        """The error of a read whose access check answered `found`: None (no row: not a
+        member, or no such session) or False (an account deactivated since)."""
+        if found is None:
+            authenticate(self.session, self.user_id, self.session_id)
+            return trip_service.trip_not_found()
+        return revoked()
+
+
+def get_trip_reader(
+    session: ReadSessionDep,
+    token: BearerToken,
+    trip_id: Annotated[uuid.UUID, Path(description="The trip's id")],
+) -> TripReader:
+    user_id, session_id = token_claims(token)
+    return TripReader(session=session, trip_id=trip_id, user_id=user_id, session_id=session_id)
+
+
 TripMember = Annotated[TripAccess, Depends(get_trip_member)]
+TripRead = Annotated[TripReader, Depends(get_trip_reader)]
 TripEditor = Annotated[TripAccess, Depends(get_trip_editor)]
 TripOwner = Annotated[TripAccess, Depends(get_trip_owner)]

@@ -4,8 +4,9 @@ import uuid
 
 from fastapi import APIRouter, Response, status
 
-from app.core.deps import IfMatch, SessionDep
+from app.core.deps import IfMatch, ReadSessionDep, SessionDep
 from app.core.errors import error_responses
+from app.core.json_sql import json_response
 from app.core.pagination import Page, PageParams
 from app.core.preconditions import (
     conditional_write_responses,
@@ -14,7 +15,7 @@ from app.core.preconditions import (
     set_etag,
 )
 from app.trips import service
-from app.trips.deps import TripEditor, TripMember, TripOwner
+from app.trips.deps import TripEditor, TripMember, TripOwner, TripRead
 from app.trips.models import (
     MemberPublic,
     MemberUpdate,
@@ -24,7 +25,7 @@ from app.trips.models import (
     TripUpdate,
     TripUpdatedPublic,
 )
-from app.users.deps import BearerToken, CurrentUser, authenticate, token_claims
+from app.users.deps import BearerToken, CurrentUser, revoked, token_claims
 
 router = APIRouter(prefix="/trips", tags=["trips"], responses=error_responses(401, 422))
 _in_trip = error_responses(404)
@@ -48,24 +49,25 @@ def create_trip(
 
 
 @router.get("", response_model=Page[TripPublic], responses=error_responses(400))
-def list_my_trips(session: SessionDep, token: BearerToken, page: PageParams) -> Page[TripPublic]:
-    """The caller's trips, newest first. The list checks the caller's session in its own
-    statement (one round trip); only an empty page looks again, to tell 401 from no trips."""
+def list_my_trips(session: ReadSessionDep, token: BearerToken, page: PageParams) -> Response:
+    """The caller's trips, newest first. One statement checks the caller's session and
+    writes the page's JSON (two round trips with the pool's pre-ping)."""
     user_id, session_id = token_claims(token)
-    rows, last = service.list_trips_for_user(
+    body = service.read_my_trips_page(
         session=session, user_id=user_id, session_id=session_id, page=page
     )
-    if not rows:
-        authenticate(session, user_id, session_id)
-    return Page(
-        items=[TripPublic.of(trip, role) for trip, role in rows], next_cursor=page.cursor_for(last)
-    )
+    if body is None:
+        raise revoked()
+    return json_response(body)
 
 
 @router.get("/{trip_id}", response_model=TripPublic, responses={**_in_trip, **etag_responses()})
-def get_trip(access: TripMember, response: Response) -> TripPublic:
-    set_etag(response, access.trip.version)
-    return TripPublic.of(access.trip, access.role)
+def get_trip(reader: TripRead) -> Response:
+    """The trip with the caller's role, from one statement that checks the caller's access."""
+    found = service.read_trip_document(reader.session, reader.parameters())
+    if found is None or not found.active:
+        raise reader.refused(found.active if found else None)
+    return json_response(found.json, version=found.version)
 
 
 @router.patch(

@@ -1,15 +1,25 @@
 """Trips and memberships: every query is scoped to what the caller may see."""
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from sqlalchemy import Exists, func
+from sqlalchemy import Exists, bindparam, func, tuple_
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from app.core.columns import utcnow
 from app.core.errors import Blocked, Blocker, Conflict, Forbidden, NotFound, Unprocessable
+from app.core.json_sql import (
+    PAGE_LIMIT,
+    Prepared,
+    json_object,
+    page_statement,
+    prepared,
+    read_page,
+)
 from app.core.pagination import PageRequest, Position, keyset_page, split_page
 from app.core.preconditions import ExpectedVersion, ensure_version
 from app.sync.client_ids import Created, find_existing, id_taken, replay
@@ -99,6 +109,32 @@ def _is_member(trip_id: uuid.UUID, user_id: uuid.UUID) -> Exists:
     )
 
 
+def with_member_access(statement: Any, trip_id: Any, user_id: Any, session_id: Any) -> Any:
+    """`statement` over the trip, the caller's membership, the caller and their session, for
+    a caller who is a member of `trip_id` in the live session `session_id` (values, or bind
+    parameters of a statement built once): the one access rule of everything in a trip.
+    Whether the account is still active is `User.is_active`, for the caller to tell 401."""
+    return (
+        statement.select_from(Trip)
+        .join(TripMember, col(TripMember.trip_id) == Trip.id)
+        .join(User, col(User.id) == TripMember.user_id)
+        .join(UserSession, col(UserSession.user_id) == User.id)
+        .where(
+            col(Trip.id) == trip_id,
+            col(TripMember.user_id) == user_id,
+            col(UserSession.id) == session_id,
+        )
+    )
+
+
+# The bind parameters of a statement that checks access to one trip (`caller_parameters`).
+CALLER = ("trip_id", "user_id", "session_id")
+
+
+def caller_parameters() -> tuple[Any, Any, Any]:
+    return tuple(bindparam(name) for name in CALLER)  # type: ignore[return-value]
+
+
 def find_member_access(
     *, session: Session, trip_id: uuid.UUID, user_id: uuid.UUID, session_id: uuid.UUID, lock: bool
 ) -> tuple[Trip, Role, User] | None:
@@ -112,12 +148,8 @@ def find_member_access(
     """
     if lock and claim_version_if(session, trip_id, _is_member(trip_id, user_id)) is None:
         return None
-    statement = (
-        select(Trip, TripMember.role, User)
-        .join(TripMember, col(TripMember.trip_id) == Trip.id)
-        .join(User, col(User.id) == TripMember.user_id)
-        .join(UserSession, col(UserSession.user_id) == User.id)
-        .where(Trip.id == trip_id, TripMember.user_id == user_id, UserSession.id == session_id)
+    statement = with_member_access(
+        select(Trip, TripMember.role, User), trip_id, user_id, session_id
     )
     if lock:
         statement = statement.execution_options(populate_existing=True)
@@ -128,25 +160,74 @@ def find_member_access(
     return trip, Role(role), user
 
 
-def list_trips_for_user(
-    *, session: Session, user_id: uuid.UUID, session_id: uuid.UUID, page: PageRequest
-) -> tuple[list[tuple[Trip, Role]], Position | None]:
-    """The user's trips, newest first, by keyset on (created_at, id), in the statement that
-    checks the caller's session (app.users.service.signed_in): a caller whose session has
-    ended gets no rows, like one with no trips; the caller tells them apart on an empty page.
-    """
-    statement = (
-        select(Trip, TripMember.role)
+@cache
+def trip_document() -> Prepared:
+    document = json_object(TripPublic, Trip, role=TripMember.role)
+    statement = select(col(User.is_active), document, col(Trip.version))
+    return prepared(with_member_access(statement, *caller_parameters()), CALLER)
+
+
+@dataclass(frozen=True)
+class TripDocument:
+    """A trip as TripPublic's JSON, written by PostgreSQL, and its version (the ETag)."""
+
+    active: bool  # the caller's account (a deactivated one gets 401)
+    json: bytes
+    version: int
+
+
+def read_trip_document(session: Session, caller: Mapping[str, str]) -> TripDocument | None:
+    """GET /trips/{id} in one statement: None where find_member_access finds nothing."""
+    row = trip_document().execute(session, caller)
+    if row is None:
+        return None
+    active, document, version = row
+    return TripDocument(active, document.encode(), version)
+
+
+def _my_trips_after(after: bool) -> Any:
+    rows: Any = (
+        select(
+            json_object(TripPublic, Trip, role=TripMember.role).label("doc"),
+            col(Trip.created_at).label("sort_key"),
+            col(Trip.id).label("id"),
+        )
         .join(TripMember, col(TripMember.trip_id) == Trip.id)
-        .where(TripMember.user_id == user_id, user_service.signed_in(user_id, session_id))
+        .where(col(TripMember.user_id) == bindparam("user_id"))
+        .order_by(col(Trip.created_at).desc(), col(Trip.id).desc())
+        .limit(bindparam("rows"))
     )
-    statement = keyset_page(statement, page, Trip.created_at, Trip.id, descending=True)
-    rows: Sequence[tuple[Trip, str]] = session.exec(statement).all()
-    return split_page(
-        [(trip, Role(role)) for trip, role in rows],
-        page.limit,
-        lambda row: Position(row[0].created_at, row[0].id),
+    if after:
+        position = tuple_(bindparam("after_key"), bindparam("after_id"))
+        rows = rows.where(tuple_(col(Trip.created_at), col(Trip.id)) < position)
+    return rows
+
+
+@cache
+def my_trips_page(after: bool) -> Prepared:
+    access = select(
+        user_service.signed_in(bindparam("user_id"), bindparam("session_id")).label("allowed")
     )
+    given = ("user_id", "session_id", "rows", *(("after_key", "after_id") if after else ()))
+    return page_statement(_my_trips_after(after), access, ["sort_key DESC", "id DESC"], given)
+
+
+def read_my_trips_page(
+    *, session: Session, user_id: uuid.UUID, session_id: uuid.UUID, page: PageRequest
+) -> bytes | None:
+    """GET /trips as its JSON body, in the statement that checks the caller's session
+    (app.users.service.signed_in): newest first, by keyset on (created_at, id). None once
+    the session has ended or the account is deactivated."""
+    values: dict[str, Any] = {
+        "user_id": str(user_id),
+        "session_id": str(session_id),
+        "rows": page.limit + 1,
+        PAGE_LIMIT: page.limit,
+    }
+    if page.after is not None:
+        values |= {"after_key": page.after.sort_key, "after_id": str(page.after.id)}
+    read = read_page(my_trips_page(page.after is not None), session, values)
+    return read.body(page) if read.allowed else None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
@@ -48,10 +49,11 @@ def get_active_user(*, session: Session, user_id: uuid.UUID) -> User | None:
     return user if user is not None and user.is_active else None
 
 
-def signed_in(user_id: uuid.UUID, session_id: uuid.UUID) -> ColumnElement[bool]:
+def signed_in(user_id: uuid.UUID | Any, session_id: uuid.UUID | Any) -> ColumnElement[bool]:
     """True while `session_id` is a live session of `user_id` and the account is active: the
     one rule of a valid bearer token, as a condition another statement can carry (a list that
-    authenticates as it reads)."""
+    authenticates as it reads). The ids are values, or bind parameters of a statement built
+    once."""
     return (
         select(UserSession.id)
         .join(User, col(User.id) == UserSession.user_id)

@@ -51,7 +51,7 @@ def test_reads_do_not_grow_with_the_number_of_items(
     assert all(item["participant_ids"] for item in listed.json()["items"])
     for name in urls:
         assert len(many[name]) == len(few[name]), (name, many[name])
-    # The trip with the caller's role and the caller (one query), the items, their
-    # participants (and savepoints).
-    queries = [s for s in many["items"] if s.lstrip().upper().startswith("SELECT")]
-    assert len(queries) == 3, queries
+    # One statement: the caller's access, the items and their participants, as the page's
+    # JSON (tests/test_round_trips.py counts the round trips on the app's own engine).
+    queries = [s for s in many["items"] if s.lstrip().upper().startswith(("SELECT", "WITH"))]
+    assert len(queries) == 1, queries
