@@ -2,6 +2,10 @@
 
 The caller (`CurrentUser`) lives in app.users.deps, trip access (`TripMember`...) in
 app.trips.deps.
+
+A dependency that only computes (parses a header, checks a role) is `async def`: FastAPI
+runs a plain `def` one on the thread pool, a trip there and back on every request for no
+wait at all. Only those that wait on the database stay plain (tests/api/test_routing.py).
 """
 
 from collections.abc import Callable
@@ -50,7 +54,7 @@ _IF_MATCH = (
 _IF_MATCH_SCHEMA: dict[str, Any] = {"pattern": IF_MATCH_PATTERN}
 
 
-def get_expected_version(
+async def get_expected_version(
     if_match: Annotated[
         str,
         Header(
@@ -64,7 +68,7 @@ def get_expected_version(
     return parse_if_match(if_match)
 
 
-def get_optional_expected_version(
+async def get_optional_expected_version(
     if_match: Annotated[
         str | None,
         Header(

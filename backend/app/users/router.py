@@ -269,7 +269,7 @@ def _limit_second_factor(user_id: str) -> None:
     )
 
 
-def two_factor_login(data: TwoFactorLogin) -> TwoFactorLogin:
+async def two_factor_login(data: TwoFactorLogin) -> TwoFactorLogin:
     return data
 
 
