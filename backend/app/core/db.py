@@ -235,22 +235,12 @@ async def get_read_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:
     """
     factory = get_sessionmaker()
     bind = factory.kw.get("bind")
-    if not isinstance(bind, Engine):
-        session = factory()
-        try:
-            yield session
-        finally:
-            with anyio.CancelScope(shield=True):
-                await to_thread.run_sync(_rollback_and_close, session, limiter=CapacityLimiter(1))
-        return
-    session = factory(bind=_autocommit(bind))
+    session = factory(bind=_autocommit(bind)) if isinstance(bind, Engine) else factory()
     try:
         yield session
     finally:
-        # No transaction is ever open on it, so giving the connection back sends nothing to
-        # the server (psycopg2's rollback is a no-op in autocommit): done here, on the event
-        # loop, rather than at the cost of another trip through the thread pool.
-        session.close()
+        with anyio.CancelScope(shield=True):
+            await to_thread.run_sync(_rollback_and_close, session, limiter=CapacityLimiter(1))
 
 
 def get_snapshot_session(_slot: DatabaseSlotLongDep) -> Iterator[Session]:

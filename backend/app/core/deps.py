@@ -2,10 +2,6 @@
 
 The caller (`CurrentUser`) lives in app.users.deps, trip access (`TripMember`...) in
 app.trips.deps.
-
-A dependency that only computes (parses a header, checks a role) is `async def`: FastAPI
-runs a plain `def` one on the thread pool, a trip there and back on every request for no
-wait at all. Only those that wait on the database stay plain (tests/api/test_routing.py).
 """
 
 from collections.abc import Callable
@@ -54,7 +50,7 @@ _IF_MATCH = (
 _IF_MATCH_SCHEMA: dict[str, Any] = {"pattern": IF_MATCH_PATTERN}
 
 
-async def get_expected_version(
+def get_expected_version(
     if_match: Annotated[
         str,
         Header(
@@ -68,7 +64,7 @@ async def get_expected_version(
     return parse_if_match(if_match)
 
 
-async def get_optional_expected_version(
+def get_optional_expected_version(
     if_match: Annotated[
         str | None,
         Header(

@@ -228,7 +228,7 @@ def list_scope(request: Request) -> str:
     )
 
 
-async def _page_request(
+def _page_request(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=512)] = None,

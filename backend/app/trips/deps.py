@@ -55,13 +55,13 @@ def get_trip_member(
     return TripAccess(trip=trip, role=role, user=user)
 
 
-async def get_trip_editor(access: Annotated[TripAccess, Depends(get_trip_member)]) -> TripAccess:
+def get_trip_editor(access: Annotated[TripAccess, Depends(get_trip_member)]) -> TripAccess:
     if not access.role.can_write:
         raise Forbidden("Viewers cannot change this trip.", code="read_only_member")
     return access
 
 
-async def get_trip_owner(access: Annotated[TripAccess, Depends(get_trip_member)]) -> TripAccess:
+def get_trip_owner(access: Annotated[TripAccess, Depends(get_trip_member)]) -> TripAccess:
     if access.role is not Role.OWNER:
         raise Forbidden("Only an owner of the trip can do this.", code="owner_required")
     return access
@@ -92,7 +92,7 @@ class TripReader:
         return revoked()
 
 
-async def get_trip_reader(
+def get_trip_reader(
     session: ReadSessionDep,
     token: BearerToken,
     trip_id: Annotated[uuid.UUID, Path(description="The trip's id")],

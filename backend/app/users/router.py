@@ -269,7 +269,7 @@ def _limit_second_factor(user_id: str) -> None:
     )
 
 
-async def two_factor_login(data: TwoFactorLogin) -> TwoFactorLogin:
+def two_factor_login(data: TwoFactorLogin) -> TwoFactorLogin:
     return data
 
 

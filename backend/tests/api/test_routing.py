@@ -1,19 +1,13 @@
 """include_routers: a feature's plain routes become AppRoutes with every option they had."""
 
-import inspect
-import typing
-from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, status
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
-from sqlmodel import Session
 
 from app.api.routing import IDEMPOTENCY_HEADER, AppRoute, idempotency_guard, include_routers
-from app.core.admission import DatabaseSlot
-from app.core.deps import BEFORE_SESSION
 
 
 class Thing(BaseModel):
@@ -91,57 +85,3 @@ def test_including_a_router_twice_converts_it_once() -> None:
     converted = list(router.routes)
     include_routers(FastAPI(), [router])
     assert router.routes == converted
-
-
-def _api_routes(routes: Any) -> Iterator[APIRoute]:
-    """The app's routes, those of included routers too (`app.routes` lists the routers)."""
-    for route in routes:
-        if isinstance(route, APIRoute):
-            yield route
-        router = getattr(route, "original_router", None)
-        if router is not None:
-            yield from _api_routes(router.routes)
-
-
-def _dependencies(dependant: Any) -> Iterator[Any]:
-    for dependency in dependant.dependencies:
-        yield dependency
-        yield from _dependencies(dependency)
-
-
-def _on_event_loop(call: Any) -> bool:
-    method = call if inspect.isfunction(call) else getattr(call, "__call__", None)  # noqa: B004
-    return inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)
-
-
-def _types(hint: Any) -> Iterator[Any]:
-    """The hint and every type it wraps (Annotated, Iterator[...], unions)."""
-    yield hint
-    for argument in typing.get_args(hint):
-        yield from _types(argument)
-
-
-def _waits(call: Any) -> bool:
-    """A dependency that takes or gives a session (or a database slot) waits on the server,
-    as does one declared `before_session` (a rate limit counted on a connection of its own).
-    A class (a form FastAPI builds) cannot be a coroutine."""
-    if call in BEFORE_SESSION or isinstance(call, type):
-        return True
-    hints = typing.get_type_hints(call, include_extras=True).values()
-    return any(kind in (Session, DatabaseSlot) for hint in hints for kind in _types(hint))
-
-
-def test_only_dependencies_that_wait_on_the_database_run_on_the_thread_pool() -> None:
-    """FastAPI runs each plain `def` dependency on the thread pool: a trip there and back per
-    request. One that only computes (parses a header, checks a role) is `async def`."""
-    from app.main import app
-
-    routes = list(_api_routes(app.routes))
-    assert len(routes) > 80  # the check sees the routes
-    sync = {
-        dependency.call.__qualname__
-        for route in routes
-        for dependency in _dependencies(route.dependant)
-        if not _on_event_loop(dependency.call) and not _waits(dependency.call)
-    }
-    assert not sync, sorted(sync)
