@@ -2,12 +2,10 @@
 
 import select
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -109,20 +107,8 @@ def counted_statements(engine: Engine) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", count)
 
 
-@dataclass
-class RoundTrips:
-    """Exchanges with the server, in order: their names and the threads that waited on them."""
-
-    names: list[str] = field(default_factory=list)
-    threads: list[int] = field(default_factory=list)
-
-    def add(self, name: str) -> None:
-        self.names.append(name)
-        self.threads.append(threading.get_ident())
-
-
 @contextmanager
-def counted_round_trips() -> Iterator[RoundTrips]:
+def counted_round_trips() -> Iterator[list[str]]:
     """Each exchange the app's connections have with the server while in the block, named by
     its first word: each statement (`SELECT` for the pool's pre-ping, `SELECT 1`, too), the
     `BEGIN` psycopg2 sends before the first statement of a transaction (none in autocommit),
@@ -131,7 +117,7 @@ def counted_round_trips() -> Iterator[RoundTrips]:
     Every call that waits on the server goes through WatchedConnection.watched (the
     deadline's watch), so that is where they are counted.
     """
-    trips = RoundTrips()
+    trips: list[str] = []
     watched = WatchedConnection.watched
 
     def counted(connection: WatchedConnection, call: Any, *args: Any) -> Any:
@@ -139,13 +125,13 @@ def counted_round_trips() -> Iterator[RoundTrips]:
         name = getattr(call, "__name__", str(call))
         if name in ("execute", "executemany"):
             if not in_transaction and not connection.autocommit:
-                trips.add("BEGIN")
-            trips.add(str(args[0]).split(None, 1)[0].upper())
+                trips.append("BEGIN")
+            trips.append(str(args[0]).split(None, 1)[0].upper())
         elif name in ("commit", "rollback"):
             if in_transaction:
-                trips.add(name.upper())
+                trips.append(name.upper())
         else:  # a server-side cursor's fetch or close
-            trips.add(name)
+            trips.append(name)
         return watched(connection, call, *args)
 
     WatchedConnection.watched = counted  # type: ignore[method-assign,assignment]

@@ -28,18 +28,12 @@ def client() -> TestClient:
     return TestClient(app, raise_server_exceptions=False)
 
 
-def _round_trips(
-    client: TestClient, method: str, path: str, **kwargs: object
-) -> support.RoundTrips:
+def _trips_of(client: TestClient, method: str, path: str, **kwargs: object) -> list[str]:
     client.get("/health/ready")  # the pool holds a connection: the request's is pre-pinged
     with support.counted_round_trips() as trips:
         response = client.request(method, path, **kwargs)  # type: ignore[arg-type]
     assert response.status_code < 300, response.text
     return trips
-
-
-def _trips_of(client: TestClient, method: str, path: str, **kwargs: object) -> list[str]:
-    return _round_trips(client, method, path, **kwargs).names
 
 
 def _one_statement_read(trips: list[str]) -> None:
@@ -86,31 +80,12 @@ def test_a_next_page_costs_what_the_first_does(client: TestClient, committed_tri
     _one_statement_read(_trips_of(client, "GET", third, headers=headers))
 
 
-def test_a_write_keeps_its_transaction_and_commits_on_the_routes_thread(
-    client: TestClient, committed_trip: Trip
-) -> None:
-    """One transaction, committed on the thread that ran the route's statements: the trip's
-    lock is given back without another trip through the thread pool."""
+def test_a_write_keeps_its_transaction(client: TestClient, committed_trip: Trip) -> None:
     trip_id, owner = committed_trip
     body = {"kind": "activity", "title": "Counted", "day": date(2027, 5, 1).isoformat()}
-    trips = _round_trips(
+    trips = _trips_of(
         client, "POST", f"/trips/{trip_id}/items", json=body, headers=support.auth(owner)
     )
-    assert trips.names[:2] == [PING, "BEGIN"], trips.names
-    assert trips.names[-1] == "COMMIT", trips.names
-    assert "BEGIN" not in trips.names[2:], trips.names  # one transaction
-    insert = trips.names.index("INSERT")
-    assert trips.threads[-1] == trips.threads[insert], trips
-
-
-def test_a_keyed_write_commits_with_its_stored_response(
-    client: TestClient, committed_trip: Trip
-) -> None:
-    trip_id, owner = committed_trip
-    body = {"kind": "activity", "title": "Keyed", "day": date(2027, 5, 1).isoformat()}
-    headers = {**support.auth(owner), "Idempotency-Key": str(uuid.uuid4())}
-    trips = _trips_of(client, "POST", f"/trips/{trip_id}/items", json=body, headers=headers)
-    assert trips[-2:] == ["INSERT", "COMMIT"], trips  # the key's record, then the commit
-    assert trips.count("BEGIN") == 1, trips
-    replayed = client.post(f"/trips/{trip_id}/items", json=body, headers=headers)
-    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert trips[:2] == [PING, "BEGIN"], trips
+    assert trips[-1] == "COMMIT", trips
+    assert "BEGIN" not in trips[2:], trips  # one transaction

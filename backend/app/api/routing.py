@@ -24,21 +24,18 @@ import hmac
 import inspect
 import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
 
-from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
-from sqlmodel import Session
 from starlette.requests import ClientDisconnect
 
 from app.core.config import get_settings
-from app.core.db import RouteCommit, commit_on_route_thread, route_commit
 from app.core.deps import BEFORE_SESSION, SessionDep
 from app.core.errors import (
     BadRequest,
@@ -180,7 +177,7 @@ _KEY_DESCRIPTION = (
 )
 
 
-async def idempotency_guard(
+def idempotency_guard(
     request: Request,
     session: SessionDep,
     # Declared for the OpenAPI document; AppRoute has already read and validated it.
@@ -193,30 +190,12 @@ async def idempotency_guard(
             json_schema_extra={"maxLength": _KEY_MAX_LENGTH, "pattern": IDEMPOTENCY_KEY_PATTERN},
         ),
     ] = None,
-) -> AsyncIterator[None]:
-    """First dependency of every write: lock and look up the key, then store the response.
-
-    Async, so a write without a key passes through it on the event loop; the database work
-    of a keyed one runs on the thread pool.
-    """
+) -> Iterator[None]:
+    """First dependency of every write: lock and look up the key, then store the response."""
     write: KeyedWrite | None = getattr(request.state, "keyed_write", None)
     if write is None:
         yield
         return
-    scope = await run_in_threadpool(_lock_and_look_up, request, session, write)
-    yield
-    # Runs after the route and its serialisation, before get_session commits; with a limiter
-    # of its own, as FastAPI exits a sync dependency: storing it never waits for a thread of
-    # the request pool while holding a connection.
-    if write.response is not None:
-        await to_thread.run_sync(
-            _record, session, scope, write, write.response, limiter=CapacityLimiter(1)
-        )
-
-
-def _lock_and_look_up(request: Request, session: Session, write: KeyedWrite) -> str:
-    """The key's scope, once its lock is held and it was not used before (else 409, 422, or
-    the stored response)."""
     scope = _scope_of(request, session)
     if not idempotency_service.try_lock_key(session=session, scope=scope, key=write.key):
         raise Conflict(
@@ -232,23 +211,24 @@ def _lock_and_look_up(request: Request, session: Session, write: KeyedWrite) -> 
                 code="idempotency_key_reused",
             )
         raise EarlyResponse(_replay(stored))
-    return scope
-
-
-def _record(session: Session, scope: str, write: KeyedWrite, response: Response) -> None:
-    idempotency_service.record_key(
-        session=session,
-        scope=scope,
-        key=write.key,
-        method=write.method,
-        path=write.path,
-        fingerprint=write.fingerprint,
-        status_code=response.status_code,
-        response_body=bytes(response.body),
-        response_headers={
-            name: response.headers[name] for name in _REPLAYED_HEADERS if name in response.headers
-        },
-    )
+    yield
+    # Runs after the route and its serialisation, before get_session commits.
+    if write.response is not None:
+        idempotency_service.record_key(
+            session=session,
+            scope=scope,
+            key=write.key,
+            method=write.method,
+            path=write.path,
+            fingerprint=write.fingerprint,
+            status_code=write.response.status_code,
+            response_body=bytes(write.response.body),
+            response_headers={
+                name: write.response.headers[name]
+                for name in _REPLAYED_HEADERS
+                if name in write.response.headers
+            },
+        )
 
 
 _IDEMPOTENCY_GUARD = Depends(idempotency_guard, scope="function")
@@ -311,22 +291,15 @@ def _on_worker_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     The same one trip to a worker thread FastAPI makes for a sync route, but FastAPI then
     also validates a sync route's return value on the thread pool: a second trip, for work
     that is pure CPU (pydantic's core, holding the GIL either way). As a coroutine, the
-    route's result is validated and serialised straight on the event loop. On that same
-    trip, a route that returned commits its session (app.core.db.commit_on_route_thread),
-    unless its response is to be stored with its writes (an Idempotency-Key).
+    route's result is validated and serialised straight on the event loop.
     """
     plain = inspect.isfunction(endpoint) and not inspect.isgeneratorfunction(endpoint)
     if not plain or inspect.iscoroutinefunction(endpoint):
         return endpoint
 
-    def then_commit(*args: Any, **kwargs: Any) -> Any:
-        result = endpoint(*args, **kwargs)
-        commit_on_route_thread()
-        return result
-
     @functools.wraps(endpoint)  # FastAPI reads the signature through __wrapped__
     async def on_worker_thread(*args: Any, **kwargs: Any) -> Any:
-        return await run_in_threadpool(then_commit, *args, **kwargs)
+        return await run_in_threadpool(endpoint, *args, **kwargs)
 
     return on_worker_thread
 
@@ -362,14 +335,9 @@ class AppRoute(APIRoute):
             if request.method in WRITE_METHODS and IDEMPOTENCY_HEADER in request.headers:
                 write = _keyed_write(request, await request.body())
                 request.state.keyed_write = write
-            # Solves the dependencies, runs the route and serialises its response. The session
-            # commits on the route's thread (`_on_worker_thread`), or for a keyed write, whose
-            # response is stored with it, at the function-scoped dependencies' exit.
-            route = route_commit.set(RouteCommit() if write is None else None)
-            try:
-                response = await handler(request)
-            finally:
-                route_commit.reset(route)
+            # Solves the dependencies, runs the route and serialises its response; the
+            # function-scoped session commits only after this returns.
+            response = await handler(request)
             if response.status_code == 201 and "location" not in response.headers:
                 # Routes whose resource is not "the collection, then the id" set their own.
                 location = _created_location(request, response)

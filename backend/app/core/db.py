@@ -3,7 +3,6 @@ migrations the package carries (app/migrations), and the dev-only `init_db`."""
 
 import logging
 from collections.abc import AsyncIterator, Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -178,9 +177,6 @@ async def get_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:
     for a thread of the request pool, which could all be waiting for connections.
     """
     session = get_sessionmaker()()
-    route = route_commit.get()
-    if route is not None:
-        route.session = session
     try:
         yield session
     except BaseException as error:
@@ -190,40 +186,8 @@ async def get_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:
         with anyio.CancelScope(shield=True):
             await to_thread.run_sync(end, session, limiter=CapacityLimiter(1))
         raise
-    if not session.in_transaction():
-        # Committed on the route's thread (commit_on_route_thread): nothing is left to send.
-        session.close()
-        return
     with anyio.CancelScope(shield=True):
         await to_thread.run_sync(_commit_and_close, session, limiter=CapacityLimiter(1))
-
-
-@dataclass
-class RouteCommit:
-    """One call of a route whose session commits on the route's worker thread (set by
-    app.api.routing around the call; get_session puts its session here)."""
-
-    session: Session | None = None
-
-
-route_commit: ContextVar[RouteCommit | None] = ContextVar("tripsync_route_commit", default=None)
-
-
-def commit_on_route_thread() -> None:
-    """Commit the request's session on the route's worker thread, right after the route
-    returned, rather than after another trip through the thread pool at the dependency's
-    exit: a write holds its trip's lock (app.sync.versions) until it commits, and a busy
-    event loop made that wait long. Only for a route whose response is not stored in the
-    same transaction (app.api.routing: a write with an Idempotency-Key commits at the exit).
-    """
-    route = route_commit.get()
-    session = route.session if route is not None else None
-    if session is not None and session.in_transaction():
-        try:
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
 
 
 async def get_read_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:
