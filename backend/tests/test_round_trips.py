@@ -2,7 +2,7 @@
 
 A read answered from one statement costs two round trips: the pool's pre-ping (`SELECT 1`,
 outside any transaction: app.core.db) and the statement, which checks the caller's access
-and writes the response's JSON (`ReadSessionDep`, autocommit: no BEGIN, no COMMIT). A write
+and writes the response's JSON (`read_session`, autocommit: no BEGIN, no COMMIT). A write
 keeps its transaction. The numbers are pinned per route: a change that adds an exchange
 to a hot path fails here.
 """

@@ -3,6 +3,7 @@ migrations the package carries (app/migrations), and the dev-only `init_db`."""
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -96,7 +97,7 @@ def _ping_outside_a_transaction(dbapi_connection: Any, _record: Any) -> None:
 
 def _transactions_again(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     # After the ping: the session's first statement begins a transaction, as it always did
-    # (a read session asks for autocommit again: get_read_session).
+    # (a read session asks for autocommit again: read_session).
     dbapi_connection.autocommit = False
 
 
@@ -190,12 +191,15 @@ async def get_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:
         await to_thread.run_sync(_commit_and_close, session, limiter=CapacityLimiter(1))
 
 
-async def get_read_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:
-    """The session of a route that reads in one statement (`ReadSessionDep`): autocommit, so
-    the request costs two round trips, the pool's pre-ping and the statement, with no BEGIN
-    and COMMIT around it. A statement sees one snapshot on its own; a route that reads in
-    several statements that must agree, or writes, uses `get_session`. Bound to a connection
-    already in a transaction (as the tests bind the factory), it joins that transaction.
+@contextmanager
+def read_session() -> Iterator[Session]:
+    """A session for a read answered by one statement, opened and closed on the route's own
+    worker thread (one trip through the thread pool for the whole read). It runs in
+    autocommit: the read costs two round trips, the pool's pre-ping and the statement, with
+    no BEGIN and COMMIT around it. A statement sees one snapshot on its own; a route that
+    reads in several statements that must agree, or writes, uses `get_session`. The route
+    holds a database slot (`DatabaseSlotDep`) while it reads. Bound to a connection already
+    in a transaction (as the tests bind the factory), it joins that transaction.
     """
     factory = get_sessionmaker()
     bind = factory.kw.get("bind")
@@ -203,8 +207,7 @@ async def get_read_session(_slot: DatabaseSlotDep) -> AsyncIterator[Session]:
     try:
         yield session
     finally:
-        with anyio.CancelScope(shield=True):
-            await to_thread.run_sync(_rollback_and_close, session, limiter=CapacityLimiter(1))
+        _rollback_and_close(session)
 
 
 def get_snapshot_session(_slot: DatabaseSlotLongDep) -> Iterator[Session]:

@@ -11,7 +11,7 @@ from fastapi import Depends, Header
 from sqlmodel import Session
 
 from app.core.admission import take_hashing_turn
-from app.core.db import get_read_session, get_session, get_snapshot_session
+from app.core.db import get_session, get_snapshot_session
 from app.core.preconditions import (
     ANY_VERSION,
     IF_MATCH_PATTERN,
@@ -21,8 +21,6 @@ from app.core.preconditions import (
 
 # Function scope: commit and close happen before the response is sent (see get_session).
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-# Autocommit, for a route that reads in one statement (see get_read_session).
-ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 # Request scope: a read-only snapshot open until a streamed response has been sent.
 SnapshotSessionDep = Annotated[Session, Depends(get_snapshot_session, scope="request")]
 

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from app.core.db import read_session
 from app.core.deps import IfMatch, OptionalIfMatch, SessionDep
 from app.core.errors import error_responses
 from app.core.fields import Day
@@ -84,15 +85,16 @@ def list_items(
     unscheduled: Annotated[bool, Query(description="Only the items without a day")] = False,
 ) -> Response:
     """Items in plan order: by day, then by their place in the day; unscheduled ones last."""
-    read = service.read_items_page(
-        session=reader.session,
-        caller=reader.parameters(),
-        page=page,
-        day=day,
-        unscheduled=unscheduled,
-    )
-    if not read.allowed:
-        raise reader.refused(read.allowed)
+    with read_session() as session:
+        read = service.read_items_page(
+            session=session,
+            caller=reader.parameters(),
+            page=page,
+            day=day,
+            unscheduled=unscheduled,
+        )
+        if not read.allowed:
+            raise reader.refused(session, read.allowed)
     return json_response(read.body(page))
 
 

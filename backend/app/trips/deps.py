@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from sqlmodel import Session
 
-from app.core.deps import ReadSessionDep, SessionDep
+from app.core.admission import DatabaseSlotDep
+from app.core.deps import SessionDep
 from app.core.errors import AppError, Forbidden
 from app.trips import service as trip_service
 from app.trips.models import Role, Trip
@@ -69,11 +70,11 @@ def get_trip_owner(access: Annotated[TripAccess, Depends(get_trip_member)]) -> T
 
 @dataclass(frozen=True)
 class TripReader:
-    """For a read answered in one statement that checks access itself (`ReadSessionDep`):
-    the caller's claims as that statement's parameters, and the answer when it finds
-    nothing, told as `get_trip_member` tells it (401 for an ended session, else 404)."""
+    """For a read answered in one statement that checks access itself (app.core.db's
+    `read_session`, on the route's thread): the caller's claims as that statement's
+    parameters, and the answer when it finds nothing, told as `get_trip_member` tells it
+    (401 for an ended session, else 404). The request holds a database slot meanwhile."""
 
-    session: Session
     trip_id: uuid.UUID
     user_id: uuid.UUID
     session_id: uuid.UUID
@@ -83,22 +84,24 @@ class TripReader:
         values = (self.trip_id, self.user_id, self.session_id)
         return {name: str(value) for name, value in zip(trip_service.CALLER, values, strict=True)}
 
-    def refused(self, found: bool | None) -> AppError:
+    def refused(self, session: Session, found: bool | None) -> AppError:
         """The error of a read whose access check answered `found`: None (no row: not a
         member, or no such session) or False (an account deactivated since)."""
         if found is None:
-            authenticate(self.session, self.user_id, self.session_id)
+            authenticate(session, self.user_id, self.session_id)
             return trip_service.trip_not_found()
         return revoked()
 
 
-def get_trip_reader(
-    session: ReadSessionDep,
+async def get_trip_reader(
+    _slot: DatabaseSlotDep,
     token: BearerToken,
     trip_id: Annotated[uuid.UUID, Path(description="The trip's id")],
 ) -> TripReader:
+    """Async: it only checks the token's signature, and the read itself runs on the route's
+    thread, so the whole request costs one trip through the thread pool."""
     user_id, session_id = token_claims(token)
-    return TripReader(session=session, trip_id=trip_id, user_id=user_id, session_id=session_id)
+    return TripReader(trip_id=trip_id, user_id=user_id, session_id=session_id)
 
 
 TripMember = Annotated[TripAccess, Depends(get_trip_member)]

@@ -4,7 +4,9 @@ import uuid
 
 from fastapi import APIRouter, Response, status
 
-from app.core.deps import IfMatch, ReadSessionDep, SessionDep
+from app.core.admission import DatabaseSlotDep
+from app.core.db import read_session
+from app.core.deps import IfMatch, SessionDep
 from app.core.errors import error_responses
 from app.core.json_sql import json_response
 from app.core.pagination import Page, PageParams
@@ -49,13 +51,14 @@ def create_trip(
 
 
 @router.get("", response_model=Page[TripPublic], responses=error_responses(400))
-def list_my_trips(session: ReadSessionDep, token: BearerToken, page: PageParams) -> Response:
+def list_my_trips(_slot: DatabaseSlotDep, token: BearerToken, page: PageParams) -> Response:
     """The caller's trips, newest first. One statement checks the caller's session and
     writes the page's JSON (two round trips with the pool's pre-ping)."""
     user_id, session_id = token_claims(token)
-    body = service.read_my_trips_page(
-        session=session, user_id=user_id, session_id=session_id, page=page
-    )
+    with read_session() as session:
+        body = service.read_my_trips_page(
+            session=session, user_id=user_id, session_id=session_id, page=page
+        )
     if body is None:
         raise revoked()
     return json_response(body)
@@ -64,9 +67,10 @@ def list_my_trips(session: ReadSessionDep, token: BearerToken, page: PageParams)
 @router.get("/{trip_id}", response_model=TripPublic, responses={**_in_trip, **etag_responses()})
 def get_trip(reader: TripRead) -> Response:
     """The trip with the caller's role, from one statement that checks the caller's access."""
-    found = service.read_trip_document(reader.session, reader.parameters())
-    if found is None or not found.active:
-        raise reader.refused(found.active if found else None)
+    with read_session() as session:
+        found = service.read_trip_document(session, reader.parameters())
+        if found is None or not found.active:
+            raise reader.refused(session, found.active if found else None)
     return json_response(found.json, version=found.version)
 
 
