@@ -205,7 +205,9 @@ class CitusCluster:
         for node in self.nodes:
             _execute(node.url, "CREATE EXTENSION IF NOT EXISTS citus")
         coordinator = self.coordinator
-        _execute(coordinator.url, "SELECT citus_set_coordinator_host('127.0.0.1', %s)", coordinator.port)
+        _execute(
+            coordinator.url, "SELECT citus_set_coordinator_host('127.0.0.1', %s)", coordinator.port
+        )
         for worker in self.nodes[1:]:
             _execute(coordinator.url, "SELECT citus_add_node('127.0.0.1', %s)", worker.port)
         return coordinator.url
@@ -349,13 +351,52 @@ def drop_database(server_url: str, name: str) -> None:
         )
 
 
+# What `make test-citus` runs on the cluster: the API-level suites (PYTEST_ARGS adds to them).
+TEST_SUITES = (
+    "tests/test_access.py",
+    "tests/sync",
+    "tests/expenses",
+    "tests/test_schemathesis.py",
+)
+
+
+def run_tests(pytest_args: list[str]) -> int:
+    """The suites of TEST_SUITES on a Citus coordinator: TEST_DATABASE_URL's when set (your
+    own cluster), else a throwaway cluster of this harness, stopped afterwards."""
+    command = [sys.executable, "-m", "pytest", "-m", "not faults", *TEST_SUITES, *pytest_args]
+    if os.environ.get("TEST_DATABASE_URL"):
+        if not is_coordinator(os.environ["TEST_DATABASE_URL"]):
+            raise SystemExit("TEST_DATABASE_URL is not a Citus coordinator (no citus extension)")
+        return subprocess.call(command)  # noqa: S603 (this interpreter's pytest)
+    root = Path(tempfile.mkdtemp(prefix="tripsync-citus-"))
+    cluster = CitusCluster(root)
+    try:
+        url = cluster.start()
+        print(
+            f"--- Citus coordinator at {url}, workers on ports "
+            f"{', '.join(str(node.port) for node in cluster.nodes[1:])}",
+            flush=True,
+        )
+        return subprocess.call(command, env={**os.environ, "TEST_DATABASE_URL": url})  # noqa: S603
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.citus", description=__doc__)
-    parser.add_argument("command", choices=["build", "start", "stop", "url"])
+    parser.add_argument("command", choices=["build", "start", "stop", "url", "test"])
     parser.add_argument(
-        "--root", type=Path, default=CLUSTER_DIR, help="the nodes' data folders (default: %(default)s)"
+        "--root",
+        type=Path,
+        default=CLUSTER_DIR,
+        help="the nodes' data folders (default: %(default)s)",
     )
-    arguments = parser.parse_args(argv)
+    arguments, rest = parser.parse_known_args(argv)
+    if arguments.command == "test":
+        return run_tests(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     cluster = CitusCluster(arguments.root.resolve())
     if arguments.command == "build":
         print(build())

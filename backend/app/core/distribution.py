@@ -225,12 +225,17 @@ def distribute(connection: Connection) -> list[str]:
         column = _DISTRIBUTION_COLUMN.get(table, "trip_id")
         colocate = "none" if table == "trips" else "trips"
         run(
-            f"SELECT create_distributed_table('{table}', '{column}', "
-            f"colocate_with => '{colocate}')"
+            f"SELECT create_distributed_table('{table}', '{column}', colocate_with => '{colocate}')"
         )
     for table in by_kind[Placement.COORDINATOR]:
         run(f"SELECT citus_add_local_table_to_metadata('{table}')")
     for table, name, definition in foreign_keys:
         run(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
+    # The few statements that reach every shard (account deletion, cleanup, a user's trip
+    # list) then use one connection per node, which lets the same transaction go on to write
+    # users or a coordinator table; in parallel mode Citus refuses that. Sessions opened from
+    # now on take it.
+    database = connection.execute(text("SELECT current_database()")).scalar_one()
+    run(f"ALTER DATABASE \"{database}\" SET citus.multi_shard_modify_mode TO 'sequential'")
     logger.info("placed %d tables on the Citus cluster", len(pending))
     return ran
