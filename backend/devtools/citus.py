@@ -351,13 +351,33 @@ def drop_database(server_url: str, name: str) -> None:
         )
 
 
-# What `make test-citus` runs on the cluster: the API-level suites (PYTEST_ARGS adds to them).
+# What `make test-citus` runs on the cluster: every API-level suite (PYTEST_ARGS adds to them).
+# Left out: tests/core (the app's plumbing on one server: backups, migrations, start-up),
+# the plan shapes of tests/test_query_plans.py (single-node plans), the fault suite, the
+# benchmark's and the repository's own checks.
 TEST_SUITES = (
     "tests/test_access.py",
     "tests/sync",
     "tests/expenses",
     "tests/test_schemathesis.py",
     "tests/citus",
+    "tests/activity",
+    "tests/api",
+    "tests/checklists",
+    "tests/exports",
+    "tests/fx",
+    "tests/health",
+    "tests/invitations",
+    "tests/invite_links",
+    "tests/itinerary",
+    "tests/outbox",
+    "tests/participants",
+    "tests/share_links",
+    "tests/trips",
+    "tests/users",
+    "tests/test_bad_input.py",
+    "tests/test_list_cursors.py",
+    "tests/test_mass_assignment.py",
 )
 
 
