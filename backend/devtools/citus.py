@@ -355,9 +355,9 @@ def drop_database(server_url: str, name: str) -> None:
 # access tests, sync convergence and ordering, the ledger, a Schemathesis pass, the plan
 # checks of tests/citus, and the features whose requests reach beyond one trip (invitations
 # and links found by id or token, the trip list, account deletion). In the order `make test`
-# runs them: tests that commit clean up after themselves in that order. The other suites
-# pass on the cluster too (`make test-citus PYTEST_ARGS=tests/itinerary`, say); they are left
-# out to keep this run under ten minutes.
+# runs them (by name), so tests that commit meet what `make test` leaves before them. The
+# other suites pass on the cluster too (add one: `make test-citus PYTEST_ARGS=tests/itinerary`);
+# they are left out to keep this run under ten minutes.
 TEST_SUITES = (
     "tests/citus",
     "tests/expenses",
@@ -365,10 +365,10 @@ TEST_SUITES = (
     "tests/invite_links",
     "tests/share_links",
     "tests/sync",
-    "tests/trips",
-    "tests/users",
     "tests/test_access.py",
     "tests/test_schemathesis.py",
+    "tests/trips",
+    "tests/users",
 )
 
 

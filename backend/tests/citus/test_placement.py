@@ -2,7 +2,7 @@
 purpose, and on a Citus coordinator (make test-citus) the schema is placed as it says."""
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, UniqueConstraint, text
 
 from app import models
 from app.core.distribution import PLACEMENTS, Placement, citus_installed, distribute
@@ -27,7 +27,7 @@ def test_a_table_distributed_by_trip_has_the_trip_in_every_unique_key() -> None:
         keys += [
             constraint.columns.keys()
             for constraint in table.constraints
-            if constraint.__class__.__name__ == "UniqueConstraint"
+            if isinstance(constraint, UniqueConstraint)
         ]
         assert all(column in key for key in keys), (name, keys)
 
@@ -44,9 +44,8 @@ def citus(connection: Connection) -> Connection:
 
 
 def test_the_cluster_holds_each_table_where_the_plan_says(citus: Connection) -> None:
-    kinds = dict(
-        citus.execute(text("SELECT table_name::text, citus_table_type FROM citus_tables")).all()
-    )
+    rows = citus.execute(text("SELECT table_name::text, citus_table_type FROM citus_tables"))
+    kinds: dict[str, str] = dict(rows.tuples().all())
     expected = {
         Placement.BY_TRIP: "distributed",
         Placement.REFERENCE: "reference",
