@@ -45,7 +45,7 @@ def citus(connection: Connection) -> Connection:
 
 def test_the_cluster_holds_each_table_where_the_plan_says(citus: Connection) -> None:
     rows = citus.execute(text("SELECT table_name::text, citus_table_type FROM citus_tables"))
-    kinds: dict[str, str] = dict(rows.tuples().all())
+    kinds: dict[str, str] = {row[0]: row[1] for row in rows}
     expected = {
         Placement.BY_TRIP: "distributed",
         Placement.REFERENCE: "reference",
