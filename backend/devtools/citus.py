@@ -2,8 +2,9 @@
 TripSync distributed: Citus built once from ../shared/vendor into a copy of the embedded
 PostgreSQL binaries, nodes started on loopback ports as an unprivileged user.
 
-`python -m devtools.citus build|start|stop|url`. Who runs Citus already skips all of this and
-points DATABASE_URL (or TEST_DATABASE_URL for `make test-citus`) at their coordinator.
+`python -m devtools.citus build|start|stop|url|createdb <name>|test [pytest arguments]`
+(`make test-citus` is `test`). Who runs Citus already skips all of this and points
+DATABASE_URL (or TEST_DATABASE_URL for `make test-citus`) at their coordinator.
 """
 
 import argparse
@@ -397,7 +398,7 @@ def run_tests(pytest_args: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.citus", description=__doc__)
-    parser.add_argument("command", choices=["build", "start", "stop", "url", "test"])
+    parser.add_argument("command", choices=["build", "start", "stop", "url", "createdb", "test"])
     parser.add_argument(
         "--root",
         type=Path,
@@ -407,9 +408,16 @@ def main(argv: list[str] | None = None) -> int:
     arguments, rest = parser.parse_known_args(argv)
     if arguments.command == "test":
         return run_tests(rest)
+    cluster = CitusCluster(arguments.root.resolve())
+    if arguments.command == "createdb":
+        # A database on every node of the running cluster, ready for `make migrate`.
+        if len(rest) != 1:
+            parser.error("createdb takes the database's name")
+        cluster._load_ports()
+        print(create_database(cluster.url, rest[0]))
+        return 0
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    cluster = CitusCluster(arguments.root.resolve())
     if arguments.command == "build":
         print(build())
     elif arguments.command == "start":
