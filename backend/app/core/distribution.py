@@ -237,7 +237,8 @@ def distribute(connection: Connection) -> list[str]:
     # list) then use one connection per node, which lets the same transaction go on to write
     # users or a coordinator table; in parallel mode Citus refuses that. Sessions opened from
     # now on take it.
-    database = connection.execute(text("SELECT current_database()")).scalar_one()
-    run(f"ALTER DATABASE \"{database}\" SET citus.multi_shard_modify_mode TO 'sequential'")
+    name = connection.execute(text("SELECT current_database()")).scalar_one()
+    database = connection.dialect.identifier_preparer.quote(name)
+    run(f"ALTER DATABASE {database} SET citus.multi_shard_modify_mode TO 'sequential'")
     logger.info("placed %d tables on the Citus cluster", len(pending))
     return ran
