@@ -32,9 +32,10 @@ worker: $(STAMP)
 test: $(STAMP)
 	cd backend && ../$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
 
-## The API-level suites (access, sync, ledger, Schemathesis) on a Citus cluster: a coordinator
-## and two workers of devtools.citus (Citus built once into .data/citus, ~1-3 min), or your own
-## coordinator as TEST_DATABASE_URL. See docs/operations.md, "Scaling out".
+## The API-level suites (access, sync, ledger, Schemathesis, invitations, links, trips, users)
+## on a Citus cluster, ~7 min: a coordinator and two workers of devtools.citus (Citus built once
+## into .data/citus, ~1 min), or your own coordinator as TEST_DATABASE_URL. See
+## docs/operations.md, "Distributing by trip (Citus)".
 test-citus: $(STAMP)
 	cd backend && ../$(BIN)/python -m devtools.citus test $(PYTEST_ARGS)
 
