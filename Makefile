@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev worker test test-e2e test-faults migrate cleanup backup restore lint fmt clients routes-doc clean bench-sync bench-live bench-export bench
+.PHONY: install dev worker test test-citus test-e2e test-faults migrate cleanup backup restore lint fmt clients routes-doc clean bench-sync bench-live bench-export bench
 
 $(STAMP): backend/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -31,6 +31,13 @@ worker: $(STAMP)
 ## The fault-injection tests run apart, with `make test-faults`.
 test: $(STAMP)
 	cd backend && ../$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
+
+## The API-level suites (access, sync, ledger, Schemathesis, invitations, links, trips, users)
+## on a Citus cluster, ~7 min: a coordinator and two workers of devtools.citus (Citus built once
+## into .data/citus, ~1 min), or your own coordinator as TEST_DATABASE_URL. See
+## docs/operations.md, "Distributing by trip (Citus)".
+test-citus: $(STAMP)
+	cd backend && ../$(BIN)/python -m devtools.citus test $(PYTEST_ARGS)
 
 ## Fault injection (~1 min): database restarts, a killed API process, pool exhaustion,
 ## timeouts, and PgBouncer in transaction mode (needs /usr/sbin/pgbouncer, else skipped),

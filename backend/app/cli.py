@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from alembic import command
 from app.core import backup as backups
+from app.core import distribution
 from app.core.columns import utcnow
 from app.core.config import get_settings, with_psycopg2
 from app.core.db import alembic_config, get_engine, get_sessionmaker, schema_state_of
@@ -160,6 +161,11 @@ def migrate(revision: str = "head") -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     url = get_engine().url.render_as_string(hide_password=False)
     command.upgrade(alembic_config(url), revision)
+    # On a Citus coordinator the tables are then placed (app.core.distribution); else no-op.
+    with get_engine().begin() as connection:
+        placed = distribution.distribute(connection)
+    if placed:
+        print(f"Citus: placed the tables ({len(placed)} statements).")
     with get_engine().connect() as connection:
         print(schema_state_of(connection).describe())
     get_engine().dispose()

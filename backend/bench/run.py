@@ -530,6 +530,20 @@ def _pgbouncer_sizes(workers: int) -> dict[str, Any]:
     }
 
 
+def _distribute(url: str) -> None:
+    from sqlalchemy import create_engine
+
+    from app.core.config import with_psycopg2
+    from app.core.distribution import distribute
+
+    engine = create_engine(with_psycopg2(url))
+    try:
+        with engine.begin() as connection:
+            distribute(connection)
+    finally:
+        engine.dispose()
+
+
 def run(url: str) -> dict[str, Any]:
     os.environ["SECRET_KEY"] = SECRET
     from app.core.config import get_settings
@@ -538,6 +552,7 @@ def run(url: str) -> dict[str, Any]:
     get_settings.cache_clear()
     scale = float(os.environ.get("BENCH_SCALE", "1"))
     command.upgrade(alembic_config(url), "head")
+    _distribute(url)  # on a Citus coordinator, as `make migrate` does; else nothing
     data = ensure_seeded(_psycopg_url(url), scale, hash_password(PASSWORD))
     wanted = set(_env_list("BENCH_SCENARIOS", ""))
     scenarios = [s for s in _scenarios(data, url) if not wanted or s.name in wanted]

@@ -67,6 +67,13 @@ def pytest_configure(config: pytest.Config) -> None:
     from app.core.db import alembic_config
 
     command.upgrade(alembic_config(database_url), "head")
+    # On a Citus coordinator (make test-citus) the tables are placed as `make migrate` does.
+    from app.core.db import get_engine
+    from app.core.distribution import distribute
+
+    with get_engine().begin() as connection:
+        distribute(connection)
+    get_engine().dispose()  # new connections take the database's settings distribute set
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -25,6 +25,7 @@ from app.core.deadlines import WatchedConnection
 from app.core.security import create_access_token
 from app.sync import live
 from app.users.models import User, UserSession
+from devtools import citus
 
 PASSWORD = "correct horse battery"
 
@@ -35,8 +36,16 @@ def _server_engine(url: str):  # type: ignore[no-untyped-def]
 
 
 def create_database(server_url: str, prefix: str = "tripsync_test") -> str:
-    """A fresh, empty database on the server of `server_url`; returns its URL."""
+    """A fresh, empty database on the server of `server_url`; returns its URL. On a Citus
+    coordinator (make test-citus) it is made on every node, with the extension."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    if citus.is_coordinator(server_url):
+        url = citus.create_database(server_url, name)
+        return (
+            make_url(url)
+            .set(drivername=make_url(server_url).drivername)
+            .render_as_string(hide_password=False)
+        )
     engine = _server_engine(server_url)
     with engine.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -46,6 +55,9 @@ def create_database(server_url: str, prefix: str = "tripsync_test") -> str:
 
 def drop_database(database_url: str) -> None:
     name = make_url(database_url).database
+    if name and citus.is_coordinator(database_url):
+        citus.drop_database(database_url, name)
+        return
     engine = _server_engine(database_url)
     with engine.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

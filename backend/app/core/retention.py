@@ -33,4 +33,12 @@ def delete_ended_links_of(
     cutoff = now - timedelta(days=get_settings().LINK_RETENTION_DAYS)
     columns = inspect(table).columns  # both kinds have expires_at and revoked_at
     ended = func.least(columns["revoked_at"], columns["expires_at"]) < cutoff
-    return delete_batch(session, table, ended, limit=limit)
+    # Trip by trip: each locking delete stays within one trip (on Citus, one shard).
+    trip_id = columns["trip_id"]
+    trips = session.execute(select(trip_id).where(ended).distinct().limit(limit)).scalars().all()
+    deleted = 0
+    for trip in trips:
+        if deleted >= limit:
+            break
+        deleted += delete_batch(session, table, ended & (trip_id == trip), limit=limit - deleted)
+    return deleted

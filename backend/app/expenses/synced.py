@@ -44,7 +44,8 @@ def _shares(
     )
     return (
         select(json_array(share, order_by=[table.participant_id]))
-        .where(col(table.trip_id) == revision.trip_id, col(table.revision_id) == revision.id)
+        # The trip parameter, not the revision's: Citus routes the subquery by it.
+        .where(col(table.trip_id) == trip_id_param(), col(table.revision_id) == revision.id)
         .scalar_subquery()
     )
 
@@ -70,7 +71,8 @@ def _expenses(versions: Versions, hidden: bool, deletions: bool) -> Select[Any]:
     )
     deleted = col(expense.deleted_at).is_not(None)
     change = upsert_unless(deleted, "expense", expense.id, expense.version, data)
-    current = (col(revision.trip_id) == expense.trip_id) & (
+    # The trip parameter on the outer join's side too: Citus routes each table by it.
+    current = (col(revision.trip_id) == trip_id_param()) & (
         col(revision.id) == expense.current_revision_id
     )
     # A live expense whose revision is missing (never so once committed) is left out, as ever.

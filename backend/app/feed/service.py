@@ -334,22 +334,33 @@ def prune_tombstones(*, session: Session, now: datetime, limit: int) -> int:
     so no client can pull past a gap without being told to take a snapshot.
     """
     cutoff = now - timedelta(days=get_settings().SYNC_RETENTION_DAYS)
-    result = session.execute(
-        text(
-            "WITH pruned AS ("
-            "  DELETE FROM sync_tombstones WHERE (trip_id, version, entity, entity_id) IN ("
-            "    SELECT trip_id, version, entity, entity_id FROM sync_tombstones"
-            "    WHERE deleted_at < :cutoff ORDER BY deleted_at LIMIT :limit"
-            "    FOR UPDATE SKIP LOCKED"
-            "  ) RETURNING trip_id, version"
-            "), newest AS ("
-            "  SELECT trip_id, max(version) AS version, count(*) AS rows FROM pruned"
-            "  GROUP BY trip_id"
-            "), raised AS ("
-            "  UPDATE trips SET pruned_version = greatest(trips.pruned_version, newest.version)"
-            "  FROM newest WHERE trips.id = newest.trip_id"
-            ") SELECT coalesce(sum(rows), 0) FROM newest"
-        ),
-        {"cutoff": cutoff, "limit": limit},
-    )
-    return int(result.scalar_one())
+    # Trip by trip: each statement locks and writes within one trip (on Citus, one shard).
+    trips = session.exec(
+        select(Tombstone.trip_id).where(col(Tombstone.deleted_at) < cutoff).distinct().limit(limit)
+    ).all()
+    pruned = 0
+    for trip_id in trips:
+        if pruned >= limit:
+            break
+        pruned += int(
+            session.execute(
+                _PRUNE_TRIP, {"trip_id": trip_id, "cutoff": cutoff, "limit": limit - pruned}
+            ).scalar_one()
+        )
+    return pruned
+
+
+_PRUNE_TRIP = text(
+    "WITH pruned AS ("
+    "  DELETE FROM sync_tombstones WHERE trip_id = :trip_id"
+    "  AND (trip_id, version, entity, entity_id) IN ("
+    "    SELECT trip_id, version, entity, entity_id FROM sync_tombstones"
+    "    WHERE trip_id = :trip_id AND deleted_at < :cutoff ORDER BY deleted_at LIMIT :limit"
+    "    FOR UPDATE SKIP LOCKED"
+    "  ) RETURNING version"
+    "), raised AS ("
+    "  UPDATE trips SET pruned_version = greatest(pruned_version, newest.version)"
+    "  FROM (SELECT max(version) AS version FROM pruned) AS newest"
+    "  WHERE trips.id = :trip_id AND newest.version IS NOT NULL"
+    ") SELECT count(*) FROM pruned"
+)

@@ -187,10 +187,14 @@ def list_received(
 def _received(session: Session, user: User, invitation_id: uuid.UUID) -> Invitation:
     """The invitation, locked, if it was sent to this user's email; 404 for anyone else."""
     _require_verified(user)
+    addressed = (Invitation.id == invitation_id, Invitation.email == user.email)
+    # The route has no trip: find it first (a read every shard answers; a lock there is
+    # refused on Citus), then lock the row within its trip.
+    trip_id = session.exec(select(Invitation.trip_id).where(*addressed)).first()
+    if trip_id is None:
+        raise NotFound("Invitation not found.", code="invitation_not_found")
     invitation = session.exec(
-        select(Invitation)
-        .where(Invitation.id == invitation_id, Invitation.email == user.email)
-        .with_for_update()
+        select(Invitation).where(Invitation.trip_id == trip_id, *addressed).with_for_update()
     ).first()
     if invitation is None:
         raise NotFound("Invitation not found.", code="invitation_not_found")

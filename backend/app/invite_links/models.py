@@ -41,7 +41,9 @@ class InviteLink(SQLModel, table=True):
         # The last line of defence for "no more joins than uses": the count never passes it.
         CheckConstraint("uses BETWEEN 0 AND max_uses", name="uses_within_max"),
         CheckConstraint("expires_at > created_at", name="expiry_after_creation"),
-        Index("uq_trip_invite_links_token_hash", "token_hash", unique=True),
+        # Citus: a unique key of a distributed table holds its distribution column (trip_id);
+        # token_hash leads, so a look-up by token alone still uses it.
+        Index("uq_trip_invite_links_token_hash_trip_id", "token_hash", "trip_id", unique=True),
         Index("ix_trip_invite_links_trip_id_created_at_id", "trip_id", "created_at", "id"),
         Index("ix_trip_invite_links_created_by", "created_by"),
     )

@@ -31,7 +31,8 @@ def item_document() -> Any:
             )
         )
         .where(
-            col(ItemParticipant.trip_id) == item.trip_id,
+            # The trip parameter, not the outer row's: Citus routes the subquery by it.
+            col(ItemParticipant.trip_id) == trip_id_param(),
             col(ItemParticipant.item_id) == item.id,
         )
         .scalar_subquery()

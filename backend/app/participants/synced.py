@@ -17,7 +17,8 @@ def _participants(versions: Versions, hidden: bool, deletions: bool) -> Select[A
     is_member = (
         select(TripMember.user_id)
         .where(
-            col(TripMember.trip_id) == Participant.trip_id,
+            # The trip parameter, not the outer row's: Citus routes the subquery by it.
+            col(TripMember.trip_id) == trip_id_param(),
             col(TripMember.user_id) == Participant.user_id,
         )
         .exists()

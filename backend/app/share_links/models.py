@@ -50,7 +50,9 @@ class ShareLink(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint("scope IN ('itinerary', 'itinerary_and_expenses')", name="scope"),
         CheckConstraint("expires_at > created_at", name="expiry_after_creation"),
-        Index("uq_trip_share_links_token_hash", "token_hash", unique=True),
+        # Citus: a unique key of a distributed table holds its distribution column (trip_id);
+        # token_hash leads, so a look-up by token alone still uses it.
+        Index("uq_trip_share_links_token_hash_trip_id", "token_hash", "trip_id", unique=True),
         Index("ix_trip_share_links_trip_id_created_at_id", "trip_id", "created_at", "id"),
         Index("ix_trip_share_links_created_by", "created_by"),
     )

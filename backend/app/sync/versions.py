@@ -19,11 +19,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, cast, event, func, update
+from sqlalchemy import ColumnElement, Text, cast, event, func, select, update
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col
 
+from app.core.distribution import on_citus
 from app.sync import live, registry
 from app.sync.models import Tombstone
 
@@ -64,17 +65,23 @@ def _claim(
         if only_if is not None:
             statement = statement.where(only_if)
         # The same statement announces the version; PostgreSQL sends it only at commit.
+        # Citus runs RETURNING on the worker and refuses pg_notify there: the coordinator
+        # announces in a second statement of the same transaction (still sent at commit).
+        separately = on_citus(session)
         announce = func.pg_notify(
             live.CHANNEL,
             func.concat(cast(trips.id, Text), ":", cast(trips.head_version, Text)),
         )
+        returned = (col(trips.head_version),) if separately else (col(trips.head_version), announce)
         bumped = session.execute(
             statement.values(head_version=col(trips.head_version) + 1)
-            .returning(col(trips.head_version), announce)
+            .returning(*returned)
             .execution_options(synchronize_session=False)
         ).first()
         if bumped is None:
             return None
+        if separately:
+            session.execute(select(func.pg_notify(live.CHANNEL, f"{trip_id}:{bumped[0]}")))
         claimed[trip_id] = bumped[0]
     return claimed[trip_id]
 
