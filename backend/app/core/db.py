@@ -81,30 +81,47 @@ def build_engine(settings: Settings) -> Engine:
         timeout = connect_timeout_within_deadline(settings.DB_CONNECT_TIMEOUT)
         return dialect.connect(*cargs, **{**cparams, "connect_timeout": timeout})
 
-    event.listen(engine, "checkin", _ping_outside_a_transaction)
+    event.listen(engine, "checkin", _back_to_the_defaults)
     event.listen(engine, "checkout", _transactions_again)
     return engine
 
 
-def _ping_outside_a_transaction(dbapi_connection: Any, _record: Any) -> None:
-    """An idle connection waits in the pool in autocommit, so the pre-ping that checks it out
-    again is one round trip (SELECT 1), not two (BEGIN, SELECT 1) that also leave a
-    transaction open for a read that needs none. Setting it sends nothing to the server."""
-    idle = dbapi_connection is not None and not dbapi_connection.closed
-    if idle and dbapi_connection.get_transaction_status() == TRANSACTION_STATUS_IDLE:
-        dbapi_connection.autocommit = True
+def _may_toggle_autocommit(dbapi_connection: Any) -> bool:
+    """Whether psycopg2 switches this connection to and from autocommit without a word to the
+    server: only while it is idle and its transaction characteristics are the server's
+    defaults. With one set on it (a snapshot session sets REPEATABLE READ, READ ONLY, and
+    SQLAlchemy sets READ COMMITTED and READ WRITE back after it), each switch sends `SET
+    default_transaction_...`, a round trip that no deadline watches (app.core.deadlines)
+    and that hangs on a hung server. SQLAlchemy's pre-ping switches it, so does
+    `read_session` (tests/core/test_db.py checks what is sent)."""
+    return (
+        dbapi_connection is not None
+        and not dbapi_connection.closed
+        and dbapi_connection.isolation_level is None
+        and dbapi_connection.readonly is None
+        and dbapi_connection.deferrable is None
+        and dbapi_connection.get_transaction_status() == TRANSACTION_STATUS_IDLE
+    )
+
+
+def _back_to_the_defaults(dbapi_connection: Any, _record: Any) -> None:
+    """At check-in: a connection left with characteristics of its own (after a snapshot
+    session) gets the server's defaults back, which outside autocommit psycopg2 only notes
+    for its next BEGIN; so the next pre-ping's switch to autocommit sends nothing."""
+    if dbapi_connection is None or dbapi_connection.closed or dbapi_connection.autocommit:
+        return
+    if dbapi_connection.get_transaction_status() == TRANSACTION_STATUS_IDLE:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.readonly = None
+        dbapi_connection.deferrable = None
 
 
 def _transactions_again(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    # After the ping: the session's first statement begins a transaction, as it always did
-    # (a read session asks for autocommit again: read_session).
-    dbapi_connection.autocommit = False
-
-
-@cache
-def _autocommit(engine: Engine) -> Engine:
-    """The engine's pool, with connections in autocommit while checked out through it."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+    # A read session (read_session) leaves its connection in autocommit: the next session's
+    # first statement begins a transaction again, as it always did. (The pre-ping, before
+    # this, runs in autocommit anyway: SQLAlchemy switches psycopg2 to it for the ping.)
+    if dbapi_connection.autocommit:
+        dbapi_connection.autocommit = False
 
 
 # The server's timeouts (in milliseconds in pg_settings) and the settings they should match.
@@ -202,9 +219,17 @@ def read_session() -> Iterator[Session]:
     in a transaction (as the tests bind the factory), it joins that transaction.
     """
     factory = get_sessionmaker()
-    bind = factory.kw.get("bind")
-    session = factory(bind=_autocommit(bind)) if isinstance(bind, Engine) else factory()
+    session = factory()
     try:
+        if isinstance(factory.kw.get("bind"), Engine):
+            # Checked out (and pinged) now, before any statement began a transaction on it:
+            # psycopg2 takes autocommit here and gives it up at the next checkout, without a
+            # word to the server (_may_toggle_autocommit; else the read keeps a transaction).
+            # Not SQLAlchemy's AUTOCOMMIT isolation level: resetting it sets READ COMMITTED
+            # on the connection, after which every switch is a statement of its own.
+            dbapi_connection = session.connection().connection.dbapi_connection
+            if _may_toggle_autocommit(dbapi_connection):
+                dbapi_connection.autocommit = True  # type: ignore[union-attr]
         yield session
     finally:
         _rollback_and_close(session)

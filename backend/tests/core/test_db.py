@@ -5,6 +5,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
+import psycopg2
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -13,7 +14,14 @@ from sqlmodel import Session, select
 
 from app import models
 from app.core.config import Settings, get_settings
-from app.core.db import build_engine, get_sessionmaker, init_db, server_timeout_mismatches
+from app.core.db import (
+    build_engine,
+    get_engine,
+    get_sessionmaker,
+    init_db,
+    read_session,
+    server_timeout_mismatches,
+)
 from app.core.deps import SessionDep
 from app.core.errors import Conflict
 from app.main import create_app
@@ -250,3 +258,50 @@ def test_the_thread_pool_is_sized_from_settings_at_start_up() -> None:
 
     with TestClient(app) as client:  # runs the lifespan
         assert client.get("/_test/threads").json() == 17
+
+
+def test_switching_a_pooled_connection_to_and_from_autocommit_sends_nothing() -> None:
+    """A read session and the pool's pre-ping switch psycopg2's autocommit, which must not be
+    a statement of its own: one would be a round trip that no deadline watches, and on a
+    hung server a request that hangs. A snapshot session's characteristics are forgotten
+    when its connection is given back."""
+    settings = get_settings().model_copy(update={"DB_POOL_SIZE": 1, "DB_MAX_OVERFLOW": 0})
+    engine = build_engine(settings)  # one connection, so each checkout is the same one
+    factory = get_sessionmaker()
+    observer = psycopg2.connect(get_settings().database_url.replace("+psycopg2", ""))
+    observer.autocommit = True
+
+    def last_statement(pid: int) -> tuple[str, object]:
+        with observer.cursor() as cursor:
+            cursor.execute("SELECT query, query_start FROM pg_stat_activity WHERE pid = %s", [pid])
+            row = cursor.fetchone()
+        assert row is not None
+        return row[0], row[1]
+
+    factory.configure(bind=engine)
+    try:
+        with engine.connect() as connection:  # a first connection, then in the pool
+            pid = connection.connection.dbapi_connection.get_backend_pid()  # type: ignore[union-attr]
+        for snapshot_before in (False, True):
+            if snapshot_before:  # as get_snapshot_session leaves a connection
+                isolation = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+                with engine.connect().execution_options(**isolation) as connection:
+                    connection.exec_driver_sql("SELECT 'snapshot'")
+                # Rolled back, then the server's defaults noted for later: nothing sent.
+                assert last_statement(pid)[0] == "ROLLBACK"
+            with read_session() as session:
+                session.connection().exec_driver_sql("SELECT 'read'")
+                read = last_statement(pid)
+            given_back = last_statement(pid)
+            with engine.connect() as connection:  # the pre-ping, then out of autocommit
+                pinged = last_statement(pid)
+            checked_in = last_statement(pid)
+            sent = [read[0], given_back[0], pinged[0], checked_in[0]]
+            assert not [s for s in sent if s.upper().startswith("SET")], sent
+            assert pinged[0] == "SELECT 1", sent
+            assert given_back == read, sent  # autocommit: nothing to commit, nothing sent
+            assert checked_in == pinged, sent
+    finally:
+        factory.configure(bind=get_engine())
+        engine.dispose()
+        observer.close()
