@@ -182,8 +182,7 @@ async def handle(method: str, path: str, query_string: str, token: str) -> tuple
     if len(parts) == 3 and parts[2] == "items":
         limit = _limit(query)
         day = query.get("day", [None])[0]
-        ranges, given = (("day",), frozenset({"day"})) if day else (("all",), frozenset())
-        statement = itinerary_service.items_page(ranges, given)
+        statement = itinerary_service.items_page(("day",) if day else ("all",))
         values = {"trip_id": trip_id, "rows": limit + 1, PAGE_LIMIT: limit}
         params = statement.parameters(ids | values | ({"day": day} if day else {}))
         scope = scope_of_list(

@@ -176,14 +176,11 @@ class Prepared:
         return result.first()
 
 
-def prepared(statement: Any, parameters: Iterable[str]) -> Prepared:
-    """`statement` compiled for psycopg2; `parameters` name the binds each request gives
-    (`bindparam(name)`), every other bind is a constant of the statement."""
+def prepared(statement: Any) -> Prepared:
+    """`statement` compiled for psycopg2. Its binds without a value (`bindparam(name)`) are
+    the request's parameters; every other one is a constant of the statement."""
     compiled = statement.compile(dialect=PGDialect_psycopg2())  # type: ignore[no-untyped-call]
-    given = set(parameters)
-    missing = given - set(compiled.params)
-    if missing:
-        raise TypeError(f"the statement binds no {', '.join(sorted(missing))}")
+    given = {name for name, bind in compiled.binds.items() if bind.required}
     constants = {k: v for k, v in compiled.params.items() if k not in given}
     return Prepared(str(compiled), constants)
 
@@ -192,9 +189,7 @@ def prepared(statement: Any, parameters: Iterable[str]) -> Prepared:
 PAGE_LIMIT = "limit"
 
 
-def page_statement(
-    rows: Any, access: Any, order: Sequence[str], parameters: Iterable[str]
-) -> Prepared:
+def page_statement(rows: Any, access: Any, order: Sequence[str]) -> Prepared:
     """One statement for a page of a list that checks the caller as it reads: one row of
     (the caller's check, the page's JSON array, whether more follow, the last row's
     `sort_key` and `id`), whatever the page holds.
@@ -203,7 +198,7 @@ def page_statement(
     `rows` selects the documents (`doc`), `sort_key`, `id` and the columns `order` sorts
     by, in that order, `limit` + 1 of them at most; only the caller's allowed rows count.
     """
-    rows_sql, access_sql = prepared(rows, ()), prepared(access, ())
+    rows_sql, access_sql = prepared(rows), prepared(access)
     ordering = ", ".join(order)
     sql = (
         f"WITH caller AS ({access_sql.sql}),"  # noqa: S608 (compiled statements)
@@ -217,9 +212,7 @@ def page_statement(
         f" (array_agg(page.id ORDER BY page.n) FILTER (WHERE page.n = %({PAGE_LIMIT})s))[1]"
         " FROM page"
     )
-    constants = {**rows_sql.constants, **access_sql.constants}
-    given = set(parameters) | {PAGE_LIMIT}
-    return Prepared(sql, {k: v for k, v in constants.items() if k not in given})
+    return Prepared(sql, {**rows_sql.constants, **access_sql.constants})
 
 
 @dataclass(frozen=True)

@@ -732,13 +732,12 @@ def _item_rows(ranges: tuple[str, ...]) -> Any:
 
 
 @cache
-def items_page(ranges: tuple[str, ...], parameters: frozenset[str]) -> Prepared:
+def items_page(ranges: tuple[str, ...]) -> Prepared:
     access = trip_service.with_member_access(
         select(col(User.is_active).label("allowed")), *trip_service.caller_parameters()
     )
-    given = {*trip_service.CALLER, "rows", *parameters}
     order = ["item_day ASC NULLS LAST", "order_key"]
-    return page_statement(_item_rows(ranges), access, order, given)
+    return page_statement(_item_rows(ranges), access, order)
 
 
 def read_items_page(
@@ -760,7 +759,7 @@ def read_items_page(
             "Filter by day or by unscheduled, not both.", code="conflicting_filters"
         )
     ranges, values = _ranges_after(page, day, unscheduled)
-    statement = items_page(ranges, frozenset(values))
+    statement = items_page(ranges)
     return read_page(
         statement, session, {**caller, **values, "rows": page.limit + 1, PAGE_LIMIT: page.limit}
     )

@@ -164,7 +164,7 @@ def find_member_access(
 def trip_document() -> Prepared:
     document = json_object(TripPublic, Trip, role=TripMember.role)
     statement = select(col(User.is_active), document, col(Trip.version))
-    return prepared(with_member_access(statement, *caller_parameters()), CALLER)
+    return prepared(with_member_access(statement, *caller_parameters()))
 
 
 @dataclass(frozen=True)
@@ -208,8 +208,7 @@ def my_trips_page(after: bool) -> Prepared:
     access = select(
         user_service.signed_in(bindparam("user_id"), bindparam("session_id")).label("allowed")
     )
-    given = ("user_id", "session_id", "rows", *(("after_key", "after_id") if after else ()))
-    return page_statement(_my_trips_after(after), access, ["sort_key DESC", "id DESC"], given)
+    return page_statement(_my_trips_after(after), access, ["sort_key DESC", "id DESC"])
 
 
 def read_my_trips_page(
